@@ -1,0 +1,214 @@
+"""The LSTM recurrence for the TensorFlow backend: forward and backward loops compiled with XLA.
+
+Keras' generic loop dispatches a dozen separate ops per step, and autodiff of it keeps and replays
+every one of them; at forecasting sizes (tens of timesteps, tens to hundreds of units) dispatch and
+memory traffic, not arithmetic, are the bill. Here the forward loop and the backward loop are each
+one XLA cluster:
+
+- forward: z_t = x_t W + h U + b and the cell's gating, fused by XLA; in training the pre-activations
+  z_t and the previous states are kept for the backward pass (in inference nothing is kept);
+- backward: per step, only the gating is differentiated (from the kept z_t, c_{t-1}) and dh_{t-1} gets
+  dz_t U^T; the weight gradients of kernel, recurrent_kernel and bias are then three large matmuls
+  over all steps at once instead of T small ones.
+
+The gating is the cell's own `gates`, so there is one definition of the math, extras included.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import tensorflow as tf
+
+from forecaster.layers.lstm_cell import LSTMCell
+
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _masked_step(cell, z, h_prev, c_prev, out_prev, m, extras, zero_output_for_mask):
+    """The gating of one step plus the mask's hold: (h_t, c_t, output_t)."""
+    h, c, _ = cell.gates(z, c_prev, extras)
+    out = h
+    if m is not None:
+        h = tf.where(m, h, h_prev)
+        c = tf.where(m, c, c_prev)
+        out = tf.where(m, out, tf.zeros_like(out) if zero_output_for_mask else out_prev)
+    return h, c, out
+
+
+def _forward(cell, steps, h0, c0, steps_mask, kernel, recurrent_kernel, bias, extras, *,
+             return_sequences, zero_output_for_mask, keep_for_backward):
+    """Forward over time-major ``steps`` (T, B, F): outputs, final states and what backward needs.
+
+    Keeping z_t and the previous states costs memory traffic of the order of the whole (T, B, 6u)
+    sequence, so it is done only when a gradient is expected (``keep_for_backward``).
+    """
+    num_steps = tf.shape(steps)[0]
+    dtype = steps.dtype
+    keep = {
+        "z": tf.TensorArray(dtype, size=num_steps),
+        "h_prev": tf.TensorArray(dtype, size=num_steps),
+        "c_prev": tf.TensorArray(dtype, size=num_steps),
+        "out_prev": tf.TensorArray(dtype, size=num_steps),
+    }
+    outputs = tf.TensorArray(dtype, size=num_steps if return_sequences else 1)
+
+    def body(t, h_prev, c_prev, out_prev, outputs, keep):
+        z = tf.matmul(steps[t], kernel) + tf.matmul(h_prev, recurrent_kernel)
+        if bias is not None:
+            z = z + bias
+        m = None if steps_mask is None else steps_mask[t]
+        h, c, out = _masked_step(cell, z, h_prev, c_prev, out_prev, m, extras, zero_output_for_mask)
+        if keep_for_backward:
+            keep = {
+                "z": keep["z"].write(t, z),
+                "h_prev": keep["h_prev"].write(t, h_prev),
+                "c_prev": keep["c_prev"].write(t, c_prev),
+                "out_prev": keep["out_prev"].write(t, out_prev) if m is not None else keep["out_prev"],
+            }
+        outputs = outputs.write(t if return_sequences else 0, out)
+        return t + 1, h, c, out, outputs, keep
+
+    _, h, c, last_output, outputs, keep = tf.while_loop(
+        lambda t, *_: t < num_steps,
+        body,
+        (tf.constant(0), h0, c0, tf.zeros_like(h0), outputs, keep),
+        maximum_iterations=num_steps,
+    )
+    kept = {}
+    if keep_for_backward:
+        kept = {k: v.stack() for k, v in keep.items() if k != "out_prev" or steps_mask is not None}
+    return last_output, outputs.stack(), h, c, kept
+
+
+def _backward(cell, steps, steps_mask, kernel, recurrent_kernel, bias, extras, kept,
+              d_last, d_outputs, d_h, d_c, *, return_sequences, zero_output_for_mask):
+    """Gradients of the forward pass with respect to steps, h0, c0 and every weight."""
+    num_steps = tf.shape(steps)[0]
+    dtype = steps.dtype
+    extra_names = sorted(extras)
+    d_extras0 = [tf.zeros_like(extras[n]) for n in extra_names]
+    d_z_all = tf.TensorArray(dtype, size=num_steps)
+    d_out0 = tf.zeros_like(d_h)
+
+    def body(t, dh, dc, dout_next, d_z_all, d_extras):
+        # The output of step t gets the loss gradient of outputs[t] (or of last_output at the end)
+        # plus, under a mask, what step t+1 passed back through its hold of the previous output.
+        dout = dout_next
+        if return_sequences:
+            dout = dout + d_outputs[t]
+        dout = dout + tf.cast(tf.equal(t, num_steps - 1), dtype) * d_last
+        z, h_prev, c_prev = kept["z"][t], kept["h_prev"][t], kept["c_prev"][t]
+        out_prev = kept["out_prev"][t] if steps_mask is not None else tf.zeros_like(h_prev)
+        m = None if steps_mask is None else steps_mask[t]
+        local = [z, h_prev, c_prev, out_prev] + [extras[n] for n in extra_names]
+        with tf.GradientTape() as tape:
+            tape.watch(local)
+            h, c, out = _masked_step(
+                cell, z, h_prev, c_prev, out_prev, m,
+                dict(zip(extra_names, local[4:])), zero_output_for_mask,
+            )
+        grads = tape.gradient(
+            [h, c, out], local, output_gradients=[dh, dc, dout],
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        )
+        dz, dh_direct, dc_prev, dout_prev = grads[:4]
+        dh_prev = dh_direct + tf.matmul(dz, recurrent_kernel, transpose_b=True)
+        d_extras = [a + b for a, b in zip(d_extras, grads[4:])]
+        return t - 1, dh_prev, dc_prev, dout_prev, d_z_all.write(t, dz), d_extras
+
+    _, dh0, dc0, _, d_z_all, d_extras = tf.while_loop(
+        lambda t, *_: t >= 0,
+        body,
+        (num_steps - 1, d_h, d_c, d_out0, d_z_all, d_extras0),
+        maximum_iterations=num_steps,
+    )
+    dz = d_z_all.stack()  # (T, B, 4u)
+    d_steps = tf.einsum("tbg,fg->tbf", dz, kernel)
+    d_kernel = tf.einsum("tbf,tbg->fg", steps, dz)
+    d_recurrent = tf.einsum("tbh,tbg->hg", kept["h_prev"], dz)
+    d_bias = None if bias is None else tf.reduce_sum(dz, axis=(0, 1))
+    return d_steps, dh0, dc0, d_kernel, d_recurrent, d_bias, dict(zip(extra_names, d_extras))
+
+
+def _compiled(cell: LSTMCell) -> tuple[Any, Any]:
+    """The cell's forward and backward loops as XLA-compiled functions, built once per cell."""
+    pair = _COMPILED.get(cell)
+    if pair is None:
+        compile_ = lambda fn: tf.function(fn, jit_compile=True, reduce_retracing=True, autograph=False)
+        pair = (
+            compile_(lambda *a, **k: _forward(cell, *a, **k)),
+            compile_(lambda *a, **k: _backward(cell, *a, **k)),
+        )
+        _COMPILED[cell] = pair
+    return pair
+
+
+def run_fused(
+    cell: LSTMCell,
+    sequences: tf.Tensor,
+    h0: tf.Tensor,
+    c0: tf.Tensor,
+    mask: tf.Tensor | None,
+    *,
+    return_sequences: bool,
+    go_backwards: bool,
+    zero_output_for_mask: bool,
+    training: bool,
+) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
+    """The `(last_output, outputs, [h, c])` triple of `keras.layers.RNN.inner_loop`.
+
+    In training the forward pass keeps what the backward pass needs; in inference it keeps nothing,
+    and a gradient, if one is asked for all the same, runs the keeping forward pass again first.
+    """
+    forward, backward = _compiled(cell)
+    options = {"return_sequences": return_sequences, "zero_output_for_mask": zero_output_for_mask}
+    steps = tf.transpose(sequences, (1, 0, 2))
+    steps_mask = None
+    if mask is not None:
+        steps_mask = tf.expand_dims(tf.transpose(tf.cast(mask, tf.bool), (1, 0)), -1)
+    if go_backwards:
+        steps = tf.reverse(steps, [0])
+        if steps_mask is not None:
+            steps_mask = tf.reverse(steps_mask, [0])
+    dtype = sequences.dtype
+    kernel = tf.cast(cell.kernel, dtype)
+    recurrent_kernel = tf.cast(cell.recurrent_kernel, dtype)
+    extras = {k: tf.cast(v, dtype) for k, v in cell.extra_weights().items()}
+    extra_names = sorted(extras)
+    has_bias = cell.bias is not None
+    bias = tf.cast(cell.bias, dtype) if has_bias else tf.zeros((0,), dtype)
+
+    @tf.custom_gradient
+    def lstm(steps, h0, c0, kernel, recurrent_kernel, bias, *extra_values):
+        # The compiled loops are differentiated by hand below; stop_gradient keeps the tape from
+        # asking TensorFlow for a gradient of the XLA cluster (its loop state cannot leave XLA).
+        steps, h0, c0, kernel, recurrent_kernel, bias = (
+            tf.stop_gradient(v) for v in (steps, h0, c0, kernel, recurrent_kernel, bias)
+        )
+        ex = {n: tf.stop_gradient(v) for n, v in zip(extra_names, extra_values)}
+        b = bias if has_bias else None
+        args = (steps, h0, c0, steps_mask, kernel, recurrent_kernel, b, ex)
+        last, outs, h, c, kept = forward(*args, keep_for_backward=bool(training), **options)
+
+        def grad(d_last, d_outs, d_h, d_c):
+            d_last, d_outs, d_h, d_c = (
+                tf.zeros_like(v) if d is None else d
+                for d, v in zip((d_last, d_outs, d_h, d_c), (last, outs, h, c))
+            )
+            saved = kept if training else forward(*args, keep_for_backward=True, **options)[-1]
+            d_steps, dh0, dc0, dk, dr, db, dex = backward(
+                steps, steps_mask, kernel, recurrent_kernel, b, ex, saved,
+                d_last, d_outs, d_h, d_c, **options,
+            )
+            db = db if has_bias else tf.zeros_like(bias)
+            return (d_steps, dh0, dc0, dk, dr, db, *[dex[n] for n in extra_names])
+
+        return (last, outs, h, c), grad
+
+    last_output, stacked, h, c = lstm(
+        steps, h0, c0, kernel, recurrent_kernel, bias, *[extras[n] for n in extra_names]
+    )
+    outputs = tf.transpose(stacked, (1, 0, 2))
+    return last_output, outputs, [h, c]

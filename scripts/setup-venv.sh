@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create or reuse .venv and install the project with pinned versions (constraints.txt).
+# Idempotent: reinstalls only when pyproject.toml or constraints.txt changed since the last install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+extras=${FORECASTER_EXTRAS:-dev}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.forecaster-install-stamp
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1) $extras"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[$extras]"
+  echo "$want" > "$stamp"
+fi

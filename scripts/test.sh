@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Run every check CI runs: lint, the whole suite under TensorFlow, the layer's tests under JAX.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FORECASTER_EXTRAS=${FORECASTER_EXTRAS:-dev} bash scripts/setup-venv.sh
+export TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0
+.venv/bin/ruff check .
+.venv/bin/python -m pytest -q "$@"
+KERAS_BACKEND=jax .venv/bin/python -m pytest -q -m layer "$@"

@@ -1,0 +1,59 @@
+"""Backend-neutral helpers for the layer tests: outputs and gradients of a layer as NumPy arrays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+
+def _as_list(out: Any) -> list:
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def outputs_and_grads(
+    layer: keras.layers.Layer,
+    x: np.ndarray,
+    cotangents: list[np.ndarray] | None = None,
+    **call_kwargs: Any,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Call ``layer`` on ``x``; return its outputs and d(loss)/d(x, every trainable weight).
+
+    The loss is sum_k <output_k, cotangent_k>, with fixed random cotangents, so that every output
+    (sequence, final h, final c) takes part in the gradient with its own weighting.
+    """
+    backend = keras.backend.backend()
+    if not layer.built:
+        layer(x, **call_kwargs)
+    if cotangents is None:
+        rng = np.random.default_rng(123)
+        cotangents = [rng.normal(size=np.shape(o)).astype("float32") for o in _as_list(layer(x, **call_kwargs))]
+
+    def loss_of(outs: list) -> Any:
+        return sum(keras.ops.sum(o * c) for o, c in zip(outs, cotangents))
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            outs = _as_list(layer(xt, **call_kwargs))
+            loss = loss_of(outs)
+        grads = tape.gradient(loss, [xt, *layer.trainable_variables])
+        return [np.asarray(o) for o in outs], [np.asarray(g) for g in grads]
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in layer.trainable_variables]
+        non_trainable = [v.value for v in layer.non_trainable_variables]
+
+        def f(xv: Any, tv: Any) -> Any:
+            outs, _ = layer.stateless_call(tv, non_trainable, xv, **call_kwargs)
+            outs = _as_list(outs)
+            return loss_of(outs), outs
+
+        (_, outs), (gx, gw) = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(x, trainable)
+        return [np.asarray(o) for o in outs], [np.asarray(gx), *[np.asarray(g) for g in gw]]
+    raise NotImplementedError(f"gradients for backend {backend}")

@@ -1,0 +1,170 @@
+"""forecaster.layers.LSTM against keras.layers.LSTM with the same weights: outputs, states, gradients.
+
+Tolerance: 1e-5 absolute and relative (Keras' own LSTM tests use 1e-5); observed differences are ~1e-7.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from forecaster.layers import LSTM
+from tests.layer_support import outputs_and_grads
+
+pytestmark = pytest.mark.layer
+TOL = {"atol": 1e-5, "rtol": 1e-5}
+
+
+def _pair(units: int, input_shape: tuple, weight_seed: int = 0, **kwargs) -> tuple:
+    """A Keras LSTM and ours with the same random weights (bias randomised too)."""
+    theirs = keras.layers.LSTM(units, **kwargs)
+    theirs.build(input_shape)
+    rng = np.random.default_rng(weight_seed)
+    theirs.set_weights([rng.normal(scale=0.5, size=w.shape).astype("float32") for w in theirs.get_weights()])
+    ours = LSTM(units, **kwargs)
+    ours.build(input_shape)
+    ours.set_weights(theirs.get_weights())
+    return theirs, ours
+
+
+def _mask(kind: str, batch: int, steps: int, rng: np.random.Generator) -> np.ndarray | None:
+    if kind == "none":
+        return None
+    lengths = rng.integers(1, steps + 1, size=batch)
+    idx = np.arange(steps)[None, :]
+    if kind == "right":
+        return idx < lengths[:, None]
+    return idx >= (steps - lengths)[:, None]  # left-padded
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batch=st.integers(1, 4),
+    steps=st.integers(1, 6),
+    features=st.integers(1, 4),
+    units=st.integers(1, 5),
+    return_sequences=st.booleans(),
+    return_state=st.booleans(),
+    go_backwards=st.booleans(),
+    use_bias=st.booleans(),
+    mask_kind=st.sampled_from(["none", "right", "left"]),
+    with_initial_state=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_outputs_states_and_gradients_equal_keras(
+    batch, steps, features, units, return_sequences, return_state, go_backwards, use_bias, mask_kind,
+    with_initial_state, seed,
+):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, steps, features)).astype("float32")
+    options = dict(return_sequences=return_sequences, return_state=return_state,
+                   go_backwards=go_backwards, use_bias=use_bias)
+    theirs, ours = _pair(units, x.shape, weight_seed=seed, **options)
+    call = {}
+    mask = _mask(mask_kind, batch, steps, rng)
+    if mask is not None:
+        call["mask"] = mask
+    if with_initial_state:
+        call["initial_state"] = [rng.normal(size=(batch, units)).astype("float32") for _ in range(2)]
+    out_t, grads_t = outputs_and_grads(theirs, x, **call)
+    out_o, grads_o = outputs_and_grads(ours, x, **call)
+    assert len(out_t) == len(out_o) == (3 if return_state else 1)
+    for a, b in zip(out_t, out_o):
+        np.testing.assert_allclose(b, a, **TOL)
+    assert len(grads_t) == len(grads_o)
+    for a, b in zip(grads_t, grads_o):
+        np.testing.assert_allclose(b, a, **TOL)
+
+
+def test_weights_round_trip_both_ways():
+    x = np.random.default_rng(1).normal(size=(3, 5, 2)).astype("float32")
+    theirs, ours = _pair(4, x.shape, weight_seed=1)
+    assert [w.shape for w in ours.get_weights()] == [w.shape for w in theirs.get_weights()]
+    assert [w.name for w in ours.weights] == ["kernel", "recurrent_kernel", "bias"]
+    fresh = keras.layers.LSTM(4)
+    fresh.build(x.shape)
+    fresh.set_weights(ours.get_weights())
+    np.testing.assert_allclose(np.asarray(fresh(x)), np.asarray(ours(x)), **TOL)
+
+
+def test_unit_forget_bias_initialisation_matches_keras():
+    ours = LSTM(3, bias_initializer="ones")
+    ours.build((1, 2, 2))
+    np.testing.assert_array_equal(np.asarray(ours.cell.bias), [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    ours = LSTM(3)
+    ours.build((1, 2, 2))
+    np.testing.assert_array_equal(np.asarray(ours.cell.bias), [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+
+
+def test_golden_constant_initialisers_like_keras_own_test():
+    # The constant-initialiser case of Keras' lstm_test, checked against Keras itself.
+    x = np.arange(24, dtype="float32").reshape((2, 3, 4)) / 10.0
+    kwargs = dict(kernel_initializer=keras.initializers.Constant(0.01),
+                  recurrent_initializer=keras.initializers.Constant(0.02),
+                  bias_initializer=keras.initializers.Constant(0.03), return_sequences=True)
+    np.testing.assert_allclose(np.asarray(LSTM(3, **kwargs)(x)), np.asarray(keras.layers.LSTM(3, **kwargs)(x)),
+                               **TOL)
+
+
+def test_stateful_calls_across_batches_match_keras():
+    rng = np.random.default_rng(2)
+    chunks = [rng.normal(size=(2, 4, 3)).astype("float32") for _ in range(3)]
+    theirs, ours = _pair(5, (2, 4, 3), stateful=True, return_sequences=True)
+    for chunk in chunks:
+        np.testing.assert_allclose(np.asarray(ours(chunk)), np.asarray(theirs(chunk)), **TOL)
+    np.testing.assert_allclose(np.asarray(ours.states[0]), np.asarray(theirs.states[0]), **TOL)
+    ours.reset_state()
+    theirs.reset_state()
+    np.testing.assert_allclose(np.asarray(ours(chunks[0])), np.asarray(theirs(chunks[0])), **TOL)
+    # State carried over is not the same as a fresh start: the test above can fail.
+    assert not np.allclose(np.asarray(ours(chunks[0])), np.asarray(theirs(chunks[1])))
+
+
+@pytest.mark.parametrize("recurrent_dropout", [0.0, 0.3])
+def test_dropout_draws_the_same_masks_as_keras_for_the_same_seed(recurrent_dropout):
+    x = np.random.default_rng(3).normal(size=(4, 6, 5)).astype("float32")
+    theirs, ours = _pair(6, x.shape, dropout=0.4, recurrent_dropout=recurrent_dropout, seed=7,
+                         return_sequences=True)
+    a = np.asarray(theirs(x, training=True))
+    b = np.asarray(ours(x, training=True))
+    np.testing.assert_allclose(b, a, **TOL)
+    # Dropout is active (training differs from inference) and off at inference.
+    assert not np.allclose(b, np.asarray(ours(x, training=False)), atol=1e-3)
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), **TOL)
+
+
+def test_bidirectional_matches_keras():
+    x = np.random.default_rng(4).normal(size=(3, 5, 2)).astype("float32")
+    theirs = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True))
+    ours = keras.layers.Bidirectional(LSTM(4, return_sequences=True))
+    theirs.build(x.shape)
+    ours.build(x.shape)
+    ours.set_weights(theirs.get_weights())
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=bool)
+    np.testing.assert_allclose(np.asarray(ours(x, mask=mask)), np.asarray(theirs(x, mask=mask)), **TOL)
+
+
+def test_mixed_precision_matches_keras():
+    x = np.random.default_rng(5).normal(size=(2, 6, 3)).astype("float32")
+    theirs, ours = _pair(4, x.shape, dtype="mixed_float16", return_sequences=True)
+    a, b = theirs(x), ours(x)
+    assert keras.backend.standardize_dtype(b.dtype) == "float16"
+    assert ours.cell.kernel.dtype == "float32"
+    np.testing.assert_allclose(np.asarray(b, "float32"), np.asarray(a, "float32"), atol=2e-3)
+
+
+def test_layer_inside_a_model_trains_like_keras():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(16, 7, 3)).astype("float32")
+    y = rng.normal(size=(16, 1)).astype("float32")
+    losses = []
+    for layer_cls in (keras.layers.LSTM, LSTM):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((7, 3)), layer_cls(5), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        losses.append(model.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0).history["loss"])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+    assert losses[1][-1] < losses[1][0]
