@@ -1,0 +1,172 @@
+"""Simple benchmark forecasters: seasonal naive, M4's Naive2, and seasonal-naive quantiles.
+
+These are the yardsticks the learned models are compared against (and the fallback the service
+uses when a model cannot forecast a series), so they follow the M4 competition's definitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = [
+    "acf",
+    "naive2",
+    "seasonal_indices",
+    "seasonal_naive",
+    "seasonal_naive_batch",
+    "seasonal_naive_intervals",
+    "seasonality_test",
+]
+
+
+def _check(horizon: int, m: int) -> None:
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    if m < 1:
+        raise ValueError(f"seasonal period m must be >= 1, got {m}")
+
+
+def _history(history: np.ndarray) -> np.ndarray:
+    x = np.asarray(history, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"history must be 1-D, got shape {x.shape}")
+    if x.size == 0:
+        raise ValueError("cannot forecast from an empty history")
+    return x
+
+
+def seasonal_naive(history: np.ndarray, horizon: int, m: int) -> np.ndarray:
+    """Repeat the last ``m`` observed values over ``horizon`` steps.
+
+    With fewer than ``m`` values there is no full season to repeat, so the last value is repeated
+    (plain naive). An empty history raises ValueError.
+    """
+    return seasonal_naive_batch([history], horizon, m)[0]
+
+
+def seasonal_naive_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.ndarray:
+    """`seasonal_naive` for many series of possibly different lengths at once: shape (n, horizon).
+
+    All histories are concatenated and the forecast values gathered with one fancy-indexing step.
+    """
+    _check(horizon, m)
+    arrays = [_history(h) for h in histories]
+    if not arrays:
+        return np.empty((0, horizon))
+    lengths = np.array([a.size for a in arrays], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    step = np.arange(horizon)[None, :]
+    # position inside each history: last season repeated, or the last value when shorter than m
+    pos = np.where(lengths[:, None] >= m, lengths[:, None] - m + step % m, lengths[:, None] - 1)
+    return np.concatenate(arrays)[starts[:, None] + pos]
+
+
+# --------------------------------------------------------------------------- Naive2
+
+
+def acf(x: np.ndarray, max_lag: int) -> np.ndarray:
+    """Sample autocorrelations r_1..r_max_lag (the usual biased estimator, as R's ``acf``).
+
+    r_k = sum_t (x_t - mean)(x_{t+k} - mean) / sum_t (x_t - mean)^2; a constant series gives zeros.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    dev = x - x.mean()
+    denom = float(dev @ dev)
+    out = np.zeros(max_lag)
+    if denom == 0.0:
+        return out
+    for k in range(1, min(max_lag, x.size - 1) + 1):
+        out[k - 1] = float(dev[:-k] @ dev[k:]) / denom
+    return out
+
+
+def seasonality_test(x: np.ndarray, m: int) -> bool:
+    """M4's 90 % autocorrelation test for seasonality at lag ``m``.
+
+    Seasonal if |r_m| > 1.645 * sqrt((1 + 2 * sum_{k=1}^{m-1} r_k^2) / n). As in the M4 benchmark
+    code, series shorter than 3 seasons (and m = 1) are treated as not seasonal.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if m < 2 or x.size < 3 * m:
+        return False
+    r = acf(x, m)
+    limit = 1.645 * np.sqrt((1.0 + 2.0 * np.sum(r[: m - 1] ** 2)) / x.size)
+    return bool(abs(r[m - 1]) > limit)
+
+
+def seasonal_indices(x: np.ndarray, m: int) -> np.ndarray:
+    """Multiplicative seasonal indices of classical decomposition, shape (m,), mean 1.
+
+    Index p belongs to positions t with t mod m == p (t counted from the start of ``x``). The trend is
+    the centred moving average of order m (2 x m for even m); each index is the mean of x / trend
+    over the positions where the trend exists, and the indices are rescaled to average 1.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    weights = np.r_[0.5, np.ones(m - 1), 0.5] / m if m % 2 == 0 else np.ones(m) / m
+    half = weights.size // 2
+    trend = np.full(x.size, np.nan)
+    if x.size >= weights.size:
+        trend[half : x.size - half] = np.convolve(x, weights, mode="valid")
+    ratio = x / trend
+    padded = np.full(-(-x.size // m) * m, np.nan)
+    padded[: x.size] = ratio
+    by_position = padded.reshape(-1, m)
+    observed = ~np.isnan(by_position)
+    index = np.where(observed, by_position, 0.0).sum(axis=0) / observed.sum(axis=0)
+    return index / index.mean()
+
+
+def naive2(history: np.ndarray, horizon: int, m: int) -> np.ndarray:
+    """M4's Naive2 benchmark: naive forecast on seasonally adjusted data.
+
+    If `seasonality_test` finds seasonality at lag m, the series is divided by its multiplicative
+    `seasonal_indices`, the last adjusted value is carried forward, and the forecast is multiplied
+    back by the indices of the future positions. Otherwise it is plain naive. Multiplicative
+    decomposition needs positive data, so a history with a value <= 0 is also forecast naively.
+    """
+    _check(horizon, m)
+    x = _history(history)
+    future = np.arange(x.size, x.size + horizon)
+    if x.min() > 0 and seasonality_test(x, m):
+        si = seasonal_indices(x, m)
+        level = x[-1] / si[(x.size - 1) % m]
+        return level * si[future % m]
+    return np.full(horizon, x[-1])
+
+
+# --------------------------------------------------------------------------- quantiles
+
+
+def seasonal_naive_intervals(
+    history: np.ndarray, horizon: int, m: int, quantiles: Sequence[float]
+) -> np.ndarray:
+    """Quantile forecasts around the seasonal naive forecast, shape (horizon, n_quantiles).
+
+    Method: the in-sample one-season-ahead errors e_t = y_t - y_{t-m} (every t with both values
+    observed) form an empirical error distribution. Step j (1-based) of the forecast is k = ceil(j/m)
+    seasons ahead; treating the seasonal naive as a seasonal random walk, its error is a sum of k
+    independent season errors, so the spread grows like sqrt(k):
+
+        quantile_q(step j) = seasonal_naive(step j) + sqrt(k) * empirical_quantile_q(e)
+
+    (``np.quantile``, linear interpolation). When the history is not longer than m, lag-1 errors are
+    used instead with k = j, matching the naive fallback of `seasonal_naive`. A one-point history has
+    no errors at all: every quantile is then the point forecast (zero width), which says "unknown
+    spread", not "certain". The quantiles are non-decreasing in q, and q0.5 is not forced onto the
+    point forecast (the median error may be non-zero if the history is biased).
+    """
+    _check(horizon, m)
+    x = _history(history)
+    qs = np.asarray(quantiles, dtype=np.float64).reshape(-1)
+    if np.any(~(qs > 0) | ~(qs < 1)):
+        raise ValueError(f"quantiles must lie strictly between 0 and 1, got {qs.tolist()}")
+    point = seasonal_naive(x, horizon, m)
+    lag = m if x.size > m else 1
+    errors = x[lag:] - x[:-lag]
+    errors = errors[~np.isnan(errors)]
+    if errors.size == 0:
+        return np.repeat(point[:, None], qs.size, axis=1)
+    seasons_ahead = np.ceil(np.arange(1, horizon + 1) / lag)
+    return point[:, None] + np.sqrt(seasons_ahead)[:, None] * np.quantile(errors, qs)[None, :]

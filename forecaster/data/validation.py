@@ -1,0 +1,543 @@
+"""Turn a user frame into a sorted, regular, typed frame, or say precisely what is wrong with it.
+
+Checks run in a fixed order and each raises its own :class:`~forecaster.errors.DataError` subclass
+naming the column, series and timestamps at fault: missing columns, id type, time type, numeric
+target/covariates, duplicate (id, time) rows, frequency, gaps, missing targets, covariates, history
+length and (for prediction) future covariate coverage.  Rows are never dropped silently: unsorted input
+is sorted, gaps and missing targets are handled by ``missing_policy`` and everything done is counted in
+``ValidatedFrame.report``.
+
+Decisions worth knowing:
+
+* Ids become pandas' ``str`` dtype (integer ids are converted with ``str``); float, bool and mixed
+  str/int id columns are refused because their text form is ambiguous.
+* Times become ``datetime64[ns]`` (time zone kept).  Strings are parsed with ``pd.to_datetime``;
+  numbers (epochs of unknown unit) are refused.
+* Targets must be numeric and not bool.  Covariates may be bool (read as 0.0/1.0).  Text columns are
+  accepted only if every value parses as a number.  Everything numeric becomes float64.
+* Under every policy the output has an ``observed`` column: 1.0 where the target was given and finite,
+  0.0 where it was filled ("fill") or masked ("mask"); the policies differ only in the target value
+  of those rows (interpolated, or 0.0).  Interpolation is linear in grid steps within the series, with
+  the nearest value at the edges.
+* ``for_prediction`` with known-future columns: rows after each series' last finite target are future
+  rows and go to ``ValidatedFrame.future``.  Without known-future columns no rows are split off and
+  trailing missing targets are handled by the policy like any other.  Future rows beyond the horizon
+  are ignored (counted in the report as ``future_rows_ignored``).
+* Report keys: rows_in, rows_out, series, freq, missing_policy, sorted (True when validation had to
+  sort the rows), gaps_filled (rows inserted), targets_filled / targets_masked (rows with observed=0,
+  gap rows included), future_rows, future_rows_ignored, short_series (count) and per_series (only
+  series with filled or masked rows).  A summary is logged at INFO on "forecaster.data" whenever
+  something was filled or masked.
+* For prediction, a series with no finite target at all raises ShortHistoryError: nothing can be
+  forecast from it.  For training it follows the policy ("mask" keeps it fully masked, "fill" cannot
+  fill it and raises MissingValueError).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecaster.data.frequency import build_grid, fixed_step_ns, future_index, infer_from_sorted
+from forecaster.data.frequency import normalize_frequency as _normalize_frequency
+from forecaster.data.schema import OBSERVED, Columns
+from forecaster.errors import (
+    ColumnTypeError,
+    ConfigError,
+    CovariateError,
+    DuplicateRowsError,
+    FrequencyError,
+    GapError,
+    MissingColumnError,
+    MissingValueError,
+    ShortHistoryError,
+    summarize,
+)
+
+logger = logging.getLogger("forecaster.data")
+
+POLICIES = ("error", "fill", "mask")
+
+
+@dataclass
+class ValidatedFrame:
+    """A frame that passed validation, with what validation learnt and did.
+
+    ``frame`` is sorted by (id, time), regular at ``freq`` and holds the columns id, time, target,
+    covariates (``columns.covariates()`` order) and ``observed``.  ``future`` holds future rows (id,
+    time, known-future columns) for prediction, ``short_series`` the series shorter than
+    ``min_length`` when validating for prediction.
+    """
+
+    frame: pd.DataFrame
+    freq: str
+    columns: Columns
+    report: dict[str, Any]
+    future: pd.DataFrame | None = None
+    short_series: list[str] = field(default_factory=list)
+    missing_policy: str = "error"
+
+    @property
+    def ids(self) -> list[str]:
+        """Series ids in frame order."""
+        return list(pd.unique(self.frame[self.columns.id]))
+
+
+# --------------------------------------------------------------------------- column checks
+
+
+def _check_columns(df: pd.DataFrame, columns: Columns) -> None:
+    wanted = [columns.id, columns.time, columns.target, *columns.covariates()]
+    missing = [name for name in wanted if name not in df.columns]
+    if missing:
+        raise MissingColumnError(
+            f"missing column(s) {missing}; frame has {summarize([str(c) for c in df.columns], 20)}",
+            column=", ".join(missing),
+        )
+
+
+def _rows_text(rows: np.ndarray) -> str:
+    return summarize([int(r) for r in rows])
+
+
+def _id_column(col: pd.Series, name: str) -> pd.Series:
+    if col.isna().any():
+        rows = np.flatnonzero(col.isna().to_numpy())
+        raise ColumnTypeError(f"id column has missing values at rows {_rows_text(rows)}", column=name)
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        col = col.astype(col.cat.categories.dtype)
+    if pd.api.types.is_bool_dtype(col):
+        raise ColumnTypeError("id column must hold strings or integers, not booleans", column=name)
+    if pd.api.types.is_integer_dtype(col):
+        return col.astype(str)
+    if pd.api.types.is_string_dtype(col) or col.dtype == object:
+        kind = pd.api.types.infer_dtype(col, skipna=True)
+        if kind in ("string", "integer", "empty"):
+            return col.astype(str)
+        raise ColumnTypeError(
+            f"id column must hold only strings or only integers, found {kind} values "
+            f"such as {summarize([repr(v) for v in col.head(3)])}",
+            column=name,
+        )
+    raise ColumnTypeError(f"id column must hold strings or integers, not {col.dtype}", column=name)
+
+
+def _time_column(col: pd.Series, name: str) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(col):
+        parsed = col
+    elif pd.api.types.is_string_dtype(col) or col.dtype == object:
+        try:
+            parsed = pd.to_datetime(col, errors="coerce")
+        except (TypeError, ValueError) as exc:
+            raise ColumnTypeError(f"time column cannot be parsed as datetimes: {exc}", column=name) from exc
+        bad = (parsed.isna() & col.notna()).to_numpy()
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise ColumnTypeError(
+                f"time column has values that are not datetimes, e.g. "
+                f"{summarize([repr(v) for v in col.iloc[rows[:5]]])} at rows {_rows_text(rows)}",
+                column=name,
+            )
+    else:
+        raise ColumnTypeError(
+            f"time column must be datetime64 or datetime strings, not {col.dtype}", column=name
+        )
+    if parsed.isna().any():
+        rows = np.flatnonzero(parsed.isna().to_numpy())
+        raise ColumnTypeError(f"time column has missing values at rows {_rows_text(rows)}", column=name)
+    return parsed.dt.as_unit("ns")
+
+
+def _numeric_column(col: pd.Series, name: str, allow_bool: bool) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(col):
+        if allow_bool:
+            return col.to_numpy(dtype=np.float64, na_value=np.nan)
+        raise ColumnTypeError("target must be numeric, not bool", column=name)
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_complex_dtype(col):
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    if pd.api.types.is_string_dtype(col) or col.dtype == object:
+        converted = pd.to_numeric(col, errors="coerce")
+        bad = (converted.isna() & col.notna()).to_numpy()
+        if not bad.any():
+            return converted.to_numpy(dtype=np.float64, na_value=np.nan)
+        rows = np.flatnonzero(bad)
+        raise ColumnTypeError(
+            f"column must be numeric; found values such as {summarize([repr(v) for v in col.iloc[rows[:3]]])}"
+            f" at rows {_rows_text(rows)}",
+            column=name,
+        )
+    raise ColumnTypeError(f"column must be numeric, not {col.dtype}", column=name)
+
+
+# --------------------------------------------------------------------------- helpers on sorted rows
+
+
+def _bounds(codes: np.ndarray, n_series: int) -> np.ndarray:
+    """Row offsets of each series in rows sorted by series code."""
+    return np.searchsorted(codes, np.arange(n_series + 1))
+
+
+def _grouped_fill(values: np.ndarray, codes: np.ndarray, backward: bool) -> np.ndarray:
+    """Forward (then backward, if asked) fill of NaN within each series; vectorised over all series."""
+    frame = pd.DataFrame(values)
+    filled = frame.groupby(codes).ffill()
+    if backward:
+        filled = filled.groupby(codes).bfill()
+    return filled.to_numpy(dtype=np.float64)
+
+
+def _interpolate(values: np.ndarray, valid: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Linear interpolation over positions within each series, nearest value at the edges."""
+    position = np.arange(len(values), dtype=np.float64)
+    known = pd.Series(np.where(valid, position, np.nan))
+    prev_pos = known.groupby(codes).ffill().to_numpy()
+    next_pos = known.groupby(codes).bfill().to_numpy()
+    prev_val = values[np.nan_to_num(prev_pos).astype(np.int64)]
+    next_val = values[np.nan_to_num(next_pos).astype(np.int64)]
+    has_prev, has_next = ~np.isnan(prev_pos), ~np.isnan(next_pos)
+    span = np.where(has_prev & has_next, next_pos - prev_pos, 1.0)
+    span[span == 0] = 1.0
+    weight = np.where(has_prev & has_next, (position - prev_pos) / span, 0.0)
+    inner = prev_val + (next_val - prev_val) * weight
+    out = np.where(has_prev, np.where(has_next, inner, prev_val), np.where(has_next, next_val, np.nan))
+    return np.where(valid, values, out)
+
+
+def _future_expectation(
+    last: pd.DatetimeIndex, freq: str, horizon: int
+) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    """Series code and timestamp of every expected future step (``horizon`` per series)."""
+    n_series = len(last)
+    codes = np.repeat(np.arange(n_series), horizon)
+    step = fixed_step_ns(freq, last.tz)
+    if step is not None:
+        i8 = np.repeat(last.asi8, horizon) + np.tile(np.arange(1, horizon + 1), n_series) * step
+        times = pd.DatetimeIndex(i8.view("M8[ns]"))
+        return codes, times.tz_localize("UTC").tz_convert(last.tz) if last.tz is not None else times
+    cache: dict[pd.Timestamp, pd.DatetimeIndex] = {}
+    parts = []
+    for ts in last:
+        if ts not in cache:
+            cache[ts] = future_index(ts, freq, horizon)
+        parts.append(cache[ts])
+    return codes, parts[0].append(parts[1:]) if parts else pd.DatetimeIndex([], tz=last.tz).as_unit("ns")
+
+
+# --------------------------------------------------------------------------- main entry point
+
+
+def validate_frame(
+    df: pd.DataFrame,
+    columns: Columns,
+    freq: str | None = None,
+    missing_policy: str = "error",
+    min_length: int = 1,
+    horizon: int = 0,
+    for_prediction: bool = False,
+) -> ValidatedFrame:
+    """Validate ``df`` against ``columns`` and return it sorted, regular and typed (see module doc).
+
+    ``freq`` is inferred when None; ``missing_policy`` is "error", "fill" or "mask"; ``min_length``
+    is the fewest grid rows a series may have; ``horizon`` is the forecast length that known-future
+    covariates must cover when ``for_prediction`` is true.
+    """
+    if missing_policy not in POLICIES:
+        raise ConfigError(f"missing_policy must be one of {POLICIES}, got {missing_policy!r}")
+    if min_length < 0 or horizon < 0:
+        raise ConfigError(f"min_length and horizon must be >= 0, got {min_length} and {horizon}")
+    _check_columns(df, columns)
+    covariates = columns.covariates()
+    rows_in = len(df)
+
+    ids = _id_column(df[columns.id], columns.id)
+    times = _time_column(df[columns.time], columns.time)
+    target = _numeric_column(df[columns.target], columns.target, allow_bool=False)
+    cov = np.column_stack(
+        [_numeric_column(df[c], c, allow_bool=True) for c in covariates]
+    ) if covariates else np.empty((rows_in, 0))
+
+    # Sort by (id, time) through integer codes: cheaper than sorting the text column.
+    codes, labels = pd.factorize(ids.to_numpy(), sort=True)
+    time_index = pd.DatetimeIndex(times)
+    order = np.lexsort((time_index.asi8, codes))
+    was_sorted = bool((order == np.arange(rows_in)).all())
+    codes, time_index, target, cov = codes[order], time_index[order], target[order], cov[order]
+    labels = [str(label) for label in labels]
+    n_series = len(labels)
+    bounds = _bounds(codes, n_series)
+
+    same = (codes[1:] == codes[:-1]) & (time_index.asi8[1:] == time_index.asi8[:-1])
+    if same.any():
+        rows = np.flatnonzero(same) + 1
+        raise DuplicateRowsError(
+            f"{len(rows)} duplicate (id, time) row(s)",
+            column=f"{columns.id}, {columns.time}",
+            series=[labels[c] for c in pd.unique(codes[rows])],
+            timestamps=list(time_index[rows]),
+        )
+
+    if n_series == 0:
+        raise ShortHistoryError("the frame has no rows", column=columns.target)
+    freq = _normalize_frequency(freq) if freq is not None else infer_from_sorted(time_index, bounds, labels)
+
+    # Future rows (prediction with known-future covariates): after each series' last finite target.
+    finite = np.isfinite(target)
+    position = np.arange(rows_in) - bounds[codes]
+    last_obs = np.maximum.reduceat(np.where(finite, position, -1), bounds[:-1])
+    no_history = np.flatnonzero(last_obs < 0)
+    if len(no_history) and for_prediction:
+        raise ShortHistoryError(
+            "series without any finite target value", column=columns.target,
+            series=[labels[s] for s in no_history],
+        )
+    split_future = for_prediction and bool(columns.known_future)
+    is_future = position > last_obs[codes] if split_future else np.zeros(rows_in, dtype=bool)
+    future_rows = {
+        "codes": codes[is_future], "times": time_index[is_future],
+        "known": cov[is_future][:, len(columns.static) : len(columns.static) + len(columns.known_future)],
+    }
+    hist = ~is_future
+    codes, time_index, target, cov = codes[hist], time_index[hist], target[hist], cov[hist]
+    finite = finite[hist]
+    bounds = _bounds(codes, n_series)
+
+    grid = build_grid(time_index, bounds, freq)
+    off = np.flatnonzero(grid.positions < 0)
+    if len(off):
+        raise FrequencyError(
+            f"{len(off)} timestamp(s) are not on the {freq!r} grid of their series",
+            column=columns.time,
+            series=[labels[c] for c in pd.unique(codes[off])],
+            timestamps=list(time_index[off]),
+        )
+    grid_bounds = np.concatenate([[0], np.cumsum(grid.lengths)])
+    total = int(grid_bounds[-1])
+    grid_codes = np.repeat(np.arange(n_series), grid.lengths)
+    dest = grid_bounds[codes] + grid.positions
+    present = np.zeros(total, dtype=bool)
+    present[dest] = True
+    n_gaps = total - len(dest)
+    if n_gaps and missing_policy == "error":
+        gap_rows = np.flatnonzero(~present)
+        raise GapError(
+            f"{n_gaps} timestamp(s) missing inside series (use missing_policy='fill' or 'mask')",
+            column=columns.time,
+            series=[labels[c] for c in pd.unique(grid_codes[gap_rows])],
+            timestamps=list(grid.times[gap_rows]),
+        )
+    bad_target = np.flatnonzero(~finite)
+    if len(bad_target) and missing_policy == "error":
+        raise MissingValueError(
+            f"{len(bad_target)} missing or non-finite target value(s) (use missing_policy='fill' or 'mask')",
+            column=columns.target,
+            series=[labels[c] for c in pd.unique(codes[bad_target])],
+            timestamps=list(time_index[bad_target]),
+        )
+
+    y = np.full(total, np.nan)
+    y[dest] = np.where(finite, target, np.nan)
+    observed = np.zeros(total)
+    observed[dest] = finite
+    x = np.full((total, len(covariates)), np.nan)
+    x[dest] = cov
+
+    if covariates:
+        x = _fill_covariates(x, present, grid_codes, grid.times, covariates, labels, missing_policy, columns)
+
+    if missing_policy == "fill":
+        y = _interpolate(y, observed == 1.0, grid_codes)
+        empty = np.flatnonzero(np.isnan(y))
+        if len(empty):
+            raise MissingValueError(
+                "cannot fill series without any finite target value",
+                column=columns.target,
+                series=[labels[c] for c in pd.unique(grid_codes[empty])],
+            )
+    elif missing_policy == "mask":
+        y = np.where(observed == 1.0, y, 0.0)
+
+    short = np.flatnonzero(grid.lengths < min_length)
+    short_series: list[str] = []
+    if len(short):
+        if not for_prediction:
+            raise ShortHistoryError(
+                f"series shorter than min_length={min_length}: "
+                f"{summarize([f'{labels[s]} ({grid.lengths[s]} rows)' for s in short])}",
+                column=columns.target,
+                series=[labels[s] for s in short],
+            )
+        short_series = [labels[s] for s in short]
+
+    future, ignored = None, 0
+    if split_future:
+        future, ignored = _future_frame(
+            future_rows, grid.times[grid_bounds[1:] - 1], freq, horizon, labels, columns
+        )
+
+    frame = pd.DataFrame(
+        {
+            columns.id: pd.Series(np.asarray(labels, dtype=object)[grid_codes], dtype=str),
+            columns.time: grid.times,
+            columns.target: y,
+            **{name: x[:, j] for j, name in enumerate(covariates)},
+            OBSERVED: observed,
+        }
+    )
+    report = _report(
+        rows_in, frame, labels, grid_codes, present, observed, was_sorted, missing_policy, freq,
+        int(is_future.sum()), ignored, len(short_series),
+    )
+    return ValidatedFrame(frame, freq, columns, report, future, short_series, missing_policy)
+
+
+def _fill_covariates(
+    x: np.ndarray,
+    present: np.ndarray,
+    grid_codes: np.ndarray,
+    times: pd.DatetimeIndex,
+    covariates: list[str],
+    labels: list[str],
+    policy: str,
+    columns: Columns,
+) -> np.ndarray:
+    """Reject or fill NaN covariates, forward-fill inserted gap rows, then check statics are constant."""
+    missing = ~np.isfinite(x) & present[:, None]
+    if missing.any() and policy != "fill":
+        j = int(np.flatnonzero(missing.any(axis=0))[0])
+        rows = np.flatnonzero(missing[:, j])
+        raise CovariateError(
+            f"covariate has {len(rows)} missing or non-finite value(s) (missing_policy='fill' fills them)",
+            column=covariates[j],
+            series=[labels[c] for c in pd.unique(grid_codes[rows])],
+            timestamps=list(times[rows]),
+        )
+    x = np.where(np.isfinite(x), x, np.nan)
+    x = _grouped_fill(x, grid_codes, backward=policy == "fill")
+    still = np.isnan(x)
+    if still.any():
+        j = int(np.flatnonzero(still.any(axis=0))[0])
+        rows = np.flatnonzero(still[:, j])
+        raise CovariateError(
+            "covariate has no value at all in some series",
+            column=covariates[j],
+            series=[labels[c] for c in pd.unique(grid_codes[rows])],
+        )
+    starts = np.flatnonzero(np.r_[True, grid_codes[1:] != grid_codes[:-1]])
+    for j, name in enumerate(columns.static):
+        varies = np.minimum.reduceat(x[:, j], starts) != np.maximum.reduceat(x[:, j], starts)
+        if varies.any():
+            raise CovariateError(
+                "static covariate is not constant within series",
+                column=name,
+                series=[labels[grid_codes[starts[s]]] for s in np.flatnonzero(varies)],
+            )
+    return x
+
+
+def _future_frame(
+    rows: dict[str, Any],
+    last_times: pd.DatetimeIndex,
+    freq: str,
+    horizon: int,
+    labels: list[str],
+    columns: Columns,
+) -> tuple[pd.DataFrame, int]:
+    """Future rows as a frame; with a horizon, check they hold exactly the next ``horizon`` steps."""
+    codes, times, known = rows["codes"], rows["times"], rows["known"]
+    ignored = 0
+    if horizon > 0:
+        exp_codes, exp_times = _future_expectation(last_times, freq, horizon)
+        given = pd.MultiIndex.from_arrays([codes, times.asi8])
+        expected = pd.MultiIndex.from_arrays([exp_codes, exp_times.asi8])
+        found = expected.isin(given)
+        if not found.all():
+            lost = np.flatnonzero(~found)
+            raise CovariateError(
+                f"known-future covariates do not cover the {horizon}-step horizon: "
+                f"{len(lost)} future timestamp(s) missing",
+                column=", ".join(columns.known_future),
+                series=[labels[c] for c in pd.unique(exp_codes[lost])],
+                timestamps=list(exp_times[lost]),
+            )
+        wanted = given.isin(expected)
+        horizon_end = exp_times.asi8[np.arange(len(labels)) * horizon + horizon - 1]
+        beyond = ~wanted & (times.asi8 > horizon_end[codes])
+        stray = np.flatnonzero(~wanted & ~beyond)
+        if len(stray):
+            raise CovariateError(
+                f"future rows are not on the {freq!r} grid following the history",
+                column=columns.time,
+                series=[labels[c] for c in pd.unique(codes[stray])],
+                timestamps=list(times[stray]),
+            )
+        ignored = int(beyond.sum())
+        codes, times, known = codes[wanted], times[wanted], known[wanted]
+        bad = ~np.isfinite(known)
+        if bad.any():
+            j = int(np.flatnonzero(bad.any(axis=0))[0])
+            rows_bad = np.flatnonzero(bad[:, j])
+            raise CovariateError(
+                "known-future covariate has missing values inside the horizon",
+                column=columns.known_future[j],
+                series=[labels[c] for c in pd.unique(codes[rows_bad])],
+                timestamps=list(times[rows_bad]),
+            )
+    frame = pd.DataFrame(
+        {
+            columns.id: pd.Series(np.asarray(labels, dtype=object)[codes], dtype=str),
+            columns.time: times,
+            **{name: known[:, j] for j, name in enumerate(columns.known_future)},
+        }
+    )
+    return frame, ignored
+
+
+def _report(
+    rows_in: int,
+    frame: pd.DataFrame,
+    labels: list[str],
+    grid_codes: np.ndarray,
+    present: np.ndarray,
+    observed: np.ndarray,
+    was_sorted: bool,
+    policy: str,
+    freq: str,
+    future_rows: int,
+    future_ignored: int,
+    n_short: int,
+) -> dict[str, Any]:
+    """Counts of everything validation did; logs a summary when values were filled or masked."""
+    n_series = len(labels)
+    gaps = np.bincount(grid_codes[~present], minlength=n_series)
+    unobserved = np.bincount(grid_codes[observed == 0.0], minlength=n_series)
+    key = "targets_filled" if policy == "fill" else "targets_masked"
+    per_series = {
+        labels[s]: {"gaps_filled": int(gaps[s]), key: int(unobserved[s])}
+        for s in np.flatnonzero(unobserved)
+    }
+    report = {
+        "rows_in": rows_in,
+        "rows_out": len(frame),
+        "series": n_series,
+        "freq": freq,
+        "missing_policy": policy,
+        "sorted": not was_sorted,
+        "gaps_filled": int(gaps.sum()),
+        "targets_filled": int(unobserved.sum()) if policy == "fill" else 0,
+        "targets_masked": int(unobserved.sum()) if policy == "mask" else 0,
+        "future_rows": future_rows,
+        "future_rows_ignored": future_ignored,
+        "short_series": n_short,
+        "per_series": per_series,
+    }
+    if per_series:
+        logger.info(
+            "validation %s: %d gap row(s) inserted, %d target(s) %s in %d of %d series",
+            policy, report["gaps_filled"], int(unobserved.sum()),
+            "filled" if policy == "fill" else "masked", len(per_series), n_series,
+        )
+    return report

@@ -1,0 +1,412 @@
+"""Validation of input frames, the error hierarchy, column specs and frame I/O."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecaster.data.io import read_frame, write_frame_atomic
+from forecaster.data.schema import Columns
+from forecaster.data.validation import validate_frame
+from forecaster.errors import (
+    ColumnTypeError,
+    ConfigError,
+    CovariateError,
+    DataError,
+    DuplicateRowsError,
+    ForecasterError,
+    FrequencyError,
+    GapError,
+    MissingColumnError,
+    MissingValueError,
+    ShortHistoryError,
+)
+
+COLS = Columns()
+
+
+def make_frame(ids=("a", "b"), periods=6, freq="D", start="2024-01-01", **extra) -> pd.DataFrame:
+    """Regular frame: series ids x periods, y = 10 * series number + step."""
+    times = pd.date_range(start, periods=periods, freq=freq)
+    frame = pd.DataFrame(
+        {
+            "unique_id": np.repeat(list(ids), periods),
+            "ds": np.tile(times, len(ids)),
+            "y": [10.0 * s + k for s in range(len(ids)) for k in range(periods)],
+        }
+    )
+    for name, value in extra.items():
+        frame[name] = value
+    return frame
+
+
+def gappy_frame() -> pd.DataFrame:
+    """One daily series: day 2 NaN, day 4 absent, day 6 +inf; a past-only covariate p."""
+    days = pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-05", "2024-01-06"])
+    return pd.DataFrame(
+        {"unique_id": "a", "ds": days, "y": [1.0, np.nan, 3.0, 5.0, np.inf], "p": [10.0, 20, 30, 50, 60]}
+    )
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_error_hierarchy():
+    for cls in (MissingColumnError, ColumnTypeError, DuplicateRowsError, FrequencyError, GapError,
+                MissingValueError, ShortHistoryError, CovariateError):
+        assert issubclass(cls, DataError)
+    assert issubclass(DataError, ForecasterError) and issubclass(DataError, ValueError)
+    assert issubclass(ConfigError, ValueError) and issubclass(ConfigError, ForecasterError)
+
+
+def test_data_error_message_truncates_and_to_dict_is_json_safe():
+    err = GapError(
+        "gaps", column="ds", series=[f"s{i}" for i in range(8)],
+        timestamps=[pd.Timestamp("2024-01-01", tz="UTC"), np.datetime64("2024-01-02")],
+    )
+    text = str(err)
+    assert "s0, s1, s2, s3, s4 and 3 more" in text
+    assert "'ds'" in text and "2024-01-01T00:00:00+00:00" in text
+    body = err.to_dict()
+    assert json.loads(json.dumps(body)) == body
+    assert body["error"] == "GapError"
+    assert body["series"][:2] == ["s0", "s1"] and body["n_series"] == 8
+    assert body["timestamps"] == ["2024-01-01T00:00:00+00:00", "2024-01-02T00:00:00"]
+
+
+def test_data_error_ids_from_numpy_are_plain():
+    body = DataError("x", series=[np.int64(3)]).to_dict()
+    assert body["series"] == [3] and type(body["series"][0]) is int
+
+
+# ----------------------------------------------------------------------------- schema and io
+
+
+def test_columns_round_trip_and_checks():
+    cols = Columns(static=["s"], known_future=("k",), past_only=("p",))
+    assert cols.static == ("s",)
+    assert cols.covariates() == ["s", "k", "p"]
+    data = cols.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert Columns.from_dict(data) == cols
+    with pytest.raises(ConfigError, match="more than one role"):
+        Columns(static=("y",))
+    with pytest.raises(ConfigError, match="reserved"):
+        Columns(past_only=("observed",))
+    with pytest.raises(ConfigError, match="unknown"):
+        Columns.from_dict({"ids": "x"})
+
+
+def test_read_write_csv_and_parquet(tmp_path):
+    frame = make_frame(periods=3, freq="h")
+    frame["ds"] = frame["ds"].dt.tz_localize("Europe/Paris")
+    csv = tmp_path / "f.csv"
+    write_frame_atomic(frame, csv)
+    assert "2024-01-01T01:00:00+01:00" in csv.read_text()
+    back = validate_frame(read_frame(csv), COLS).frame
+    assert back["ds"].iloc[1] == frame["ds"].iloc[1]
+    pq = tmp_path / "f.parquet"
+    write_frame_atomic(frame, pq)
+    pd.testing.assert_frame_equal(read_frame(pq), frame)
+    copy = read_frame(frame)
+    copy.loc[0, "y"] = -1
+    assert frame.loc[0, "y"] == 0.0
+    with pytest.raises(DataError, match=r"f\.txt"):
+        read_frame(tmp_path / "f.txt")
+
+
+def test_failed_atomic_write_keeps_previous_file(tmp_path):
+    target = tmp_path / "out.parquet"
+    write_frame_atomic(make_frame(periods=2), target)
+    before = target.read_bytes()
+    bad = pd.DataFrame({"x": [object(), object()]})
+    with pytest.raises(Exception):  # noqa: B017 - pyarrow's error type is not ours to pin
+        write_frame_atomic(bad, target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
+
+
+# ----------------------------------------------------------------------------- type checks
+
+
+def test_missing_columns_listed():
+    frame = make_frame().drop(columns=["y"])
+    with pytest.raises(MissingColumnError) as info:
+        validate_frame(frame, Columns(static=("s",)))
+    assert "'y'" in str(info.value) and "'s'" in str(info.value)
+    assert info.value.column == "y, s"
+
+
+def test_id_column_types():
+    frame = make_frame()
+    frame["unique_id"] = np.where(frame["unique_id"] == "a", 1.5, 2.5)
+    with pytest.raises(ColumnTypeError, match="unique_id"):
+        validate_frame(frame, COLS)
+    frame["unique_id"] = np.where(frame["unique_id"] == 1.5, 7, 8)
+    out = validate_frame(frame, COLS).frame
+    assert list(pd.unique(out["unique_id"])) == ["7", "8"]
+    assert pd.api.types.is_string_dtype(out["unique_id"])
+
+
+def test_unparseable_time_names_value_and_row():
+    frame = make_frame(periods=3)
+    frame["ds"] = frame["ds"].dt.strftime("%Y-%m-%d").astype(object)
+    frame.loc[4, "ds"] = "not a date"
+    with pytest.raises(ColumnTypeError) as info:
+        validate_frame(frame, COLS)
+    assert "'not a date'" in str(info.value) and "rows 4" in str(info.value)
+    assert info.value.column == "ds"
+
+
+def test_string_times_are_parsed_and_tz_kept():
+    frame = make_frame(periods=4, freq="h")
+    frame["ds"] = frame["ds"].dt.tz_localize("UTC").astype(str)
+    out = validate_frame(frame, COLS)
+    assert str(out.frame["ds"].dtype) == "datetime64[ns, UTC]"
+    assert out.freq == "h"
+
+
+def test_non_numeric_target_names_column_and_value():
+    frame = make_frame()
+    frame["y"] = frame["y"].astype(object)
+    frame.loc[3, "y"] = "oops"
+    with pytest.raises(ColumnTypeError) as info:
+        validate_frame(frame, COLS)
+    assert info.value.column == "y" and "'oops'" in str(info.value)
+
+
+def test_bool_target_refused_but_bool_covariate_accepted():
+    frame = make_frame(p=True)
+    out = validate_frame(frame, Columns(past_only=("p",)))
+    assert (out.frame["p"] == 1.0).all()
+    frame["y"] = frame["y"] > 2
+    with pytest.raises(ColumnTypeError, match="bool"):
+        validate_frame(frame, COLS)
+
+
+def test_duplicates_named():
+    frame = make_frame()
+    frame = pd.concat([frame, frame.iloc[[8]]])
+    with pytest.raises(DuplicateRowsError) as info:
+        validate_frame(frame, COLS)
+    assert info.value.series == ["b"]
+    assert info.value.timestamps == [pd.Timestamp("2024-01-03")]
+    assert "2024-01-03" in str(info.value)
+
+
+# ----------------------------------------------------------------------------- sorting and frequency
+
+
+def test_unsorted_input_is_sorted_and_reported():
+    frame = make_frame(ids=("b", "a"))
+    shuffled = frame.sample(frac=1.0, random_state=3)
+    out = validate_frame(shuffled, COLS)
+    assert out.report["sorted"] is True
+    assert list(out.frame["unique_id"]) == ["a"] * 6 + ["b"] * 6
+    assert out.frame["ds"].is_monotonic_increasing is False
+    assert out.frame.groupby("unique_id")["ds"].apply(lambda s: s.is_monotonic_increasing).all()
+    # y follows its row: "a" was the second series in make_frame, so its values are 10..15
+    assert out.frame["y"].tolist()[:6] == [10.0, 11, 12, 13, 14, 15]
+    assert validate_frame(out.frame, COLS).report["sorted"] is False
+
+
+def test_series_with_different_frequencies_named():
+    hourly = make_frame(ids=("h1",), periods=5, freq="h")
+    daily = make_frame(ids=("d1", "d2", "d3"), periods=5, freq="D")
+    with pytest.raises(FrequencyError) as info:
+        validate_frame(pd.concat([hourly, daily]), COLS)
+    assert info.value.series == ["h1"]
+    assert "'D'" in str(info.value) and "'h'" in str(info.value)
+
+
+def test_given_freq_off_grid_rows_named():
+    frame = make_frame(ids=("a",), periods=4, freq="h")
+    frame.loc[2, "ds"] = pd.Timestamp("2024-01-01 02:30")
+    with pytest.raises(FrequencyError) as info:
+        validate_frame(frame, COLS, freq="h")
+    assert info.value.timestamps == [pd.Timestamp("2024-01-01 02:30")]
+    with pytest.raises(FrequencyError, match="did you mean h"):
+        validate_frame(make_frame(), COLS, freq="H")
+
+
+# ----------------------------------------------------------------------------- missing policies
+
+
+def test_gap_error_names_series_and_timestamp():
+    frame = make_frame().drop(index=9)
+    with pytest.raises(GapError) as info:
+        validate_frame(frame, COLS)
+    assert info.value.series == ["b"] and info.value.timestamps == [pd.Timestamp("2024-01-04")]
+    assert "2024-01-04" in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_missing_or_infinite_target_error(bad):
+    frame = make_frame()
+    frame.loc[2, "y"] = bad
+    with pytest.raises(MissingValueError) as info:
+        validate_frame(frame, COLS)
+    assert info.value.series == ["a"] and info.value.timestamps == [pd.Timestamp("2024-01-03")]
+
+
+def test_fill_policy_values_and_counts(caplog):
+    with caplog.at_level(logging.INFO, logger="forecaster.data"):
+        out = validate_frame(gappy_frame(), Columns(past_only=("p",)), missing_policy="fill")
+    frame = out.frame
+    assert frame["ds"].tolist() == list(pd.date_range("2024-01-01", periods=6, freq="D"))
+    assert frame["y"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 5.0]
+    assert frame["observed"].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+    assert frame["p"].tolist() == [10.0, 20, 30, 30, 50, 60]
+    report = out.report
+    assert (report["rows_in"], report["rows_out"], report["gaps_filled"]) == (5, 6, 1)
+    assert (report["targets_filled"], report["targets_masked"]) == (3, 0)
+    assert report["per_series"] == {"a": {"gaps_filled": 1, "targets_filled": 3}}
+    assert "1 gap row(s) inserted, 3 target(s) filled" in caplog.text
+
+
+def test_fill_policy_backfills_leading_missing():
+    frame = make_frame(ids=("a",), periods=4)
+    frame.loc[0, "y"] = np.nan
+    out = validate_frame(frame, COLS, missing_policy="fill")
+    assert out.frame["y"].tolist() == [1.0, 1.0, 2.0, 3.0]
+
+
+def test_mask_policy_values_and_counts():
+    out = validate_frame(gappy_frame(), Columns(past_only=("p",)), missing_policy="mask")
+    assert out.frame["y"].tolist() == [1.0, 0.0, 3.0, 0.0, 5.0, 0.0]
+    assert out.frame["observed"].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+    assert out.frame["p"].tolist() == [10.0, 20, 30, 30, 50, 60]
+    assert (out.report["gaps_filled"], out.report["targets_masked"], out.report["targets_filled"]) == (1, 3, 0)
+    assert out.report["per_series"] == {"a": {"gaps_filled": 1, "targets_masked": 3}}
+
+
+def test_error_policy_output_all_observed_and_nothing_logged(caplog):
+    with caplog.at_level(logging.INFO, logger="forecaster.data"):
+        out = validate_frame(make_frame(), COLS)
+    assert (out.frame["observed"] == 1.0).all()
+    assert out.report["per_series"] == {} and caplog.text == ""
+    assert list(out.frame.columns) == ["unique_id", "ds", "y", "observed"]
+
+
+def test_fill_cannot_fill_series_without_values():
+    frame = make_frame()
+    frame.loc[frame["unique_id"] == "b", "y"] = np.nan
+    with pytest.raises(MissingValueError) as info:
+        validate_frame(frame, COLS, missing_policy="fill")
+    assert info.value.series == ["b"]
+
+
+def test_unknown_policy_is_config_error():
+    with pytest.raises(ConfigError, match="missing_policy"):
+        validate_frame(make_frame(), COLS, missing_policy="drop")
+
+
+# ----------------------------------------------------------------------------- covariates and length
+
+
+def test_static_must_be_constant():
+    frame = make_frame(s=1.0)
+    frame.loc[7, "s"] = 2.0
+    with pytest.raises(CovariateError) as info:
+        validate_frame(frame, Columns(static=("s",)))
+    assert info.value.column == "s" and info.value.series == ["b"]
+
+
+def test_covariate_nan_is_error_unless_fill():
+    frame = make_frame(p=1.0)
+    frame.loc[1, "p"] = np.nan
+    frame.loc[3, "p"] = 4.0
+    cols = Columns(past_only=("p",))
+    with pytest.raises(CovariateError) as info:
+        validate_frame(frame, cols, missing_policy="mask")
+    assert info.value.column == "p" and info.value.timestamps == [pd.Timestamp("2024-01-02")]
+    out = validate_frame(frame, cols, missing_policy="fill")
+    assert out.frame["p"].tolist()[:4] == [1.0, 1.0, 1.0, 4.0]
+
+
+def test_short_history_error_and_prediction_listing():
+    frame = pd.concat([make_frame(ids=("a",), periods=6), make_frame(ids=("b",), periods=3)])
+    with pytest.raises(ShortHistoryError) as info:
+        validate_frame(frame, COLS, min_length=5)
+    assert info.value.series == ["b"] and "b (3 rows)" in str(info.value)
+    out = validate_frame(frame, COLS, min_length=5, for_prediction=True)
+    assert out.short_series == ["b"] and out.report["short_series"] == 1
+    assert len(out.frame) == 9
+
+
+# ----------------------------------------------------------------------------- prediction
+
+
+def prediction_frame(future_steps=3) -> pd.DataFrame:
+    frame = make_frame(periods=5 + future_steps, k=np.arange(2.0 * (5 + future_steps)))
+    frame.loc[frame["ds"] >= pd.Timestamp("2024-01-06"), "y"] = np.nan
+    return frame
+
+
+def test_prediction_splits_future_rows():
+    cols = Columns(known_future=("k",))
+    out = validate_frame(prediction_frame(), cols, horizon=3, for_prediction=True)
+    assert len(out.frame) == 10 and out.frame["ds"].max() == pd.Timestamp("2024-01-05")
+    assert out.future is not None and list(out.future.columns) == ["unique_id", "ds", "k"]
+    assert out.future["k"].tolist() == [5.0, 6.0, 7.0, 13.0, 14.0, 15.0]
+    assert out.report["future_rows"] == 6 and out.report["rows_in"] == 16
+
+
+def test_prediction_future_must_cover_horizon():
+    cols = Columns(known_future=("k",))
+    with pytest.raises(CovariateError) as info:
+        validate_frame(prediction_frame(future_steps=2), cols, horizon=3, for_prediction=True)
+    assert info.value.series == ["a", "b"]
+    assert info.value.timestamps == [pd.Timestamp("2024-01-08")] * 2
+    frame = prediction_frame()
+    frame.loc[6, "k"] = np.nan
+    with pytest.raises(CovariateError) as info:
+        validate_frame(frame, cols, horizon=3, for_prediction=True)
+    assert info.value.column == "k" and info.value.timestamps == [pd.Timestamp("2024-01-07")]
+
+
+def test_prediction_ignores_rows_beyond_horizon_and_counts_them():
+    out = validate_frame(prediction_frame(), Columns(known_future=("k",)), horizon=2, for_prediction=True)
+    assert out.report["future_rows_ignored"] == 2
+    assert out.future["ds"].max() == pd.Timestamp("2024-01-07")
+
+
+def test_prediction_without_known_future_treats_trailing_nan_by_policy():
+    frame = prediction_frame()
+    with pytest.raises(MissingValueError):
+        validate_frame(frame, COLS, for_prediction=True)
+    out = validate_frame(frame.drop(columns="k"), COLS, for_prediction=True, missing_policy="mask")
+    assert out.future is None and out.report["targets_masked"] == 6
+
+
+def test_prediction_series_without_history_is_short_history_error():
+    frame = prediction_frame()
+    frame.loc[frame["unique_id"] == "b", "y"] = np.nan
+    with pytest.raises(ShortHistoryError) as info:
+        validate_frame(frame, Columns(known_future=("k",)), horizon=3, for_prediction=True)
+    assert info.value.series == ["b"]
+
+
+# ----------------------------------------------------------------------------- scale
+
+
+def test_large_frame_validates_quickly():
+    n_series, length = 10_000, 200
+    times = pd.date_range("2024-01-01", periods=length, freq="h")
+    frame = pd.DataFrame(
+        {
+            "unique_id": np.repeat(np.arange(n_series), length),
+            "ds": np.tile(times, n_series),
+            "y": np.random.default_rng(0).random(n_series * length),
+        }
+    ).drop(index=[5, 7])
+    start = time.perf_counter()
+    out = validate_frame(frame, COLS, missing_policy="fill")
+    elapsed = time.perf_counter() - start
+    assert len(out.frame) == n_series * length and out.report["gaps_filled"] == 2
+    assert elapsed < 15, f"validation took {elapsed:.1f}s"
