@@ -20,25 +20,47 @@ import weakref
 from typing import Any
 
 import tensorflow as tf
+from keras import activations
 
 from forecaster.layers.lstm_cell import LSTMCell
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _is_plain(cell: LSTMCell) -> bool:
+    """Whether the cell is Keras' own LSTM (sigmoid gates, tanh, no extras): its backward is done by hand."""
+    return (
+        not cell.extra_weights()
+        and cell.activation is activations.tanh
+        and cell.recurrent_activation is activations.sigmoid
+    )
+
+
+def _plain_local_derivatives(c_prev, i, f, g, o, c):
+    """What the plain cell's backward step needs of step t, computed in the forward pass.
+
+    With c_t = f c_{t-1} + i g and h_t = o tanh(c_t), and sigma' = s (1 - s), tanh' = 1 - tanh^2:
+    dc_t = dc + dh p with p = o (1 - tanh^2 c_t); dz = q * [dc_t, dc_t, dc_t, dh] with
+    q = [g i (1 - i), c_{t-1} f (1 - f), i (1 - g^2), tanh(c_t) o (1 - o)]; dc_{t-1} = dc_t f.
+    """
+    tanh_c = tf.tanh(c)
+    q = tf.concat([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tanh_c * o * (1 - o)], axis=1)
+    return {"q": q, "f_p": tf.concat([f, o * (1 - tanh_c * tanh_c)], axis=1)}
+
+
 def _masked_step(cell, z, h_prev, c_prev, out_prev, m, extras, zero_output_for_mask):
-    """The gating of one step plus the mask's hold: (h_t, c_t, output_t)."""
-    h, c, _ = cell.gates(z, c_prev, extras)
-    out = h
+    """The gating of one step plus the mask's hold: (h_t, c_t, output_t, (i, f, g, o, unmasked c_t))."""
+    h, c, act = cell.gates(z, c_prev, extras)
+    c_new, out = c, h
     if m is not None:
         h = tf.where(m, h, h_prev)
         c = tf.where(m, c, c_prev)
         out = tf.where(m, out, tf.zeros_like(out) if zero_output_for_mask else out_prev)
-    return h, c, out
+    return h, c, out, (*act, c_new)
 
 
 def _forward(cell, steps, h0, c0, steps_mask, kernel, recurrent_kernel, bias, extras, *,
-             return_sequences, zero_output_for_mask, keep_for_backward):
+             return_sequences, zero_output_for_mask, keep_for_backward, plain=False):
     """Forward over time-major ``steps`` (T, B, F): outputs, final states and what backward needs.
 
     Keeping z_t and the previous states costs memory traffic of the order of the whole (T, B, 6u)
@@ -46,26 +68,33 @@ def _forward(cell, steps, h0, c0, steps_mask, kernel, recurrent_kernel, bias, ex
     """
     num_steps = tf.shape(steps)[0]
     dtype = steps.dtype
-    keep = {
-        "z": tf.TensorArray(dtype, size=num_steps),
-        "h_prev": tf.TensorArray(dtype, size=num_steps),
-        "c_prev": tf.TensorArray(dtype, size=num_steps),
-        "out_prev": tf.TensorArray(dtype, size=num_steps),
-    }
+    # The generic backward differentiates `gates` again from z, h_{t-1}, c_{t-1}; the plain cell keeps
+    # instead the local derivatives of its gating (see `_plain_local_derivatives`), so that its
+    # backward step is a few multiplications and one matmul.
+    names = ("q", "f_p", "h_prev", "out_prev") if plain else ("z", "h_prev", "c_prev", "out_prev")
+    keep = {k: tf.TensorArray(dtype, size=num_steps) for k in names}
     outputs = tf.TensorArray(dtype, size=num_steps if return_sequences else 1)
 
+    # In inference, for narrow states, one matmul of [x_t, h] by the stacked kernels is faster than two
+    # (the x_t one, with few features, runs far below the machine's rate); measured on XLA CPU, it
+    # loses for 128 units and more, and in training (where it disturbs the fusion of what is kept).
+    stack_kernels = not keep_for_backward and recurrent_kernel.shape[0] is not None and recurrent_kernel.shape[0] <= 64
+    stacked_kernel = tf.concat([kernel, recurrent_kernel], axis=0) if stack_kernels else None
+
     def body(t, h_prev, c_prev, out_prev, outputs, keep):
-        z = tf.matmul(steps[t], kernel) + tf.matmul(h_prev, recurrent_kernel)
+        if stack_kernels:
+            z = tf.matmul(tf.concat([steps[t], h_prev], axis=1), stacked_kernel)
+        else:
+            z = tf.matmul(steps[t], kernel) + tf.matmul(h_prev, recurrent_kernel)
         if bias is not None:
             z = z + bias
         m = None if steps_mask is None else steps_mask[t]
-        h, c, out = _masked_step(cell, z, h_prev, c_prev, out_prev, m, extras, zero_output_for_mask)
+        h, c, out, act = _masked_step(cell, z, h_prev, c_prev, out_prev, m, extras, zero_output_for_mask)
         if keep_for_backward:
+            local = _plain_local_derivatives(c_prev, *act) if plain else {"z": z, "c_prev": c_prev}
+            local.update(h_prev=h_prev, out_prev=out_prev)
             keep = {
-                "z": keep["z"].write(t, z),
-                "h_prev": keep["h_prev"].write(t, h_prev),
-                "c_prev": keep["c_prev"].write(t, c_prev),
-                "out_prev": keep["out_prev"].write(t, out_prev) if m is not None else keep["out_prev"],
+                k: ta if k == "out_prev" and m is None else ta.write(t, local[k]) for k, ta in keep.items()
             }
         outputs = outputs.write(t if return_sequences else 0, out)
         return t + 1, h, c, out, outputs, keep
@@ -105,7 +134,7 @@ def _backward(cell, steps, steps_mask, kernel, recurrent_kernel, bias, extras, k
         local = [z, h_prev, c_prev, out_prev] + [extras[n] for n in extra_names]
         with tf.GradientTape() as tape:
             tape.watch(local)
-            h, c, out = _masked_step(
+            h, c, out, _ = _masked_step(
                 cell, z, h_prev, c_prev, out_prev, m,
                 dict(zip(extra_names, local[4:])), zero_output_for_mask,
             )
@@ -132,15 +161,68 @@ def _backward(cell, steps, steps_mask, kernel, recurrent_kernel, bias, extras, k
     return d_steps, dh0, dc0, d_kernel, d_recurrent, d_bias, dict(zip(extra_names, d_extras))
 
 
+def _backward_plain(steps, steps_mask, kernel, recurrent_kernel, bias, kept,
+                    d_last, d_outputs, d_h, d_c, *, return_sequences, zero_output_for_mask):
+    """`_backward` for the plain cell, by hand, from the local derivatives its forward pass kept."""
+    num_steps = tf.shape(steps)[0]
+    dtype = steps.dtype
+    recurrent_t = tf.transpose(recurrent_kernel)
+    d_z_all = tf.TensorArray(dtype, size=num_steps)
+    masked = steps_mask is not None
+
+    def body(t, dh, dc, dout_next, d_z_all):
+        dout = dout_next
+        if return_sequences:
+            dout = dout + d_outputs[t]
+        dout = dout + tf.cast(tf.equal(t, num_steps - 1), dtype) * d_last
+        f, p = tf.split(kept["f_p"][t], 2, axis=1)
+        if masked:
+            m = steps_mask[t]
+            zero = tf.zeros_like(dh)
+            dh_new, dc_new = tf.where(m, dh + dout, zero), tf.where(m, dc, zero)
+        else:
+            dh_new, dc_new = dh + dout, dc
+        dc_new = dc_new + dh_new * p
+        dz = kept["q"][t] * tf.concat([dc_new, dc_new, dc_new, dh_new], axis=1)
+        dh_prev = tf.matmul(dz, recurrent_t)
+        dc_prev = dc_new * f
+        if masked:
+            dh_prev = dh_prev + tf.where(m, zero, dh)
+            dc_prev = dc_prev + tf.where(m, zero, dc)
+            dout_prev = zero if zero_output_for_mask else tf.where(m, zero, dout)
+        else:
+            dout_prev = dout_next
+        return t - 1, dh_prev, dc_prev, dout_prev, d_z_all.write(t, dz)
+
+    _, dh0, dc0, _, d_z_all = tf.while_loop(
+        lambda t, *_: t >= 0,
+        body,
+        (num_steps - 1, d_h, d_c, tf.zeros_like(d_h), d_z_all),
+        maximum_iterations=num_steps,
+    )
+    dz = d_z_all.stack()  # (T, B, 4u)
+    d_steps = tf.einsum("tbg,fg->tbf", dz, kernel)
+    d_kernel = tf.einsum("tbf,tbg->fg", steps, dz)
+    d_recurrent = tf.einsum("tbh,tbg->hg", kept["h_prev"], dz)
+    d_bias = None if bias is None else tf.reduce_sum(dz, axis=(0, 1))
+    return d_steps, dh0, dc0, d_kernel, d_recurrent, d_bias, {}
+
+
 def _compiled(cell: LSTMCell) -> tuple[Any, Any]:
     """The cell's forward and backward loops as XLA-compiled functions, built once per cell."""
     pair = _COMPILED.get(cell)
     if pair is None:
         compile_ = lambda fn: tf.function(fn, jit_compile=True, reduce_retracing=True, autograph=False)
-        pair = (
-            compile_(lambda *a, **k: _forward(cell, *a, **k)),
-            compile_(lambda *a, **k: _backward(cell, *a, **k)),
-        )
+        if _is_plain(cell):
+            pair = (
+                compile_(lambda *a, **k: _forward(cell, *a, plain=True, **k)),
+                compile_(lambda s, m, k, r, b, ex, *a, **kw: _backward_plain(s, m, k, r, b, *a, **kw)),
+            )
+        else:
+            pair = (
+                compile_(lambda *a, **k: _forward(cell, *a, **k)),
+                compile_(lambda *a, **k: _backward(cell, *a, **k)),
+            )
         _COMPILED[cell] = pair
     return pair
 
