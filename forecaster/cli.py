@@ -1,0 +1,128 @@
+"""The `forecaster` command: train forecasting models and forecast with registered ones.
+
+Exit codes: 0 done, 2 bad usage or configuration, 3 bad input data, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_DATA = 0, 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forecaster",
+        description="Time-series forecasting around an LSTM cell written here, tracked in MLflow.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser(
+        "train",
+        help="train a forecasting model, backtest it, log it to MLflow and register it",
+        description=(
+            "Train a global LSTM forecaster from a config (models/<name>.toml) or straight from a data file; "
+            "backtest it beside seasonal naive, log the run to MLflow (the embedded store under mlruns/ unless "
+            "MLFLOW_TRACKING_URI is set), register a new version as 'challenger' and promote it to 'champion' "
+            "if it beats the champion and seasonal naive."
+        ),
+    )
+    train.add_argument("config", nargs="?", type=Path, help="models/<name>.toml")
+    train.add_argument("--data", help="a CSV or Parquet long frame (unique_id, ds, y) instead of a config")
+    train.add_argument("--horizon", type=int, help="steps to forecast (with --data)")
+    train.add_argument("--freq", help="pandas frequency alias such as h, D, W-MON, MS (default: inferred)")
+    train.add_argument("--name", help="model name (with --data; default: the file's stem)")
+    train.add_argument("--epochs", type=int, help="override training.epochs")
+    train.add_argument("--no-register", action="store_true", help="log the run but do not register the model")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    predict = sub.add_parser(
+        "predict",
+        help="forecast a history file with a registered model, written atomically",
+        description=(
+            "Load a registered model (by alias or version), forecast every series of the input file and write "
+            "the long forecast frame (id, time, forecast, quantile columns, model, model_name, model_version) "
+            "to the output file, CSV or Parquet, atomically: a reader never sees half a file and a failed run "
+            "leaves the previous file intact. Series too short for the model get seasonal naive, marked in "
+            "the 'model' column."
+        ),
+    )
+    predict.add_argument("--model", required=True, help="models:/<name>@champion or models:/<name>/<version>")
+    predict.add_argument("--input", required=True, help="history (plus known-future covariates), CSV or Parquet")
+    predict.add_argument("--output", required=True, help="where to write the forecasts, .csv or .parquet")
+    predict.add_argument("--horizon", type=int, help="steps to forecast (at most the trained horizon)")
+    predict.add_argument("--quantiles", type=float, nargs="+", help="quantiles to output (among the trained ones)")
+    predict.add_argument("--engine", choices=("local", "spark"), default="local",
+                         help="local pandas (default) or Spark groupBy(id).applyInPandas")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from forecaster import tracking
+    from forecaster.config import load_config, model_config_from_dict
+    from forecaster.errors import ConfigError
+    from pipelines.train import train
+
+    if (args.config is None) == (args.data is None):
+        raise ConfigError("give either a config file or --data FILE --horizon H")
+    if args.config is not None:
+        config = load_config(args.config)
+    else:
+        if not args.horizon:
+            raise ConfigError("--data needs --horizon")
+        data = {"source": str(Path(args.data).resolve())}
+        if args.freq:
+            data["freq"] = args.freq
+        config = model_config_from_dict({"model": {"name": args.name or Path(args.data).stem,
+                                                   "horizon": args.horizon}, "data": data})
+    if args.epochs:
+        config = replace(config, training=replace(config.training, epochs=args.epochs))
+    result = train(config, register=not args.no_register, verbose=0 if args.quiet else 2)
+    print(f"run {result.run_id}: backtest {config.promotion.metric} "
+          f"lstm {result.backtest.summary['lstm'][config.promotion.metric]:.4f}, "
+          f"seasonal naive {result.backtest.summary['seasonal_naive'][config.promotion.metric]:.4f}")
+    if result.version is not None:
+        d = result.decision
+        print(f"registered {result.model_name} version {result.version}: "
+              f"{'champion' if d.promoted else 'challenger'} ({d.reason})")
+    print(f"look at it: {tracking.ui_command()}")
+    return EXIT_OK
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from pipelines.predict import predict
+
+    summary = predict(args.model, args.input, args.output, horizon=args.horizon, quantiles=args.quantiles,
+                      engine=args.engine)
+    print(" ".join(f"{k}={v}" for k, v in summary.items()))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `forecaster` command."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from forecaster.errors import ConfigError, DataError
+
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "predict":
+            return _predict(args)
+    except ConfigError as exc:
+        print(f"forecaster: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except DataError as exc:
+        print(f"forecaster: data error: {exc}", file=sys.stderr)
+        return EXIT_DATA
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

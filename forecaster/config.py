@@ -1,0 +1,151 @@
+"""One TOML file per forecasting model (models/<name>.toml), read into plain dataclasses.
+
+Every section and key has a default, so a config names only what differs; unknown keys are refused
+(a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from forecaster.data.schema import Columns
+from forecaster.errors import ConfigError
+from forecaster.network import NetworkSpec
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the history comes from and how to read it."""
+
+    source: str = "package:m4_hourly"  # a CSV/Parquet path (relative to the config file) or package:<dataset>
+    id: str = "unique_id"
+    time: str = "ds"
+    target: str = "y"
+    freq: str | None = None
+    static: tuple[str, ...] = ()
+    known_future: tuple[str, ...] = ()
+    past_only: tuple[str, ...] = ()
+    missing_policy: str = "error"
+    series_limit: int | None = None  # take the first N series (quick demos)
+
+    def columns(self) -> Columns:
+        return Columns(id=self.id, time=self.time, target=self.target, static=tuple(self.static),
+                       known_future=tuple(self.known_future), past_only=tuple(self.past_only))
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How the network is trained."""
+
+    input_size: int | None = None  # default: max(3 * horizon, 3 seasons)
+    epochs: int = 30
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    patience: int = 5
+    scaler: str = "standard"
+    point_loss: str = "mae"
+    max_windows_per_series: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """Rolling-origin evaluation: ``n_windows`` forecasts whose origins are ``step`` apart."""
+
+    n_windows: int = 2
+    step: int | None = None  # default: the horizon
+
+
+@dataclass(frozen=True)
+class PromotionConfig:
+    """The rule for `champion`: beat the champion and seasonal naive on ``metric`` by ``margin``.
+
+    ``margin`` is relative: 0.02 asks for a value at most 98 % of the other's.
+    """
+
+    metric: str = "mase"
+    margin: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A whole forecasting model: a name, its data, horizon and quantiles, network, training, backtest."""
+
+    name: str
+    horizon: int
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
+    data: DataConfig = field(default_factory=DataConfig)
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
+    base_dir: str = "."
+
+    def __post_init__(self) -> None:
+        if self.horizon <= 0:
+            raise ConfigError(f"horizon must be a positive integer, got {self.horizon}")
+        if any(not 0.0 < q < 1.0 for q in self.quantiles):
+            raise ConfigError(f"quantiles must lie strictly between 0 and 1, got {list(self.quantiles)}")
+        if self.promotion.metric not in ("mae", "rmse", "smape", "mase", "pinball"):
+            raise ConfigError(f"promotion.metric must be one of mae, rmse, smape, mase, pinball, "
+                              f"got {self.promotion.metric!r}")
+
+    def source_path(self) -> str:
+        """The data source, a path resolved against the config file's folder (or package:<name>)."""
+        src = self.data.source
+        if src.startswith("package:") or Path(src).is_absolute():
+            return src
+        return str(Path(self.base_dir) / src)
+
+    def to_params(self) -> dict[str, Any]:
+        """Flat ``section.key`` params for MLflow."""
+        out: dict[str, Any] = {"name": self.name, "horizon": self.horizon, "quantiles": list(self.quantiles)}
+        for section in ("data", "network", "training", "backtest", "promotion"):
+            for key, value in asdict(getattr(self, section)).items():
+                out[f"{section}.{key}"] = value
+        return out
+
+
+def _section(cls: type, raw: dict[str, Any], where: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in [{where}]; known: {sorted(known)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"[{where}]: {exc}") from exc
+
+
+def model_config_from_dict(raw: dict[str, Any], base_dir: str = ".") -> ModelConfig:
+    """Build a `ModelConfig` from the parsed TOML mapping (also used for --data quick starts)."""
+    raw = dict(raw)
+    sections = {"data": DataConfig, "network": NetworkSpec, "training": TrainingConfig,
+                "backtest": BacktestConfig, "promotion": PromotionConfig}
+    parts = {name: _section(cls, raw.pop(name, {}), name) for name, cls in sections.items()}
+    top = raw.pop("model", raw)
+    unknown = sorted(set(top) - {"name", "horizon", "quantiles"})
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in [model]; known: name, horizon, quantiles")
+    for key in ("name", "horizon"):
+        if key not in top:
+            raise ConfigError(f"[model] needs {key!r}")
+    return ModelConfig(name=str(top["name"]), horizon=int(top["horizon"]),
+                       quantiles=tuple(float(q) for q in top.get("quantiles", (0.1, 0.5, 0.9))),
+                       base_dir=base_dir, **parts)
+
+
+def load_config(path: str | Path) -> ModelConfig:
+    """Read ``models/<name>.toml``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return model_config_from_dict(raw, base_dir=str(path.resolve().parent))

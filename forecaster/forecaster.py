@@ -1,0 +1,301 @@
+"""`LSTMForecaster`: one global model over many series, with scikit-learn's fit/predict shape.
+
+Data flows one way: raw long frame -> `validate_frame` -> per-series scaled feature arrays ->
+streamed windows -> the network (our LSTM encoder + a horizon head) -> the long forecast frame.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from forecaster.baselines import seasonal_naive, seasonal_naive_intervals
+from forecaster.data.frequency import future_index, seasonal_period
+from forecaster.data.scaling import SeriesScaler
+from forecaster.data.schema import Columns
+from forecaster.data.validation import ValidatedFrame, validate_frame
+from forecaster.data.windows import (
+    CovariateStats,
+    build_feature_arrays,
+    future_features,
+    last_windows,
+    make_window_dataset,
+)
+from forecaster.errors import ConfigError, ModelError
+from forecaster.losses import PointAndQuantileLoss
+from forecaster.metrics import quantile_name
+from forecaster.network import NetworkSpec, build_network
+
+FORECAST_COLUMN = "forecast"
+MODEL_COLUMN = "model"
+PREDICT_CHUNK = 8192
+
+
+class LSTMForecaster:
+    """A global LSTM forecaster over a long frame of many series (`fit(df)`, `predict(df)`).
+
+    Output frame columns: the id and time columns of the input, ``forecast`` (the point forecast),
+    one column per quantile named ``q<value>`` (``q0.1``, ``q0.5``, ``q0.9``...) and ``model``
+    (``lstm``, or ``seasonal_naive`` for series whose history is shorter than ``input_size``).
+    """
+
+    def __init__(
+        self,
+        horizon: int,
+        input_size: int | None = None,
+        freq: str | None = None,
+        columns: Columns | None = None,
+        quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
+        network: NetworkSpec | None = None,
+        epochs: int = 30,
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        patience: int = 5,
+        scaler: str = "standard",
+        point_loss: str = "mae",
+        missing_policy: str = "error",
+        max_windows_per_series: int | None = None,
+        seed: int = 0,
+        verbose: int = 1,
+    ) -> None:
+        self.horizon = horizon
+        self.input_size = input_size
+        self.freq = freq
+        self.columns = columns
+        self.quantiles = quantiles
+        self.network = network
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.patience = patience
+        self.scaler = scaler
+        self.point_loss = point_loss
+        self.missing_policy = missing_policy
+        self.max_windows_per_series = max_windows_per_series
+        self.seed = seed
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+
+    def _resolved_input_size(self, freq: str) -> int:
+        if self.input_size:
+            return int(self.input_size)
+        return max(2 * self.horizon, 3 * seasonal_period(freq))
+
+    def fit(self, df: pd.DataFrame, callbacks: list[keras.callbacks.Callback] | None = None) -> LSTMForecaster:
+        """Validate ``df``, scale it, train on windows with early stopping on the last horizon of each series.
+
+        The validation split is time-ordered: each series' last ``horizon`` steps are held out from
+        training targets and from the scaler, and score the epochs; the best epoch's weights are kept.
+        """
+        if self.horizon <= 0:
+            raise ConfigError(f"horizon must be positive, got {self.horizon}")
+        columns = self.columns or Columns()
+        keras.utils.set_random_seed(self.seed)
+        vframe = validate_frame(df, columns, freq=self.freq, missing_policy=self.missing_policy,
+                                min_length=self.horizon + 2)
+        freq = vframe.freq
+        input_size = self._resolved_input_size(freq)
+        frame = vframe.frame
+        position = frame.groupby(columns.id, sort=False).cumcount().to_numpy()
+        length = frame.groupby(columns.id, sort=False)[columns.id].transform("size").to_numpy()
+        train_rows = position < length - self.horizon
+        last_train = frame[train_rows].groupby(columns.id, sort=False)[columns.time].max()
+        until = {str(k): v for k, v in last_train.items()}
+        scaler = SeriesScaler(self.scaler).fit(frame, columns, until=until)
+        arrays = build_feature_arrays(vframe, scaler, self.horizon, until=until)
+        cutoff = {sid: int(n) - self.horizon - 1 for sid, n in zip(arrays.ids, arrays.lengths)}
+        train_ds = make_window_dataset(arrays, input_size, self.horizon, self.batch_size, cutoff=cutoff,
+                                       shuffle=True, seed=self.seed,
+                                       max_windows_per_series=self.max_windows_per_series)
+        val_ds = make_window_dataset(arrays, input_size, self.horizon, self.batch_size, shuffle=False,
+                                     start_after=cutoff)
+        quantiles = tuple(sorted(float(q) for q in self.quantiles))
+        spec = self.network or NetworkSpec()
+        model = build_network(spec, input_size, self.horizon, len(arrays.past_names), len(arrays.future_names),
+                              len(arrays.static_names), len(quantiles), seed=self.seed)
+        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate, clipnorm=1.0),
+                      loss=PointAndQuantileLoss(quantiles, point_loss=self.point_loss))
+        stop = keras.callbacks.EarlyStopping(patience=self.patience, restore_best_weights=True)
+        history = model.fit(train_ds, validation_data=val_ds, epochs=self.epochs, verbose=self.verbose, shuffle=False,
+                            callbacks=[stop, *(callbacks or [])])
+        self.model_ = model
+        self.scaler_ = scaler
+        self.stats_ = arrays.stats
+        self.freq_ = freq
+        self.columns_ = columns
+        self.input_size_ = input_size
+        self.quantiles_ = quantiles
+        self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        val = self.history_.get("val_loss", [])
+        self.best_epoch_ = int(np.argmin(val)) + 1 if val else len(self.history_.get("loss", []))
+        self.report_ = vframe.report
+        self._predict_fn = None
+        return self
+
+    # ------------------------------------------------------------------ predict
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise ModelError("this forecaster is not fitted: call fit(df) or load a saved one")
+
+    def _network_outputs(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The network on ``inputs`` in chunks, through one compiled function (not `model.predict`)."""
+        if self._predict_fn is None:
+            import tensorflow as tf
+
+            model = self.model_
+            self._predict_fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        n = len(inputs["past"])
+        out = [np.asarray(self._predict_fn({k: v[i : i + PREDICT_CHUNK] for k, v in inputs.items()}))
+               for i in range(0, n, PREDICT_CHUNK)]
+        out = np.concatenate(out) if out else np.zeros((0, self.horizon, 1 + len(self.quantiles_)), "float32")
+        return out.reshape(n, self.horizon, -1)
+
+    def predict(self, df: pd.DataFrame, horizon: int | None = None,
+                quantiles: list[float] | tuple[float, ...] | None = None) -> pd.DataFrame:
+        """Forecast the ``horizon`` steps after each series' last observed target.
+
+        ``df`` holds the history (and, with known-future covariates, the future rows carrying them).
+        ``horizon`` may be at most the trained horizon; ``quantiles`` must be among the trained ones.
+        Series never seen in training are scaled on the history given; series shorter than
+        ``input_size`` get the seasonal-naive forecast and intervals, marked in the ``model`` column.
+        """
+        self._check_fitted()
+        horizon = self.horizon if horizon is None else int(horizon)
+        if not 1 <= horizon <= self.horizon:
+            raise ConfigError(f"horizon must be between 1 and the trained horizon {self.horizon}, got {horizon}")
+        wanted = self.quantiles_ if quantiles is None else tuple(float(q) for q in quantiles)
+        unknown = [q for q in wanted if not any(np.isclose(q, t) for t in self.quantiles_)]
+        if unknown:
+            raise ConfigError(f"quantiles {unknown} were not trained; available: {list(self.quantiles_)}")
+        columns = self.columns_
+        vframe = validate_frame(df, columns, freq=self.freq_, missing_policy=self.missing_policy,
+                                min_length=self.input_size_, horizon=self.horizon, for_prediction=True)
+        short = set(vframe.short_series)
+        parts = []
+        model_ids = [sid for sid in vframe.ids if sid not in short]
+        if model_ids:
+            parts.append(self._predict_model(vframe, model_ids))
+        if short:
+            parts.append(self._predict_fallback(vframe, sorted(short)))
+        out = pd.concat(parts, ignore_index=True) if parts else self._empty_output()
+        step = out.groupby(columns.id, sort=False).cumcount()
+        out = out[step < horizon]
+        keep = [columns.id, columns.time, FORECAST_COLUMN]
+        keep += [quantile_name(q) for q in self.quantiles_ if any(np.isclose(q, w) for w in wanted)]
+        order = {sid: i for i, sid in enumerate(vframe.ids)}
+        out = out.assign(_order=out[columns.id].map(order)).sort_values(["_order", columns.time], kind="stable")
+        return out[[*keep, MODEL_COLUMN]].reset_index(drop=True)
+
+    def _empty_output(self) -> pd.DataFrame:
+        names = [quantile_name(q) for q in self.quantiles_]
+        return pd.DataFrame(columns=[self.columns_.id, self.columns_.time, FORECAST_COLUMN, *names, MODEL_COLUMN])
+
+    def _future_times(self, vframe: ValidatedFrame, ids: list[str]) -> dict[str, pd.DatetimeIndex]:
+        last = vframe.frame.groupby(self.columns_.id, sort=False)[self.columns_.time].max()
+        return {sid: future_index(last[sid], self.freq_, self.horizon) for sid in ids}
+
+    def _predict_model(self, vframe: ValidatedFrame, ids: list[str]) -> pd.DataFrame:
+        columns = self.columns_
+        frame = vframe.frame[vframe.frame[columns.id].isin(ids)]
+        sub = ValidatedFrame(frame=frame, freq=vframe.freq, columns=columns, report=vframe.report,
+                             missing_policy=vframe.missing_policy)
+        scaler = self.scaler_
+        if set(ids) - set(scaler.center_):
+            scaler = copy.deepcopy(scaler)
+            scaler.fit_missing(frame, columns)
+        arrays = build_feature_arrays(sub, scaler, self.horizon, stats=self.stats_)
+        times = self._future_times(vframe, arrays.ids)
+        if columns.known_future and vframe.future is not None:
+            source: Any = vframe.future[vframe.future[columns.id].isin(ids)]
+        else:
+            source = times
+        feats = future_features(source, self.freq_, columns, self.stats_)
+        inputs, order = last_windows(arrays, self.input_size_, self.horizon, feats)
+        raw = self._network_outputs(inputs)  # (n, H, 1 + Q), scaled
+        n, h, k = raw.shape
+        values = scaler.inverse_transform(raw.reshape(n, h * k), order).reshape(n, h, k)
+        if k > 1:
+            values[..., 1:] = np.sort(values[..., 1:], axis=-1)  # quantiles never cross
+        data = {
+            columns.id: np.repeat(np.asarray(order, dtype=object), h),
+            columns.time: np.concatenate([times[sid].to_numpy() for sid in order]),
+            FORECAST_COLUMN: values[..., 0].reshape(-1),
+        }
+        for j, q in enumerate(self.quantiles_):
+            data[quantile_name(q)] = values[..., 1 + j].reshape(-1)
+        data[MODEL_COLUMN] = "lstm"
+        return pd.DataFrame(data)
+
+    def _predict_fallback(self, vframe: ValidatedFrame, ids: list[str]) -> pd.DataFrame:
+        columns = self.columns_
+        m = seasonal_period(self.freq_)
+        times = self._future_times(vframe, ids)
+        grouped = vframe.frame.groupby(columns.id, sort=False)
+        rows = []
+        for sid in ids:  # only the few too-short series take this path
+            history = grouped.get_group(sid)[columns.target].to_numpy(dtype="float64")
+            point = seasonal_naive(history, self.horizon, m)
+            qs = seasonal_naive_intervals(history, self.horizon, m, list(self.quantiles_))
+            part = {columns.id: sid, columns.time: times[sid], FORECAST_COLUMN: point}
+            part.update({quantile_name(q): qs[:, j] for j, q in enumerate(self.quantiles_)})
+            part[MODEL_COLUMN] = "seasonal_naive"
+            rows.append(pd.DataFrame(part))
+        return pd.concat(rows, ignore_index=True)
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted forecaster to a folder: ``network.keras``, ``scaler.json``, ``forecaster.json``.
+
+        No pickles: the network is a Keras file (loaded in safe mode), the rest plain JSON.
+        """
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model_.save(path / "network.keras")
+        self.scaler_.save_json(path / "scaler.json")
+        meta = {
+            "format": 1,
+            "horizon": self.horizon,
+            "input_size": self.input_size_,
+            "freq": self.freq_,
+            "columns": self.columns_.to_dict(),
+            "quantiles": list(self.quantiles_),
+            "missing_policy": self.missing_policy,
+            "covariate_stats": self.stats_.to_dict(),
+            "best_epoch": self.best_epoch_,
+            "history": self.history_,
+        }
+        (path / "forecaster.json").write_text(json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LSTMForecaster:
+        """Read a folder written by `save`; the network file is loaded with ``safe_mode=True``."""
+        import forecaster.layers  # noqa: F401  (registers the layer classes for deserialisation)
+
+        path = Path(path)
+        meta = json.loads((path / "forecaster.json").read_text())
+        self = cls(horizon=int(meta["horizon"]), input_size=int(meta["input_size"]), freq=meta["freq"],
+                   columns=Columns.from_dict(meta["columns"]), quantiles=tuple(meta["quantiles"]),
+                   missing_policy=meta["missing_policy"])
+        self.model_ = keras.saving.load_model(path / "network.keras", safe_mode=True, compile=False)
+        self.scaler_ = SeriesScaler.load_json(path / "scaler.json")
+        self.stats_ = CovariateStats.from_dict(meta["covariate_stats"])
+        self.freq_ = meta["freq"]
+        self.columns_ = self.columns
+        self.input_size_ = self.input_size
+        self.quantiles_ = tuple(float(q) for q in meta["quantiles"])
+        self.best_epoch_ = meta.get("best_epoch")
+        self.history_ = meta.get("history", {})
+        self._predict_fn = None
+        return self

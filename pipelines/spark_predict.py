@@ -1,0 +1,353 @@
+"""Batch prediction on Spark: the same forecasts as the local engine, computed by Spark workers.
+
+How it works (``predict_spark``):
+
+1. The driver downloads the resolved model version's artifacts once (``mlflow.artifacts``) and ships
+   the folder to every worker with ``SparkContext.addFile(dir, recursive=True)``.
+2. The input (CSV or Parquet, a file or a Spark dataset directory) is read by Spark. Parquet keeps
+   its types; CSV is read as text and each column is converted in the worker the way ``pandas.read_csv``
+   would (a number where every value parses as one, else text), so the forecaster's own validation sees
+   what the local engine sees.
+3. Rows are grouped by a *bucket* of the series id (``pmod(xxhash64(id), buckets)``), not by the id:
+   one ``applyInPandas`` call then forecasts every series of its bucket in one batch through the
+   compiled network, instead of paying pandas, validation and a network call per series. All rows of
+   a series land in one bucket, and every series is forecast from its own rows only (scaling of series
+   never seen in training included), so bucketing does not change any number.
+4. Each Python worker loads the model once (module-level cache keyed by the local model path) and
+   runs ``LSTMForecaster.predict`` on its bucket, adding ``model_name`` and ``model_version``.
+5. The result is written to a temporary path beside the target and renamed into place.
+
+Cluster use: pass ``master="spark://host:7077"`` (or ``yarn``, ``k8s://...``), or set
+``FORECASTER_SPARK_MASTER``. Every worker needs the same Python environment as the driver (this
+project installed with its pinned dependencies: ``pip install 'forecaster[spark]'``), reachable as
+``PYSPARK_PYTHON``, and the input and output paths must be on a file system that the driver and all
+workers see at the same path (the final rename is done by the driver on its local view of it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecaster.data.io import CSV_SUFFIXES, PARQUET_SUFFIXES
+from forecaster.errors import ConfigError, DataError, ForecasterError, MissingColumnError
+from forecaster.forecaster import FORECAST_COLUMN, MODEL_COLUMN
+from forecaster.metrics import quantile_name
+from pipelines.predict import MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN, LoadedModel
+
+DEFAULT_MASTER = "local[2]"
+MASTER_ENV = "FORECASTER_SPARK_MASTER"
+BUCKETS_ENV = "FORECASTER_SPARK_BUCKETS"
+#: Buckets per Spark core by default: a few tasks per core evens out uneven buckets.
+BUCKETS_PER_CORE = 2
+FORECASTER_ARTIFACT = "forecaster"
+
+#: Forecasters loaded in this Python process, by local model path (Spark reuses its Python workers).
+_MODELS: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a worker needs to forecast a bucket; small and picklable (shipped with the task)."""
+
+    model_dir: str  # name under SparkFiles' root
+    artifact_path: str  # the saved forecaster's folder, relative to the model folder
+    horizon: int | None
+    quantiles: tuple[float, ...] | None
+    csv_input: bool
+    id_column: str
+    time_column: str
+    output_columns: tuple[str, ...]
+    model_name: str
+    model_version: str
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def _worker_forecaster(job: _Job) -> Any:
+    from pyspark import SparkFiles
+
+    path = os.path.join(SparkFiles.get(job.model_dir), job.artifact_path)
+    if path not in _MODELS:
+        from forecaster.forecaster import LSTMForecaster
+
+        _MODELS[path] = LSTMForecaster.load(path)
+    return _MODELS[path]
+
+
+def _like_read_csv(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns (Spark read the CSV as text) converted as ``pandas.read_csv`` would: numeric when
+    every value parses as a number, else left as text for the forecaster's validation to parse."""
+    out = {}
+    for name in frame.columns:
+        column = frame[name]
+        try:
+            out[name] = pd.to_numeric(column)
+        except (TypeError, ValueError):
+            out[name] = column
+    return pd.DataFrame(out)
+
+
+def _forecast_bucket(pdf: pd.DataFrame, job: _Job) -> pd.DataFrame:
+    """``applyInPandas`` body: every series of one bucket forecast in one call."""
+    forecaster = _worker_forecaster(job)
+    history = pdf.drop(columns="_bucket")
+    if job.csv_input:
+        history = _like_read_csv(history)
+    out = forecaster.predict(history, horizon=job.horizon, quantiles=job.quantiles)
+    times = out[job.time_column]
+    if getattr(times.dt, "tz", None) is not None:  # Spark timestamps carry no zone: UTC wall clock
+        out[job.time_column] = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    out[MODEL_NAME_COLUMN] = job.model_name
+    out[MODEL_VERSION_COLUMN] = job.model_version
+    # pandas 3 string columns fail Arrow's conversion in PySpark: hand over plain object columns.
+    for name in (job.id_column, MODEL_COLUMN, MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN):
+        out[name] = out[name].astype(object)
+    return out[list(job.output_columns)]
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+def _session(master: str | None) -> Any:
+    """The active SparkSession, or a new one on ``master`` / ``$FORECASTER_SPARK_MASTER`` / ``local[2]``."""
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    active = SparkSession.getActiveSession()
+    if active is not None and master is None:
+        return active
+    master = master or os.environ.get(MASTER_ENV) or DEFAULT_MASTER
+    return (SparkSession.builder.master(master).appName("forecaster-predict")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+            .config("spark.sql.adaptive.enabled", "false")  # one task per bucket, as planned
+            .config("spark.python.worker.reuse", "true")
+            .config("spark.ui.showConsoleProgress", "false")
+            .getOrCreate())
+
+
+def _kind(path: Path, what: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix in CSV_SUFFIXES:
+        return "csv"
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    raise ConfigError(f"cannot {what} {str(path)!r}: unsupported file type {suffix!r} "
+                      f"(use {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)})")
+
+
+def _checked_request(forecaster: Any, horizon: int | None,
+                     quantiles: list[float] | None) -> tuple[int, tuple[float, ...]]:
+    """Horizon and quantiles checked on the driver (same rules as `LSTMForecaster.predict`), so a bad
+    request fails before Spark starts any work."""
+    horizon = forecaster.horizon if horizon is None else int(horizon)
+    if not 1 <= horizon <= forecaster.horizon:
+        raise ConfigError(f"horizon must be between 1 and the trained horizon {forecaster.horizon}, got {horizon}")
+    trained = tuple(forecaster.quantiles_)
+    wanted = trained if quantiles is None else tuple(float(q) for q in quantiles)
+    unknown = [q for q in wanted if not any(np.isclose(q, t) for t in trained)]
+    if unknown:
+        raise ConfigError(f"quantiles {unknown} were not trained; available: {list(trained)}")
+    return horizon, tuple(q for q in trained if any(np.isclose(q, w) for w in wanted))
+
+
+def _artifact_path(model_dir: Path) -> str:
+    """The saved forecaster's folder inside a downloaded pyfunc model folder (read from its MLmodel)."""
+    from mlflow.models import Model
+
+    flavor = Model.load(str(model_dir / "MLmodel")).flavors.get("python_function", {})
+    entry = flavor.get("artifacts", {}).get(FORECASTER_ARTIFACT, {})
+    relative = entry.get("path") if isinstance(entry, dict) else None
+    relative = relative or f"artifacts/{FORECASTER_ARTIFACT}"
+    if not (model_dir / relative / "forecaster.json").is_file():
+        raise ConfigError(f"model folder {str(model_dir)!r} holds no saved forecaster at {relative!r}")
+    return relative
+
+
+def _read(spark: Any, path: Path, kind: str) -> Any:
+    if not path.exists():
+        raise DataError(f"cannot read {str(path)!r}: no such file")
+    if kind == "csv":
+        # All columns as text; converted per bucket like pandas.read_csv (see _like_read_csv).
+        return spark.read.option("header", "true").option("inferSchema", "false").csv(str(path))
+    return spark.read.parquet(str(path))
+
+
+def _output_schema(job: _Job) -> Any:
+    from pyspark.sql import types as T
+
+    fields = [T.StructField(job.id_column, T.StringType()), T.StructField(job.time_column, T.TimestampNTZType())]
+    fields += [T.StructField(name, T.DoubleType()) for name in job.output_columns[2:-3]]
+    fields += [T.StructField(name, T.StringType()) for name in (MODEL_COLUMN, MODEL_NAME_COLUMN,
+                                                                MODEL_VERSION_COLUMN)]
+    return T.StructType(fields)
+
+
+def _worker_error(exc: Exception) -> ForecasterError:
+    """A failure raised in a Python worker, as one of our errors with the worker's message."""
+    from forecaster import errors
+
+    text = str(exc)
+    for match in reversed(list(re.finditer(r"forecaster\.errors\.(\w+): (.*)", text))):
+        cls = getattr(errors, match[1], None)
+        if isinstance(cls, type) and issubclass(cls, ForecasterError):
+            error = cls.__new__(cls)
+            Exception.__init__(error, f"{match[2]} (raised in a Spark worker)")
+            return error
+    last = [line for line in text.strip().splitlines() if line.strip()][-1:] or [type(exc).__name__]
+    return DataError(f"spark prediction failed in a worker: {last[0].strip()}")
+
+
+def _move_into_place(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` onto ``target``; an existing target is moved aside first and removed after.
+
+    A directory cannot be renamed over a non-empty one, so there is a moment between the two renames
+    when ``target`` does not exist; readers never see a partial output. If the second rename fails the
+    previous output is put back.
+    """
+    if not target.exists() and not target.is_symlink():
+        os.rename(tmp, target)
+        return
+    aside = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.old"
+    os.rename(target, aside)
+    try:
+        os.rename(tmp, target)
+    except BaseException:
+        os.rename(aside, target)
+        raise
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.unlink(missing_ok=True)
+
+
+def _write(result: Any, target: Path, kind: str, time_column: str) -> Path:
+    """Write ``result`` to a temporary path beside ``target``; returns that path (a Parquet dataset
+    directory, or for CSV a single file)."""
+    stamp = uuid.uuid4().hex[:8]
+    staging = target.parent / f".{target.name}.{stamp}.spark"
+    if kind == "parquet":
+        result.write.parquet(str(staging))
+        return staging
+    # One CSV file: repartition(1), not coalesce(1), which would pull the forecasting itself into one task.
+    (result.repartition(1).write.option("header", "true")
+     .option("timestampNTZFormat", "yyyy-MM-dd'T'HH:mm:ss").csv(str(staging)))
+    parts = sorted(staging.glob("part-*.csv"))
+    if len(parts) != 1:
+        raise DataError(f"spark wrote {len(parts)} CSV part files, expected one, in {str(staging)!r}")
+    single = target.parent / f".{target.name}.{stamp}.tmp"
+    os.rename(parts[0], single)
+    shutil.rmtree(staging, ignore_errors=True)
+    return single
+
+
+def predict_spark(model: LoadedModel, input_path: str | os.PathLike, output_path: str | os.PathLike,
+                  horizon: int | None = None, quantiles: list[float] | None = None, master: str | None = None,
+                  buckets: int | None = None) -> dict[str, Any]:
+    """Forecast every series of ``input_path`` into ``output_path`` with Spark; returns a summary.
+
+    ``output_path`` ending in ``.parquet``/``.pq`` becomes a Parquet *dataset directory* (part files);
+    ending in ``.csv`` it becomes one CSV file. Either way it is written beside the target first and
+    renamed into place, so a failed run leaves the previous output as it was. ``buckets`` (default
+    ``$FORECASTER_SPARK_BUCKETS``, else twice the cores Spark has) is the number of batches the series
+    are hashed into. Summary: rows, series, fallback_series (series forecast by seasonal naive).
+    """
+    import mlflow
+    from pyspark.errors import PythonException
+    from pyspark.sql import functions as F
+
+    source, target = Path(input_path), Path(output_path)
+    in_kind, out_kind = _kind(source, "read"), _kind(target, "write")
+    if not target.parent.is_dir():
+        raise ConfigError(f"cannot write {str(target)!r}: folder {str(target.parent)!r} does not exist")
+    forecaster = model.forecaster
+    columns = forecaster.columns_
+    horizon, kept = _checked_request(forecaster, horizon, quantiles)
+    output_columns = (columns.id, columns.time, FORECAST_COLUMN, *(quantile_name(q) for q in kept),
+                      MODEL_COLUMN, MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN)
+
+    spark = _session(master)
+    sc = spark.sparkContext
+    n_buckets = int(buckets or os.environ.get(BUCKETS_ENV) or BUCKETS_PER_CORE * sc.defaultParallelism)
+    if n_buckets < 1:
+        raise ConfigError(f"buckets must be at least 1, got {n_buckets}")
+
+    with tempfile.TemporaryDirectory(prefix="forecaster-spark-") as tmp:
+        # A unique folder name per run: SparkFiles refuses a second, different file under the same name.
+        local_model = Path(tmp) / f"model-{model.name}-{model.version}-{uuid.uuid4().hex[:8]}"
+        mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=str(local_model))
+        sc.addFile(str(local_model), recursive=True)
+        job = _Job(model_dir=local_model.name, artifact_path=_artifact_path(local_model),
+                   horizon=horizon, quantiles=kept, csv_input=in_kind == "csv", id_column=columns.id,
+                   time_column=columns.time, output_columns=output_columns, model_name=model.name,
+                   model_version=str(model.version))
+
+        frame = _read(spark, source, in_kind)
+        wanted = [columns.id, columns.time, columns.target, *columns.covariates()]
+        missing = [name for name in wanted if name not in frame.columns]
+        if missing:
+            raise MissingColumnError(f"missing column(s) {missing}; input has {frame.columns}",
+                                     column=", ".join(missing))
+        frame = frame.select(*wanted)
+        bucket = F.pmod(F.xxhash64(F.col(columns.id).cast("string")), F.lit(n_buckets))
+        result = (frame.withColumn("_bucket", bucket).repartition(n_buckets, "_bucket").groupBy("_bucket")
+                  .applyInPandas(functools.partial(_forecast_bucket, job=job), schema=_output_schema(job)))
+        staged: Path | None = None
+        try:
+            staged = _write(result, target, out_kind, columns.time)
+            summary = _summary(spark, staged, out_kind, columns.id)
+            _move_into_place(staged, target)
+            staged = None
+        except PythonException as exc:
+            raise _worker_error(exc) from exc
+        finally:
+            if staged is not None:
+                _remove(staged)
+            for leftover in target.parent.glob(f".{target.name}.*.spark"):
+                _remove(leftover)
+    summary["buckets"] = n_buckets
+    return summary
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _summary(spark: Any, staged: Path, kind: str, id_column: str) -> dict[str, Any]:
+    """Rows, series and fallback series of the staged output (read back: cheap, and no recomputation)."""
+    from pyspark.sql import functions as F
+
+    if kind == "parquet":
+        written = spark.read.parquet(str(staged))
+    else:
+        written = spark.read.option("header", "true").csv(str(staged))
+    row = written.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct(id_column).alias("series"),
+                      F.countDistinct(F.when(F.col(MODEL_COLUMN) != "lstm", F.col(id_column))).alias("fallback"),
+                      ).collect()[0]
+    return {"rows": int(row["rows"]), "series": int(row["series"]), "fallback_series": int(row["fallback"])}
+
+
+def default_buckets(cores: int, series: int, series_per_bucket: int = 20_000) -> int:
+    """A bucket count for ``series`` series on ``cores`` cores: at least two per core, at most
+    ``series_per_bucket`` series each (a bucket is one pandas frame in one worker's memory)."""
+    return max(BUCKETS_PER_CORE * cores, math.ceil(series / series_per_bucket))

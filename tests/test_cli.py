@@ -1,0 +1,52 @@
+"""The `forecaster` command as a scheduler calls it: a real process, exit codes, messages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.synthetic import hourly_frame
+
+pytestmark = pytest.mark.slow
+
+
+def _run(args, tmp_path, **env):
+    full_env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", **env}
+    return subprocess.run([sys.executable, "-m", "forecaster.cli", *args], capture_output=True, text=True,
+                          timeout=600, env=full_env)
+
+
+def test_help_says_what_each_command_does(tmp_path):
+    top = _run(["--help"], tmp_path)
+    assert top.returncode == 0 and "train" in top.stdout
+    sub = _run(["train", "--help"], tmp_path)
+    assert sub.returncode == 0 and "--horizon" in sub.stdout and "champion" in sub.stdout
+
+
+def test_train_from_a_data_file_without_a_config(tmp_path):
+    data = tmp_path / "shop.parquet"
+    hourly_frame(n_series=3, length=200).to_parquet(data)
+    result = _run(["train", "--data", str(data), "--horizon", "12", "--epochs", "1", "--quiet"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "registered shop version 1" in result.stdout
+    assert "mlflow ui --backend-store-uri" in result.stdout
+
+
+def test_bad_data_exits_3_and_names_the_fault(tmp_path):
+    frame = hourly_frame(n_series=2, length=200)
+    frame.loc[7, "y"] = float("nan")
+    data = tmp_path / "bad.csv"
+    frame.to_csv(data, index=False)
+    result = _run(["train", "--data", str(data), "--horizon", "12", "--quiet"], tmp_path)
+    assert result.returncode == 3
+    assert "S0" in result.stderr and "2024-01-01T07:00" in result.stderr
+
+
+def test_bad_usage_exits_2(tmp_path):
+    result = _run(["train", "--data", "x.csv"], tmp_path)
+    assert result.returncode == 2 and "--horizon" in result.stderr
+    missing = _run(["train", str(tmp_path / "nope.toml")], tmp_path)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
