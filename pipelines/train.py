@@ -197,7 +197,7 @@ def train(config: ModelConfig, register: bool = True, verbose: int = 1) -> Train
             for name in ("backtest_per_series.csv", "loss_curves.png", "forecast_vs_actuals.png"):
                 mlflow.log_artifact(str(tmp_path / name), artifact_path="evaluation")
             saved = final.save(tmp_path / "forecaster")
-            warnings.filterwarnings("ignore", message="An input example was not provided")
+            warnings.filterwarnings("ignore", message=".*An input example was not provided")
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(PACKAGE_DIR / "mlflow_model.py"),

@@ -1,0 +1,95 @@
+"""`mlflow models serve` answering /invocations with our model: a real server process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.serve_process import start_server, stop_server
+from pipelines.train import train
+from tests.synthetic import hourly_frame
+from tests.test_training_pipeline import tiny_config
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    data = tmp / "history.csv"
+    hourly_frame().to_csv(data, index=False)
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        train(tiny_config(data, margin=-10.0), verbose=0)
+    finally:
+        if old is None:
+            del os.environ["MLFLOW_TRACKING_URI"]
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old
+    proc, base = start_server("models:/tiny@champion", uri, tmp / "server.log")
+    yield base, data
+    stop_server(proc)
+
+
+def _history(data: Path, n_series: int = 6) -> pd.DataFrame:
+    frame = pd.read_csv(data)
+    return frame[frame["unique_id"].isin([f"S{i}" for i in range(n_series)])]
+
+
+def test_dataframe_split_with_params_returns_the_forecast_frame(server):
+    base, data = server
+    history = _history(data)
+    status, body = _post(f"{base}/invocations", {
+        "dataframe_split": history.to_dict(orient="split", index=False),
+        "params": {"horizon": 4, "quantiles": [0.1, 0.9]},
+    })
+    assert status == 200, body
+    out = pd.DataFrame(body["predictions"])
+    assert list(out.columns) == ["unique_id", "ds", "forecast", "q0.1", "q0.9", "model"]
+    assert len(out) == 6 * 4 and set(out["model"]) == {"lstm"}
+    assert (out["q0.1"] <= out["q0.9"]).all()
+
+
+def test_dataframe_records_give_the_same_numbers(server):
+    base, data = server
+    history = _history(data, 2)
+    _, split = _post(f"{base}/invocations", {"dataframe_split": history.to_dict(orient="split", index=False)})
+    status, records = _post(f"{base}/invocations", {"dataframe_records": history.to_dict(orient="records")})
+    assert status == 200
+    assert pd.DataFrame(records["predictions"]).equals(pd.DataFrame(split["predictions"]))
+    assert len(records["predictions"]) == 2 * 12  # default horizon: the trained one
+
+
+def test_a_bad_frame_gets_400_with_our_message_not_a_stack_trace(server):
+    base, data = server
+    history = _history(data, 2)
+    duplicated = pd.concat([history, history.iloc[[3]]])
+    status, body = _post(f"{base}/invocations", {"dataframe_split": duplicated.to_dict(orient="split", index=False)})
+    assert status == 400
+    assert "DuplicateRowsError" in body["message"] and "S0" in body["message"]
+    assert "Traceback" not in json.dumps(body)
+
+
+def test_a_horizon_beyond_training_gets_400(server):
+    base, data = server
+    status, body = _post(f"{base}/invocations", {
+        "dataframe_split": _history(data, 1).to_dict(orient="split", index=False), "params": {"horizon": 99}})
+    assert status == 400 and "trained horizon 12" in body["message"]
