@@ -22,7 +22,7 @@ from forecaster.datasets import (
 )
 
 HOUR = pd.Timedelta(hours=1)
-SHARED = Path("/work/shared/benchmarks/m4-hourly")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "m4-hourly"
 SHA256 = {  # of the organisers' CSVs, also listed in forecaster/datasets/data/README.md
     "m4_hourly_train.csv.gz": "ea59b7783573c49077a835ab6465c7d66f1474783360f310988a9a737fbca62f",
     "m4_hourly_test.csv.gz": "71a57fccb15e534d973626ada4fb87febf789e9317715b7cc6dd3b5f90db6f42",
