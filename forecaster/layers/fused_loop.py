@@ -5,10 +5,12 @@ every one of them; at forecasting sizes (tens of timesteps, tens to hundreds of 
 memory traffic, not arithmetic, are the bill. Here the forward loop and the backward loop are each
 one XLA cluster:
 
-- forward: z_t = x_t W + h U + b and the cell's gating, fused by XLA; in training the pre-activations
-  z_t and the previous states are kept for the backward pass (in inference nothing is kept);
-- backward: per step, only the gating is differentiated (from the kept z_t, c_{t-1}) and dh_{t-1} gets
-  dz_t U^T; the weight gradients of kernel, recurrent_kernel and bias are then three large matmuls
+- forward: z_t = x_t W + h U + b and the cell's gating, fused by XLA; in training it also keeps what
+  the backward pass needs (in inference nothing is kept);
+- backward, plain cell (sigmoid/tanh, no extras): the forward pass kept the gating's local derivatives,
+  so a step is a few products and dh_{t-1} = dz_t U^T; any other cell: the kept z_t and c_{t-1} are
+  re-differentiated through `gates` with a tape, step by step;
+- then the gradients of the inputs, kernel, recurrent_kernel and bias are four large contractions
   over all steps at once instead of T small ones.
 
 The gating is the cell's own `gates`, so there is one definition of the math, extras included.
@@ -111,6 +113,16 @@ def _forward(cell, steps, h0, c0, steps_mask, kernel, recurrent_kernel, bias, ex
     return last_output, outputs.stack(), h, c, kept
 
 
+def _input_and_weight_gradients(dz, steps, h_prev, kernel, bias):
+    """From every step's dz (T, B, 4u): d(steps), d(kernel), d(recurrent_kernel), d(bias), each one
+    large contraction over all steps at once instead of T small ones inside the loop."""
+    d_steps = tf.einsum("tbg,fg->tbf", dz, kernel)
+    d_kernel = tf.einsum("tbf,tbg->fg", steps, dz)
+    d_recurrent = tf.einsum("tbh,tbg->hg", h_prev, dz)
+    d_bias = None if bias is None else tf.reduce_sum(dz, axis=(0, 1))
+    return d_steps, d_kernel, d_recurrent, d_bias
+
+
 def _backward(cell, steps, steps_mask, kernel, recurrent_kernel, bias, extras, kept,
               d_last, d_outputs, d_h, d_c, *, return_sequences, zero_output_for_mask):
     """Gradients of the forward pass with respect to steps, h0, c0 and every weight."""
@@ -153,11 +165,8 @@ def _backward(cell, steps, steps_mask, kernel, recurrent_kernel, bias, extras, k
         (num_steps - 1, d_h, d_c, d_out0, d_z_all, d_extras0),
         maximum_iterations=num_steps,
     )
-    dz = d_z_all.stack()  # (T, B, 4u)
-    d_steps = tf.einsum("tbg,fg->tbf", dz, kernel)
-    d_kernel = tf.einsum("tbf,tbg->fg", steps, dz)
-    d_recurrent = tf.einsum("tbh,tbg->hg", kept["h_prev"], dz)
-    d_bias = None if bias is None else tf.reduce_sum(dz, axis=(0, 1))
+    d_steps, d_kernel, d_recurrent, d_bias = _input_and_weight_gradients(
+        d_z_all.stack(), steps, kept["h_prev"], kernel, bias)
     return d_steps, dh0, dc0, d_kernel, d_recurrent, d_bias, dict(zip(extra_names, d_extras))
 
 
@@ -200,11 +209,8 @@ def _backward_plain(steps, steps_mask, kernel, recurrent_kernel, bias, kept,
         (num_steps - 1, d_h, d_c, tf.zeros_like(d_h), d_z_all),
         maximum_iterations=num_steps,
     )
-    dz = d_z_all.stack()  # (T, B, 4u)
-    d_steps = tf.einsum("tbg,fg->tbf", dz, kernel)
-    d_kernel = tf.einsum("tbf,tbg->fg", steps, dz)
-    d_recurrent = tf.einsum("tbh,tbg->hg", kept["h_prev"], dz)
-    d_bias = None if bias is None else tf.reduce_sum(dz, axis=(0, 1))
+    d_steps, d_kernel, d_recurrent, d_bias = _input_and_weight_gradients(
+        d_z_all.stack(), steps, kept["h_prev"], kernel, bias)
     return d_steps, dh0, dc0, d_kernel, d_recurrent, d_bias, {}
 
 
