@@ -82,7 +82,9 @@ def _train(args: argparse.Namespace) -> int:
                                                    "horizon": args.horizon}, "data": data})
     if args.epochs:
         config = replace(config, training=replace(config.training, epochs=args.epochs))
-    result = train(config, register=not args.no_register, verbose=0 if args.quiet else 2)
+    # A progress bar on a terminal; one line per epoch in a scheduler's log.
+    verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
+    result = train(config, register=not args.no_register, verbose=verbose)
     print(f"run {result.run_id}: backtest {config.promotion.metric} "
           f"lstm {result.backtest.summary['lstm'][config.promotion.metric]:.4f}, "
           f"seasonal naive {result.backtest.summary['seasonal_naive'][config.promotion.metric]:.4f}")
