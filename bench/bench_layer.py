@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -94,6 +95,7 @@ def main() -> None:
                         help="comma-separated TIMESTEPSxUNITS")
     args = parser.parse_args()
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    print("command: .venv/bin/python " + " ".join(sys.argv))
     print(f"tensorflow {tf.__version__}, keras {keras.__version__}, batch {args.batch}, "
           f"{args.features} features, median of {args.repeats} interleaved repeats")
     header = ("| (T, units) | mode | keras ms | keras+XLA ms | ours ms | keras/ours | keras+XLA/ours "
