@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--horizon", type=int, help="steps to forecast (at most the trained horizon)")
     predict.add_argument("--quantiles", type=float, nargs="+", help="quantiles to output (among the trained ones)")
     predict.add_argument("--engine", choices=("local", "spark"), default="local",
-                         help="local pandas (default) or Spark groupBy(id).applyInPandas")
+                         help="local pandas (default) or Spark (series grouped into buckets of ids, applyInPandas)")
     return parser
 
 

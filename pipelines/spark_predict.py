@@ -27,7 +27,6 @@ workers see at the same path (the final rename is done by the driver on its loca
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
 import re
@@ -35,6 +34,7 @@ import shutil
 import sys
 import tempfile
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,8 +51,10 @@ from pipelines.predict import MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN, LoadedMod
 DEFAULT_MASTER = "local[2]"
 MASTER_ENV = "FORECASTER_SPARK_MASTER"
 BUCKETS_ENV = "FORECASTER_SPARK_BUCKETS"
-#: Buckets per Spark core by default: a few tasks per core evens out uneven buckets.
+#: Default bucketing: at least this many buckets per Spark core (evens out uneven buckets) and at most
+#: this many input rows per bucket (a bucket is one pandas frame in one Python worker's memory).
 BUCKETS_PER_CORE = 2
+ROWS_PER_BUCKET = 250_000
 FORECASTER_ARTIFACT = "forecaster"
 
 #: Forecasters loaded in this Python process, by local model path (Spark reuses its Python workers).
@@ -68,6 +70,8 @@ class _Job:
     horizon: int | None
     quantiles: tuple[float, ...] | None
     csv_input: bool
+    time_ns: bool  # Parquet time column in nanoseconds: Spark reads it as a long (see _read)
+    time_zone: str | None  # the Parquet time column's zone, restored in the worker
     id_column: str
     time_column: str
     output_columns: tuple[str, ...]
@@ -108,6 +112,12 @@ def _forecast_bucket(pdf: pd.DataFrame, job: _Job) -> pd.DataFrame:
     history = pdf.drop(columns="_bucket")
     if job.csv_input:
         history = _like_read_csv(history)
+    elif job.time_ns:
+        history[job.time_column] = pd.to_datetime(history[job.time_column], unit="ns", utc=job.time_zone is not None)
+    elif job.time_zone is not None:  # Spark hands zoned timestamps over as UTC wall clock (session zone)
+        history[job.time_column] = history[job.time_column].dt.tz_localize("UTC")
+    if job.time_zone is not None:
+        history[job.time_column] = history[job.time_column].dt.tz_convert(job.time_zone)
     out = forecaster.predict(history, horizon=job.horizon, quantiles=job.quantiles)
     times = out[job.time_column]
     if getattr(times.dt, "tz", None) is not None:  # Spark timestamps carry no zone: UTC wall clock
@@ -127,6 +137,7 @@ def _session(master: str | None) -> Any:
     """The active SparkSession, or a new one on ``master`` / ``$FORECASTER_SPARK_MASTER`` / ``local[2]``."""
     from pyspark.sql import SparkSession
 
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     active = SparkSession.getActiveSession()
@@ -180,12 +191,29 @@ def _artifact_path(model_dir: Path) -> str:
     return relative
 
 
+def _parquet_time(path: Path, time_column: str) -> tuple[bool, str | None]:
+    """(nanosecond unit?, zone) of the time column of a Parquet file or dataset, from its metadata."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    schema = ds.dataset(str(path), format="parquet").schema
+    if time_column not in schema.names:
+        return False, None
+    kind = schema.field(time_column).type
+    if not pa.types.is_timestamp(kind):
+        return False, None
+    return kind.unit == "ns", kind.tz
+
+
 def _read(spark: Any, path: Path, kind: str) -> Any:
     if not path.exists():
         raise DataError(f"cannot read {str(path)!r}: no such file")
     if kind == "csv":
         # All columns as text; converted per bucket like pandas.read_csv (see _like_read_csv).
         return spark.read.option("header", "true").option("inferSchema", "false").csv(str(path))
+    # pandas writes nanosecond timestamps, which Spark refuses unless read as longs (converted back
+    # per bucket, with the zone, from the file's own metadata).
+    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
     return spark.read.parquet(str(path))
 
 
@@ -199,19 +227,16 @@ def _output_schema(job: _Job) -> Any:
     return T.StructType(fields)
 
 
-def _worker_error(exc: Exception) -> ForecasterError:
-    """A failure raised in a Python worker, as one of our errors with the worker's message."""
+def _worker_error(exc: Exception) -> ForecasterError | None:
+    """Our error raised in a Python worker (Spark hands it back as text), rebuilt with its class and
+    message; None when the failure is not one of ours."""
     from forecaster import errors
 
-    text = str(exc)
-    for match in reversed(list(re.finditer(r"forecaster\.errors\.(\w+): (.*)", text))):
+    for match in reversed(list(re.finditer(r"forecaster\.errors\.(\w+): ([^\n]*)", str(exc)))):
         cls = getattr(errors, match[1], None)
         if isinstance(cls, type) and issubclass(cls, ForecasterError):
-            error = cls.__new__(cls)
-            Exception.__init__(error, f"{match[2]} (raised in a Spark worker)")
-            return error
-    last = [line for line in text.strip().splitlines() if line.strip()][-1:] or [type(exc).__name__]
-    return DataError(f"spark prediction failed in a worker: {last[0].strip()}")
+            return cls(f"{match[2]} [raised in a Spark worker]")
+    return None
 
 
 def _move_into_place(tmp: Path, target: Path) -> None:
@@ -221,6 +246,9 @@ def _move_into_place(tmp: Path, target: Path) -> None:
     when ``target`` does not exist; readers never see a partial output. If the second rename fails the
     previous output is put back.
     """
+    if tmp.is_file() and not target.is_dir():
+        os.replace(tmp, target)  # one file over one file (or nothing): atomic
+        return
     if not target.exists() and not target.is_symlink():
         os.rename(tmp, target)
         return
@@ -237,11 +265,9 @@ def _move_into_place(tmp: Path, target: Path) -> None:
         aside.unlink(missing_ok=True)
 
 
-def _write(result: Any, target: Path, kind: str, time_column: str) -> Path:
-    """Write ``result`` to a temporary path beside ``target``; returns that path (a Parquet dataset
-    directory, or for CSV a single file)."""
-    stamp = uuid.uuid4().hex[:8]
-    staging = target.parent / f".{target.name}.{stamp}.spark"
+def _write(result: Any, staging: Path, kind: str) -> Path:
+    """Write ``result`` under ``staging`` (a temporary path beside the target); returns what to rename
+    into place: ``staging`` itself (a Parquet dataset directory), or for CSV the single part file."""
     if kind == "parquet":
         result.write.parquet(str(staging))
         return staging
@@ -251,10 +277,7 @@ def _write(result: Any, target: Path, kind: str, time_column: str) -> Path:
     parts = sorted(staging.glob("part-*.csv"))
     if len(parts) != 1:
         raise DataError(f"spark wrote {len(parts)} CSV part files, expected one, in {str(staging)!r}")
-    single = target.parent / f".{target.name}.{stamp}.tmp"
-    os.rename(parts[0], single)
-    shutil.rmtree(staging, ignore_errors=True)
-    return single
+    return parts[0]
 
 
 def predict_spark(model: LoadedModel, input_path: str | os.PathLike, output_path: str | os.PathLike,
@@ -265,11 +288,11 @@ def predict_spark(model: LoadedModel, input_path: str | os.PathLike, output_path
     ``output_path`` ending in ``.parquet``/``.pq`` becomes a Parquet *dataset directory* (part files);
     ending in ``.csv`` it becomes one CSV file. Either way it is written beside the target first and
     renamed into place, so a failed run leaves the previous output as it was. ``buckets`` (default
-    ``$FORECASTER_SPARK_BUCKETS``, else twice the cores Spark has) is the number of batches the series
-    are hashed into. Summary: rows, series, fallback_series (series forecast by seasonal naive).
+    ``$FORECASTER_SPARK_BUCKETS``, else at least twice the cores Spark has and at most ``ROWS_PER_BUCKET``
+    input rows per bucket) is the number of batches the series are hashed into. Summary: rows, series,
+    fallback_series (series forecast by seasonal naive), buckets.
     """
     import mlflow
-    from pyspark.errors import PythonException
     from pyspark.sql import functions as F
 
     source, target = Path(input_path), Path(output_path)
@@ -284,17 +307,21 @@ def predict_spark(model: LoadedModel, input_path: str | os.PathLike, output_path
 
     spark = _session(master)
     sc = spark.sparkContext
-    n_buckets = int(buckets or os.environ.get(BUCKETS_ENV) or BUCKETS_PER_CORE * sc.defaultParallelism)
-    if n_buckets < 1:
-        raise ConfigError(f"buckets must be at least 1, got {n_buckets}")
+    buckets = int(buckets or os.environ.get(BUCKETS_ENV) or 0)
+    if buckets < 0:
+        raise ConfigError(f"buckets must be positive, got {buckets}")
 
     with tempfile.TemporaryDirectory(prefix="forecaster-spark-") as tmp:
         # A unique folder name per run: SparkFiles refuses a second, different file under the same name.
         local_model = Path(tmp) / f"model-{model.name}-{model.version}-{uuid.uuid4().hex[:8]}"
         mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=str(local_model))
         sc.addFile(str(local_model), recursive=True)
+        time_ns, time_zone = False, None
+        if in_kind == "parquet" and source.exists():
+            time_ns, time_zone = _parquet_time(source, columns.time)
         job = _Job(model_dir=local_model.name, artifact_path=_artifact_path(local_model),
-                   horizon=horizon, quantiles=kept, csv_input=in_kind == "csv", id_column=columns.id,
+                   horizon=horizon, quantiles=kept, csv_input=in_kind == "csv", time_ns=time_ns,
+                   time_zone=time_zone, id_column=columns.id,
                    time_column=columns.time, output_columns=output_columns, model_name=model.name,
                    model_version=str(model.version))
 
@@ -305,22 +332,28 @@ def predict_spark(model: LoadedModel, input_path: str | os.PathLike, output_path
             raise MissingColumnError(f"missing column(s) {missing}; input has {frame.columns}",
                                      column=", ".join(missing))
         frame = frame.select(*wanted)
+        if not buckets:  # counting Parquet rows reads only file footers; CSV needs one pass
+            buckets = max(BUCKETS_PER_CORE * sc.defaultParallelism, math.ceil(frame.count() / ROWS_PER_BUCKET))
+        n_buckets = buckets
         bucket = F.pmod(F.xxhash64(F.col(columns.id).cast("string")), F.lit(n_buckets))
         result = (frame.withColumn("_bucket", bucket).repartition(n_buckets, "_bucket").groupBy("_bucket")
-                  .applyInPandas(functools.partial(_forecast_bucket, job=job), schema=_output_schema(job)))
-        staged: Path | None = None
+                  .applyInPandas(lambda pdf: _forecast_bucket(pdf, job), schema=_output_schema(job)))
+        # Spark writes into a hidden folder beside the target (readers of the folder ignore it).
+        hidden = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.spark"
         try:
-            staged = _write(result, target, out_kind, columns.time)
+            hidden.mkdir()
+            staged = _write(result, hidden / ("dataset" if out_kind == "parquet" else "csv"), out_kind)
             summary = _summary(spark, staged, out_kind, columns.id)
             _move_into_place(staged, target)
-            staged = None
-        except PythonException as exc:
-            raise _worker_error(exc) from exc
+        except ForecasterError:
+            raise
+        except Exception as exc:
+            ours = _worker_error(exc)
+            if ours is None:
+                raise
+            raise ours from exc
         finally:
-            if staged is not None:
-                _remove(staged)
-            for leftover in target.parent.glob(f".{target.name}.*.spark"):
-                _remove(leftover)
+            _remove(hidden)
     summary["buckets"] = n_buckets
     return summary
 
@@ -346,8 +379,3 @@ def _summary(spark: Any, staged: Path, kind: str, id_column: str) -> dict[str, A
                       ).collect()[0]
     return {"rows": int(row["rows"]), "series": int(row["series"]), "fallback_series": int(row["fallback"])}
 
-
-def default_buckets(cores: int, series: int, series_per_bucket: int = 20_000) -> int:
-    """A bucket count for ``series`` series on ``cores`` cores: at least two per core, at most
-    ``series_per_bucket`` series each (a bucket is one pandas frame in one worker's memory)."""
-    return max(BUCKETS_PER_CORE * cores, math.ceil(series / series_per_bucket))

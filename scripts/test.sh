@@ -2,7 +2,7 @@
 # Run every check CI runs: lint, the whole suite under TensorFlow, the layer's tests under JAX.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FORECASTER_EXTRAS=${FORECASTER_EXTRAS:-dev} bash scripts/setup-venv.sh
+FORECASTER_EXTRAS=${FORECASTER_EXTRAS:-dev,spark} bash scripts/setup-venv.sh
 export TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0
 .venv/bin/ruff check .
 .venv/bin/python -m pytest -q "$@"

@@ -1,6 +1,11 @@
-"""Small real-looking data for pipeline tests: hourly series with a daily cycle, trend and noise."""
+"""Pipeline test support: small hourly series with a daily cycle, trend and noise; a tiny model config;
+a registry holding a trained tiny model."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,3 +23,37 @@ def hourly_frame(n_series: int = 6, length: int = 240, seed: int = 0, start: str
         parts.append(pd.DataFrame({"unique_id": f"S{s}", "ds": pd.date_range(start, periods=length, freq="h"),
                                    "y": y}))
     return pd.concat(parts, ignore_index=True)
+
+
+def tiny_config(data_path, name: str = "tiny", margin: float = 0.0, epochs: int = 2):
+    """A model config small enough to train in seconds: horizon 12, input 48, 8 units."""
+    from forecaster.config import model_config_from_dict
+
+    return model_config_from_dict({
+        "model": {"name": name, "horizon": 12, "quantiles": [0.1, 0.5, 0.9]},
+        "data": {"source": str(data_path), "freq": "h"},
+        "network": {"units": 8, "head_units": 16},
+        "training": {"input_size": 48, "epochs": epochs, "batch_size": 64, "patience": 2,
+                     "max_windows_per_series": 40},
+        "backtest": {"n_windows": 2, "step": 12},
+        "promotion": {"metric": "mase", "margin": margin},
+    })
+
+
+@contextlib.contextmanager
+def tiny_registry(root: Path, name: str = "tiny") -> Iterator[tuple[str, Path]]:
+    """A fresh MLflow store under ``root`` holding one trained version of ``name`` as champion.
+
+    MLFLOW_TRACKING_URI points at it while the context is open; yields (tracking URI, training data).
+    """
+    import pytest
+
+    from pipelines.train import train
+
+    data = root / "history.csv"
+    hourly_frame().to_csv(data, index=False)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        train(tiny_config(data, name=name, margin=-10.0), verbose=0)
+        yield uri, data

@@ -10,27 +10,16 @@ import pandas as pd
 import pytest
 
 from pipelines.predict import predict
-from pipelines.train import train
-from tests.synthetic import hourly_frame
-from tests.test_training_pipeline import tiny_config
+from tests.synthetic import hourly_frame, tiny_registry
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("predict")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    data = tmp / "history.csv"
-    hourly_frame().to_csv(data, index=False)
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    train(tiny_config(data, margin=-10.0), verbose=0)
-    yield uri, tmp
-    if old is None:
-        del os.environ["MLFLOW_TRACKING_URI"]
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = old
+    root = tmp_path_factory.mktemp("predict")
+    with tiny_registry(root) as (uri, _):
+        yield uri, root
 
 
 def _history_with_new_and_short_series(tmp):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -12,9 +11,7 @@ import pandas as pd
 import pytest
 
 from bench.serve_process import start_server, stop_server
-from pipelines.train import train
-from tests.synthetic import hourly_frame
-from tests.test_training_pipeline import tiny_config
+from tests.synthetic import tiny_registry
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -31,22 +28,11 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("serve")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    data = tmp / "history.csv"
-    hourly_frame().to_csv(data, index=False)
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
-        train(tiny_config(data, margin=-10.0), verbose=0)
-    finally:
-        if old is None:
-            del os.environ["MLFLOW_TRACKING_URI"]
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old
-    proc, base = start_server("models:/tiny@champion", uri, tmp / "server.log")
-    yield base, data
-    stop_server(proc)
+    root = tmp_path_factory.mktemp("serve")
+    with tiny_registry(root) as (uri, data):
+        proc, base = start_server("models:/tiny@champion", uri, root / "server.log")
+        yield base, data
+        stop_server(proc)
 
 
 def _history(data: Path, n_series: int = 6) -> pd.DataFrame:

@@ -13,25 +13,13 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from forecaster.config import ConfigError, load_config, model_config_from_dict
+from forecaster.config import ConfigError, load_config
 from forecaster.errors import DuplicateRowsError
 from forecaster.registry import aliases
 from pipelines.train import make_forecaster, train
-from tests.synthetic import hourly_frame
+from tests.synthetic import hourly_frame, tiny_config
 
 pytestmark = pytest.mark.slow
-
-
-def tiny_config(data_path, name="tiny", margin=0.0, epochs=2):
-    return model_config_from_dict({
-        "model": {"name": name, "horizon": 12, "quantiles": [0.1, 0.5, 0.9]},
-        "data": {"source": str(data_path), "freq": "h"},
-        "network": {"units": 8, "head_units": 16},
-        "training": {"input_size": 48, "epochs": epochs, "batch_size": 64, "patience": 2,
-                     "max_windows_per_series": 40},
-        "backtest": {"n_windows": 2, "step": 12},
-        "promotion": {"metric": "mase", "margin": margin},
-    })
 
 
 @pytest.fixture

@@ -347,7 +347,17 @@ def future_features(
                 "known-future covariates need their future values; pass the validated future frame",
                 column=", ".join(columns.known_future),
             )
-        return {str(sid): calendar_features(times, freq)[0] for sid, times in source.items()}
+        if not source:
+            return {}
+        # One calendar computation over every series' timestamps, then split: per-series calls cost
+        # more in pandas overhead than in arithmetic.
+        sids = [str(sid) for sid in source]
+        sizes = np.array([len(times) for times in source.values()])
+        wall = [pd.DatetimeIndex(t) for t in source.values()]
+        wall = [t.tz_localize(None) if t.tz is not None else t for t in wall]  # local clock time, as per series
+        calendar, _ = calendar_features(pd.DatetimeIndex(np.concatenate([t.to_numpy() for t in wall])), freq)
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        return {sid: calendar[bounds[s] : bounds[s + 1]] for s, sid in enumerate(sids)}
     frame = source.sort_values([columns.id, columns.time], kind="stable")
     calendar, _ = calendar_features(frame[columns.time], freq)
     known = stats.apply(frame[list(columns.known_future)].to_numpy(np.float64), list(columns.known_future))

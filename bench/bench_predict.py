@@ -1,0 +1,259 @@
+"""Batch prediction end to end (load model, read input, predict, write output), in series per second.
+
+Input: ``N`` series of hourly history, ``input_size`` rows each (what the model reads), made from the
+real M4 Hourly series (their last ``input_size`` values) replicated under new ids, copy ``k`` scaled by
+``1 + k/1000`` so no two series are equal; written as Parquet before timing. Output: Parquet, horizon 48.
+
+Each (engine, size) runs in a fresh subprocess, so no warm cache carries over and its peak memory is
+its own: ``VmHWM`` of that process (``/proc/self/status``, the high-water mark of its own address space).
+Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries the parent's peak into a child across fork/exec,
+so every child would report at least this benchmark's own peak. For Spark, the driver's Python process
+is the row's peak; the JVM and the Python workers are other processes, and the sum of their own peaks
+(measured before the session stops) is printed below the table.
+
+Times: ``import`` (Python imports, TensorFlow's included; not in the total), ``load`` (resolve and
+load the registry model), ``read``, ``predict``, ``write`` (local engine; Spark runs read, predict and
+write as one job, shown under ``predict``) and ``total`` = load + read + predict + write. Spark's
+session start is paid once per application: shown apart, not in the total.
+
+Without ``--model``, a model is trained first with ``models/m4_hourly.toml`` but ``--epochs`` epochs,
+into a temporary MLflow store (about a minute on 2 cores).
+
+    .venv/bin/python bench/bench_predict.py [--sizes 1000 10000 100000] [--engines local spark]
+        [--model models:/m4_hourly/1] [--epochs 1] [--local-limit 10000] [--profile 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parent.parent
+HORIZON = 48
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def train_model(store: Path, epochs: int) -> str:
+    """Train ``models/m4_hourly.toml`` with ``epochs`` epochs into ``store``; returns its version URI."""
+    from forecaster.config import load_config
+    from pipelines.train import train
+
+    config = load_config(ROOT / "models" / "m4_hourly.toml")
+    config = dataclasses.replace(config, training=dataclasses.replace(config.training, epochs=epochs))
+    result = train(config, verbose=0)
+    return f"models:/{result.model_name}/{result.version}"
+
+
+def model_input_size(model_uri: str) -> int:
+    from pipelines.predict import load
+
+    return int(load(model_uri).forecaster.input_size_)
+
+
+def make_input(n_series: int, input_size: int, path: Path) -> None:
+    """``n_series`` M4 Hourly series (last ``input_size`` values), replicated with new ids, as Parquet."""
+    import numpy as np
+    import pandas as pd
+
+    from forecaster.datasets import ANCHOR, load_m4_hourly_arrays
+
+    arrays = load_m4_hourly_arrays()
+    base = np.stack([series[-input_size:] for series in arrays.train if len(series) >= input_size])
+    copy = np.arange(n_series) // len(base)
+    values = base[np.arange(n_series) % len(base)] * (1.0 + copy[:, None] / 1000.0)
+    times = pd.date_range(end=ANCHOR - pd.Timedelta(hours=1), periods=input_size, freq="h")
+    ids = np.array([f"B{k:06d}" for k in range(n_series)], dtype=object)
+    frame = pd.DataFrame({"unique_id": np.repeat(ids, input_size), "ds": np.tile(times.to_numpy(), n_series),
+                          "y": values.reshape(-1)})
+    frame.to_parquet(path, index=False)
+
+
+def peak_rss_mb(pid: str = "self") -> float:
+    """``VmHWM`` (peak resident set) of a process, in MB; 0 if unreadable."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child_pid in children.get(todo.pop(), []):
+            found.append(child_pid)
+            todo.append(child_pid)
+    return found
+
+
+def run_child(args: list[str], env: dict[str, str]) -> dict:
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child {args} failed:\n{proc.stderr[-4000:]}")
+    if "--profile-out" in args:
+        print(proc.stdout)
+    return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| engine | series | input rows | import s | load s | read s | predict s | write s | total s "
+            "| series/s | peak RSS MB | spark start s |")
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+    for r in rows:
+        if r.get("skipped"):
+            lines.append(f"| {r['engine']} | {r['series']:,} | | | | | | | not run ({r['skipped']}) | | | |")
+            continue
+        spark = f"{r['session']:.1f}" if r.get("session") is not None else "-"
+        lines.append(f"| {r['engine']} | {r['series']:,} | {r['rows_in']:,} | {r['import']:.2f} | {r['load']:.2f} | "
+                     f"{r['read']:.2f} | "
+                     f"{r['predict']:.2f} | {r['write']:.2f} | {r['total']:.2f} | {r['series'] / r['total']:,.0f} | "
+                     f"{r['maxrss_mb']:,.0f} | {spark} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--engines", nargs="+", choices=("local", "spark"), default=["local", "spark"])
+    parser.add_argument("--model", help="an existing models:/<name>/<version> (default: train one)")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs when training the model here")
+    parser.add_argument("--local-limit", type=int, metavar="N", help="skip the local engine above N series")
+    parser.add_argument("--profile", type=int, metavar="N", help="also cProfile the local engine on N series")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--engine", help=argparse.SUPPRESS)
+    parser.add_argument("--input", help=argparse.SUPPRESS)
+    parser.add_argument("--output", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args)
+
+    command = " ".join([".venv/bin/python", "bench/bench_predict.py",
+                         *[shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])]])
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
+        work = Path(tmp)
+        env = dict(os.environ)
+        if args.model:
+            model_uri = args.model
+        else:
+            (work / "store").mkdir()
+            env["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'store' / 'mlflow.db'}"
+            env["FORECASTER_MLRUNS"] = os.environ["FORECASTER_MLRUNS"] = str(work / "store")
+            started = time.perf_counter()
+            model_uri = train_model(work / "store", args.epochs)
+            print(f"trained {model_uri} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        input_size = model_input_size(model_uri)
+        rows = []
+        for n in args.sizes:
+            source = work / f"in-{n}.parquet"
+            make_input(n, input_size, source)
+            for engine in args.engines:
+                if engine == "local" and args.local_limit and n > args.local_limit:
+                    rows.append({"engine": engine, "series": n, "skipped": f"--local-limit {args.local_limit}"})
+                    continue
+                out = work / f"out-{n}-{engine}.parquet"
+                result = run_child(["--engine", engine, "--input", str(source), "--output", str(out),
+                                    "--model", model_uri], env)
+                rows.append(result)
+                print(f"{engine} {n}: {result['total']:.2f} s", file=sys.stderr)
+        if args.profile:
+            source = work / f"in-{args.profile}.parquet"
+            if not source.exists():
+                make_input(args.profile, input_size, source)
+            run_child(["--engine", "local", "--input", str(source), "--output", str(work / "profiled.parquet"),
+                       "--model", model_uri, "--profile-out", str(work / "profile.out")], env)
+    print(table(rows))
+    print(f"\nmodel input_size {input_size}, horizon {HORIZON}, {os.cpu_count()} CPUs; command:\n\n    {command}")
+    notes = [f"{r['series']:,} series {r['others_mb']:,.0f} MB" for r in rows
+             if r["engine"] == "spark" and not r.get("skipped")]
+    if notes:
+        print("\nSpark, peak RSS of the JVM + Python workers (sum of each process' peak): " + "; ".join(notes))
+    return 0
+
+
+# --------------------------------------------------------------------------- child
+
+
+def child(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    import pandas as pd
+
+    import forecaster.forecaster  # noqa: F401  (Keras/TensorFlow: in "import", for both engines alike)
+    from forecaster.data.io import read_frame, write_frame_atomic
+    from pipelines.predict import forecast_frame, load
+
+    result: dict = {"engine": args.engine, "import": time.perf_counter() - started, "session": None}
+    session = None
+    if args.engine == "spark":
+        from pipelines.spark_predict import _session, predict_spark
+
+        t = time.perf_counter()
+        session = _session(None)
+        result["session"] = time.perf_counter() - t
+    result["rows_in"] = len(pd.read_parquet(args.input, columns=["y"]))
+
+    def run() -> None:
+        t = time.perf_counter()
+        model = load(args.model)
+        result["load"] = time.perf_counter() - t
+        if args.engine == "spark":
+            t = time.perf_counter()
+            summary = predict_spark(model, args.input, args.output, horizon=HORIZON)
+            result.update(read=0.0, predict=time.perf_counter() - t, write=0.0, series=summary["series"])
+            return
+        t = time.perf_counter()
+        history = read_frame(args.input)
+        result["read"] = time.perf_counter() - t
+        t = time.perf_counter()
+        out = forecast_frame(model, history, horizon=HORIZON)
+        result["predict"] = time.perf_counter() - t
+        t = time.perf_counter()
+        write_frame_atomic(out, args.output)
+        result["write"] = time.perf_counter() - t
+        result["series"] = int(out["unique_id"].nunique())
+
+    if args.profile_out:
+        import cProfile
+        import pstats
+
+        cProfile.runctx("run()", globals(), {"run": run}, args.profile_out)
+        stats = pstats.Stats(args.profile_out)
+        stats.sort_stats("cumulative").print_stats(35)
+        stats.sort_stats("tottime").print_stats(20)
+    else:
+        run()
+    result["total"] = result["load"] + result["read"] + result["predict"] + result["write"]
+    result["others_mb"] = sum(peak_rss_mb(str(pid)) for pid in descendants(os.getpid()))
+    if session is not None:
+        session.stop()
+    result["maxrss_mb"] = peak_rss_mb()
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
