@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.baselines import seasonal_naive, seasonal_naive_intervals
-from forecaster.data.frequency import future_index, seasonal_period
+from forecaster.data.frequency import future_indexes, seasonal_period
 from forecaster.data.scaling import SeriesScaler
 from forecaster.data.schema import Columns
 from forecaster.data.validation import ValidatedFrame, validate_frame
@@ -36,6 +36,14 @@ from forecaster.network import NetworkSpec, build_network
 FORECAST_COLUMN = "forecast"
 MODEL_COLUMN = "model"
 PREDICT_CHUNK = 8192
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def _average_members(members: list[keras.Model]) -> keras.Model:
+    """One Keras model whose output is the mean of the members' outputs (an ensemble, saved as one file)."""
+    inputs = {name: keras.Input(tensor.shape[1:], name=name) for name, tensor in members[0].input.items()}
+    outs = [member(inputs) for member in members]
+    return keras.Model(inputs, keras.layers.Average(name="ensemble_mean")(outs), name="lstm_ensemble")
 
 
 class LSTMForecaster:
@@ -64,6 +72,8 @@ class LSTMForecaster:
         max_windows_per_series: int | None = None,
         seed: int = 0,
         verbose: int = 1,
+        ensemble: int = 1,
+        lr_schedule: str = "constant",
     ) -> None:
         self.horizon = horizon
         self.input_size = input_size
@@ -81,6 +91,8 @@ class LSTMForecaster:
         self.max_windows_per_series = max_windows_per_series
         self.seed = seed
         self.verbose = verbose
+        self.ensemble = ensemble
+        self.lr_schedule = lr_schedule
 
     # ------------------------------------------------------------------ fit
 
@@ -94,9 +106,17 @@ class LSTMForecaster:
 
         The validation split is time-ordered: each series' last ``horizon`` steps are held out from
         training targets and from the scaler, and score the epochs; the best epoch's weights are kept.
+        With ``ensemble`` = K > 1, K networks are trained this way (seeds ``seed + 1000 k``, each on its
+        own sample of windows) and ``model_`` is one Keras model averaging their outputs; ``history_``
+        is the first member's, ``member_histories_`` all of them.  ``lr_schedule="cosine"`` decays the
+        learning rate to 5 % of ``learning_rate`` over ``epochs``.
         """
         if self.horizon <= 0:
             raise ConfigError(f"horizon must be positive, got {self.horizon}")
+        if int(self.ensemble) < 1:
+            raise ConfigError(f"ensemble must be >= 1, got {self.ensemble}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         columns = self.columns or Columns()
         keras.utils.set_random_seed(self.seed)
         vframe = validate_frame(df, columns, freq=self.freq, missing_policy=self.missing_policy,
@@ -119,13 +139,25 @@ class LSTMForecaster:
                                      start_after=cutoff)
         quantiles = tuple(sorted(float(q) for q in self.quantiles))
         spec = self.network or NetworkSpec()
-        model = build_network(spec, input_size, self.horizon, len(arrays.past_names), len(arrays.future_names),
-                              len(arrays.static_names), len(quantiles), seed=self.seed)
-        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate, clipnorm=1.0),
-                      loss=PointAndQuantileLoss(quantiles, point_loss=self.point_loss))
-        stop = keras.callbacks.EarlyStopping(patience=self.patience, restore_best_weights=True)
-        history = model.fit(train_ds, validation_data=val_ds, epochs=self.epochs, verbose=self.verbose, shuffle=False,
-                            callbacks=[stop, *(callbacks or [])])
+        shapes = (len(arrays.past_names), len(arrays.future_names), len(arrays.static_names), len(quantiles))
+        steps = int(train_ds.cardinality().numpy())
+        members, histories = [], []
+        for k in range(self.ensemble):
+            seed = self.seed + 1000 * k
+            keras.utils.set_random_seed(seed)
+            member = build_network(spec, input_size, self.horizon, *shapes, seed=seed, season=seasonal_period(freq),
+                                   name=f"member_{k}" if self.ensemble > 1 else "lstm_forecaster")
+            member.compile(optimizer=keras.optimizers.Adam(self._learning_rate(steps), clipnorm=1.0),
+                           loss=PointAndQuantileLoss(quantiles, point_loss=self.point_loss))
+            stop = keras.callbacks.EarlyStopping(patience=self.patience, restore_best_weights=True)
+            data = train_ds if k == 0 else make_window_dataset(
+                arrays, input_size, self.horizon, self.batch_size, cutoff=cutoff, shuffle=True, seed=seed,
+                max_windows_per_series=self.max_windows_per_series)
+            history = member.fit(data, validation_data=val_ds, epochs=self.epochs, verbose=self.verbose,
+                                 shuffle=False, callbacks=[stop, *(callbacks or [])])
+            members.append(member)
+            histories.append({key: [float(v) for v in vals] for key, vals in history.history.items()})
+        model = members[0] if len(members) == 1 else _average_members(members)
         self.model_ = model
         self.scaler_ = scaler
         self.stats_ = arrays.stats
@@ -133,12 +165,19 @@ class LSTMForecaster:
         self.columns_ = columns
         self.input_size_ = input_size
         self.quantiles_ = quantiles
-        self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        self.history_ = histories[0]
+        self.member_histories_ = histories
         val = self.history_.get("val_loss", [])
         self.best_epoch_ = int(np.argmin(val)) + 1 if val else len(self.history_.get("loss", []))
         self.report_ = vframe.report
         self._predict_fn = None
         return self
+
+    def _learning_rate(self, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+        """The constant rate, or a cosine decay from it to 5 % of it over all the epochs' steps."""
+        if self.lr_schedule == "constant" or steps_per_epoch <= 0:
+            return self.learning_rate
+        return keras.optimizers.schedules.CosineDecay(self.learning_rate, steps_per_epoch * self.epochs, alpha=0.05)
 
     # ------------------------------------------------------------------ predict
 
@@ -201,7 +240,7 @@ class LSTMForecaster:
 
     def _future_times(self, vframe: ValidatedFrame, ids: list[str]) -> dict[str, pd.DatetimeIndex]:
         last = vframe.frame.groupby(self.columns_.id, sort=False)[self.columns_.time].max()
-        return {sid: future_index(last[sid], self.freq_, self.horizon) for sid in ids}
+        return future_indexes(last.loc[ids], self.freq_, self.horizon)
 
     def _predict_model(self, vframe: ValidatedFrame, ids: list[str]) -> pd.DataFrame:
         columns = self.columns_
@@ -273,6 +312,7 @@ class LSTMForecaster:
             "missing_policy": self.missing_policy,
             "covariate_stats": self.stats_.to_dict(),
             "best_epoch": self.best_epoch_,
+            "ensemble": int(getattr(self, "ensemble", 1)),
             "history": self.history_,
         }
         (path / "forecaster.json").write_text(json.dumps(meta, indent=2))
@@ -296,6 +336,7 @@ class LSTMForecaster:
         self.input_size_ = self.input_size
         self.quantiles_ = tuple(float(q) for q in meta["quantiles"])
         self.best_epoch_ = meta.get("best_epoch")
+        self.ensemble = int(meta.get("ensemble", 1))
         self.history_ = meta.get("history", {})
         self._predict_fn = None
         return self

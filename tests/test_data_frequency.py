@@ -175,3 +175,16 @@ def test_calendar_values():
     assert evening["dow_sin"] == pytest.approx(np.sin(2 * np.pi * 2 / 7), abs=1e-6)
     months, _ = calendar_features(pd.date_range("2024-01-01", periods=13, freq="MS"), "MS")
     assert np.allclose(months[0], months[12]) and not np.allclose(months[0], months[6])
+
+
+@pytest.mark.parametrize("tz", [None, "Europe/Berlin"])
+@pytest.mark.parametrize("freq", ["h", "15min", "D", "MS"])
+def test_future_indexes_equal_future_index_per_series(tz, freq):
+    from forecaster.data.frequency import future_indexes
+
+    # 2024-03-31 is a daylight-saving change in Berlin: zoned hours must stay an hour apart.
+    last = pd.Series(pd.to_datetime(["2024-03-30 22:00", "2024-01-01 05:00"]).tz_localize(tz), index=["a", "b"])
+    got = future_indexes(last, freq, 30)
+    assert set(got) == {"a", "b"}
+    for sid, t in last.items():
+        assert got[sid].equals(future_index(t, freq, 30))
