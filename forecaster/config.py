@@ -49,6 +49,8 @@ class TrainingConfig:
     point_loss: str = "mae"
     max_windows_per_series: int | None = None
     seed: int = 0
+    ensemble: int = 1  # train this many networks (seeds seed, seed+1000, ...) and average their outputs
+    lr_schedule: str = "constant"  # or "cosine": decay from learning_rate to 5 % of it over the epochs
 
 
 @dataclass(frozen=True)

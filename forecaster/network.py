@@ -1,26 +1,142 @@
-"""The global forecasting network: our LSTM as encoder, a head that emits the whole horizon at once."""
+"""The global forecasting network: our LSTM as encoder, a head that emits the whole horizon at once.
+
+Two options change what the head predicts (both work in the per-series scaled space the forecaster
+feeds in, so the training data pipeline is unchanged):
+
+* ``window_norm`` - each input window is re-centred on its own level (the mean of its last season)
+  and, for ``"standard"``, divided by its own spread; the network's outputs are mapped back with the
+  same level and spread.  The encoder then sees shapes, not levels, and a series whose level drifted
+  away from the one its scaler was fitted on looks like any other.
+* ``seasonal_skip`` - the point forecast and the quantiles are the last season of the window,
+  repeated over the horizon (seasonal naive), plus what the head adds; a head that outputs zeros
+  gives exactly seasonal naive.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import keras
+from keras import ops
 
+from forecaster.errors import ConfigError
 from forecaster.layers import LSTM
+
+WINDOW_NORMS = ("none", "level", "standard")
 
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """Architecture hyper-parameters (plain values, logged as MLflow params)."""
+    """Architecture hyper-parameters (plain values, logged as MLflow params).
+
+    ``seasonal_skip`` and ``window_norm`` are described in the module doc; ``skip_period`` is the
+    season repeated by the skip and used for the window level (0: the frequency's seasonal period).
+    """
 
     units: int = 64
     num_layers: int = 1
     head_units: int = 128
     dropout: float = 0.0
     layer_norm: bool = False
+    seasonal_skip: bool = False
+    window_norm: str = "none"
+    skip_period: int = 0
+
+    def __post_init__(self) -> None:
+        if self.window_norm not in WINDOW_NORMS:
+            raise ConfigError(f"network.window_norm must be one of {WINDOW_NORMS}, got {self.window_norm!r}")
+        if self.skip_period < 0:
+            raise ConfigError(f"network.skip_period must be >= 0, got {self.skip_period}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@keras.saving.register_keras_serializable(package="forecaster")
+class WindowLevel(keras.layers.Layer):
+    """Level and spread of each input window's target column, from the ``past`` input.
+
+    ``level`` is the mean of the last ``period`` observed targets (``observed`` is the second past
+    column; padded steps have weight 0).  ``scale`` is the root mean square deviation of the observed
+    window from that level for ``mode="standard"``, floored at ``min_scale``; 1 for ``mode="level"``.
+    Returns ``(past with its target column normalised, level (B, 1), scale (B, 1))``.
+    """
+
+    def __init__(self, period: int, mode: str = "standard", min_scale: float = 0.05, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if mode not in ("level", "standard"):
+            raise ValueError(f"mode must be 'level' or 'standard', got {mode!r}")
+        self.period = int(period)
+        self.mode = mode
+        self.min_scale = float(min_scale)
+
+    def call(self, past: Any) -> Any:
+        y = past[..., 0]
+        w = past[..., 1]
+        recent_y, recent_w = y[:, -self.period :], w[:, -self.period :]
+        level = ops.sum(recent_y * recent_w, axis=1, keepdims=True) / ops.maximum(
+            ops.sum(recent_w, axis=1, keepdims=True), 1.0)
+        if self.mode == "standard":
+            dev = ops.square(y - level) * w
+            var = ops.sum(dev, axis=1, keepdims=True) / ops.maximum(ops.sum(w, axis=1, keepdims=True), 1.0)
+            scale = ops.maximum(ops.sqrt(var), self.min_scale)
+        else:
+            scale = ops.ones_like(level)
+        y_norm = (y - level) / scale * w  # padded / masked steps stay 0
+        past = ops.concatenate([ops.expand_dims(y_norm, -1), past[..., 1:]], axis=-1)
+        return past, level, scale
+
+    def compute_output_spec(self, past: Any) -> Any:
+        batch = past.shape[0]
+        return (keras.KerasTensor(past.shape, past.dtype), keras.KerasTensor((batch, 1), past.dtype),
+                keras.KerasTensor((batch, 1), past.dtype))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "period": self.period, "mode": self.mode, "min_scale": self.min_scale}
+
+
+@keras.saving.register_keras_serializable(package="forecaster")
+class SeasonalRepeat(keras.layers.Layer):
+    """The last ``period`` values of the past target column, repeated over ``horizon`` steps: (B, H)."""
+
+    def __init__(self, period: int, horizon: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.period = int(period)
+        self.horizon = int(horizon)
+
+    def call(self, past: Any) -> Any:
+        last = past[:, -self.period :, 0]
+        reps = -(-self.horizon // self.period)
+        return ops.tile(last, (1, reps))[:, : self.horizon]
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        return (input_shape[0], self.horizon)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "period": self.period, "horizon": self.horizon}
+
+
+@keras.saving.register_keras_serializable(package="forecaster")
+class Rescale(keras.layers.Layer):
+    """``x * scale + level`` with ``x`` (B, H, C) and ``level``, ``scale`` (B, 1): back to the input space."""
+
+    def call(self, x: Any, level: Any, scale: Any) -> Any:
+        return x * ops.expand_dims(scale, -1) + ops.expand_dims(level, -1)
+
+    def compute_output_shape(self, x_shape: Any, level_shape: Any, scale_shape: Any) -> Any:
+        return x_shape
+
+
+@keras.saving.register_keras_serializable(package="forecaster")
+class AddToColumns(keras.layers.Layer):
+    """``x + base[..., None]``: add a (B, H) base (the seasonal repeat) to every column of (B, H, C)."""
+
+    def call(self, x: Any, base: Any) -> Any:
+        return x + ops.expand_dims(base, -1)
+
+    def compute_output_shape(self, x_shape: Any, base_shape: Any) -> Any:
+        return x_shape
 
 
 def build_network(
@@ -32,6 +148,8 @@ def build_network(
     n_static: int,
     n_quantiles: int,
     seed: int = 0,
+    season: int = 1,
+    name: str = "lstm_forecaster",
 ) -> keras.Model:
     """Inputs ``past`` (L, n_past), ``future`` (H, n_future), ``static`` (n_static,);
     output (H, 1 + n_quantiles): the point forecast, then each quantile, in the scaled space.
@@ -40,11 +158,21 @@ def build_network(
     state, the known-future features of every horizon step (calendar, user covariates) and the static
     covariates, and emits all horizon steps at once (no recursion, so no error feedback). Quantile
     columns are learnt by the pinball loss; the forecaster sorts them at prediction so they never cross.
+    ``season`` is the data's seasonal period, used by ``seasonal_skip`` and ``window_norm`` unless
+    ``spec.skip_period`` sets another.
     """
+    period = int(spec.skip_period or season)
+    uses_period = spec.seasonal_skip or spec.window_norm != "none"
+    if uses_period and not 1 <= period <= input_size:
+        raise ConfigError(f"the skip/window period {period} must be between 1 and input_size {input_size}")
     past = keras.Input((input_size, n_past), name="past")
     future = keras.Input((horizon, n_future), name="future")
     static = keras.Input((n_static,), name="static")
     h = past
+    level = scale = None
+    if spec.window_norm != "none":
+        h, level, scale = WindowLevel(period, spec.window_norm, name="window_norm")(past)
+    encoded = h
     for k in range(spec.num_layers):
         last = k == spec.num_layers - 1
         h = LSTM(spec.units, return_sequences=not last, dropout=spec.dropout, layer_norm=spec.layer_norm,
@@ -60,4 +188,8 @@ def build_network(
         offsets = keras.layers.Dense(horizon * n_quantiles, name="quantile_offsets")(z)
         outputs.append(keras.layers.Reshape((horizon, n_quantiles), name="quantile_cols")(offsets))
     out = keras.layers.Concatenate(axis=-1, name="forecast")(outputs) if n_quantiles else outputs[0]
-    return keras.Model({"past": past, "future": future, "static": static}, out, name="lstm_forecaster")
+    if spec.seasonal_skip:
+        out = AddToColumns(name="seasonal_skip")(out, SeasonalRepeat(period, horizon, name="season_repeat")(encoded))
+    if level is not None:
+        out = Rescale(name="window_denorm")(out, level, scale)
+    return keras.Model({"past": past, "future": future, "static": static}, out, name=name)

@@ -72,7 +72,7 @@ def make_forecaster(config: ModelConfig, verbose: int = 1) -> LSTMForecaster:
         quantiles=config.quantiles, network=config.network, epochs=t.epochs, batch_size=t.batch_size,
         learning_rate=t.learning_rate, patience=t.patience, scaler=t.scaler, point_loss=t.point_loss,
         missing_policy=config.data.missing_policy, max_windows_per_series=t.max_windows_per_series, seed=t.seed,
-        verbose=verbose,
+        verbose=verbose, ensemble=t.ensemble, lr_schedule=t.lr_schedule,
     )
 
 
