@@ -33,12 +33,12 @@ class BacktestResult:
 
 def first_origin_frame(frame: pd.DataFrame, columns: Columns, horizon: int, n_windows: int, step: int) -> pd.DataFrame:
     """The part of ``frame`` before the oldest backtest origin: what a model may train on."""
-    return _cut(frame, columns, horizon + (n_windows - 1) * step)
+    return frame[_steps_from_end(frame, columns) >= horizon + (n_windows - 1) * step]
 
 
-def _cut(frame: pd.DataFrame, columns: Columns, drop_last: int) -> pd.DataFrame:
-    pos = frame.groupby(columns.id, sort=False).cumcount(ascending=False).to_numpy()
-    return frame[pos >= drop_last]
+def _steps_from_end(frame: pd.DataFrame, columns: Columns) -> np.ndarray:
+    """For each row, how many rows of its series come after it (0 for the last)."""
+    return frame.groupby(columns.id, sort=False).cumcount(ascending=False).to_numpy()
 
 
 def run_backtest(
@@ -64,10 +64,10 @@ def run_backtest(
                         f"points)", column=columns.id, series=[str(s) for s in short.index])
     per_series, forecasts = [], []
     qnames = [quantile_name(q) for q in quantiles]
+    pos = _steps_from_end(frame, columns)  # the same for every window: computed once
     for k in range(n_windows):
         drop = horizon + (n_windows - 1 - k) * step
-        history = _cut(frame, columns, drop)
-        pos = frame.groupby(columns.id, sort=False).cumcount(ascending=False).to_numpy()
+        history = frame[pos >= drop]
         actual = frame[(pos < drop) & (pos >= drop - horizon)]
         ids = list(pd.unique(history[columns.id]))
         y_true = actual[columns.target].to_numpy("float64").reshape(len(ids), horizon)
