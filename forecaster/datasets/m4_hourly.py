@@ -22,15 +22,6 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
-__all__ = [
-    "ANCHOR",
-    "M4_HOURLY",
-    "M4Arrays",
-    "load_m4_hourly",
-    "load_m4_hourly_arrays",
-    "load_m4_hourly_wide",
-]
-
 #: Competition protocol and the published Naive2 accuracy on this subset (for OWA).
 M4_HOURLY: dict[str, int | float | str] = {
     "horizon": 48,
