@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="score the last 48 hours of the training part instead of the test file")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--json", help="also write the scores and timings to this file")
+    parser.add_argument("--forecasts", help="also write the forecasts frame (CSV) to this file, for study")
     parser.add_argument("--verbose", type=int, default=2)
     args = parser.parse_args(argv)
 
@@ -175,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n95 % interval: MSIS {ours['msis']:.3f}, coverage {ours['coverage_95']:.3f}. {PUBLISHED_MSIS}")
     print(f"\nwall-clock on this machine ({os.cpu_count()} CPU cores): train {fit_s:.0f} s, "
           f"forecast {predict_s:.1f} s, total {fit_s + predict_s:.0f} s")
+    if args.forecasts:
+        forecasts.to_csv(args.forecasts, index=False)
     if args.json:
         record = {"config": args.config, "overrides": args.set, "mode": "validate" if args.validate else "test",
                   "quick": args.quick, "n_series": len(ids), "scores": ours, "baselines": baselines,

@@ -9,7 +9,9 @@ feeds in, so the training data pipeline is unchanged):
   away from the one its scaler was fitted on looks like any other.
 * ``seasonal_skip`` - the point forecast and the quantiles are the last season of the window,
   repeated over the horizon (seasonal naive), plus what the head adds; a head that outputs zeros
-  gives exactly seasonal naive.
+  gives exactly seasonal naive.  With several periods in ``skip_period`` (say a day and a week), the
+  repeated base is a blend of the repeats of each, with weights the head sets for every window and
+  horizon step (a softmax, equal weights at initialisation).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ class NetworkSpec:
     """Architecture hyper-parameters (plain values, logged as MLflow params).
 
     ``seasonal_skip`` and ``window_norm`` are described in the module doc; ``skip_period`` is the
-    season repeated by the skip and used for the window level (0: the frequency's seasonal period).
+    season repeated by the skip and used for the window level (0: the frequency's seasonal period),
+    or a list of seasons whose repeats the skip blends (the window level then uses the longest).
     """
 
     units: int = 64
@@ -41,13 +44,21 @@ class NetworkSpec:
     layer_norm: bool = False
     seasonal_skip: bool = False
     window_norm: str = "none"
-    skip_period: int = 0
+    skip_period: int | tuple[int, ...] = 0
 
     def __post_init__(self) -> None:
         if self.window_norm not in WINDOW_NORMS:
             raise ConfigError(f"network.window_norm must be one of {WINDOW_NORMS}, got {self.window_norm!r}")
-        if self.skip_period < 0:
-            raise ConfigError(f"network.skip_period must be >= 0, got {self.skip_period}")
+        periods = self.skip_period if isinstance(self.skip_period, tuple | list) else (self.skip_period,)
+        if not periods or any(not isinstance(p, int) or p < 0 for p in periods):
+            raise ConfigError(f"network.skip_period must be an integer >= 0 or a list of them, got {self.skip_period}")
+        if len(periods) > 1 and 0 in periods:
+            raise ConfigError("network.skip_period: a list of periods cannot use 0 (the default period)")
+
+    def periods(self, season: int) -> tuple[int, ...]:
+        """The skip's periods, with 0 standing for the data's seasonal period ``season``."""
+        periods = self.skip_period if isinstance(self.skip_period, tuple | list) else (self.skip_period,)
+        return tuple(int(p or season) for p in periods)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,6 +129,18 @@ class SeasonalRepeat(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="forecaster")
+class SeasonalBlend(keras.layers.Layer):
+    """``sum_k softmax(logits)_k * repeats_k``: one (B, H) base from K seasonal repeats and (B, H, K) logits."""
+
+    def call(self, repeats: list[Any], logits: Any) -> Any:
+        weights = ops.softmax(logits, axis=-1)
+        return ops.sum(ops.stack(repeats, axis=-1) * weights, axis=-1)
+
+    def compute_output_shape(self, repeats_shape: Any, logits_shape: Any) -> Any:
+        return tuple(logits_shape[:-1])
+
+
+@keras.saving.register_keras_serializable(package="forecaster")
 class Rescale(keras.layers.Layer):
     """``x * scale + level`` with ``x`` (B, H, C) and ``level``, ``scale`` (B, 1): back to the input space."""
 
@@ -161,7 +184,8 @@ def build_network(
     ``season`` is the data's seasonal period, used by ``seasonal_skip`` and ``window_norm`` unless
     ``spec.skip_period`` sets another.
     """
-    period = int(spec.skip_period or season)
+    periods = spec.periods(season)
+    period = max(periods)
     uses_period = spec.seasonal_skip or spec.window_norm != "none"
     if uses_period and not 1 <= period <= input_size:
         raise ConfigError(f"the skip/window period {period} must be between 1 and input_size {input_size}")
@@ -188,8 +212,14 @@ def build_network(
         offsets = keras.layers.Dense(horizon * n_quantiles, name="quantile_offsets")(z)
         outputs.append(keras.layers.Reshape((horizon, n_quantiles), name="quantile_cols")(offsets))
     out = keras.layers.Concatenate(axis=-1, name="forecast")(outputs) if n_quantiles else outputs[0]
-    if spec.seasonal_skip:
+    if spec.seasonal_skip and len(periods) == 1:
         out = AddToColumns(name="seasonal_skip")(out, SeasonalRepeat(period, horizon, name="season_repeat")(encoded))
+    elif spec.seasonal_skip:
+        repeats = [SeasonalRepeat(p, horizon, name=f"season_repeat_{p}")(encoded) for p in periods]
+        logits = keras.layers.Dense(horizon * len(periods), kernel_initializer="zeros", name="blend_logits")(z)
+        logits = keras.layers.Reshape((horizon, len(periods)), name="blend_logit_cols")(logits)
+        base = SeasonalBlend(name="season_blend")(repeats, logits)
+        out = AddToColumns(name="seasonal_skip")(out, base)
     if level is not None:
         out = Rescale(name="window_denorm")(out, level, scale)
     return keras.Model({"past": past, "future": future, "static": static}, out, name=name)

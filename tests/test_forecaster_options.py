@@ -6,6 +6,7 @@ and checked for what it should change.
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
@@ -156,3 +157,56 @@ def test_config_keys_reach_the_forecaster_and_old_configs_keep_their_defaults():
     assert new.network.seasonal_skip and new.network.window_norm == "standard" and new.network.skip_period == 24
     with pytest.raises(ConfigError, match="window_norm"):
         model_config_from_dict({**base, "network": {"window_norm": "bogus"}})
+
+
+def _probe(batch: int, input_size: int, seed: int = 3) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    past = rng.normal(size=(batch, input_size, 6)).astype("float32")
+    past[..., 1] = 1.0  # all observed
+    return {"past": past, "future": rng.normal(size=(batch, HORIZON, 4)).astype("float32"),
+            "static": np.zeros((batch, 0), "float32")}
+
+
+def test_blended_skip_is_the_mean_of_the_repeats_at_first_and_follows_the_blend_logits(tmp_path):
+    spec = NetworkSpec(units=8, head_units=16, seasonal_skip=True, skip_period=(4, 24))
+    net = build_network(spec, input_size=48, horizon=HORIZON, n_past=6, n_future=4, n_static=0,
+                        n_quantiles=3, season=24)
+    _zero_head(net)
+    probe = _probe(5, 48)
+    y = probe["past"][..., 0]
+    repeats = [np.tile(y[:, -p:], (1, -(-HORIZON // p)))[:, :HORIZON] for p in (4, 24)]
+    out = np.asarray(net(probe))
+    for column in range(out.shape[-1]):  # point and every quantile sit on the same base
+        np.testing.assert_allclose(out[..., column], (repeats[0] + repeats[1]) / 2, rtol=1e-5, atol=1e-5)
+    bias = net.get_layer("blend_logits").bias
+    logits = np.zeros(bias.shape, "float32")
+    logits[1::2] = 30.0  # the day's repeat for every horizon step
+    bias.assign(logits)
+    np.testing.assert_allclose(np.asarray(net(probe))[..., 0], repeats[1], rtol=1e-5, atol=1e-5)
+    # the blend is in the saved network
+    net.save(tmp_path / "blend.keras")
+    loaded = keras.saving.load_model(tmp_path / "blend.keras", safe_mode=True)
+    np.testing.assert_allclose(np.asarray(loaded(probe)), np.asarray(net(probe)), rtol=1e-6)
+
+
+def test_blended_skip_trains_saves_and_loads(tmp_path):
+    model = _fit(NetworkSpec(units=8, head_units=16, seasonal_skip=True, window_norm="standard",
+                             skip_period=(1, 24)))
+    history = hourly_frame(n_series=4, length=200)
+    out = model.predict(history)
+    assert np.isfinite(out["forecast"]).all()
+    loaded = LSTMForecaster.load(model.save(tmp_path / "blend"))
+    assert "season_blend" in {layer.name for layer in loaded.model_._flatten_layers()}
+    np.testing.assert_allclose(loaded.predict(history)["forecast"], out["forecast"], rtol=1e-5)
+
+
+def test_skip_period_lists_come_from_toml_and_bad_ones_are_refused():
+    base = {"model": {"name": "opts", "horizon": HORIZON}, "data": {"freq": "h"}}
+    config = model_config_from_dict({**base, "network": {"seasonal_skip": True, "skip_period": [24, 168]}})
+    assert config.network.skip_period == (24, 168) and config.network.periods(24) == (24, 168)
+    assert NetworkSpec().periods(24) == (24,) and NetworkSpec(skip_period=12).periods(24) == (12,)
+    for bad in ([0, 24], [-1], [], 2.5):
+        with pytest.raises(ConfigError, match="skip_period"):
+            model_config_from_dict({**base, "network": {"skip_period": bad}})
+    with pytest.raises(ConfigError, match="period"):
+        build_network(NetworkSpec(seasonal_skip=True, skip_period=(24, 168)), 48, HORIZON, 6, 4, 0, 3, season=24)
