@@ -126,6 +126,18 @@ def _id_column(col: pd.Series, name: str) -> pd.Series:
     raise ColumnTypeError(f"id column must hold strings or integers, not {col.dtype}", column=name)
 
 
+def _refuse_unconverted(col: pd.Series, converted: pd.Series, name: str, problem: str) -> None:
+    """ColumnTypeError naming the rows whose value the conversion turned into NaN (it was not missing)."""
+    bad = (converted.isna() & col.notna()).to_numpy()
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ColumnTypeError(
+            f"{problem}; found values such as {summarize([repr(v) for v in col.iloc[rows[:3]]])}"
+            f" at rows {_rows_text(rows)}",
+            column=name,
+        )
+
+
 def _time_column(col: pd.Series, name: str) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(col):
         parsed = col
@@ -134,14 +146,7 @@ def _time_column(col: pd.Series, name: str) -> pd.Series:
             parsed = pd.to_datetime(col, errors="coerce")
         except (TypeError, ValueError) as exc:
             raise ColumnTypeError(f"time column cannot be parsed as datetimes: {exc}", column=name) from exc
-        bad = (parsed.isna() & col.notna()).to_numpy()
-        if bad.any():
-            rows = np.flatnonzero(bad)
-            raise ColumnTypeError(
-                f"time column has values that are not datetimes, e.g. "
-                f"{summarize([repr(v) for v in col.iloc[rows[:5]]])} at rows {_rows_text(rows)}",
-                column=name,
-            )
+        _refuse_unconverted(col, parsed, name, "time column has values that are not datetimes")
     else:
         raise ColumnTypeError(
             f"time column must be datetime64 or datetime strings, not {col.dtype}", column=name
@@ -161,15 +166,8 @@ def _numeric_column(col: pd.Series, name: str, allow_bool: bool) -> np.ndarray:
         return col.to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_string_dtype(col) or col.dtype == object:
         converted = pd.to_numeric(col, errors="coerce")
-        bad = (converted.isna() & col.notna()).to_numpy()
-        if not bad.any():
-            return converted.to_numpy(dtype=np.float64, na_value=np.nan)
-        rows = np.flatnonzero(bad)
-        raise ColumnTypeError(
-            f"column must be numeric; found values such as {summarize([repr(v) for v in col.iloc[rows[:3]]])}"
-            f" at rows {_rows_text(rows)}",
-            column=name,
-        )
+        _refuse_unconverted(col, converted, name, "column must be numeric")
+        return converted.to_numpy(dtype=np.float64, na_value=np.nan)
     raise ColumnTypeError(f"column must be numeric, not {col.dtype}", column=name)
 
 
