@@ -174,6 +174,11 @@ def _numeric_column(col: pd.Series, name: str, allow_bool: bool) -> np.ndarray:
 # --------------------------------------------------------------------------- helpers on sorted rows
 
 
+def _series_at(labels: list, codes: np.ndarray) -> list:
+    """The ids of the series that rows with these series ``codes`` belong to, once each, in row order."""
+    return [labels[c] for c in pd.unique(codes)]
+
+
 def _bounds(codes: np.ndarray, n_series: int) -> np.ndarray:
     """Row offsets of each series in rows sorted by series code."""
     return np.searchsorted(codes, np.arange(n_series + 1))
@@ -274,7 +279,7 @@ def validate_frame(
         raise DuplicateRowsError(
             f"{len(rows)} duplicate (id, time) row(s)",
             column=f"{columns.id}, {columns.time}",
-            series=[labels[c] for c in pd.unique(codes[rows])],
+            series=_series_at(labels, codes[rows]),
             timestamps=list(time_index[rows]),
         )
 
@@ -309,7 +314,7 @@ def validate_frame(
         raise FrequencyError(
             f"{len(off)} timestamp(s) are not on the {freq!r} grid of their series",
             column=columns.time,
-            series=[labels[c] for c in pd.unique(codes[off])],
+            series=_series_at(labels, codes[off]),
             timestamps=list(time_index[off]),
         )
     grid_bounds = np.concatenate([[0], np.cumsum(grid.lengths)])
@@ -324,7 +329,7 @@ def validate_frame(
         raise GapError(
             f"{n_gaps} timestamp(s) missing inside series (use missing_policy='fill' or 'mask')",
             column=columns.time,
-            series=[labels[c] for c in pd.unique(grid_codes[gap_rows])],
+            series=_series_at(labels, grid_codes[gap_rows]),
             timestamps=list(grid.times[gap_rows]),
         )
     bad_target = np.flatnonzero(~finite)
@@ -332,7 +337,7 @@ def validate_frame(
         raise MissingValueError(
             f"{len(bad_target)} missing or non-finite target value(s) (use missing_policy='fill' or 'mask')",
             column=columns.target,
-            series=[labels[c] for c in pd.unique(codes[bad_target])],
+            series=_series_at(labels, codes[bad_target]),
             timestamps=list(time_index[bad_target]),
         )
 
@@ -353,7 +358,7 @@ def validate_frame(
             raise MissingValueError(
                 "cannot fill series without any finite target value",
                 column=columns.target,
-                series=[labels[c] for c in pd.unique(grid_codes[empty])],
+                series=_series_at(labels, grid_codes[empty]),
             )
     elif missing_policy == "mask":
         y = np.where(observed == 1.0, y, 0.0)
@@ -410,7 +415,7 @@ def _fill_covariates(
         raise CovariateError(
             f"covariate has {len(rows)} missing or non-finite value(s) (missing_policy='fill' fills them)",
             column=covariates[j],
-            series=[labels[c] for c in pd.unique(grid_codes[rows])],
+            series=_series_at(labels, grid_codes[rows]),
             timestamps=list(times[rows]),
         )
     x = np.where(np.isfinite(x), x, np.nan)
@@ -422,7 +427,7 @@ def _fill_covariates(
         raise CovariateError(
             "covariate has no value at all in some series",
             column=covariates[j],
-            series=[labels[c] for c in pd.unique(grid_codes[rows])],
+            series=_series_at(labels, grid_codes[rows]),
         )
     starts = np.flatnonzero(np.r_[True, grid_codes[1:] != grid_codes[:-1]])
     for j, name in enumerate(columns.static):
@@ -458,7 +463,7 @@ def _future_frame(
                 f"known-future covariates do not cover the {horizon}-step horizon: "
                 f"{len(lost)} future timestamp(s) missing",
                 column=", ".join(columns.known_future),
-                series=[labels[c] for c in pd.unique(exp_codes[lost])],
+                series=_series_at(labels, exp_codes[lost]),
                 timestamps=list(exp_times[lost]),
             )
         wanted = given.isin(expected)
@@ -469,7 +474,7 @@ def _future_frame(
             raise CovariateError(
                 f"future rows are not on the {freq!r} grid following the history",
                 column=columns.time,
-                series=[labels[c] for c in pd.unique(codes[stray])],
+                series=_series_at(labels, codes[stray]),
                 timestamps=list(times[stray]),
             )
         ignored = int(beyond.sum())
@@ -481,7 +486,7 @@ def _future_frame(
             raise CovariateError(
                 "known-future covariate has missing values inside the horizon",
                 column=columns.known_future[j],
-                series=[labels[c] for c in pd.unique(codes[rows_bad])],
+                series=_series_at(labels, codes[rows_bad]),
                 timestamps=list(times[rows_bad]),
             )
     frame = pd.DataFrame(
