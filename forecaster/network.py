@@ -49,16 +49,18 @@ class NetworkSpec:
     def __post_init__(self) -> None:
         if self.window_norm not in WINDOW_NORMS:
             raise ConfigError(f"network.window_norm must be one of {WINDOW_NORMS}, got {self.window_norm!r}")
-        periods = self.skip_period if isinstance(self.skip_period, tuple | list) else (self.skip_period,)
-        if not periods or any(not isinstance(p, int) or p < 0 for p in periods):
+        periods = self._listed_periods()
+        if not periods or any(isinstance(p, bool) or not isinstance(p, int) or p < 0 for p in periods):
             raise ConfigError(f"network.skip_period must be an integer >= 0 or a list of them, got {self.skip_period}")
         if len(periods) > 1 and 0 in periods:
             raise ConfigError("network.skip_period: a list of periods cannot use 0 (the default period)")
 
+    def _listed_periods(self) -> tuple:
+        return tuple(self.skip_period) if isinstance(self.skip_period, tuple | list) else (self.skip_period,)
+
     def periods(self, season: int) -> tuple[int, ...]:
         """The skip's periods, with 0 standing for the data's seasonal period ``season``."""
-        periods = self.skip_period if isinstance(self.skip_period, tuple | list) else (self.skip_period,)
-        return tuple(int(p or season) for p in periods)
+        return tuple(int(p or season) for p in self._listed_periods())
 
     def to_dict(self) -> dict:
         return asdict(self)
