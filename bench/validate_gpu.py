@@ -5,8 +5,14 @@
 TF32 is switched off first (Ampere and Hopper GPUs use it for float32 matmuls and cuDNN RNNs by
 default, which alone would differ by ~1e-3). Masks are right-padded with no empty row, as cuDNN
 requires; where Keras' backend takes masks off the cuDNN path (JAX, torch) the masked cases are
-reported but compare against Keras' generic GPU loop. Exits 0 when every case is within tolerance,
-1 when one is not, 2 when no GPU is visible.
+reported but compare against Keras' generic GPU loop.
+
+Two float32 implementations of a long recurrence differ by round-off that the recurrence amplifies
+(seen on an H100: 2e-5 at 168 steps and 128 units under JAX), so each case also computes the exact
+answer, the LSTM equations in float64 differentiated by JAX (`tests/lstm_reference.py`), and passes
+when ours is within ``TOLERANCE`` of cuDNN or its relative error ||ours - exact|| / ||exact|| (the
+worst over outputs and over gradients) is at most ``SLACK`` times cuDNN's own. Exits 0 when every
+case passes, 1 when one does not, 2 when no GPU is visible.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import numpy as np
 from forecaster.layers import LSTM
 
 TOLERANCE = 1e-5
+SLACK = 2.0
 
 
 def gpu_name() -> str | None:
@@ -50,14 +57,18 @@ def gpu_name() -> str | None:
             return None
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+        if hasattr(torch.backends, "fp32_precision"):  # torch >= 2.9 reads this for cuDNN's RNNs too
+            torch.backends.fp32_precision = "ieee"
+            torch.backends.cudnn.rnn.fp32_precision = "ieee"
         return torch.cuda.get_device_name(0)
     return None
 
 
 def compare_case(timesteps: int, units: int, batch: int, features: int, masked: bool,
                  return_sequences: bool) -> dict:
-    """Max abs differences (outputs, states, gradients) between ours and Keras LSTM(use_cudnn=True)."""
+    """Ours against Keras' LSTM(use_cudnn=True) and both against the exact float64 answer."""
     from tests.layer_support import outputs_and_grads
+    from tests.lstm_reference import float64_outputs_and_grads
 
     rng = np.random.default_rng(timesteps * 1000 + units)
     x = rng.normal(size=(batch, timesteps, features)).astype("float32")
@@ -73,17 +84,35 @@ def compare_case(timesteps: int, units: int, batch: int, features: int, masked: 
     ours = LSTM(units, **options)
     ours.build(x.shape)
     ours.set_weights(theirs.get_weights())
-    out_t, grad_t = outputs_and_grads(theirs, x, **call)
-    out_o, grad_o = outputs_and_grads(ours, x, **call)
+    cotangents = [rng.normal(size=tuple(o.shape)).astype("float32") for o in theirs(x, **call)]
+    out_t, grad_t = outputs_and_grads(theirs, x, cotangents, **call)
+    out_o, grad_o = outputs_and_grads(ours, x, cotangents, **call)
+    weights = dict(zip(("kernel", "recurrent_kernel", "bias"), theirs.get_weights()))
+    out_e, grad_e = float64_outputs_and_grads(x, weights, cotangents, call.get("mask"), return_sequences)
     if masked and return_sequences:
         # cuDNN writes zeros at padded steps where the generic path repeats the last output.
         keep = call["mask"][..., None]
-        out_t[0], out_o[0] = out_t[0] * keep, out_o[0] * keep
-    diff_out = max(float(np.abs(a - b).max()) for a, b in zip(out_t, out_o))
-    diff_grad = max(float(np.abs(a - b).max() / max(1.0, np.abs(a).max())) for a, b in zip(grad_t, grad_o))
+        out_t[0], out_o[0], out_e[0] = out_t[0] * keep, out_o[0] * keep, out_e[0] * keep
+
+    def out_diff(a: list, b: list) -> float:
+        return max(float(np.abs(u - v).max()) for u, v in zip(a, b))
+
+    def grad_diff(a: list, b: list) -> float:
+        return max(float(np.abs(u - v).max() / max(1.0, np.abs(v).max())) for u, v in zip(a, b))
+
+    def rel_norm(a: list, b: list) -> float:
+        return max(float(np.linalg.norm(u - v) / max(np.linalg.norm(v), 1e-30)) for u, v in zip(a, b))
+
+    diff_out, diff_grad = out_diff(out_o, out_t), grad_diff(grad_o, grad_t)
+    err = {name: (rel_norm(o, out_e), rel_norm(g, grad_e))
+           for name, (o, g) in {"ours": (out_o, grad_o), "cudnn": (out_t, grad_t)}.items()}
+    ok = all(
+        direct <= TOLERANCE or err["ours"][k] <= max(TOLERANCE, SLACK * err["cudnn"][k])
+        for k, direct in enumerate((diff_out, diff_grad))
+    )
     return {"timesteps": timesteps, "units": units, "masked": masked, "return_sequences": return_sequences,
             "max_abs_diff_outputs": diff_out, "max_rel_diff_grads": diff_grad,
-            "ok": diff_out <= TOLERANCE and diff_grad <= TOLERANCE}
+            "ours_rel_err_vs_float64": err["ours"], "cudnn_rel_err_vs_float64": err["cudnn"], "ok": ok}
 
 
 CASES = [(48, 64, False, False), (48, 64, False, True), (168, 128, False, True), (24, 32, True, True),

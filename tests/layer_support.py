@@ -28,7 +28,7 @@ def outputs_and_grads(
         layer(x, **call_kwargs)
     if cotangents is None:
         rng = np.random.default_rng(123)
-        cotangents = [rng.normal(size=np.shape(o)).astype("float32") for o in _as_list(layer(x, **call_kwargs))]
+        cotangents = [rng.normal(size=tuple(o.shape)).astype("float32") for o in _as_list(layer(x, **call_kwargs))]
 
     def loss_of(outs: list) -> Any:
         return sum(keras.ops.sum(o * c) for o, c in zip(outs, cotangents))
@@ -56,4 +56,12 @@ def outputs_and_grads(
 
         (_, outs), (gx, gw) = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(x, trainable)
         return [np.asarray(o) for o in outs], [np.asarray(gx), *[np.asarray(g) for g in gw]]
+    if backend == "torch":
+        xt = keras.ops.convert_to_tensor(x).detach().requires_grad_(True)
+        for v in layer.trainable_variables:
+            v.value.grad = None
+        outs = _as_list(layer(xt, **call_kwargs))
+        sum(keras.ops.sum(o * keras.ops.convert_to_tensor(c)) for o, c in zip(outs, cotangents)).backward()
+        grads = [xt.grad, *[v.value.grad for v in layer.trainable_variables]]
+        return [keras.ops.convert_to_numpy(o) for o in outs], [g.detach().cpu().numpy() for g in grads]
     raise NotImplementedError(f"gradients for backend {backend}")

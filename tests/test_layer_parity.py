@@ -79,10 +79,33 @@ def test_outputs_states_and_gradients_equal_keras(
         np.testing.assert_allclose(b, a, **TOL)
 
 
+def test_our_loop_runs_under_tensorflow_and_jax():
+    """The parity tests exercise our own loop, not Keras' generic one, on both compiled backends."""
+    ours = LSTM(3)
+    expected = keras.backend.backend() if keras.backend.backend() in ("tensorflow", "jax") else None
+    assert ours._own_loop() == expected
+    assert LSTM(3, recurrent_dropout=0.2)._own_loop() is None
+    assert LSTM(3, unroll=True)._own_loop() is None
+
+
+@pytest.fixture(params=["as-here", "as-on-gpu"])
+def scan_formulation(request, monkeypatch):
+    """Under JAX, also run the loop as it runs on a GPU (x W before the scan, 8 steps per iteration
+    with a rest when they do not divide the length)."""
+    if request.param == "as-on-gpu":
+        if keras.backend.backend() != "jax":
+            pytest.skip("the GPU formulation is the JAX loop's")
+        from forecaster.layers import jax_loop
+
+        monkeypatch.setattr(jax_loop, "_on_gpu", lambda: True)
+    return request.param
+
+
 @pytest.mark.parametrize("steps", [7, 10, 12])
 @pytest.mark.parametrize("mask_kind", ["none", "left"])
-def test_unrolled_loop_iterations_equal_keras(steps, mask_kind):
-    """Several iterations of 4 (12), of 2 (10) and of 1 (7) steps, sequences and gradients included."""
+def test_unrolled_loop_iterations_equal_keras(steps, mask_kind, scan_formulation):
+    """Several iterations of 4 (12), of 2 (10) and of 1 (7) steps (TF), of 8 with a rest (JAX on a
+    GPU), sequences and gradients included."""
     rng = np.random.default_rng(steps)
     x = rng.normal(size=(3, steps, 2)).astype("float32")
     theirs, ours = _pair(4, x.shape, weight_seed=steps, return_sequences=True, return_state=True)

@@ -3,8 +3,9 @@
 The layer is a `keras.layers.RNN`, so masking, initial and stateful states, `go_backwards`,
 `return_sequences`/`return_state`, `Bidirectional` and serialisation behave as Keras' own LSTM.
 What differs is the loop: under the TensorFlow backend, the recurrence runs in `fused_loop.py`
-(one matmul of [x_t, h] per step, compiled with XLA); under JAX and torch, and for recurrent
-dropout or `unroll=True`, the cell is stepped by Keras' generic loop.
+(forward and backward loops compiled with XLA); under JAX in `jax_loop.py` (the input projection
+out of the loop, one `lax.scan`); under torch, and for recurrent dropout or `unroll=True`, the cell
+is stepped by Keras' generic loop.
 """
 
 from __future__ import annotations
@@ -124,23 +125,37 @@ class LSTM(keras.layers.RNN):
         self.input_spec = keras.layers.InputSpec(ndim=3)
         self.use_cudnn = use_cudnn
 
-    def _fused_loop_applies(self) -> bool:
-        return (
-            keras.backend.backend() == "tensorflow"
-            and not self.unroll
-            and self.cell.recurrent_dropout == 0.0
-        )
+    def _own_loop(self) -> str | None:
+        """The backend whose loop of ours runs this layer, or None for Keras' generic loop."""
+        backend = keras.backend.backend()
+        if backend in ("tensorflow", "jax") and not self.unroll and self.cell.recurrent_dropout == 0.0:
+            return backend
+        return None
 
     def inner_loop(self, sequences: Any, initial_state: Any, mask: Any, training: bool = False) -> Any:
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        if not self._fused_loop_applies():
+        own_loop = self._own_loop()
+        if own_loop is None:
             return super().inner_loop(sequences, initial_state, mask=mask, training=training)
-        from forecaster.layers.fused_loop import run_fused
-
         if training and 0.0 < self.cell.dropout < 1.0:
             # One input mask for every step, the mask Keras' cell would draw.
             sequences = sequences * ops.expand_dims(self.cell.get_dropout_mask(sequences[:, 0, :]), 1)
+        if own_loop == "jax":
+            from forecaster.layers.jax_loop import run_scan
+
+            return run_scan(
+                self.cell,
+                sequences,
+                initial_state[0],
+                initial_state[1],
+                mask,
+                return_sequences=self.return_sequences,
+                go_backwards=self.go_backwards,
+                zero_output_for_mask=self.zero_output_for_mask,
+            )
+        from forecaster.layers.fused_loop import run_fused
+
         return run_fused(
             self.cell,
             sequences,
