@@ -66,6 +66,7 @@ def _train(args: argparse.Namespace) -> int:
     from forecaster import tracking
     from forecaster.config import load_config, model_config_from_dict
     from forecaster.errors import ConfigError
+    from forecaster.params import check_value
     from pipelines.train import train
 
     if (args.config is None) == (args.data is None):
@@ -73,14 +74,15 @@ def _train(args: argparse.Namespace) -> int:
     if args.config is not None:
         config = load_config(args.config)
     else:
-        if not args.horizon:
+        if args.horizon is None:
             raise ConfigError("--data needs --horizon")
         data = {"source": str(Path(args.data).resolve())}
         if args.freq:
             data["freq"] = args.freq
         config = model_config_from_dict({"model": {"name": args.name or Path(args.data).stem,
                                                    "horizon": args.horizon}, "data": data})
-    if args.epochs:
+    if args.epochs is not None:
+        check_value("--", "epochs", args.epochs, int)
         config = replace(config, training=replace(config.training, epochs=args.epochs))
     # A progress bar on a terminal; one line per epoch in a scheduler's log.
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)

@@ -14,6 +14,7 @@ from typing import Any
 from forecaster.data.schema import Columns
 from forecaster.errors import ConfigError
 from forecaster.network import NetworkSpec
+from forecaster.params import check_fields, check_value
 
 
 @dataclass(frozen=True)
@@ -111,12 +112,14 @@ class ModelConfig:
         return out
 
 
-def _section(cls: type, raw: dict[str, Any], where: str) -> Any:
+def _section(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{where}] must be a table of keys, got {raw!r}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} in [{where}]; known: {sorted(known)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    values = check_fields(cls, raw, f"[{where}] ")
     try:
         return cls(**values)
     except TypeError as exc:
@@ -130,15 +133,17 @@ def model_config_from_dict(raw: dict[str, Any], base_dir: str = ".") -> ModelCon
                 "backtest": BacktestConfig, "promotion": PromotionConfig}
     parts = {name: _section(cls, raw.pop(name, {}), name) for name, cls in sections.items()}
     top = raw.pop("model", raw)
+    if not isinstance(top, dict):
+        raise ConfigError(f"[model] must be a table of keys, got {top!r}")
     unknown = sorted(set(top) - {"name", "horizon", "quantiles"})
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} in [model]; known: name, horizon, quantiles")
     for key in ("name", "horizon"):
         if key not in top:
             raise ConfigError(f"[model] needs {key!r}")
-    return ModelConfig(name=str(top["name"]), horizon=int(top["horizon"]),
-                       quantiles=tuple(float(q) for q in top.get("quantiles", (0.1, 0.5, 0.9))),
-                       base_dir=base_dir, **parts)
+    hints = {"name": str, "horizon": int, "quantiles": tuple[float, ...]}
+    model = {k: check_value("[model] ", k, top[k], hint) for k, hint in hints.items() if k in top}
+    return ModelConfig(**model, base_dir=base_dir, **parts)
 
 
 def load_config(path: str | Path) -> ModelConfig:

@@ -32,6 +32,7 @@ from forecaster.errors import ConfigError, ModelError
 from forecaster.losses import PointAndQuantileLoss
 from forecaster.metrics import quantile_name
 from forecaster.network import NetworkSpec, build_network
+from forecaster.params import check_fields
 
 FORECAST_COLUMN = "forecast"
 MODEL_COLUMN = "model"
@@ -111,10 +112,9 @@ class LSTMForecaster:
         is the first member's, ``member_histories_`` all of them.  ``lr_schedule="cosine"`` decays the
         learning rate to 5 % of ``learning_rate`` over ``epochs``.
         """
-        if self.horizon <= 0:
-            raise ConfigError(f"horizon must be positive, got {self.horizon}")
-        if int(self.ensemble) < 1:
-            raise ConfigError(f"ensemble must be >= 1, got {self.ensemble}")
+        checked = ("horizon", "input_size", "quantiles", "epochs", "batch_size", "learning_rate", "patience",
+                   "max_windows_per_series", "seed", "ensemble")
+        check_fields(type(self).__init__, {k: getattr(self, k) for k in checked})
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         columns = self.columns or Columns()

@@ -1,0 +1,100 @@
+"""Wrong-typed and out-of-range parameters: one `ConfigError` naming the key, before any work starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from forecaster.cli import EXIT_CONFIG, main
+from forecaster.config import load_config, model_config_from_dict
+from forecaster.errors import ConfigError
+from forecaster.forecaster import LSTMForecaster
+from tests.synthetic import hourly_frame
+
+
+def _config(**sections) -> dict:
+    raw = {"model": {"name": "m", "horizon": 6}}
+    for name, values in sections.items():
+        raw[name] = {**raw.get(name, {}), **values} if isinstance(values, dict) else values
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        ({"training": {"epochs": "ten"}}, "[training] epochs must be an integer, got 'ten'"),
+        ({"model": {"horizon": "twenty"}}, "[model] horizon must be an integer, got 'twenty'"),
+        ({"training": {"learning_rate": "fast"}}, "[training] learning_rate must be a number, got 'fast'"),
+        ({"network": {"units": -4}}, "[network] units must be a positive integer, got -4"),
+        ({"training": 5}, "[training] must be a table of keys, got 5"),
+        ({"model": 5}, "[model] must be a table of keys, got 5"),
+        ({"training": {"epochs": 0}}, "[training] epochs must be a positive integer, got 0"),
+        ({"training": {"epochs": 2.5}}, "[training] epochs must be an integer, got 2.5"),
+        ({"training": {"learning_rate": 0}}, "[training] learning_rate must be a number > 0, got 0"),
+        ({"training": {"patience": -1}}, "[training] patience must be an integer >= 0, got -1"),
+        ({"network": {"dropout": 1.0}}, "[network] dropout must be a number in [0, 1), got 1.0"),
+        ({"network": {"layer_norm": "yes"}}, "[network] layer_norm must be true or false, got 'yes'"),
+        ({"data": {"static": "store"}}, "[data] static must be a list of strings, got 'store'"),
+        ({"backtest": {"n_windows": 0}}, "[backtest] n_windows must be a positive integer, got 0"),
+        ({"promotion": {"margin": -0.1}}, "[promotion] margin must be a number >= 0, got -0.1"),
+    ],
+)
+def test_each_wrong_value_names_its_key_and_what_it_must_be(sections, message):
+    raw = _config(**{k: v for k, v in sections.items() if k != "model"})
+    if "model" in sections:
+        raw["model"] = sections["model"] if not isinstance(sections["model"], dict) else {
+            **raw["model"], **sections["model"]}
+    with pytest.raises(ConfigError) as caught:
+        model_config_from_dict(raw)
+    assert str(caught.value) == message
+
+
+def test_quantiles_outside_zero_one_are_refused_in_the_config_and_the_python_api():
+    with pytest.raises(ConfigError, match=r"quantiles must be a list of numbers strictly between 0 and 1"):
+        model_config_from_dict({"model": {"name": "m", "horizon": 6, "quantiles": [0.0, 1.5]}})
+    with pytest.raises(ConfigError, match=r"quantiles .* got \(0.0, 1.5\)"):
+        LSTMForecaster(horizon=6, quantiles=(0.0, 1.5)).fit(hourly_frame(n_series=2, length=100))
+
+
+@pytest.mark.parametrize(("param", "value"), [("epochs", -3), ("epochs", 0), ("batch_size", "big"),
+                                              ("learning_rate", -1.0), ("horizon", 0)])
+def test_the_python_api_refuses_bad_parameters_before_reading_the_data(param, value):
+    forecaster = LSTMForecaster(**{"horizon": 6, param: value})
+    with pytest.raises(ConfigError, match=param):
+        forecaster.fit("not even a frame")  # the parameters are checked first
+
+
+def test_integers_where_numbers_are_asked_are_taken_as_numbers():
+    config = model_config_from_dict(_config(training={"learning_rate": 1}, promotion={"margin": 0}))
+    assert config.training.learning_rate == 1.0 and isinstance(config.training.learning_rate, float)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--epochs", "0"], "--epochs must be a positive integer, got 0"),
+        (["--epochs", "-3"], "--epochs must be a positive integer, got -3"),
+        (["--horizon", "0"], "[model] horizon must be a positive integer, got 0"),
+    ],
+)
+def test_cli_flags_out_of_range_exit_2_and_touch_no_store(argv, message, tmp_path, monkeypatch, capsys):
+    store = tmp_path / "store.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    data = tmp_path / "shop.csv"
+    hourly_frame(n_series=2, length=100).to_csv(data, index=False)
+    args = ["train", "--data", str(data), "--quiet"]
+    args += argv if "--horizon" in argv else ["--horizon", "6", *argv]
+    assert main(args) == EXIT_CONFIG
+    assert message in capsys.readouterr().err
+    assert not store.exists(), "a refused configuration must not create the MLflow store"
+
+
+def test_a_config_file_with_a_wrong_type_exits_2_before_any_run(tmp_path, monkeypatch, capsys):
+    store = tmp_path / "store.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    path = tmp_path / "m.toml"
+    path.write_text('[model]\nname = "m"\nhorizon = 6\n[training]\nepochs = "ten"\n')
+    with pytest.raises(ConfigError, match="epochs"):
+        load_config(path)
+    assert main(["train", str(path), "--quiet"]) == EXIT_CONFIG
+    assert "[training] epochs must be an integer, got 'ten'" in capsys.readouterr().err
+    assert not store.exists()
