@@ -163,8 +163,6 @@ def _champion_score(client: MlflowClient, config: ModelConfig, frame: pd.DataFra
 
 def train(config: ModelConfig, register: bool = True, verbose: int = 1) -> TrainResult:
     """Run the whole training pipeline for ``config``; returns the run, version and promotion decision."""
-    tracking.configure()
-    experiment_id = tracking.ensure_experiment(config.name)
     raw = load_source(config)
     columns = config.data.columns()
     step = config.backtest.step or config.horizon
@@ -172,6 +170,9 @@ def train(config: ModelConfig, register: bool = True, verbose: int = 1) -> Train
                             min_length=config.horizon * 2 + (config.backtest.n_windows - 1) * step + 1)
     frame = vframe.frame
     season = seasonal_period(vframe.freq)
+    # The store is touched only once the data has passed its checks: bad data leaves nothing behind.
+    tracking.configure()
+    experiment_id = tracking.ensure_experiment(config.name)
     with mlflow.start_run(experiment_id=experiment_id) as run:
         params = {**config.to_params(), "data.freq": vframe.freq, "data.season": season, **fingerprint(frame, config)}
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})

@@ -39,9 +39,22 @@ def read_frame(source: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
         )
     if not path.exists():
         raise DataError(f"cannot read {str(path)!r}: no such file")
-    if kind == "csv":
-        return pd.read_csv(path)
-    return pd.read_parquet(path, engine="pyarrow")
+    if not path.is_file():
+        raise DataError(f"cannot read {str(path)!r}: not a file")
+    try:
+        if kind == "csv":
+            return pd.read_csv(path)
+        return pd.read_parquet(path, engine="pyarrow")
+    except pd.errors.EmptyDataError:
+        raise DataError(f"cannot read {str(path)!r}: the file is empty") from None
+    except PermissionError:
+        raise DataError(f"cannot read {str(path)!r}: permission denied") from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataError(f"cannot read {str(path)!r}: not a UTF-8 CSV file ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200]})") from None
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"cannot read {str(path)!r}: not a readable {kind} file ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
 
 
 def _iso_text(frame: pd.DataFrame) -> pd.DataFrame:

@@ -138,12 +138,33 @@ def _refuse_unconverted(col: pd.Series, converted: pd.Series, name: str, problem
         )
 
 
+_OFFSET = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _utc_offsets(col: pd.Series) -> pd.Series:
+    """The UTC offset written at the end of each time string ("+01:00", "Z"), NaN where there is none."""
+    text = col.where(col.map(lambda v: isinstance(v, str)), None).astype("string").str.strip()
+    return text.str.extract(_OFFSET, expand=False).replace("Z", "+00:00").str.replace(":", "", regex=False)
+
+
 def _time_column(col: pd.Series, name: str) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(col):
         parsed = col
     elif pd.api.types.is_string_dtype(col) or col.dtype == object:
+        offsets = _utc_offsets(col)
+        present = offsets.notna() & col.notna()
+        if present.any() and not present[col.notna()].all():
+            with_offset = np.flatnonzero(present.to_numpy())
+            without = np.flatnonzero((~present & col.notna()).to_numpy())
+            raise ColumnTypeError(
+                f"time column mixes values with a UTC offset (rows {_rows_text(with_offset)}) and values without "
+                f"one (rows {_rows_text(without)}): give every timestamp an offset, or none",
+                column=name,
+            )
+        # Several offsets (daylight saving time, series from several zones) are one time line in UTC.
+        to_utc = offsets[present].nunique() > 1
         try:
-            parsed = pd.to_datetime(col, errors="coerce")
+            parsed = pd.to_datetime(col, errors="coerce", utc=to_utc)
         except (TypeError, ValueError) as exc:
             raise ColumnTypeError(f"time column cannot be parsed as datetimes: {exc}", column=name) from exc
         _refuse_unconverted(col, parsed, name, "time column has values that are not datetimes")
