@@ -1,6 +1,8 @@
 """The `forecaster` command: train forecasting models and forecast with registered ones.
 
-Exit codes: 0 done, 2 bad usage or configuration, 3 bad input data, 1 anything else.
+Exit codes: 0 done, 2 bad usage or configuration (a config, a flag, a model URI, an output path, a
+model whose files are unusable), 3 bad input data, 1 anything else. Each prints one line on stderr,
+never a traceback (set FORECASTER_DEBUG=1 to get one for an unexpected failure).
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
             "the 'model' column."
         ),
     )
-    predict.add_argument("--model", required=True, help="models:/<name>@champion or models:/<name>/<version>")
+    predict.add_argument("--model", required=True,
+                         help="models:/<name>@<alias>, models:/<name>/<version>, models:/<name>/latest, "
+                              "runs:/<run_id>/<path> or a local model folder")
     predict.add_argument("--input", required=True, help="history (plus known-future covariates), CSV or Parquet")
     predict.add_argument("--output", required=True, help="where to write the forecasts, .csv or .parquet")
     predict.add_argument("--horizon", type=int, help="steps to forecast (at most the trained horizon)")
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from forecaster.errors import ConfigError, DataError
+    from forecaster.errors import ConfigError, DataError, ModelError
 
     try:
         if args.command == "train":
@@ -122,9 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"forecaster: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except ModelError as exc:
+        print(f"forecaster: model error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except DataError as exc:
         print(f"forecaster: data error: {exc}", file=sys.stderr)
         return EXIT_DATA
+    except Exception as exc:
+        if os.environ.get("FORECASTER_DEBUG"):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:500]
+        print(f"forecaster: failed: {type(exc).__name__}: {first} (FORECASTER_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
     return EXIT_ERROR
 
 

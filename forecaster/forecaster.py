@@ -34,6 +34,40 @@ from forecaster.metrics import quantile_name
 from forecaster.network import NetworkSpec, build_network
 from forecaster.params import check_fields
 
+MODEL_FILES = ("network.keras", "scaler.json", "forecaster.json")
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+def _check_files(path: Path) -> None:
+    """Every file of a saved forecaster is there and, where a manifest was saved, unchanged since."""
+    if not path.is_dir():
+        raise ModelError(f"{path}: no saved forecaster here (not a folder)")
+    missing = [name for name in MODEL_FILES if not (path / name).is_file()]
+    if missing:
+        raise ModelError(f"{path}: a saved forecaster needs {list(MODEL_FILES)}; missing {missing}")
+    if not (path / MANIFEST).is_file():
+        return  # saved before manifests existed
+    try:
+        recorded = json.loads((path / MANIFEST).read_text())
+    except ValueError as exc:
+        raise ModelError(f"{path / MANIFEST}: not a manifest ({_first_line(exc)})") from None
+    changed = [name for name in MODEL_FILES if recorded.get(name) != _sha256(path / name)]
+    if changed:
+        raise ModelError(f"{path}: {changed} differ from the SHA-256 recorded when the model was saved "
+                         f"(truncated, corrupted or replaced): refusing to load them")
+
+
 FORECAST_COLUMN = "forecast"
 MODEL_COLUMN = "model"
 PREDICT_CHUNK = 8192
@@ -316,6 +350,8 @@ class LSTMForecaster:
             "history": self.history_,
         }
         (path / "forecaster.json").write_text(json.dumps(meta, indent=2))
+        manifest = {name: _sha256(path / name) for name in MODEL_FILES}
+        (path / MANIFEST).write_text(json.dumps(manifest, indent=2))
         return path
 
     @classmethod
@@ -324,13 +360,29 @@ class LSTMForecaster:
         import forecaster.layers  # noqa: F401  (registers the layer classes for deserialisation)
 
         path = Path(path)
-        meta = json.loads((path / "forecaster.json").read_text())
-        self = cls(horizon=int(meta["horizon"]), input_size=int(meta["input_size"]), freq=meta["freq"],
-                   columns=Columns.from_dict(meta["columns"]), quantiles=tuple(meta["quantiles"]),
-                   missing_policy=meta["missing_policy"])
-        self.model_ = keras.saving.load_model(path / "network.keras", safe_mode=True, compile=False)
-        self.scaler_ = SeriesScaler.load_json(path / "scaler.json")
-        self.stats_ = CovariateStats.from_dict(meta["covariate_stats"])
+        _check_files(path)
+        try:
+            meta = json.loads((path / "forecaster.json").read_text())
+            self = cls(horizon=int(meta["horizon"]), input_size=int(meta["input_size"]), freq=meta["freq"],
+                       columns=Columns.from_dict(meta["columns"]), quantiles=tuple(meta["quantiles"]),
+                       missing_policy=meta["missing_policy"])
+            stats = CovariateStats.from_dict(meta["covariate_stats"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{path / 'forecaster.json'}: not a forecaster description ({_first_line(exc)})") from None
+        try:
+            self.model_ = keras.saving.load_model(path / "network.keras", safe_mode=True, compile=False)
+        except Exception as exc:  # Keras raises ValueError, zipfile and h5 errors alike for a bad file
+            raise ModelError(f"{path / 'network.keras'}: cannot load the network ({_first_line(exc)})") from None
+        try:
+            self.scaler_ = SeriesScaler.load_json(path / "scaler.json")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{path / 'scaler.json'}: not a scaler ({_first_line(exc)})") from None
+        bad = [k for k, v in self.scaler_.scale_.items() if not (np.isfinite(v) and v > 0)]
+        bad += [k for k, v in self.scaler_.center_.items() if not np.isfinite(v)]
+        if bad:
+            raise ModelError(f"{path / 'scaler.json'}: scale must be finite and > 0 and center finite, "
+                             f"not so for series {sorted(set(bad))[:5]}")
+        self.stats_ = stats
         self.freq_ = meta["freq"]
         self.columns_ = self.columns
         self.input_size_ = self.input_size

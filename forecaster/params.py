@@ -28,7 +28,6 @@ _rule("a positive integer", lambda v: v >= 1, "horizon", "epochs", "batch_size",
 _rule("an integer >= 0", lambda v: v >= 0, "patience", "seed")
 _rule("a number > 0", lambda v: v > 0, "learning_rate")
 _rule("a number in [0, 1)", lambda v: 0 <= v < 1, "dropout")
-_rule("a number >= 0", lambda v: v >= 0, "margin")
 _rule("a list of numbers strictly between 0 and 1", lambda v: all(0 < q < 1 for q in v), "quantiles")
 
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import mlflow
 
-STORE_DIR = Path(__file__).resolve().parent.parent / "mlruns"
-
 
 def default_store_dir() -> Path:
-    """The embedded store's folder: ``FORECASTER_MLRUNS`` if set, else ``mlruns/`` in the project."""
-    return Path(os.environ.get("FORECASTER_MLRUNS", STORE_DIR)).resolve()
+    """The embedded store's folder: ``FORECASTER_MLRUNS`` if set, else ``mlruns/`` in the working directory.
+
+    Never the package's own folder: installed from a wheel, that is site-packages.
+    """
+    return Path(os.environ.get("FORECASTER_MLRUNS", "mlruns")).resolve()
 
 
 def tracking_uri() -> str:
@@ -23,6 +24,10 @@ def tracking_uri() -> str:
     return f"sqlite:///{default_store_dir() / 'mlflow.db'}"
 
 
+def _sqlite_file(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
 def configure() -> str:
     """Point MLflow's tracking and registry at `tracking_uri()`; returns the URI.
 
@@ -30,22 +35,23 @@ def configure() -> str:
     a file store it refuses since 3.13 when ./mlruns/<n>/meta.yaml exists).
     """
     uri = tracking_uri()
-    if uri.startswith("sqlite:///"):
-        default_store_dir().mkdir(parents=True, exist_ok=True)
+    database = _sqlite_file(uri)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
 
 
 def ensure_experiment(name: str) -> str:
-    """The id of experiment ``name``, created with its artifacts under the embedded store if local."""
+    """The id of experiment ``name``; with a SQLite store, its artifacts go to ``artifacts/`` beside the
+    database file (a server's own artifact root otherwise)."""
     configure()
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    artifact_location = None
-    if tracking_uri().startswith("sqlite:///"):
-        artifact_location = (default_store_dir() / "artifacts").as_uri()
+    database = _sqlite_file(tracking_uri())
+    artifact_location = None if database is None else (database.resolve().parent / "artifacts").as_uri()
     return mlflow.create_experiment(name, artifact_location=artifact_location)
 
 

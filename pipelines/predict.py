@@ -19,16 +19,23 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from forecaster import tracking
-from forecaster.data.io import read_frame, write_frame_atomic
-from forecaster.errors import ConfigError
+from forecaster.data.io import check_destination, read_frame, write_frame_atomic
+from forecaster.errors import ConfigError, DataError, ModelError
 
 MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN = "model_name", "model_version"
-_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+_REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))$")
+_RUN_URI = re.compile(r"^runs:/(?P<run>[^/]+)/(?P<path>.+)$")
+URI_FORMS = ("models:/<name>@<alias>", "models:/<name>/<version>", "models:/<name>/latest",
+             "models:/<name>/<stage>", "runs:/<run_id>/<path>", "a local model folder")
 
 
 @dataclass
 class LoadedModel:
-    """A registry model resolved to one version, loaded once."""
+    """A model resolved to one registry version (or one run, or one folder), loaded once.
+
+    ``name`` and ``version`` go on every forecast row: the registered name and version number, or for
+    a run the run's model path and ``run:<run_id>``, or for a folder its path and ``local``.
+    """
 
     name: str
     version: str
@@ -41,27 +48,69 @@ class LoadedModel:
         return self.pyfunc.unwrap_python_model().forecaster
 
 
-def resolve(model_uri: str) -> tuple[str, str]:
-    """(name, version) of ``models:/<name>@<alias>`` or ``models:/<name>/<version>``."""
-    match = _URI.match(model_uri)
-    if not match:
-        raise ConfigError(f"model URI must be models:/<name>@<alias> or models:/<name>/<version>, got {model_uri!r}")
-    name = match["name"]
-    if match["version"]:
-        return name, match["version"]
-    client = MlflowClient()
+def _registered_version(client: MlflowClient, name: str, ref: str) -> str:
+    """The version number that ``models:/<name>/<ref>`` names: a number, ``latest`` or a stage."""
     try:
-        return name, str(client.get_model_version_by_alias(name, match["alias"]).version)
+        versions = client.search_model_versions(f"name = '{name}'")
     except mlflow.exceptions.MlflowException as exc:
-        raise ConfigError(f"no version of model {name!r} holds alias {match['alias']!r}: {exc.message}") from exc
+        raise ConfigError(f"cannot read registered model {name!r}: {exc.message}") from None
+    if not versions:
+        raise ConfigError(f"no registered model named {name!r} (or it has no versions)")
+    numbers = sorted(int(v.version) for v in versions)
+    if ref.isdigit():
+        if int(ref) not in numbers:
+            raise ConfigError(f"model {name!r} has no version {ref}; its versions: {numbers}")
+        return ref
+    if ref.lower() == "latest":
+        return str(numbers[-1])
+    staged = [int(v.version) for v in versions if (v.current_stage or "").lower() == ref.lower()]
+    if not staged:
+        raise ConfigError(f"model {name!r} has no version in stage {ref!r} (and {ref!r} is not a version number)")
+    return str(max(staged))
+
+
+def resolve(model_uri: str) -> tuple[str, str, str]:
+    """(name, version, the URI to load) of any model URI that `mlflow.pyfunc.load_model` takes here."""
+    registry_match = _REGISTRY_URI.match(model_uri)
+    if registry_match:
+        name, client = registry_match["name"], MlflowClient()
+        if registry_match["alias"]:
+            try:
+                version = str(client.get_model_version_by_alias(name, registry_match["alias"]).version)
+            except mlflow.exceptions.MlflowException as exc:
+                raise ConfigError(f"no version of model {name!r} holds alias {registry_match['alias']!r}: "
+                                  f"{exc.message}") from None
+        else:
+            version = _registered_version(client, name, registry_match["ref"])
+        return name, version, f"models:/{name}/{version}"
+    run_match = _RUN_URI.match(model_uri)
+    if run_match:
+        try:
+            MlflowClient().get_run(run_match["run"])
+        except mlflow.exceptions.MlflowException:
+            raise ConfigError(f"no run {run_match['run']!r} in the tracking store ({model_uri})") from None
+        return run_match["path"], f"run:{run_match['run']}", model_uri
+    local = Path(model_uri.removeprefix("file://"))
+    if "://" not in model_uri.removeprefix("file://") and local.is_dir():
+        if not (local / "MLmodel").is_file():
+            raise ConfigError(f"{local} is a folder but not an MLflow model (no MLmodel file in it)")
+        return str(local), "local", str(local.resolve())
+    raise ConfigError(f"cannot resolve model {model_uri!r}; give one of: {', '.join(URI_FORMS)}")
 
 
 def load(model_uri: str) -> LoadedModel:
     """Resolve ``model_uri`` against the configured registry and load that version once."""
     tracking.configure()
-    name, version = resolve(model_uri)
-    uri = f"models:/{name}/{version}"
-    return LoadedModel(name, version, uri, mlflow.pyfunc.load_model(uri))
+    name, version, uri = resolve(model_uri)
+    try:
+        pyfunc = mlflow.pyfunc.load_model(uri)
+    except ModelError:
+        raise
+    except mlflow.exceptions.MlflowException as exc:
+        raise ModelError(f"cannot load {uri}: {(exc.message.strip().splitlines() or [''])[0][:300]}") from None
+    if not hasattr(pyfunc.unwrap_python_model(), "forecaster"):
+        raise ModelError(f"{uri} is an MLflow model but not one of ours (no forecaster inside)")
+    return LoadedModel(name, version, uri, pyfunc)
 
 
 def forecast_frame(model: LoadedModel, history: pd.DataFrame, horizon: int | None = None,
@@ -79,6 +128,9 @@ def predict(model_uri: str, input_path: str | Path, output_path: str | Path, hor
     if engine not in ("local", "spark"):
         raise ConfigError(f"engine must be 'local' or 'spark', got {engine!r}")
     started = time.perf_counter()
+    check_destination(output_path)
+    if not Path(input_path).is_file():
+        raise DataError(f"cannot read {str(input_path)!r}: no such file")
     model = load(model_uri)
     if engine == "spark":
         from pipelines.spark_predict import predict_spark

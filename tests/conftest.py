@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The embedded store of any test that does not name its own goes to a temporary folder, never to the
+# project's mlruns/ (subprocesses inherit this too).
+os.environ["FORECASTER_MLRUNS"] = tempfile.mkdtemp(prefix="forecaster-test-mlruns-")
 
 import keras
 import pytest
+
+PROJECT_STORE = Path(__file__).resolve().parent.parent / "mlruns"
+
+
+def _listing(folder: Path) -> list[tuple[str, int, int]]:
+    if not folder.exists():
+        return []
+    return sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _project_store_untouched():
+    """The suite leaves the project's own MLflow store exactly as it found it."""
+    before = _listing(PROJECT_STORE)
+    yield
+    assert _listing(PROJECT_STORE) == before, "a test wrote into the project's mlruns/"
 
 
 @pytest.fixture(autouse=True)

@@ -88,3 +88,68 @@ def test_two_utc_offsets_are_one_time_line_in_utc():
     assert str(checked.frame["ds"].dt.tz) == "UTC"
     assert list(checked.frame["ds"]) == list(utc)
     assert checked.freq == "h"
+
+
+def _with_umask(mask: int):
+    import contextlib
+
+    @contextlib.contextmanager
+    def scope():
+        old = os.umask(mask)
+        try:
+            yield
+        finally:
+            os.umask(old)
+
+    return scope()
+
+
+def test_written_files_honour_the_umask_and_keep_an_existing_mode(tmp_path):
+    from forecaster.data.io import write_frame_atomic, write_text_atomic
+
+    frame = hourly_frame(n_series=1, length=5)
+    with _with_umask(0o022):
+        write_frame_atomic(frame, tmp_path / "new.parquet")
+        write_text_atomic("{}", tmp_path / "scaler.json")
+    assert (tmp_path / "new.parquet").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "scaler.json").stat().st_mode & 0o777 == 0o644
+    with _with_umask(0o077):
+        write_frame_atomic(frame, tmp_path / "private.csv")
+    assert (tmp_path / "private.csv").stat().st_mode & 0o777 == 0o600
+    existing = tmp_path / "shared.csv"
+    existing.write_text("old")
+    existing.chmod(0o640)
+    with _with_umask(0o022):
+        write_frame_atomic(frame, existing)
+    assert existing.stat().st_mode & 0o777 == 0o640 and "ds" in existing.read_text()
+
+
+def test_a_killed_writers_temporary_file_is_cleared_by_the_next_write(tmp_path):
+    """A real writer process is SIGKILLed mid-write; the next write removes what it left, and only that."""
+    import signal
+    import subprocess
+    import sys
+
+    from forecaster.data.io import write_frame_atomic
+
+    target = tmp_path / "forecasts.parquet"
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, tempfile\n"
+        "from pathlib import Path\n"
+        "from forecaster.data import io\n"
+        "target = Path(sys.argv[1])\n"
+        "def slow(handle):\n"
+        "    handle.write(b'partial')\n"
+        "    handle.flush()\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(60)\n"
+        "io._write_atomic(target, slow)\n"), str(target)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "writing"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    left = list(tmp_path.glob(".forecasts.parquet.*.tmp"))
+    assert len(left) == 1 and f".{writer.pid}." in left[0].name and not target.exists()
+    alive = tmp_path / f".forecasts.parquet.{os.getppid()}.x.tmp"  # a live process's: not ours to remove
+    alive.write_bytes(b"")
+    write_frame_atomic(hourly_frame(n_series=1, length=5), target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, alive.name])

@@ -35,7 +35,8 @@ def _config(**sections) -> dict:
         ({"network": {"layer_norm": "yes"}}, "[network] layer_norm must be true or false, got 'yes'"),
         ({"data": {"static": "store"}}, "[data] static must be a list of strings, got 'store'"),
         ({"backtest": {"n_windows": 0}}, "[backtest] n_windows must be a positive integer, got 0"),
-        ({"promotion": {"margin": -0.1}}, "[promotion] margin must be a number >= 0, got -0.1"),
+        ({"backtest": {"step": 0}}, "[backtest] step must be a positive integer, got 0"),
+        ({"promotion": {"margin": "high"}}, "[promotion] margin must be a number, got 'high'"),
     ],
 )
 def test_each_wrong_value_names_its_key_and_what_it_must_be(sections, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -82,5 +83,120 @@ def test_unknown_alias_is_a_clear_error(registry):
 
     with pytest.raises(ConfigError, match="alias 'nope'"):
         predict("models:/tiny@nope", tmp / "scoring.parquet", tmp / "x.parquet")
-    with pytest.raises(ConfigError, match="models:/<name>@<alias>"):
+    with pytest.raises(ConfigError, match="no run 'abc'"):
         predict("runs:/abc/model", tmp / "scoring.parquet", tmp / "x.parquet")
+    with pytest.raises(ConfigError, match="models:/<name>@<alias>"):
+        predict("s4://bucket/model", tmp / "scoring.parquet", tmp / "x.parquet")
+
+
+def _history(tmp):
+    path = tmp / "history-small.parquet"
+    hourly_frame(n_series=2).to_parquet(path)
+    return path
+
+
+def _downloaded(tmp, name):
+    import mlflow
+
+    return Path(mlflow.artifacts.download_artifacts("models:/tiny/1", dst_path=str(tmp / name)))
+
+
+@pytest.mark.parametrize(("uri", "name", "version"), [
+    ("models:/tiny/latest", "tiny", "1"),
+    ("models:/tiny/1", "tiny", "1"),
+])
+def test_every_registry_form_resolves_to_one_version_on_every_row(registry, uri, name, version):
+    _, tmp = registry
+    out_path = tmp / "forms.parquet"
+    summary = predict(uri, _history(tmp), out_path, horizon=3)
+    out = pd.read_parquet(out_path)
+    assert summary["model"] == "models:/tiny/1"
+    assert set(out["model_name"]) == {name} and set(out["model_version"]) == {version}
+
+
+def test_a_run_uri_and_a_local_folder_are_accepted_and_recorded(registry):
+    from mlflow import MlflowClient
+
+    _, tmp = registry
+    run_id = MlflowClient().get_model_version("tiny", "1").run_id
+    out_path = tmp / "by-run.parquet"
+    predict(f"runs:/{run_id}/model", _history(tmp), out_path, horizon=3)
+    out = pd.read_parquet(out_path)
+    assert set(out["model_name"]) == {"model"} and set(out["model_version"]) == {f"run:{run_id}"}
+    folder = _downloaded(tmp, "local-model")
+    predict(str(folder), _history(tmp), out_path, horizon=3)
+    by_folder = pd.read_parquet(out_path)
+    assert set(by_folder["model_version"]) == {"local"}
+    pd.testing.assert_frame_equal(by_folder.drop(columns=["model_name", "model_version"]),
+                                  out.drop(columns=["model_name", "model_version"]))
+
+
+def test_a_version_that_does_not_exist_is_a_config_error_with_the_versions(registry, capsys):
+    from forecaster.cli import EXIT_CONFIG, main
+    from forecaster.errors import ConfigError
+
+    _, tmp = registry
+    with pytest.raises(ConfigError, match=r"model 'tiny' has no version 99; its versions: \[1\]"):
+        predict("models:/tiny/99", _history(tmp), tmp / "x.parquet")
+    code = main(["predict", "--model", "models:/tiny/99", "--input", str(_history(tmp)),
+                 "--output", str(tmp / "x.parquet")])
+    assert code == EXIT_CONFIG and "has no version 99" in capsys.readouterr().err
+    assert not (tmp / "x.parquet").exists()
+
+
+def test_the_output_is_checked_before_any_work(registry, capsys):
+    """A bad destination is reported even with a model that does not exist: it is checked first."""
+    from forecaster.cli import EXIT_CONFIG, main
+
+    _, tmp = registry
+    (tmp / "folder.parquet").mkdir(exist_ok=True)
+    for output, reason in [(tmp / "no-such-folder" / "f.parquet", "does not exist"),
+                           (tmp / "folder.parquet", "it is a folder"), (tmp / "f.json", "unsupported file type")]:
+        code = main(["predict", "--model", "models:/no-such-model@champion", "--input", str(_history(tmp)),
+                     "--output", str(output)])
+        err = capsys.readouterr().err
+        assert code == EXIT_CONFIG and reason in err and str(output) in err and ".tmp" not in err
+
+
+def test_broken_model_files_are_model_errors_naming_the_file(registry, capsys):
+    import json
+
+    import keras
+
+    from forecaster.cli import EXIT_CONFIG, main
+    from forecaster.errors import ModelError
+    from forecaster.forecaster import MANIFEST, LSTMForecaster
+
+    _, tmp = registry
+    saved = _downloaded(tmp, "broken") / "artifacts" / "forecaster"
+    assert LSTMForecaster.load(saved).horizon == 12 and (saved / MANIFEST).is_file()
+    good = {name: (saved / name).read_bytes() for name in ("network.keras", "scaler.json")}
+
+    (saved / "network.keras").write_bytes(good["network.keras"][:1000])  # truncated
+    with pytest.raises(ModelError, match=r"\['network.keras'\] differ from the SHA-256 recorded"):
+        LSTMForecaster.load(saved)
+    code = main(["predict", "--model", str(saved.parent.parent), "--input", str(_history(tmp)),
+                 "--output", str(tmp / "y.parquet")])
+    err = capsys.readouterr().err
+    assert code == EXIT_CONFIG and "model error" in err and "network.keras" in err and "Traceback" not in err
+
+    (saved / MANIFEST).unlink()  # an older save, or a manifest removed: each file is still checked on load
+    with pytest.raises(ModelError, match=r"network.keras: cannot load the network"):
+        LSTMForecaster.load(saved)
+    (saved / "network.keras").write_bytes(good["network.keras"])
+
+    (saved / "scaler.json").write_text("{not json")
+    with pytest.raises(ModelError, match=r"scaler.json: not a scaler \(JSONDecodeError"):
+        LSTMForecaster.load(saved)
+    scaler = json.loads(good["scaler.json"])
+    first = next(iter(scaler["series"]))
+    scaler["series"][first][1] = 0.0
+    (saved / "scaler.json").write_text(json.dumps(scaler))
+    with pytest.raises(ModelError, match=rf"scale must be finite and > 0.*{first}"):
+        LSTMForecaster.load(saved)
+    (saved / "scaler.json").write_bytes(good["scaler.json"])
+
+    lam = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda x: x * 2)])
+    lam.save(saved / "network.keras")
+    with pytest.raises(ModelError, match=r"network.keras: cannot load the network \(ValueError: .*Lambda"):
+        LSTMForecaster.load(saved)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Callable
@@ -68,17 +69,67 @@ def _iso_text(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def check_destination(path: str | os.PathLike) -> Path:
+    """Refuse, before any work, an output path that cannot be written: ConfigError naming it and why."""
+    target = Path(path)
+    if _kind(target) is None:
+        raise ConfigError(f"cannot write {str(target)!r}: unsupported file type {target.suffix!r} "
+                          f"(use {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)})")
+    folder = target.parent
+    if not folder.is_dir():
+        raise ConfigError(f"cannot write {str(target)!r}: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {str(target)!r}: folder {str(folder)!r} is not writable")
+    if target.is_dir():
+        raise ConfigError(f"cannot write {str(target)!r}: it is a folder")
+    if target.exists() and not os.access(target, os.W_OK) and not os.access(folder, os.W_OK):
+        raise ConfigError(f"cannot write {str(target)!r}: not writable")
+    return target
+
+
+def _tmp_prefix(path: Path, pid: int) -> str:
+    return f".{path.name}.{pid}."
+
+
+def _clear_stale_tmp(path: Path) -> None:
+    """Remove temporary files that a killed writer of ``path`` left: those of processes no longer alive."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid_text = stale.name[len(path.name) + 2:].split(".", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        except PermissionError:
+            continue  # alive, someone else's
+
+
+def _file_mode(path: Path) -> int:
+    """The mode the written file gets: an existing file keeps its own, a new one follows the umask."""
+    if path.exists():
+        return path.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Run ``write`` on a temporary file next to ``path``, fsync it, then rename it over ``path``.
 
     The rename (``os.replace``) is atomic on POSIX, so readers see the old file or the new one, never a
-    half-written one.  On any failure the temporary file is removed and ``path`` is left untouched.
+    half-written one.  On any failure the temporary file is removed and ``path`` is left untouched; a
+    temporary file that a killed writer left (its process gone) is removed by the next write. The file
+    gets the mode an ordinary write would give it (umask for a new file, the old mode for a replaced one).
     """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _clear_stale_tmp(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=_tmp_prefix(path, os.getpid()), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
+            os.fchmod(handle.fileno(), _file_mode(path))
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
@@ -90,11 +141,8 @@ def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
 
 def write_frame_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write ``frame`` as CSV (timestamps in ISO 8601) or Parquet, chosen by suffix, atomically."""
-    target = Path(path)
-    kind = _kind(target)
-    if kind is None:
-        raise ConfigError(f"cannot write {str(target)!r}: unsupported file type {target.suffix!r}")
-    if kind == "csv":
+    target = check_destination(path)
+    if _kind(target) == "csv":
         _write_atomic(target, lambda handle: _iso_text(frame).to_csv(handle, index=False))
     else:
         _write_atomic(target, lambda handle: frame.to_parquet(handle, engine="pyarrow", index=False))
