@@ -28,6 +28,10 @@ class ConfigError(ForecasterError, ValueError):
     """A setting or argument is invalid (unknown policy, bad column spec, ...)."""
 
 
+class LockHeldError(ForecasterError):
+    """Another live process held a lock we need for longer than we were willing to wait."""
+
+
 class ModelError(ForecasterError):
     """A model cannot be built, trained, loaded or used as asked."""
 

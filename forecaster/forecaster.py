@@ -70,6 +70,8 @@ def _check_files(path: Path) -> None:
 
 FORECAST_COLUMN = "forecast"
 MODEL_COLUMN = "model"
+# Which registered model made a row: on the batch output and the served output alike.
+MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN = "model_name", "model_version"
 PREDICT_CHUNK = 8192
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -87,6 +89,8 @@ class LSTMForecaster:
     Output frame columns: the id and time columns of the input, ``forecast`` (the point forecast),
     one column per quantile named ``q<value>`` (``q0.1``, ``q0.5``, ``q0.9``...) and ``model``
     (``lstm``, or ``seasonal_naive`` for series whose history is shorter than ``input_size``).
+    ``verbose`` is Keras' ``fit`` verbosity: 2 (the default) one line per epoch, 1 a per-batch
+    progress bar, 0 nothing.
     """
 
     def __init__(
@@ -106,7 +110,7 @@ class LSTMForecaster:
         missing_policy: str = "error",
         max_windows_per_series: int | None = None,
         seed: int = 0,
-        verbose: int = 1,
+        verbose: int = 2,
         ensemble: int = 1,
         lr_schedule: str = "constant",
     ) -> None:

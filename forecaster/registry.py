@@ -1,11 +1,29 @@
-"""Model registry steps: register a version, make it `challenger`, promote it to `champion` by rule."""
+"""Model registry steps: register a version, make it `challenger`, promote it to `champion` by rule.
+
+The rule compares like with like: the champion is never scored on data it was trained on. When the
+new data has backtest windows that lie wholly after the champion's training data, both models are
+scored on those windows; otherwise the challenger's backtest is compared with the champion's own
+backtest recorded when it was trained (both out of sample, by the same protocol). ``basis`` on the
+decision says which. Reading the champion, registering and moving the aliases happen under one
+lock per model (`promotion_lock`), so two trainings of one model cannot both promote.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from mlflow import MlflowClient
+
+from forecaster.errors import LockHeldError
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -22,6 +40,8 @@ class PromotionDecision:
     champion: float | None
     champion_version: str | None
     reason: str
+    basis: str = ""
+    challenger_on_basis: float | None = None
 
     def tags(self) -> dict[str, str]:
         return {
@@ -33,26 +53,36 @@ class PromotionDecision:
             "promotion.champion_value": "" if self.champion is None else f"{self.champion:.6g}",
             "promotion.champion_version": self.champion_version or "",
             "promotion.reason": self.reason,
+            "promotion.basis": self.basis,
+            "promotion.challenger_value_on_basis": "" if self.challenger_on_basis is None
+            else f"{self.challenger_on_basis:.6g}",
         }
 
 
 def decide(metric: str, margin: float, challenger: float, baseline: float, champion: float | None,
-           champion_version: str | None) -> PromotionDecision:
-    """Promote only if the challenger beats seasonal naive and the champion by the relative ``margin``."""
+           champion_version: str | None, basis: str = "",
+           challenger_on_basis: float | None = None) -> PromotionDecision:
+    """Promote only if the challenger beats seasonal naive and the champion by the relative ``margin``.
+
+    ``challenger_on_basis`` is the challenger's figure on the windows the champion was scored on, where
+    those are not its whole backtest (see the module doc); the champion comparison uses it.
+    """
     def beats(a: float, b: float) -> bool:
         return math.isfinite(a) and a < b * (1.0 - margin)
 
+    head_to_head = challenger if challenger_on_basis is None else challenger_on_basis
     reasons = []
     if not beats(challenger, baseline):
         reasons.append(f"{metric} {challenger:.4g} does not beat seasonal naive {baseline:.4g} by {margin:.1%}")
-    if champion is not None and not beats(challenger, champion):
-        reasons.append(f"{metric} {challenger:.4g} does not beat champion v{champion_version} {champion:.4g} "
-                       f"by {margin:.1%}")
+    if champion is not None and not beats(head_to_head, champion):
+        reasons.append(f"{metric} {head_to_head:.4g} does not beat champion v{champion_version} {champion:.4g} "
+                       f"by {margin:.1%} ({basis})")
     promoted = not reasons
     reason = "; ".join(reasons) if reasons else (
         f"{metric} {challenger:.4g} beats seasonal naive {baseline:.4g}"
-        + ("" if champion is None else f" and champion v{champion_version} {champion:.4g}"))
-    return PromotionDecision(promoted, metric, margin, challenger, baseline, champion, champion_version, reason)
+        + ("" if champion is None else f" and champion v{champion_version} {champion:.4g} ({basis})"))
+    return PromotionDecision(promoted, metric, margin, challenger, baseline, champion, champion_version, reason,
+                             basis, challenger_on_basis)
 
 
 def champion_version(client: MlflowClient, name: str) -> str | None:
@@ -81,3 +111,43 @@ def apply_decision(client: MlflowClient, name: str, version: str, decision: Prom
     client.set_registered_model_alias(name, CHALLENGER, version)
     if decision.promoted:
         client.set_registered_model_alias(name, CHAMPION, version)
+
+
+def _lock_path(tracking_uri: str, name: str) -> Path:
+    """One lock file per (store, model): beside a SQLite store, else in the temporary folder."""
+    key = hashlib.sha256(f"{tracking_uri}\0{name}".encode()).hexdigest()[:16]
+    if tracking_uri.startswith("sqlite:///"):
+        folder = Path(tracking_uri[len("sqlite:///"):]).resolve().parent / "locks"
+    else:
+        folder = Path(tempfile.gettempdir()) / "forecaster-locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"promotion-{key}.lock"
+
+
+@contextlib.contextmanager
+def promotion_lock(tracking_uri: str, name: str, timeout: float = 600.0) -> Iterator[None]:
+    """Hold model ``name``'s promotion lock (an OS file lock: released by the kernel if we die).
+
+    Waits up to ``timeout`` seconds for another holder, then raises `LockHeldError`. It serialises
+    trainings on one machine; processes on several machines sharing one tracking server need that
+    server's users to train a given model from one place (documented in the README).
+    """
+    path = _lock_path(tracking_uri, name)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockHeldError(f"model {name!r}: another training held the promotion lock {path} for "
+                                      f"{timeout:.0f} s") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

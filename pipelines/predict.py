@@ -21,8 +21,8 @@ from mlflow import MlflowClient
 from forecaster import tracking
 from forecaster.data.io import check_destination, read_frame, write_frame_atomic
 from forecaster.errors import ConfigError, DataError, ModelError
+from forecaster.forecaster import MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN
 
-MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN = "model_name", "model_version"
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))$")
 _RUN_URI = re.compile(r"^runs:/(?P<run>[^/]+)/(?P<path>.+)$")
 URI_FORMS = ("models:/<name>@<alias>", "models:/<name>/<version>", "models:/<name>/latest",

@@ -44,9 +44,9 @@ import pandas as pd
 
 from forecaster.data.io import CSV_SUFFIXES, PARQUET_SUFFIXES
 from forecaster.errors import ConfigError, DataError, ForecasterError, MissingColumnError
-from forecaster.forecaster import FORECAST_COLUMN, MODEL_COLUMN
+from forecaster.forecaster import FORECAST_COLUMN, MODEL_COLUMN, MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN
 from forecaster.metrics import quantile_name
-from pipelines.predict import MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN, LoadedModel
+from pipelines.predict import LoadedModel
 
 DEFAULT_MASTER = "local[2]"
 MASTER_ENV = "FORECASTER_SPARK_MASTER"
@@ -133,6 +133,9 @@ def _forecast_bucket(pdf: pd.DataFrame, job: _Job) -> pd.DataFrame:
 # --------------------------------------------------------------------------- driver side
 
 
+LOG_LEVEL_ENV = "FORECASTER_SPARK_LOG_LEVEL"
+
+
 def _session(master: str | None) -> Any:
     """The active SparkSession, or a new one on ``master`` / ``$FORECASTER_SPARK_MASTER`` / ``local[2]``."""
     from pyspark.sql import SparkSession
@@ -150,6 +153,9 @@ def _session(master: str | None) -> Any:
             .config("spark.sql.adaptive.enabled", "false")  # one task per bucket, as planned
             .config("spark.python.worker.reuse", "true")
             .config("spark.ui.showConsoleProgress", "false")
+            # A failing task logs the JVM's stack trace at ERROR before our own message reaches the
+            # user; Spark's log stays quiet unless asked for ($FORECASTER_SPARK_LOG_LEVEL, e.g. WARN).
+            .config("spark.log.level", os.environ.get(LOG_LEVEL_ENV, "OFF"))
             .getOrCreate())
 
 

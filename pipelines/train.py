@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import logging
+import os
+import socket
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -27,8 +29,14 @@ from forecaster.data.frequency import seasonal_period
 from forecaster.data.io import read_frame
 from forecaster.data.validation import validate_frame
 from forecaster.errors import ConfigError
-from forecaster.forecaster import FORECAST_COLUMN, MODEL_COLUMN, LSTMForecaster
-from forecaster.metrics import quantile_name
+from forecaster.forecaster import (
+    FORECAST_COLUMN,
+    MODEL_COLUMN,
+    MODEL_NAME_COLUMN,
+    MODEL_VERSION_COLUMN,
+    LSTMForecaster,
+)
+from forecaster.metrics import quantile_name, summarize
 
 log = logging.getLogger("forecaster.train")
 PINNED = ("tensorflow", "keras", "numpy", "pandas", "pyarrow", "scikit-learn", "mlflow")
@@ -108,7 +116,7 @@ def signature(config: ModelConfig) -> ModelSignature:
     inputs += [ColSpec("double", name) for name in (*c.static, *c.known_future, *c.past_only)]
     outputs = [ColSpec("string", c.id), ColSpec("datetime", c.time), ColSpec("double", FORECAST_COLUMN)]
     outputs += [ColSpec("double", quantile_name(q)) for q in sorted(config.quantiles)]
-    outputs.append(ColSpec("string", MODEL_COLUMN))
+    outputs += [ColSpec("string", name) for name in (MODEL_COLUMN, MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN)]
     params = ParamSchema([ParamSpec("horizon", "long", config.horizon),
                           ParamSpec("quantiles", "double", [float(q) for q in sorted(config.quantiles)], (-1,))])
     return ModelSignature(Schema(inputs), Schema(outputs), params)
@@ -150,15 +158,78 @@ def _plots(out: Path, result: BacktestResult, fits: dict[str, dict[str, list[flo
     plt.close(fig)
 
 
-def _champion_score(client: MlflowClient, config: ModelConfig, frame: pd.DataFrame, step: int,
-                    season: int) -> tuple[float | None, str | None]:
+@dataclass
+class ChampionComparison:
+    """The champion's figure, the challenger's on the same windows, and what those windows are."""
+
+    version: str
+    champion: float
+    challenger: float
+    basis: str
+
+
+def _compare_with_champion(client: MlflowClient, config: ModelConfig, frame: pd.DataFrame,
+                           result: BacktestResult, step: int, season: int) -> ChampionComparison | None:
+    """Score the champion where it has not seen the data (see `forecaster.registry`); None if there is none."""
     version = registry.champion_version(client, config.name)
     if version is None:
-        return None, None
-    champion = mlflow.pyfunc.load_model(f"models:/{config.name}@{registry.CHAMPION}")
-    result = run_backtest(lambda h: champion.predict(h), frame, config.data.columns(), config.horizon,
-                          config.backtest.n_windows, step, season, name="champion")
-    return float(result.summary["champion"][config.promotion.metric]), version
+        return None
+    metric = config.promotion.metric
+    champion_run = client.get_run(client.get_model_version(config.name, version).run_id)
+    columns = config.data.columns()
+    fresh: list[int] = []
+    try:
+        trained_until = pd.Timestamp(champion_run.data.params["data.end"])
+        starts = result.forecasts.groupby("window")[columns.time].min()
+        fresh = [int(k) for k, start in starts.items() if start > trained_until]
+    except (KeyError, TypeError, ValueError):
+        fresh = []  # no record of its training data, or incomparable time zones: use the recorded figures
+    if fresh:
+        champion = mlflow.pyfunc.load_model(f"models:/{config.name}/{version}")
+        scored = run_backtest(lambda h: champion.predict(h), frame, columns, config.horizon, len(fresh), step,
+                              season, name="champion")
+        ours = result.per_series[(result.per_series["model"] == "lstm") & result.per_series["window"].isin(fresh)]
+        challenger = summarize(ours.drop(columns=["window", "model", columns.id]))[metric]
+        return ChampionComparison(version, float(scored.summary["champion"][metric]), float(challenger),
+                                  f"{len(fresh)} backtest window(s) after the champion's training data")
+    recorded = champion_run.data.metrics.get(f"backtest.lstm.{metric}")
+    if recorded is None:
+        return ChampionComparison(version, float("-inf"), float(result.summary["lstm"][metric]),
+                                  "the champion has no recorded backtest: not replaced automatically")
+    return ChampionComparison(version, float(recorded), float(result.summary["lstm"][metric]),
+                              "recorded out-of-sample backtests (no window after the champion's training data)")
+
+
+def mark_abandoned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Runs of ours left RUNNING by a process of this host that is gone: marked FAILED, and the versions
+    they registered without a decision tagged so. Returns their ids."""
+    host = socket.gethostname()
+    abandoned = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        if tags.get("forecaster.host") != host or not tags.get("forecaster.pid", "").isdigit():
+            continue
+        if _alive(int(tags["forecaster.pid"])):
+            continue
+        client.set_tag(run.info.run_id, "forecaster.abandoned", "its process died before the run ended")
+        client.set_terminated(run.info.run_id, status="FAILED")
+        abandoned.append(run.info.run_id)
+    for run_id in abandoned:
+        for mv in client.search_model_versions(f"run_id = '{run_id}'"):
+            if "promotion.decision" not in (mv.tags or {}):
+                client.set_model_version_tag(mv.name, mv.version, "promotion.decision",
+                                             "none: its training died before deciding")
+    return abandoned
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def train(config: ModelConfig, register: bool = True, verbose: int = 1) -> TrainResult:
@@ -171,9 +242,12 @@ def train(config: ModelConfig, register: bool = True, verbose: int = 1) -> Train
     frame = vframe.frame
     season = seasonal_period(vframe.freq)
     # The store is touched only once the data has passed its checks: bad data leaves nothing behind.
-    tracking.configure()
+    uri = tracking.configure()
     experiment_id = tracking.ensure_experiment(config.name)
-    with mlflow.start_run(experiment_id=experiment_id) as run:
+    for run_id in mark_abandoned_runs(MlflowClient(), experiment_id):
+        log.warning("run %s was left RUNNING by a process that died: marked FAILED", run_id)
+    with mlflow.start_run(experiment_id=experiment_id,
+                          tags={"forecaster.host": socket.gethostname(), "forecaster.pid": str(os.getpid())}) as run:
         params = {**config.to_params(), "data.freq": vframe.freq, "data.season": season, **fingerprint(frame, config)}
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.set_tags({f"version.{name}": importlib.metadata.version(name) for name in PINNED}
@@ -205,17 +279,24 @@ def train(config: ModelConfig, register: bool = True, verbose: int = 1) -> Train
                 artifacts={"forecaster": str(saved)},
                 code_paths=[str(PACKAGE_DIR)],
                 signature=signature(config),
+                model_config={"model_name": config.name, "run_id": run.info.run_id},
                 pip_requirements=pip_requirements(),
             )
         version, decision = None, None
         if register:
             client = MlflowClient()
-            champion_value, champion_version = _champion_score(client, config, frame, step, season)
-            mv = mlflow.register_model(info.model_uri, config.name)
-            version = str(mv.version)
             metric = config.promotion.metric
-            decision = registry.decide(metric, config.promotion.margin, float(result.summary["lstm"][metric]),
-                                       float(result.summary[BASELINE][metric]), champion_value, champion_version)
-            registry.apply_decision(client, config.name, version, decision)
+            # Read the champion, decide, register and move the aliases as one step per model.
+            with registry.promotion_lock(uri, config.name):
+                versus = _compare_with_champion(client, config, frame, result, step, season)
+                decision = registry.decide(
+                    metric, config.promotion.margin, float(result.summary["lstm"][metric]),
+                    float(result.summary[BASELINE][metric]),
+                    None if versus is None else versus.champion, None if versus is None else versus.version,
+                    basis="" if versus is None else versus.basis,
+                    challenger_on_basis=None if versus is None else versus.challenger)
+                mv = mlflow.register_model(info.model_uri, config.name)
+                version = str(mv.version)
+                registry.apply_decision(client, config.name, version, decision)
             mlflow.set_tags({"registry.version": version, **decision.tags()})
     return TrainResult(run.info.run_id, config.name, version, decision, result)

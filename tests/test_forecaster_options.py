@@ -116,7 +116,7 @@ def test_ensemble_averages_its_members_and_round_trips(tmp_path):
     loaded = LSTMForecaster.load(model.save(tmp_path / "ensemble"))
     assert loaded.ensemble == 2
     assert sorted(p.name for p in (tmp_path / "ensemble").iterdir()) == [
-        "forecaster.json", "network.keras", "scaler.json"]
+        "forecaster.json", "manifest.json", "network.keras", "scaler.json"]
     np.testing.assert_allclose(loaded.predict(history)["forecast"], out["forecast"], rtol=1e-5)
 
 

@@ -49,7 +49,10 @@ def test_dataframe_split_with_params_returns_the_forecast_frame(server):
     })
     assert status == 200, body
     out = pd.DataFrame(body["predictions"])
-    assert list(out.columns) == ["unique_id", "ds", "forecast", "q0.1", "q0.9", "model"]
+    # One schema with the batch output: which registered version made each row.
+    assert list(out.columns) == ["unique_id", "ds", "forecast", "q0.1", "q0.9", "model", "model_name",
+                                 "model_version"]
+    assert set(out["model_name"]) == {"tiny"} and set(out["model_version"]) == {"1"}
     assert len(out) == 6 * 4 and set(out["model"]) == {"lstm"}
     assert (out["q0.1"] <= out["q0.9"]).all()
 
@@ -70,7 +73,8 @@ def test_a_bad_frame_gets_400_with_our_message_not_a_stack_trace(server):
     duplicated = pd.concat([history, history.iloc[[3]]])
     status, body = _post(f"{base}/invocations", {"dataframe_split": duplicated.to_dict(orient="split", index=False)})
     assert status == 400
-    assert "DuplicateRowsError" in body["message"] and "S0" in body["message"]
+    assert body["message"].startswith("DuplicateRowsError") and "S0" in body["message"]
+    assert "Failed to predict data" not in body["message"]  # the client's frame is not echoed back
     assert "Traceback" not in json.dumps(body)
 
 

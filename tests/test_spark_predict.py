@@ -117,3 +117,23 @@ def test_a_failing_run_leaves_the_previous_output_intact(model, spark, history, 
     predict_spark(model, good, target, horizon=3)
     assert len(pd.read_parquet(target)) == 7 * 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet", "forecast.parquet", "good.parquet"]
+
+
+def test_a_spark_failure_shows_our_message_first_not_the_jvm_stack(model, history, tmp_path):
+    """The CLI with the Spark engine, a real process: bad data gives our one-line error, exit 3."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.parquet"
+    pd.concat([history, history.iloc[[3]]], ignore_index=True).to_parquet(bad, index=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "forecaster.cli", "predict", "--model", "models:/tiny_spark@champion",
+         "--input", str(bad), "--output", str(tmp_path / "out.parquet"), "--engine", "spark"],
+        capture_output=True, text=True, timeout=600, env={**os.environ})
+    assert result.returncode == 3, result.stderr[-3000:]
+    # The JVM's start-up notices may come first; the first line that speaks of an error is ours.
+    errors = [line for line in result.stderr.splitlines() if re.search(r"error|exception", line, re.I)]
+    assert errors[0].startswith("forecaster: data error: ") and "S0" in errors[0], errors[:5]
+    assert "at org.apache" not in result.stderr and "Traceback" not in result.stderr

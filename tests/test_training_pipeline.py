@@ -79,7 +79,8 @@ def test_logged_model_predicts_the_same_in_a_fresh_process(store, data_file, tmp
     history.to_parquet(tmp_path / "in.parquet")
     model = mlflow.pyfunc.load_model("models:/tiny@champion")
     in_process = model.predict(history, params={"horizon": 6, "quantiles": [0.1, 0.9]})
-    assert list(in_process.columns) == ["unique_id", "ds", "forecast", "q0.1", "q0.9", "model"]
+    assert list(in_process.columns) == ["unique_id", "ds", "forecast", "q0.1", "q0.9", "model", "model_name",
+                                        "model_version"]
     assert len(in_process) == 6 * 6
     script = textwrap.dedent(f"""
         import mlflow, pandas as pd

@@ -1,0 +1,120 @@
+"""Promotion is fair (the champion is never scored on data it trained on) and safe (one at a time per
+model; a training that died leaves no RUNNING run and no undecided version)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from forecaster import registry
+from forecaster.errors import LockHeldError
+from pipelines.train import train
+from tests.synthetic import hourly_frame, tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def test_two_identical_trainings_are_compared_like_with_like(tmp_path, store):
+    data = tmp_path / "history.csv"
+    hourly_frame().to_csv(data, index=False)
+    first = train(tiny_config(data, margin=-10.0), verbose=0)
+    assert first.decision.promoted
+    second = train(tiny_config(data, margin=0.0), verbose=0)
+    d = second.decision
+    # Same data: no window after the champion's training, so its own out-of-sample backtest is the figure,
+    # never a re-score on windows it was trained on.
+    assert d.basis.startswith("recorded out-of-sample backtests")
+    assert d.champion == pytest.approx(first.backtest.summary["lstm"]["mase"], rel=1e-6)
+    assert abs(d.challenger - d.champion) <= 0.02 * d.champion, "identical configs differ beyond seed noise"
+    tags = MlflowClient().get_model_version("tiny", second.version).tags
+    assert tags["promotion.basis"] == d.basis and tags["promotion.champion_version"] == first.version
+
+
+def test_new_data_scores_both_on_the_windows_the_champion_never_saw(tmp_path, store):
+    full = hourly_frame(length=264)
+    old = full[full["ds"] <= full["ds"].max() - pd.Timedelta(hours=12)]  # the champion ends 12 h before
+    old_path, new_path = tmp_path / "old.csv", tmp_path / "new.csv"
+    old.to_csv(old_path, index=False)
+    full.to_csv(new_path, index=False)
+    first = train(tiny_config(old_path, margin=-10.0), verbose=0)
+    second = train(tiny_config(new_path, margin=0.0), verbose=0)
+    d = second.decision
+    assert d.basis == "1 backtest window(s) after the champion's training data"
+    last_window = second.backtest.per_series.query("model == 'lstm' and window == 1")["mase"].mean()
+    assert d.challenger_on_basis == pytest.approx(last_window)
+    assert d.champion != pytest.approx(first.backtest.summary["lstm"]["mase"])  # scored afresh, not recorded
+
+
+_HOLDER = (
+    "import sys, time\n"
+    "from forecaster import registry\n"
+    "with registry.promotion_lock(sys.argv[1], 'tiny'):\n"
+    "    print('holding', flush=True)\n"
+    "    time.sleep(120)\n"
+)
+
+
+def test_promotion_waits_for_another_training_and_a_dead_holder_frees_the_lock(store):
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, store], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with (pytest.raises(LockHeldError, match="another training held the promotion lock"),
+              registry.promotion_lock(store, "tiny", timeout=1.0)):
+            pass
+        with registry.promotion_lock(store, "other-model", timeout=1.0):
+            pass  # one lock per model
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        with registry.promotion_lock(store, "tiny", timeout=5.0):
+            pass  # the kernel released a killed holder's lock
+    finally:
+        holder.kill()
+
+
+_TRAINER = (
+    "import sys\n"
+    "from pipelines.train import train\n"
+    "from tests.synthetic import tiny_config\n"
+    "train(tiny_config(sys.argv[1], epochs=50), verbose=0)\n"
+)
+
+
+def test_a_killed_training_is_marked_failed_by_the_next_one(tmp_path, store):
+    data = tmp_path / "history.csv"
+    hourly_frame().to_csv(data, index=False)
+    client = MlflowClient()
+    client.search_experiments()  # the store's tables exist before two processes open it
+    log = tmp_path / "trainer.log"
+    with open(log, "w") as err:
+        trainer = subprocess.Popen([sys.executable, "-c", _TRAINER, str(data)], env={**os.environ}, stderr=err)
+    running = []
+    deadline = time.monotonic() + 300
+    while not running and time.monotonic() < deadline and trainer.poll() is None:
+        time.sleep(0.5)
+        experiment = client.get_experiment_by_name("tiny")
+        if experiment is not None:
+            running = client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+    assert running, f"the training never reached its MLflow run: {log.read_text()[-3000:]}"
+    trainer.send_signal(signal.SIGKILL)
+    trainer.wait(timeout=30)
+    run_id = running[0].info.run_id
+    assert client.get_run(run_id).info.status == "RUNNING"  # what a SIGKILL leaves
+    result = train(tiny_config(data, margin=-10.0), verbose=0)
+    dead = client.get_run(run_id)
+    assert dead.info.status == "FAILED" and "died" in dead.data.tags["forecaster.abandoned"]
+    assert client.get_run(result.run_id).info.status == "FINISHED"
+    assert registry.champion_version(client, "tiny") == result.version
