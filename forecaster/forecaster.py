@@ -29,6 +29,7 @@ from forecaster.data.windows import (
     make_window_dataset,
 )
 from forecaster.errors import ConfigError, ModelError
+from forecaster.integrity import sha256
 from forecaster.losses import PointAndQuantileLoss
 from forecaster.metrics import quantile_name
 from forecaster.network import NetworkSpec, build_network
@@ -36,12 +37,6 @@ from forecaster.params import check_fields
 
 MODEL_FILES = ("network.keras", "scaler.json", "forecaster.json")
 MANIFEST = "manifest.json"
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -62,7 +57,7 @@ def _check_files(path: Path) -> None:
         recorded = json.loads((path / MANIFEST).read_text())
     except ValueError as exc:
         raise ModelError(f"{path / MANIFEST}: not a manifest ({_first_line(exc)})") from None
-    changed = [name for name in MODEL_FILES if recorded.get(name) != _sha256(path / name)]
+    changed = [name for name in MODEL_FILES if recorded.get(name) != sha256(path / name)]
     if changed:
         raise ModelError(f"{path}: {changed} differ from the SHA-256 recorded when the model was saved "
                          f"(truncated, corrupted or replaced): refusing to load them")
@@ -354,7 +349,7 @@ class LSTMForecaster:
             "history": self.history_,
         }
         (path / "forecaster.json").write_text(json.dumps(meta, indent=2))
-        manifest = {name: _sha256(path / name) for name in MODEL_FILES}
+        manifest = {name: sha256(path / name) for name in MODEL_FILES}
         (path / MANIFEST).write_text(json.dumps(manifest, indent=2))
         return path
 

@@ -35,6 +35,8 @@ def configure() -> str:
     a file store it refuses since 3.13 when ./mlruns/<n>/meta.yaml exists).
     """
     uri = tracking_uri()
+    # MLflow's download bars would fill a scheduler's log on every training and prediction.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     database = _sqlite_file(uri)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)

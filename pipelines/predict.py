@@ -8,7 +8,9 @@ leaves the previous file as it was.
 
 from __future__ import annotations
 
+import json
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from forecaster import tracking
 from forecaster.data.io import check_destination, read_frame, write_frame_atomic
 from forecaster.errors import ConfigError, DataError, ModelError
 from forecaster.forecaster import MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN
+from forecaster.integrity import MODEL_HASHES_TAG, changed_files
 
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))$")
 _RUN_URI = re.compile(r"^runs:/(?P<run>[^/]+)/(?P<path>.+)$")
@@ -98,12 +101,42 @@ def resolve(model_uri: str) -> tuple[str, str, str]:
     raise ConfigError(f"cannot resolve model {model_uri!r}; give one of: {', '.join(URI_FORMS)}")
 
 
+def _run_of(uri: str) -> str | None:
+    """The run that logged the model ``uri`` (a resolved ``models:/name/N`` or ``runs:/``), else None."""
+    if uri.startswith("runs:/"):
+        return uri.split("/")[1]
+    match = _REGISTRY_URI.match(uri)
+    if match and match["ref"]:
+        return MlflowClient().get_model_version(match["name"], match["ref"]).run_id
+    return None
+
+
+def fetch_verified(uri: str, into: Path) -> str:
+    """Download the model at ``uri`` into ``into`` and check every file against the SHA-256 recorded in
+    its run when it was logged; returns the local folder to load. ModelError if a file differs, is
+    missing or was added. Models logged before hashes were recorded load as they are."""
+    run_id = _run_of(uri)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(into)))
+        recorded = None if run_id is None else MlflowClient().get_run(run_id).data.tags.get(MODEL_HASHES_TAG)
+    except mlflow.exceptions.MlflowException as exc:
+        raise ModelError(f"cannot fetch {uri}: {(exc.message.strip().splitlines() or [''])[0][:300]}") from None
+    if recorded is not None:
+        changed = changed_files(json.loads(recorded), local)
+        if changed:
+            raise ModelError(f"{uri}: files {changed[:5]} differ from the SHA-256 recorded in run {run_id} when "
+                             f"the model was logged (changed, removed or added): refusing to load it")
+    return str(local)
+
+
 def load(model_uri: str) -> LoadedModel:
-    """Resolve ``model_uri`` against the configured registry and load that version once."""
+    """Resolve ``model_uri`` against the configured registry, check its files, and load that version once."""
     tracking.configure()
     name, version, uri = resolve(model_uri)
     try:
-        pyfunc = mlflow.pyfunc.load_model(uri)
+        # The checked copy is what loads; the model reads all of it into memory, so it goes afterwards.
+        with tempfile.TemporaryDirectory(prefix="forecaster-model-") as tmp:
+            pyfunc = mlflow.pyfunc.load_model(uri if version == "local" else fetch_verified(uri, Path(tmp)))
     except ModelError:
         raise
     except mlflow.exceptions.MlflowException as exc:

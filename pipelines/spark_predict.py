@@ -46,7 +46,7 @@ from forecaster.data.io import CSV_SUFFIXES, PARQUET_SUFFIXES
 from forecaster.errors import ConfigError, DataError, ForecasterError, MissingColumnError
 from forecaster.forecaster import FORECAST_COLUMN, MODEL_COLUMN, MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN
 from forecaster.metrics import quantile_name
-from pipelines.predict import LoadedModel
+from pipelines.predict import LoadedModel, fetch_verified
 
 DEFAULT_MASTER = "local[2]"
 MASTER_ENV = "FORECASTER_SPARK_MASTER"
@@ -298,7 +298,6 @@ def predict_spark(model: LoadedModel, input_path: str | os.PathLike, output_path
     input rows per bucket) is the number of batches the series are hashed into. Summary: rows, series,
     fallback_series (series forecast by seasonal naive), buckets.
     """
-    import mlflow
     from pyspark.sql import functions as F
 
     source, target = Path(input_path), Path(output_path)
@@ -320,7 +319,7 @@ def predict_spark(model: LoadedModel, input_path: str | os.PathLike, output_path
     with tempfile.TemporaryDirectory(prefix="forecaster-spark-") as tmp:
         # A unique folder name per run: SparkFiles refuses a second, different file under the same name.
         local_model = Path(tmp) / f"model-{model.name}-{model.version}-{uuid.uuid4().hex[:8]}"
-        mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=str(local_model))
+        fetch_verified(model.uri, local_model)
         sc.addFile(str(local_model), recursive=True)
         time_ns, time_zone = False, None
         if in_kind == "parquet" and source.exists():

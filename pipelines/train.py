@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import logging
 import os
 import socket
@@ -36,6 +37,7 @@ from forecaster.forecaster import (
     MODEL_VERSION_COLUMN,
     LSTMForecaster,
 )
+from forecaster.integrity import MODEL_HASHES_TAG, artifact_hashes
 from forecaster.metrics import quantile_name, summarize
 
 log = logging.getLogger("forecaster.train")
@@ -186,8 +188,9 @@ def _compare_with_champion(client: MlflowClient, config: ModelConfig, frame: pd.
         fresh = []  # no record of its training data, or incomparable time zones: use the recorded figures
     if fresh:
         champion = mlflow.pyfunc.load_model(f"models:/{config.name}/{version}")
-        scored = run_backtest(lambda h: champion.predict(h), frame, columns, config.horizon, len(fresh), step,
-                              season, name="champion")
+        wanted = champion.metadata.get_input_schema().input_names()  # not our validation's own columns
+        scored = run_backtest(lambda h: champion.predict(h[[c for c in h.columns if c in wanted]]), frame,
+                              columns, config.horizon, len(fresh), step, season, name="champion")
         ours = result.per_series[(result.per_series["model"] == "lstm") & result.per_series["window"].isin(fresh)]
         challenger = summarize(ours.drop(columns=["window", "model", columns.id]))[metric]
         return ChampionComparison(version, float(scored.summary["champion"][metric]), float(challenger),
@@ -277,11 +280,12 @@ def train(config: ModelConfig, register: bool = True, verbose: int = 1) -> Train
                 name="model",
                 python_model=str(PACKAGE_DIR / "mlflow_model.py"),
                 artifacts={"forecaster": str(saved)},
-                code_paths=[str(PACKAGE_DIR)],
                 signature=signature(config),
                 model_config={"model_name": config.name, "run_id": run.info.run_id},
                 pip_requirements=pip_requirements(),
             )
+            logged = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path / "logged")))
+            mlflow.set_tag(MODEL_HASHES_TAG, json.dumps(artifact_hashes(logged), sort_keys=True))
         version, decision = None, None
         if register:
             client = MlflowClient()

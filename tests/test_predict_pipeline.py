@@ -200,3 +200,54 @@ def test_broken_model_files_are_model_errors_naming_the_file(registry, capsys):
     lam.save(saved / "network.keras")
     with pytest.raises(ModelError, match=r"network.keras: cannot load the network \(ValueError: .*Lambda"):
         LSTMForecaster.load(saved)
+
+
+def test_a_file_changed_in_the_artifact_store_is_refused_before_it_runs(registry, capsys):
+    """Whoever can write the artifact store cannot change what loads: every file of the logged model is
+    checked against the SHA-256 its run recorded in the tracking store (code files included)."""
+    from forecaster.cli import EXIT_CONFIG, main
+    from forecaster.errors import ModelError
+
+    _, tmp = registry
+    code = [p for p in (tmp / "artifacts").rglob("*.py")]
+    assert code, "the logged model's code file"
+    original = code[0].read_bytes()
+    code[0].write_bytes(original + b"\nraise SystemExit('this must never run')\n")
+    try:
+        with pytest.raises(ModelError, match=r"differ from the SHA-256 recorded in run"):
+            predict("models:/tiny@champion", _history(tmp), tmp / "tampered.parquet")
+        assert main(["predict", "--model", "models:/tiny/1", "--input", str(_history(tmp)),
+                     "--output", str(tmp / "tampered.parquet")]) == EXIT_CONFIG
+        assert code[0].name in capsys.readouterr().err
+    finally:
+        code[0].write_bytes(original)
+    assert not (tmp / "tampered.parquet").exists()
+    predict("models:/tiny@champion", _history(tmp), tmp / "tampered.parquet")  # restored: loads again
+
+
+@pytest.mark.parametrize("after_seconds", [4.0])
+def test_a_killed_prediction_leaves_the_previous_output_and_the_next_run_completes(registry, after_seconds):
+    """A real `forecaster predict` SIGKILLed mid-run (loading or forecasting, whichever it is in)."""
+    import signal
+
+    uri, tmp = registry
+    out_dir = tmp / f"killed-{after_seconds}"
+    out_dir.mkdir()
+    target = out_dir / "forecasts.parquet"
+    predict("models:/tiny@champion", _history(tmp), target)
+    before = target.read_bytes()
+    cmd = [sys.executable, "-m", "forecaster.cli", "predict", "--model", "models:/tiny@champion",
+           "--input", str(_history(tmp)), "--output", str(target), "--horizon", "5"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        victim.wait(timeout=after_seconds)
+    except subprocess.TimeoutExpired:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+    if victim.returncode == -signal.SIGKILL:
+        assert target.read_bytes() == before  # untouched, or replaced whole: never half written
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert len(pd.read_parquet(target)) == 2 * 5
+    assert sorted(p.name for p in out_dir.iterdir()) == ["forecasts.parquet"]  # no temporary left over
