@@ -83,3 +83,23 @@ def test_a_horizon_beyond_training_gets_400(server):
     status, body = _post(f"{base}/invocations", {
         "dataframe_split": _history(data, 1).to_dict(orient="split", index=False), "params": {"horizon": 99}})
     assert status == 400 and "trained horizon 12" in body["message"]
+
+
+def _post_raw(url: str, payload: bytes, content_type: str) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=payload, method="POST", headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/csv"])
+def test_binary_garbage_gets_400_without_a_stack_trace_and_the_server_keeps_serving(server, content_type):
+    base, data = server
+    garbage = bytes(range(256)) * 8
+    status, body = _post_raw(f"{base}/invocations", garbage, content_type)
+    assert status == 400
+    assert "Traceback" not in body and "stack_trace" not in body
+    ok, _ = _post(f"{base}/invocations", {"dataframe_split": _history(data, 1).to_dict(orient="split", index=False)})
+    assert ok == 200

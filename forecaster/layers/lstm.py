@@ -141,32 +141,16 @@ class LSTM(keras.layers.RNN):
         if training and 0.0 < self.cell.dropout < 1.0:
             # One input mask for every step, the mask Keras' cell would draw.
             sequences = sequences * ops.expand_dims(self.cell.get_dropout_mask(sequences[:, 0, :]), 1)
+        args = (self.cell, sequences, initial_state[0], initial_state[1], mask)
+        options = {"return_sequences": self.return_sequences, "go_backwards": self.go_backwards,
+                   "zero_output_for_mask": self.zero_output_for_mask}
         if own_loop == "jax":
             from forecaster.layers.jax_loop import run_scan
 
-            return run_scan(
-                self.cell,
-                sequences,
-                initial_state[0],
-                initial_state[1],
-                mask,
-                return_sequences=self.return_sequences,
-                go_backwards=self.go_backwards,
-                zero_output_for_mask=self.zero_output_for_mask,
-            )
+            return run_scan(*args, **options)
         from forecaster.layers.fused_loop import run_fused
 
-        return run_fused(
-            self.cell,
-            sequences,
-            initial_state[0],
-            initial_state[1],
-            mask,
-            return_sequences=self.return_sequences,
-            go_backwards=self.go_backwards,
-            zero_output_for_mask=self.zero_output_for_mask,
-            training=bool(training),
-        )
+        return run_fused(*args, **options, training=bool(training))
 
     def call(self, sequences: Any, initial_state: Any = None, mask: Any = None, training: bool = False) -> Any:
         return super().call(sequences, mask=mask, training=training, initial_state=initial_state)
