@@ -39,6 +39,7 @@ from forecaster.forecaster import (
 )
 from forecaster.integrity import MODEL_HASHES_TAG, artifact_hashes
 from forecaster.metrics import quantile_name, summarize
+from pipelines.predict import load as load_model
 
 log = logging.getLogger("forecaster.train")
 PINNED = ("tensorflow", "keras", "numpy", "pandas", "pyarrow", "scikit-learn", "mlflow")
@@ -187,7 +188,7 @@ def _compare_with_champion(client: MlflowClient, config: ModelConfig, frame: pd.
     except (KeyError, TypeError, ValueError):
         fresh = []  # no record of its training data, or incomparable time zones: use the recorded figures
     if fresh:
-        champion = mlflow.pyfunc.load_model(f"models:/{config.name}/{version}")
+        champion = load_model(f"models:/{config.name}/{version}").pyfunc  # its files checked, as predict does
         wanted = champion.metadata.get_input_schema().input_names()  # not our validation's own columns
         scored = run_backtest(lambda h: champion.predict(h[[c for c in h.columns if c in wanted]]), frame,
                               columns, config.horizon, len(fresh), step, season, name="champion")
