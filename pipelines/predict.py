@@ -21,8 +21,8 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from forecaster import tracking
-from forecaster.data.io import check_destination, read_frame, write_frame_atomic
-from forecaster.errors import ConfigError, DataError, ModelError
+from forecaster.data.io import check_destination, check_source, read_frame, write_frame_atomic
+from forecaster.errors import ConfigError, ModelError
 from forecaster.forecaster import MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN
 from forecaster.integrity import MODEL_HASHES_TAG, changed_files
 
@@ -162,8 +162,8 @@ def predict(model_uri: str, input_path: str | Path, output_path: str | Path, hor
         raise ConfigError(f"engine must be 'local' or 'spark', got {engine!r}")
     started = time.perf_counter()
     check_destination(output_path)
-    if not Path(input_path).is_file():
-        raise DataError(f"cannot read {str(input_path)!r}: no such file")
+    if engine == "local":  # the Spark engine also reads a folder of Parquet parts, and checks it itself
+        check_source(input_path)
     model = load(model_uri)
     if engine == "spark":
         from pipelines.spark_predict import predict_spark

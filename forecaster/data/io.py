@@ -27,10 +27,8 @@ def _kind(path: Path) -> str | None:
     return None
 
 
-def read_frame(source: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
-    """Load a frame from a DataFrame (copied, so callers' data is never mutated), CSV or Parquet file."""
-    if isinstance(source, pd.DataFrame):
-        return source.copy()
+def check_source(source: str | os.PathLike) -> tuple[Path, str]:
+    """Refuse, before any work, an input path that cannot be read as a frame: DataError naming it."""
     path = Path(source)
     kind = _kind(path)
     if kind is None:
@@ -42,6 +40,14 @@ def read_frame(source: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
         raise DataError(f"cannot read {str(path)!r}: no such file")
     if not path.is_file():
         raise DataError(f"cannot read {str(path)!r}: not a file")
+    return path, kind
+
+
+def read_frame(source: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
+    """Load a frame from a DataFrame (copied, so callers' data is never mutated), CSV or Parquet file."""
+    if isinstance(source, pd.DataFrame):
+        return source.copy()
+    path, kind = check_source(source)
     try:
         if kind == "csv":
             return pd.read_csv(path)
