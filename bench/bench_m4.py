@@ -34,12 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from forecaster.backtest import first_origin_frame  # noqa: E402
 from forecaster.baselines import naive2, seasonal_naive_batch  # noqa: E402
 from forecaster.config import ModelConfig, load_config  # noqa: E402
+from forecaster.contract import quantile_name  # noqa: E402
 from forecaster.datasets.m4_hourly import M4_HOURLY, load_m4_hourly  # noqa: E402
-from forecaster.metrics import coverage, mase, msis, owa, quantile_name, smape  # noqa: E402
-from pipelines.train import make_forecaster  # noqa: E402
+from forecaster.metrics import coverage, mase, msis, owa, smape  # noqa: E402
+from forecaster.splits import before_first_origin  # noqa: E402
+from pipelines.steps import make_forecaster  # noqa: E402
 
 PUBLISHED = [  # the README's "Evaluation and Ranks" rows: method, sMAPE, MASE, OWA
     ("Doornik et al. (best on Hourly)", 8.913, 0.801, 0.410),
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         train = train[train["unique_id"].isin(ids)]
 
     if args.validate:
-        history = first_origin_frame(train, columns, horizon, 1, horizon)
+        history = before_first_origin(train, columns, horizon, 1, horizon)
         target = train.drop(history.index)
         mode = "validation (last 48 h of each training series; test file unread)"
     else:

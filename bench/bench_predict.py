@@ -56,7 +56,7 @@ def train_model(store: Path, epochs: int) -> str:
 
 
 def model_input_size(model_uri: str) -> int:
-    from pipelines.predict import load
+    from pipelines.steps import load
 
     return int(load(model_uri).forecaster.input_size_)
 
@@ -204,7 +204,8 @@ def child(args: argparse.Namespace) -> int:
 
     import forecaster.forecaster  # noqa: F401  (Keras/TensorFlow: in "import", for both engines alike)
     from forecaster.data.io import read_frame, write_frame_atomic
-    from pipelines.predict import forecast_frame, load
+    from pipelines.steps import forecast as forecast_frame
+    from pipelines.steps import load
 
     result: dict = {"engine": args.engine, "import": time.perf_counter() - started, "session": None}
     session = None

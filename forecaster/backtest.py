@@ -1,7 +1,7 @@
 """Rolling-origin backtest of any forecast function, always beside seasonal naive on the same windows.
 
-Window k (0 = oldest) of a series of length n forecasts from origin n - H - (n_windows - 1 - k) * step:
-the history is everything before the origin, the actuals the next H values. The forecast function
+The windows come from `forecaster.splits`: window k (0 = oldest) sees each series up to its cutoff and
+forecasts the next H values; every output row carries its ``window`` and ``cutoff``. The forecast function
 is anything that maps a history frame to our forecast frame (a fitted `LSTMForecaster`, the registry's
 champion loaded as pyfunc), so models are compared on exactly the same windows.
 """
@@ -14,12 +14,20 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from forecaster import splits
 from forecaster.baselines import seasonal_naive_batch, seasonal_naive_intervals
+from forecaster.contract import (
+    BASELINE,
+    CUTOFF_COLUMN,
+    FORECAST_COLUMN,
+    LSTM,
+    MODEL_COLUMN,
+    WINDOW_COLUMN,
+    quantile_name,
+)
 from forecaster.data.schema import Columns
 from forecaster.errors import DataError
-from forecaster.metrics import per_series_metrics, quantile_name, summarize
-
-BASELINE = "seasonal_naive"
+from forecaster.metrics import per_series_metrics, summarize
 
 
 @dataclass
@@ -31,16 +39,6 @@ class BacktestResult:
     forecasts: pd.DataFrame
 
 
-def first_origin_frame(frame: pd.DataFrame, columns: Columns, horizon: int, n_windows: int, step: int) -> pd.DataFrame:
-    """The part of ``frame`` before the oldest backtest origin: what a model may train on."""
-    return frame[_steps_from_end(frame, columns) >= horizon + (n_windows - 1) * step]
-
-
-def _steps_from_end(frame: pd.DataFrame, columns: Columns) -> np.ndarray:
-    """For each row, how many rows of its series come after it (0 for the last)."""
-    return frame.groupby(columns.id, sort=False).cumcount(ascending=False).to_numpy()
-
-
 def run_backtest(
     predict: Callable[[pd.DataFrame], pd.DataFrame],
     frame: pd.DataFrame,
@@ -50,25 +48,24 @@ def run_backtest(
     step: int,
     season: int,
     quantiles: tuple[float, ...] = (),
-    name: str = "lstm",
+    name: str = LSTM,
 ) -> BacktestResult:
     """Score ``predict`` and seasonal naive on ``n_windows`` rolling origins of a validated ``frame``.
 
     Every series must have at least one history point before the oldest origin (else DataError).
     """
     lengths = frame.groupby(columns.id, sort=False).size()
-    need = horizon + (n_windows - 1) * step + 1
+    need = splits.origin_offset(horizon, n_windows, step, 0) + 1
     short = lengths[lengths < need]
     if len(short):
         raise DataError(f"series too short for a {n_windows}-window backtest of horizon {horizon} (need {need} "
                         f"points)", column=columns.id, series=[str(s) for s in short.index])
     per_series, forecasts = [], []
     qnames = [quantile_name(q) for q in quantiles]
-    pos = _steps_from_end(frame, columns)  # the same for every window: computed once
     for k in range(n_windows):
-        drop = horizon + (n_windows - 1 - k) * step
-        history = frame[pos >= drop]
-        actual = frame[(pos < drop) & (pos >= drop - horizon)]
+        cutoffs = splits.holdout_cutoffs(frame, columns, splits.origin_offset(horizon, n_windows, step, k))
+        history = splits.history(frame, columns, cutoffs)
+        actual = splits.following(frame, columns, cutoffs, horizon)
         ids = list(pd.unique(history[columns.id]))
         y_true = actual[columns.target].to_numpy("float64").reshape(len(ids), horizon)
         hist_groups = history.groupby(columns.id, sort=False)[columns.target]
@@ -76,7 +73,7 @@ def run_backtest(
 
         out = predict(history)
         out = out.set_index(columns.id).loc[ids].reset_index()
-        point = out["forecast"].to_numpy("float64").reshape(len(ids), horizon)
+        point = out[FORECAST_COLUMN].to_numpy("float64").reshape(len(ids), horizon)
         qpred = None
         if qnames:
             qpred = np.stack([out[c].to_numpy("float64").reshape(len(ids), horizon) for c in qnames], -1)
@@ -86,17 +83,19 @@ def run_backtest(
         for model, p, q in ((name, point, qpred), (BASELINE, base_point, base_q)):
             metrics = per_series_metrics(y_true, p, insample, season, q, list(quantiles) if quantiles else None,
                                          index=ids)
-            metrics.insert(0, "model", model)
-            metrics.insert(0, "window", k)
+            metrics.insert(0, MODEL_COLUMN, model)
+            metrics.insert(0, CUTOFF_COLUMN, cutoffs.loc[ids].to_numpy())
+            metrics.insert(0, WINDOW_COLUMN, k)
             per_series.append(metrics.rename_axis(columns.id).reset_index())
         f = actual[[columns.id, columns.time, columns.target]].copy()
-        f["window"] = k
-        f["forecast"] = point.reshape(-1)
+        f[WINDOW_COLUMN] = k
+        f[CUTOFF_COLUMN] = f[columns.id].map(cutoffs)
+        f[FORECAST_COLUMN] = point.reshape(-1)
         for j, c in enumerate(qnames):
             f[c] = qpred[..., j].reshape(-1)
         f[BASELINE] = base_point.reshape(-1)
         forecasts.append(f)
     table = pd.concat(per_series, ignore_index=True)
-    summary = {model: summarize(group.drop(columns=["window", "model", columns.id]))
-               for model, group in table.groupby("model", sort=False)}
+    summary = {model: summarize(group.drop(columns=[WINDOW_COLUMN, CUTOFF_COLUMN, MODEL_COLUMN, columns.id]))
+               for model, group in table.groupby(MODEL_COLUMN, sort=False)}
     return BacktestResult(per_series=table, summary=summary, forecasts=pd.concat(forecasts, ignore_index=True))

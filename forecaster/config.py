@@ -11,9 +11,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from forecaster.data.schema import Columns
 from forecaster.errors import ConfigError
-from forecaster.network import NetworkSpec
+from forecaster.network_spec import NetworkSpec
 from forecaster.params import check_fields, check_value
 
 
@@ -74,6 +76,45 @@ class PromotionConfig:
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """When the scheduled job (`forecaster run`) retrains instead of forecasting with the champion.
+
+    It retrains when no version is registered yet, when the champion was trained on data after the
+    as-of, when ``retrain_every`` (a pandas duration such as "7D" or "12h"; empty: never on a cadence)
+    has passed since the as-of of the newest decided version's training, or when monitoring finds the
+    accuracy degraded (see `MonitorConfig`). ``warm_start`` fine-tunes the
+    champion's weights on the new data for ``warm_epochs`` epochs instead of training from scratch.
+    """
+
+    retrain_every: str = "7D"
+    warm_start: bool = False
+    warm_epochs: int = 3
+    lock_timeout: float = 0.0  # seconds a run waits for another run of the same job; 0: exit at once
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where the scheduled job writes forecasts: ``path``/as_of=<timestamp>/ (relative to the config
+    file's folder; empty: ``forecasts/<model name>`` in the working directory)."""
+
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """How the scheduled job judges the champion's forecasts once their actuals have arrived.
+
+    ``metric`` (mase or smape) over the last ``window`` as-of times whose horizon has fully arrived; a
+    value above the champion's backtest figure by more than ``degradation`` (relative: 0.25 is 25 %
+    worse) triggers a retrain.
+    """
+
+    metric: str = "mase"
+    degradation: float = 0.25
+    window: int = 3
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """A whole forecasting model: a name, its data, horizon and quantiles, network, training, backtest."""
 
@@ -85,6 +126,9 @@ class ModelConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     base_dir: str = "."
 
     def __post_init__(self) -> None:
@@ -95,6 +139,17 @@ class ModelConfig:
         if self.promotion.metric not in ("mae", "rmse", "smape", "mase", "pinball"):
             raise ConfigError(f"promotion.metric must be one of mae, rmse, smape, mase, pinball, "
                               f"got {self.promotion.metric!r}")
+        if self.monitor.metric not in ("mase", "smape"):
+            raise ConfigError(f"monitor.metric must be mase or smape, got {self.monitor.metric!r}")
+        if self.monitor.window < 1 or self.monitor.degradation < 0:
+            raise ConfigError("monitor.window must be >= 1 and monitor.degradation >= 0")
+        if self.schedule.warm_epochs < 1 or self.schedule.lock_timeout < 0:
+            raise ConfigError("schedule.warm_epochs must be >= 1 and schedule.lock_timeout >= 0")
+        if self.schedule.retrain_every:
+            _duration("schedule.retrain_every", self.schedule.retrain_every)
+        if self.schedule.warm_start and self.training.ensemble > 1:
+            raise ConfigError("schedule.warm_start needs training.ensemble = 1 (an ensemble's averaged network "
+                              "cannot seed its members)")
 
     def source_path(self) -> str:
         """The data source, a path resolved against the config file's folder (or package:<name>)."""
@@ -103,13 +158,35 @@ class ModelConfig:
             return src
         return str(Path(self.base_dir) / src)
 
+    def output_dir(self) -> Path:
+        """The scheduled job's forecast folder (see `OutputConfig`)."""
+        if not self.output.path:
+            return Path("forecasts", self.name).resolve()
+        path = Path(self.output.path)
+        return path if path.is_absolute() else (Path(self.base_dir) / path).resolve()
+
+    def retrain_interval(self) -> pd.Timedelta | None:
+        """``schedule.retrain_every`` as a duration, None when there is no cadence."""
+        return _duration("schedule.retrain_every", self.schedule.retrain_every) if self.schedule.retrain_every \
+            else None
+
     def to_params(self) -> dict[str, Any]:
         """Flat ``section.key`` params for MLflow."""
         out: dict[str, Any] = {"name": self.name, "horizon": self.horizon, "quantiles": list(self.quantiles)}
-        for section in ("data", "network", "training", "backtest", "promotion"):
+        for section in ("data", "network", "training", "backtest", "promotion", "schedule", "monitor"):
             for key, value in asdict(getattr(self, section)).items():
                 out[f"{section}.{key}"] = value
         return out
+
+
+def _duration(key: str, text: str) -> pd.Timedelta:
+    try:
+        value = pd.Timedelta(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a duration such as '7D' or '12h', got {text!r}") from None
+    if value <= pd.Timedelta(0):
+        raise ConfigError(f"{key} must be a positive duration, got {text!r}")
+    return value
 
 
 def _section(cls: type, raw: Any, where: str) -> Any:
@@ -130,7 +207,8 @@ def model_config_from_dict(raw: dict[str, Any], base_dir: str = ".") -> ModelCon
     """Build a `ModelConfig` from the parsed TOML mapping (also used for --data quick starts)."""
     raw = dict(raw)
     sections = {"data": DataConfig, "network": NetworkSpec, "training": TrainingConfig,
-                "backtest": BacktestConfig, "promotion": PromotionConfig}
+                "backtest": BacktestConfig, "promotion": PromotionConfig, "schedule": ScheduleConfig,
+                "output": OutputConfig, "monitor": MonitorConfig}
     parts = {name: _section(cls, raw.pop(name, {}), name) for name, cls in sections.items()}
     top = raw.pop("model", raw)
     if not isinstance(top, dict):

@@ -32,6 +32,10 @@ class LockHeldError(ForecasterError):
     """Another live process held a lock we need for longer than we were willing to wait."""
 
 
+class NoChampionError(ForecasterError):
+    """The scheduled job has no champion to forecast with (its retrained version was not promoted)."""
+
+
 class ModelError(ForecasterError):
     """A model cannot be built, trained, loaded or used as asked."""
 

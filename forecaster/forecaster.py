@@ -16,7 +16,9 @@ import keras
 import numpy as np
 import pandas as pd
 
+from forecaster import splits
 from forecaster.baselines import seasonal_naive, seasonal_naive_intervals
+from forecaster.contract import BASELINE, FORECAST_COLUMN, LSTM, MODEL_COLUMN, quantile_name
 from forecaster.data.frequency import future_indexes, seasonal_period
 from forecaster.data.scaling import SeriesScaler
 from forecaster.data.schema import Columns
@@ -31,7 +33,6 @@ from forecaster.data.windows import (
 from forecaster.errors import ConfigError, ModelError
 from forecaster.integrity import sha256
 from forecaster.losses import PointAndQuantileLoss
-from forecaster.metrics import quantile_name
 from forecaster.network import NetworkSpec, build_network
 from forecaster.params import check_fields
 
@@ -63,10 +64,6 @@ def _check_files(path: Path) -> None:
                          f"(truncated, corrupted or replaced): refusing to load them")
 
 
-FORECAST_COLUMN = "forecast"
-MODEL_COLUMN = "model"
-# Which registered model made a row: on the batch output and the served output alike.
-MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN = "model_name", "model_version"
 PREDICT_CHUNK = 8192
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -135,7 +132,8 @@ class LSTMForecaster:
             return int(self.input_size)
         return max(2 * self.horizon, 3 * seasonal_period(freq))
 
-    def fit(self, df: pd.DataFrame, callbacks: list[keras.callbacks.Callback] | None = None) -> LSTMForecaster:
+    def fit(self, df: pd.DataFrame, callbacks: list[keras.callbacks.Callback] | None = None,
+            initial: LSTMForecaster | None = None) -> LSTMForecaster:
         """Validate ``df``, scale it, train on windows with early stopping on the last horizon of each series.
 
         The validation split is time-ordered: each series' last ``horizon`` steps are held out from
@@ -143,7 +141,9 @@ class LSTMForecaster:
         With ``ensemble`` = K > 1, K networks are trained this way (seeds ``seed + 1000 k``, each on its
         own sample of windows) and ``model_`` is one Keras model averaging their outputs; ``history_``
         is the first member's, ``member_histories_`` all of them.  ``lr_schedule="cosine"`` decays the
-        learning rate to 5 % of ``learning_rate`` over ``epochs``.
+        learning rate to 5 % of ``learning_rate`` over ``epochs``. ``initial``, a fitted forecaster with
+        the same network (a single member), warm-starts training from its weights: a fine-tune on new
+        data instead of a refit from random weights (the scaler is fitted afresh on ``df``).
         """
         checked = ("horizon", "input_size", "quantiles", "epochs", "batch_size", "learning_rate", "patience",
                    "max_windows_per_series", "seed", "ensemble")
@@ -157,14 +157,13 @@ class LSTMForecaster:
         freq = vframe.freq
         input_size = self._resolved_input_size(freq)
         frame = vframe.frame
-        position = frame.groupby(columns.id, sort=False).cumcount().to_numpy()
-        length = frame.groupby(columns.id, sort=False)[columns.id].transform("size").to_numpy()
-        train_rows = position < length - self.horizon
-        last_train = frame[train_rows].groupby(columns.id, sort=False)[columns.time].max()
+        # The validation split: each series' last horizon rows score the epochs, unseen by training and scaler.
+        last_train = splits.holdout_cutoffs(frame, columns, self.horizon)
         until = {str(k): v for k, v in last_train.items()}
         scaler = SeriesScaler(self.scaler).fit(frame, columns, until=until)
         arrays = build_feature_arrays(vframe, scaler, self.horizon, until=until)
-        cutoff = {sid: int(n) - self.horizon - 1 for sid, n in zip(arrays.ids, arrays.lengths)}
+        seen = {str(k): int(n) for k, n in splits.rows_until(frame, columns, last_train).items()}
+        cutoff = {sid: seen[sid] - 1 for sid in arrays.ids}  # index of each series' last training row
         train_ds = make_window_dataset(arrays, input_size, self.horizon, self.batch_size, cutoff=cutoff,
                                        shuffle=True, seed=self.seed,
                                        max_windows_per_series=self.max_windows_per_series)
@@ -180,6 +179,8 @@ class LSTMForecaster:
             keras.utils.set_random_seed(seed)
             member = build_network(spec, input_size, self.horizon, *shapes, seed=seed, season=seasonal_period(freq),
                                    name=f"member_{k}" if self.ensemble > 1 else "lstm_forecaster")
+            if initial is not None:
+                self._warm_start(member, initial)
             member.compile(optimizer=keras.optimizers.Adam(self._learning_rate(steps), clipnorm=1.0),
                            loss=PointAndQuantileLoss(quantiles, point_loss=self.point_loss))
             stop = keras.callbacks.EarlyStopping(patience=self.patience, restore_best_weights=True)
@@ -203,8 +204,20 @@ class LSTMForecaster:
         val = self.history_.get("val_loss", [])
         self.best_epoch_ = int(np.argmin(val)) + 1 if val else len(self.history_.get("loss", []))
         self.report_ = vframe.report
+        self.data_end_ = str(frame[columns.time].max())  # the newest time it was trained on
         self._predict_fn = None
         return self
+
+    @staticmethod
+    def _warm_start(member: keras.Model, initial: LSTMForecaster) -> None:
+        """Copy ``initial``'s weights into ``member``; ConfigError if the networks differ."""
+        initial._check_fitted()
+        source = initial.model_
+        shapes = [tuple(w.shape) for w in source.weights]
+        if len(member.weights) != len(shapes) or any(tuple(w.shape) != s for w, s in zip(member.weights, shapes)):
+            raise ConfigError("cannot warm-start: the initial forecaster's network differs from this one's "
+                              "(units, layers, input size, horizon, quantiles, covariates or ensemble changed)")
+        member.set_weights(source.get_weights())
 
     def _learning_rate(self, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
         """The constant rate, or a cosine decay from it to 5 % of it over all the epochs' steps."""
@@ -304,7 +317,7 @@ class LSTMForecaster:
         }
         for j, q in enumerate(self.quantiles_):
             data[quantile_name(q)] = values[..., 1 + j].reshape(-1)
-        data[MODEL_COLUMN] = "lstm"
+        data[MODEL_COLUMN] = LSTM
         return pd.DataFrame(data)
 
     def _predict_fallback(self, vframe: ValidatedFrame, ids: list[str]) -> pd.DataFrame:
@@ -319,7 +332,7 @@ class LSTMForecaster:
             qs = seasonal_naive_intervals(history, self.horizon, m, list(self.quantiles_))
             part = {columns.id: sid, columns.time: times[sid], FORECAST_COLUMN: point}
             part.update({quantile_name(q): qs[:, j] for j, q in enumerate(self.quantiles_)})
-            part[MODEL_COLUMN] = "seasonal_naive"
+            part[MODEL_COLUMN] = BASELINE
             rows.append(pd.DataFrame(part))
         return pd.concat(rows, ignore_index=True)
 
@@ -347,6 +360,7 @@ class LSTMForecaster:
             "best_epoch": self.best_epoch_,
             "ensemble": int(getattr(self, "ensemble", 1)),
             "history": self.history_,
+            "data_end": getattr(self, "data_end_", None),
         }
         (path / "forecaster.json").write_text(json.dumps(meta, indent=2))
         manifest = {name: sha256(path / name) for name in MODEL_FILES}
@@ -389,5 +403,6 @@ class LSTMForecaster:
         self.best_epoch_ = meta.get("best_epoch")
         self.ensemble = int(meta.get("ensemble", 1))
         self.history_ = meta.get("history", {})
+        self.data_end_ = meta.get("data_end")
         self._predict_fn = None
         return self

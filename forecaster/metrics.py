@@ -14,13 +14,11 @@ Conventions shared by every function here:
 - ``pinball`` is the exception: as a loss it is the mean over *all* observed points and quantiles
   (for equal horizons without gaps both averages coincide).
 
-Quantile forecasts are named ``quantile_name(q)`` ("q0.1", "q0.5", "q0.975", ...) everywhere in the
-project; ``parse_quantile_name`` is its inverse.
+Quantile columns are named by `forecaster.contract.quantile_name` ("q0.1", "q0.975").
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,46 +34,13 @@ __all__ = [
     "mase_scale",
     "msis",
     "owa",
-    "parse_quantile_name",
     "per_series_metrics",
     "pinball",
     "pinball_per_quantile",
-    "quantile_name",
     "rmse",
     "smape",
     "summarize",
 ]
-
-
-# --------------------------------------------------------------------------- quantile names
-
-
-def quantile_name(q: float) -> str:
-    """Column name of the ``q`` quantile: ``"q"`` + the shortest repr of the float ("q0.1", "q0.025").
-
-    One canonical spelling per quantile keeps column names comparable across the project.
-    """
-    value = float(q)
-    if not (math.isfinite(value) and 0.0 < value < 1.0):
-        raise ValueError(f"a quantile must lie strictly between 0 and 1, got {q!r}")
-    return f"q{value!r}"
-
-
-def parse_quantile_name(name: str) -> float:
-    """Inverse of `quantile_name`: ``"q0.975"`` -> ``0.975``.
-
-    Only canonical names are accepted ("q0.10" or "q .1" raise), so that one quantile cannot hide
-    under two column names.
-    """
-    if not isinstance(name, str) or not name.startswith("q"):
-        raise ValueError(f"not a quantile column name: {name!r}")
-    try:
-        value = float(name[1:])
-    except ValueError:
-        raise ValueError(f"not a quantile column name: {name!r}") from None
-    if not (math.isfinite(value) and 0.0 < value < 1.0) or quantile_name(value) != name:
-        raise ValueError(f"not a canonical quantile column name: {name!r} (expected e.g. 'q0.1')")
-    return value
 
 
 # --------------------------------------------------------------------------- helpers
@@ -298,7 +263,7 @@ def owa(smape: float, mase: float, smape_naive2: float, mase_naive2: float) -> f
 # --------------------------------------------------------------------------- per-series table
 
 
-def _interval_pairs(quantiles: np.ndarray) -> list[tuple[str, int, int]]:
+def interval_pairs(quantiles: np.ndarray) -> list[tuple[str, int, int]]:
     """(column name, lower index, upper index) for each symmetric pair q / 1 - q, by nominal level."""
     pairs = []
     for i, q in enumerate(quantiles):
@@ -343,7 +308,7 @@ def per_series_metrics(
         yq, qp, qs = _quantile_inputs(y, quantile_preds, quantiles)
         mask = np.broadcast_to(~np.isnan(yq)[..., None], qp.shape).reshape(y.shape[0], -1)
         columns["pinball"] = _masked_mean(_pinball_losses(yq, qp, qs).reshape(y.shape[0], -1), mask)
-        for name, lo, hi in _interval_pairs(qs):
+        for name, lo, hi in interval_pairs(qs):
             columns[name] = coverage(y, qp[..., lo], qp[..., hi], per_series=True)
     if index is not None and len(index) != y.shape[0]:
         raise ValueError(f"index has {len(index)} labels for {y.shape[0]} series")

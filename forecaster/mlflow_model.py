@@ -18,7 +18,10 @@ class ForecasterPyfunc(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: Any) -> None:
         from forecaster.forecaster import LSTMForecaster
+        from forecaster.serving import guard_request_parsing
 
+        # In `mlflow models serve`: a request body MLflow cannot read gets 400 and our short message.
+        guard_request_parsing()
         self.forecaster = LSTMForecaster.load(context.artifacts["forecaster"])
         config = context.model_config or {}
         self.model_name = config.get("model_name", "")
@@ -36,7 +39,7 @@ class ForecasterPyfunc(mlflow.pyfunc.PythonModel):
         params = params or {}
         horizon = params.get("horizon")
         quantiles = params.get("quantiles")
-        from forecaster.forecaster import MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN
+        from forecaster.contract import MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN
 
         try:
             out = self.forecaster.predict(

@@ -16,7 +16,6 @@ feeds in, so the training data pipeline is unchanged):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import keras
@@ -24,46 +23,7 @@ from keras import ops
 
 from forecaster.errors import ConfigError
 from forecaster.layers import LSTM
-
-WINDOW_NORMS = ("none", "level", "standard")
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    """Architecture hyper-parameters (plain values, logged as MLflow params).
-
-    ``seasonal_skip`` and ``window_norm`` are described in the module doc; ``skip_period`` is the
-    season repeated by the skip and used for the window level (0: the frequency's seasonal period),
-    or a list of seasons whose repeats the skip blends (the window level then uses the longest).
-    """
-
-    units: int = 64
-    num_layers: int = 1
-    head_units: int = 128
-    dropout: float = 0.0
-    layer_norm: bool = False
-    seasonal_skip: bool = False
-    window_norm: str = "none"
-    skip_period: int | tuple[int, ...] = 0
-
-    def __post_init__(self) -> None:
-        if self.window_norm not in WINDOW_NORMS:
-            raise ConfigError(f"network.window_norm must be one of {WINDOW_NORMS}, got {self.window_norm!r}")
-        periods = self._listed_periods()
-        if not periods or any(isinstance(p, bool) or not isinstance(p, int) or p < 0 for p in periods):
-            raise ConfigError(f"network.skip_period must be an integer >= 0 or a list of them, got {self.skip_period}")
-        if len(periods) > 1 and 0 in periods:
-            raise ConfigError("network.skip_period: a list of periods cannot use 0 (the default period)")
-
-    def _listed_periods(self) -> tuple:
-        return tuple(self.skip_period) if isinstance(self.skip_period, tuple | list) else (self.skip_period,)
-
-    def periods(self, season: int) -> tuple[int, ...]:
-        """The skip's periods, with 0 standing for the data's seasonal period ``season``."""
-        return tuple(int(p or season) for p in self._listed_periods())
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from forecaster.network_spec import WINDOW_NORMS, NetworkSpec  # noqa: F401  (the spec build_network takes)
 
 
 @keras.saving.register_keras_serializable(package="forecaster")

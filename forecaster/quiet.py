@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.machinery
+import logging
 import os
 import re
 import sys
@@ -65,6 +66,10 @@ class _QuietTensorFlow(importlib.abc.MetaPathFinder):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         with _filtered_stderr():
             import tensorflow  # noqa: F401
+        # Each loaded or fitted forecaster compiles its own predict function (reduce_retracing is set);
+        # TF counts them together and warns of "retracing" in a job that forecasts with several models.
+        logging.getLogger("tensorflow").addFilter(
+            lambda record: "triggered tf.function retracing" not in record.getMessage())
         return importlib.machinery.ModuleSpec("tensorflow", _AlreadyImported())
 
 

@@ -11,19 +11,15 @@ lock per model (`promotion_lock`), so two trainings of one model cannot both pro
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import math
-import os
 import tempfile
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow import MlflowClient
 
-from forecaster.errors import LockHeldError
+from forecaster import locks
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -124,30 +120,11 @@ def _lock_path(tracking_uri: str, name: str) -> Path:
     return folder / f"promotion-{key}.lock"
 
 
-@contextlib.contextmanager
-def promotion_lock(tracking_uri: str, name: str, timeout: float = 600.0) -> Iterator[None]:
+def promotion_lock(tracking_uri: str, name: str, timeout: float = 600.0) -> contextlib.AbstractContextManager:
     """Hold model ``name``'s promotion lock (an OS file lock: released by the kernel if we die).
 
     Waits up to ``timeout`` seconds for another holder, then raises `LockHeldError`. It serialises
     trainings on one machine; processes on several machines sharing one tracking server need that
     server's users to train a given model from one place (documented in the README).
     """
-    path = _lock_path(tracking_uri, name)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockHeldError(f"model {name!r}: another training held the promotion lock {path} for "
-                                      f"{timeout:.0f} s") from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    return locks.hold(_lock_path(tracking_uri, name), timeout, f"model {name!r}: promotion")

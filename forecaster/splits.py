@@ -1,138 +1,106 @@
-"""Rolling-origin backtest windows and the time-ordered validation split, for panels of series.
+"""Time splits, as per-series cutoff timestamps: the one place where time is cut.
 
-All indices are positions in each series' own history (0 = first observation), half-open, so
-``y[:train_end]`` is what a model may see and ``y[train_end:test_end]`` is what it must forecast.
-Windows are aligned on the *end* of each series, so series of different lengths are backtested over
-their own last observations: window k (k = 0 .. n_windows-1) of a series of length n uses
+A *cutoff* is the timestamp of the last row a model may see of a series; what comes after it is what
+it must forecast. Every split in the product is made here:
 
-    train_end = n - horizon - (n_windows - 1 - k) * step,    test_end = train_end + horizon,
+- fit's validation split: each series' last ``horizon`` rows are held out for early stopping
+  (`holdout_cutoffs` with ``last = horizon``);
+- the backtest's rolling origins: window k (0 = oldest) of ``n_windows``, ``step`` apart, holds out the
+  last ``origin_offset(horizon, n_windows, step, k)`` rows, so the newest window forecasts exactly the
+  last ``horizon`` rows of each series; windows are aligned on each series' own end;
+- the scheduled job's as-of cut: the rows at or before the as-of time (`as_of_cut`).
 
-and the last window (k = n_windows - 1) forecasts exactly the last ``horizon`` observations.
+Frames are validated frames: one row per series and time step, sorted by series then time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-from typing import NamedTuple
-
+import numpy as np
 import pandas as pd
 
-__all__ = [
-    "Backtest",
-    "ValidationCutoffs",
-    "backtest_windows",
-    "rolling_origin_cutoffs",
-    "time_ordered_validation_cutoff",
-]
-
-Lengths = Mapping[Hashable, int] | pd.Series
+from forecaster.data.schema import Columns
+from forecaster.errors import ConfigError
 
 
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def origin_offset(horizon: int, n_windows: int, step: int, k: int) -> int:
+    """How many rows of each series window ``k`` of a rolling-origin backtest holds out."""
+    return horizon + (n_windows - 1 - k) * step
 
 
-def _lengths(lengths: Lengths) -> dict[Hashable, int]:
-    items = lengths.items()
-    out = {}
-    for sid, n in items:
-        if int(n) != n or n < 0:
-            raise ValueError(f"length of series {sid!r} must be a non-negative integer, got {n!r}")
-        out[sid] = int(n)
-    return out
+def steps_from_end(frame: pd.DataFrame, columns: Columns) -> np.ndarray:
+    """For each row, how many rows of its series come after it (0 for the last)."""
+    return frame.groupby(columns.id, sort=False).cumcount(ascending=False).to_numpy()
 
 
-def rolling_origin_cutoffs(lengths: Lengths, horizon: int, n_windows: int, step: int) -> list[int]:
-    """Cutoff of each window as the number of steps before the end of a series (same for every series).
+def holdout_cutoffs(frame: pd.DataFrame, columns: Columns, last: int) -> pd.Series:
+    """Per series (index: id), the time of its last row before its final ``last`` rows.
 
-    Element k is ``horizon + (n_windows - 1 - k) * step``: window k trains on ``y[:n - cutoff_k]``
-    and forecasts the ``horizon`` points after it, so the last element is ``horizon``. ``lengths``
-    only guards against a plan no series can run: ValueError if even the longest series would have
-    no training point in the first window (use `backtest_windows` for per-series feasibility).
+    Series with ``last`` rows or fewer have no cutoff (nothing would be left to see) and are absent.
     """
-    _check_positive(horizon=horizon, n_windows=n_windows, step=step)
-    cutoffs = [horizon + (n_windows - 1 - k) * step for k in range(n_windows)]
-    sizes = _lengths(lengths)
-    if sizes and max(sizes.values()) <= cutoffs[0]:
-        raise ValueError(
-            f"the longest series ({max(sizes.values())} points) leaves no history for the first window, "
-            f"which needs more than {cutoffs[0]} points"
-        )
-    return cutoffs
+    rows = frame[steps_from_end(frame, columns) == last]
+    return pd.Series(rows[columns.time].to_numpy(), index=rows[columns.id].to_numpy(), name="cutoff")
 
 
-class Backtest(NamedTuple):
-    """`backtest_windows` result.
+def _cutoff_per_row(frame: pd.DataFrame, columns: Columns, cutoffs: pd.Series) -> pd.Series:
+    return frame[columns.id].map(cutoffs)
 
-    windows: one dict per window k, series id -> (train_end, test_end) (exclusive indices), holding
-        only the series long enough for that window.
-    skipped: one row per (window, series) left out, columns window, unique_id, length, required
-        (the minimum length that window needs: min_train + cutoff). Empty when nothing was skipped.
+
+def history(frame: pd.DataFrame, columns: Columns, cutoffs: pd.Series) -> pd.DataFrame:
+    """The rows at or before each series' cutoff (series without a cutoff are left out)."""
+    cut = _cutoff_per_row(frame, columns, cutoffs)
+    return frame[cut.notna().to_numpy() & (frame[columns.time] <= cut).to_numpy()]
+
+
+def following(frame: pd.DataFrame, columns: Columns, cutoffs: pd.Series, horizon: int) -> pd.DataFrame:
+    """The ``horizon`` rows after each series' cutoff (fewer where the series ends sooner)."""
+    cut = _cutoff_per_row(frame, columns, cutoffs)
+    after = frame[cut.notna().to_numpy() & (frame[columns.time] > cut).to_numpy()]
+    return after[after.groupby(columns.id, sort=False).cumcount().to_numpy() < horizon]
+
+
+def rows_until(frame: pd.DataFrame, columns: Columns, cutoffs: pd.Series) -> pd.Series:
+    """Per series, how many of its rows lie at or before its cutoff."""
+    part = history(frame, columns, cutoffs)
+    return part.groupby(columns.id, sort=False).size()
+
+
+def backtest_cutoffs(frame: pd.DataFrame, columns: Columns, horizon: int, n_windows: int,
+                     step: int) -> pd.DataFrame:
+    """One row per (window, series): ``window`` (0 = oldest) and ``cutoff``, the last time it may see."""
+    parts = []
+    for k in range(n_windows):
+        cut = holdout_cutoffs(frame, columns, origin_offset(horizon, n_windows, step, k))
+        parts.append(pd.DataFrame({"window": k, columns.id: cut.index, "cutoff": cut.to_numpy()}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def before_first_origin(frame: pd.DataFrame, columns: Columns, horizon: int, n_windows: int,
+                        step: int) -> pd.DataFrame:
+    """What a backtest model may train on: each series up to the cutoff of the oldest window."""
+    return history(frame, columns, holdout_cutoffs(frame, columns, origin_offset(horizon, n_windows, step, 0)))
+
+
+def as_of_timestamp(as_of: str | pd.Timestamp, like: pd.Series) -> pd.Timestamp:
+    """``as_of`` as a timestamp comparable with the time column ``like``.
+
+    With time-zone-naive data (taken as UTC), an as-of with an offset is converted to UTC; with aware
+    data, a naive as-of is read in the data's zone. ConfigError if it is not a timestamp.
     """
-
-    windows: list[dict[Hashable, tuple[int, int]]]
-    skipped: pd.DataFrame
-
-
-def backtest_windows(
-    lengths: Lengths, horizon: int, n_windows: int, step: int, min_train: int = 1
-) -> Backtest:
-    """Per-series (train_end, test_end) of every rolling-origin window, end-aligned (see module docs).
-
-    A series takes part in window k only if its training part has at least ``min_train`` points,
-    i.e. ``n >= min_train + horizon + (n_windows - 1 - k) * step``; the others are listed in
-    ``skipped`` (never dropped silently), so short series may join only the later windows.
-    """
-    _check_positive(horizon=horizon, n_windows=n_windows, step=step, min_train=min_train)
-    sizes = _lengths(lengths)
-    cutoffs = [horizon + (n_windows - 1 - k) * step for k in range(n_windows)]
-    windows: list[dict[Hashable, tuple[int, int]]] = []
-    skipped = []
-    for k, cutoff in enumerate(cutoffs):
-        window = {}
-        for sid, n in sizes.items():
-            train_end = n - cutoff
-            if train_end >= min_train:
-                window[sid] = (train_end, train_end + horizon)
-            else:
-                skipped.append((k, sid, n, min_train + cutoff))
-        windows.append(window)
-    report = pd.DataFrame(skipped, columns=["window", "unique_id", "length", "required"])
-    return Backtest(windows=windows, skipped=report)
+    try:
+        stamp = pd.Timestamp(as_of)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"as-of {as_of!r} is not a timestamp (e.g. 2026-11-26T00:00): {exc}") from None
+    if stamp is pd.NaT:
+        raise ConfigError(f"as-of {as_of!r} is not a timestamp (e.g. 2026-11-26T00:00)")
+    zone = getattr(like.dtype, "tz", None)
+    if zone is None and stamp.tzinfo is not None:
+        return stamp.tz_convert("UTC").tz_localize(None)
+    if zone is not None and stamp.tzinfo is None:
+        return stamp.tz_localize(zone)
+    return stamp
 
 
-class ValidationCutoffs(NamedTuple):
-    """`time_ordered_validation_cutoff` result: per-series cutoffs, and the series too short for one."""
-
-    cutoffs: dict[Hashable, int]
-    too_short: list[Hashable]
-
-
-def time_ordered_validation_cutoff(
-    lengths: Lengths, horizon: int, val_windows: int, min_train: int = 1
-) -> ValidationCutoffs:
-    """Where each series' training part ends when the last points are held out for early stopping.
-
-    Validation uses ``val_windows`` forecast origins one step apart at the end of the series, the
-    last one forecasting the final ``horizon`` points. Together their targets cover the last
-    ``horizon + val_windows - 1`` points, so
-
-        cutoff = n - horizon - val_windows + 1.
-
-    Training windows must take their *targets* from ``y[:cutoff]`` only; validation origins are
-    cutoff, cutoff + 1, ..., n - horizon (inputs may reach back before the cutoff, targets never
-    leak into training). A series with ``cutoff < min_train`` is listed in ``too_short`` instead
-    (the caller decides whether to train on it without validation or drop it).
-    """
-    _check_positive(horizon=horizon, val_windows=val_windows, min_train=min_train)
-    held_out = horizon + val_windows - 1
-    cutoffs: dict[Hashable, int] = {}
-    too_short: list[Hashable] = []
-    for sid, n in _lengths(lengths).items():
-        if n - held_out >= min_train:
-            cutoffs[sid] = n - held_out
-        else:
-            too_short.append(sid)
-    return ValidationCutoffs(cutoffs=cutoffs, too_short=too_short)
+def as_of_cut(frame: pd.DataFrame, columns: Columns, as_of: str | pd.Timestamp) -> pd.DataFrame:
+    """The rows known at ``as_of``: those at or before it."""
+    stamp = as_of_timestamp(as_of, frame[columns.time])
+    return frame[(frame[columns.time] <= stamp).to_numpy()]

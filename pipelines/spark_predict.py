@@ -42,11 +42,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecaster.contract import (
+    DATETIME,
+    DOUBLE,
+    LSTM,
+    MODEL_COLUMN,
+    MODEL_NAME_COLUMN,
+    MODEL_VERSION_COLUMN,
+    output_schema,
+)
 from forecaster.data.io import CSV_SUFFIXES, PARQUET_SUFFIXES
 from forecaster.errors import ConfigError, DataError, ForecasterError, MissingColumnError
-from forecaster.forecaster import FORECAST_COLUMN, MODEL_COLUMN, MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN
-from forecaster.metrics import quantile_name
-from pipelines.predict import LoadedModel, fetch_verified
+from pipelines.steps import LoadedModel, fetch_verified
 
 DEFAULT_MASTER = "local[2]"
 MASTER_ENV = "FORECASTER_SPARK_MASTER"
@@ -74,7 +81,7 @@ class _Job:
     time_zone: str | None  # the Parquet time column's zone, restored in the worker
     id_column: str
     time_column: str
-    output_columns: tuple[str, ...]
+    output_schema: tuple[tuple[str, str], ...]
     model_name: str
     model_version: str
 
@@ -127,7 +134,7 @@ def _forecast_bucket(pdf: pd.DataFrame, job: _Job) -> pd.DataFrame:
     # pandas 3 string columns fail Arrow's conversion in PySpark: hand over plain object columns.
     for name in (job.id_column, MODEL_COLUMN, MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN):
         out[name] = out[name].astype(object)
-    return out[list(job.output_columns)]
+    return out[[name for name, _ in job.output_schema]]
 
 
 # --------------------------------------------------------------------------- driver side
@@ -147,16 +154,25 @@ def _session(master: str | None) -> Any:
     if active is not None and master is None:
         return active
     master = master or os.environ.get(MASTER_ENV) or DEFAULT_MASTER
-    return (SparkSession.builder.master(master).appName("forecaster-predict")
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-            .config("spark.sql.adaptive.enabled", "false")  # one task per bucket, as planned
-            .config("spark.python.worker.reuse", "true")
-            .config("spark.ui.showConsoleProgress", "false")
-            # A failing task logs the JVM's stack trace at ERROR before our own message reaches the
-            # user; Spark's log stays quiet unless asked for ($FORECASTER_SPARK_LOG_LEVEL, e.g. WARN).
-            .config("spark.log.level", os.environ.get(LOG_LEVEL_ENV, "OFF"))
-            .getOrCreate())
+    from pipelines.spark_quiet import driver_java_options, jvm_stderr_filtered, quiet_py4j
+
+    # A failing task logs the JVM's stack trace at ERROR before our own message reaches the user;
+    # Spark's log stays quiet unless asked for ($FORECASTER_SPARK_LOG_LEVEL, e.g. WARN), from the JVM's
+    # first line on (our log4j2 configuration), and its start-up notices are not ours to print.
+    level = os.environ.get(LOG_LEVEL_ENV, "OFF")
+    builder = (SparkSession.builder.master(master).appName("forecaster-predict")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .config("spark.sql.adaptive.enabled", "false")  # one task per bucket, as planned
+               .config("spark.python.worker.reuse", "true")
+               .config("spark.ui.showConsoleProgress", "false")
+               .config("spark.log.level", level))
+    if java_options := driver_java_options(level):
+        # The administrators' slot: a user's own spark.driver.extraJavaOptions still apply, after these.
+        builder = builder.config("spark.driver.defaultJavaOptions", java_options)
+    quiet_py4j()
+    with jvm_stderr_filtered():
+        return builder.getOrCreate()
 
 
 def _kind(path: Path, what: str) -> str:
@@ -224,13 +240,11 @@ def _read(spark: Any, path: Path, kind: str) -> Any:
 
 
 def _output_schema(job: _Job) -> Any:
+    """`forecaster.contract.output_schema` as a Spark schema (times as UTC wall clock, no zone)."""
     from pyspark.sql import types as T
 
-    fields = [T.StructField(job.id_column, T.StringType()), T.StructField(job.time_column, T.TimestampNTZType())]
-    fields += [T.StructField(name, T.DoubleType()) for name in job.output_columns[2:-3]]
-    fields += [T.StructField(name, T.StringType()) for name in (MODEL_COLUMN, MODEL_NAME_COLUMN,
-                                                                MODEL_VERSION_COLUMN)]
-    return T.StructType(fields)
+    kinds = {DATETIME: T.TimestampNTZType(), DOUBLE: T.DoubleType()}
+    return T.StructType([T.StructField(name, kinds.get(kind, T.StringType())) for name, kind in job.output_schema])
 
 
 def _worker_error(exc: Exception) -> ForecasterError | None:
@@ -307,8 +321,7 @@ def predict_spark(model: LoadedModel, input_path: str | os.PathLike, output_path
     forecaster = model.forecaster
     columns = forecaster.columns_
     horizon, kept = _checked_request(forecaster, horizon, quantiles)
-    output_columns = (columns.id, columns.time, FORECAST_COLUMN, *(quantile_name(q) for q in kept),
-                      MODEL_COLUMN, MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN)
+    schema = tuple(output_schema(columns, kept))
 
     spark = _session(master)
     sc = spark.sparkContext
@@ -327,7 +340,7 @@ def predict_spark(model: LoadedModel, input_path: str | os.PathLike, output_path
         job = _Job(model_dir=local_model.name, artifact_path=_artifact_path(local_model),
                    horizon=horizon, quantiles=kept, csv_input=in_kind == "csv", time_ns=time_ns,
                    time_zone=time_zone, id_column=columns.id,
-                   time_column=columns.time, output_columns=output_columns, model_name=model.name,
+                   time_column=columns.time, output_schema=schema, model_name=model.name,
                    model_version=str(model.version))
 
         frame = _read(spark, source, in_kind)
@@ -380,7 +393,7 @@ def _summary(spark: Any, staged: Path, kind: str, id_column: str) -> dict[str, A
     else:
         written = spark.read.option("header", "true").csv(str(staged))
     row = written.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct(id_column).alias("series"),
-                      F.countDistinct(F.when(F.col(MODEL_COLUMN) != "lstm", F.col(id_column))).alias("fallback"),
+                      F.countDistinct(F.when(F.col(MODEL_COLUMN) != LSTM, F.col(id_column))).alias("fallback"),
                       ).collect()[0]
     return {"rows": int(row["rows"]), "series": int(row["series"]), "fallback_series": int(row["fallback"])}
 

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecaster.backtest import first_origin_frame, run_backtest
+from forecaster.backtest import run_backtest
 from forecaster.baselines import seasonal_naive
 from forecaster.data.schema import Columns
 from forecaster.errors import DataError
+from forecaster.splits import before_first_origin
 from tests.synthetic import hourly_frame
 
 COLUMNS = Columns()
@@ -38,11 +39,16 @@ def test_windows_end_at_the_last_observation_and_the_baseline_is_scored_alike():
     a, b = result.summary["candidate"], result.summary["seasonal_naive"]
     assert set(a) == {"mae", "rmse", "smape", "mase"} and all(np.isclose(a[k], b[k]) for k in a)
     assert len(result.per_series) == 2 * 3 * 3
+    # Every row names its window's cutoff: the last time the model saw, one step before its first target.
+    first_target = f.groupby(["window", "unique_id"])["ds"].min()
+    assert (f.groupby(["window", "unique_id"])["cutoff"].first() == first_target - pd.Timedelta("1h")).all()
+    scored = result.per_series.set_index(["window", "unique_id"])["cutoff"]
+    assert (scored.groupby(level=[0, 1]).first() == first_target - pd.Timedelta("1h")).all()
 
 
 def test_training_part_stops_before_the_first_origin_and_short_series_are_named():
     frame = hourly_frame(n_series=2, length=100)
-    train = first_origin_frame(frame, COLUMNS, 12, 3, 6)
+    train = before_first_origin(frame, COLUMNS, 12, 3, 6)
     assert (train.groupby("unique_id").size() == 100 - 24).all()
     short = pd.concat([frame, hourly_frame(n_series=1, length=20).assign(unique_id="TINY")])
     with pytest.raises(DataError, match="TINY"):

@@ -1,4 +1,4 @@
-"""Rolling-origin backtest windows and the early-stopping validation cutoff."""
+"""Time splits as per-series cutoff timestamps: validation, backtest origins and the as-of cut."""
 
 from __future__ import annotations
 
@@ -7,84 +7,87 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forecaster.splits import backtest_windows, rolling_origin_cutoffs, time_ordered_validation_cutoff
+from forecaster import splits
+from forecaster.data.schema import Columns
+from forecaster.errors import ConfigError
+
+COLUMNS = Columns()
 
 
-def test_rolling_origin_cutoffs_count_back_from_the_end():
-    assert rolling_origin_cutoffs({"a": 200}, horizon=48, n_windows=3, step=24) == [96, 72, 48]
-    assert rolling_origin_cutoffs(pd.Series({"a": 10}), horizon=2, n_windows=1, step=5) == [2]
+def _frame(lengths: dict[str, int], end: str = "2026-01-10 00:00") -> pd.DataFrame:
+    """Hourly series that all end at ``end`` (as validated frames are: sorted by series, then time)."""
+    parts = [pd.DataFrame({"unique_id": sid, "ds": pd.date_range(end=end, periods=n, freq="h"),
+                           "y": range(n)}) for sid, n in lengths.items()]
+    return pd.concat(parts, ignore_index=True)
 
 
-def test_rolling_origin_cutoffs_rejects_impossible_plans():
-    with pytest.raises(ValueError):
-        rolling_origin_cutoffs({"a": 96, "b": 50}, horizon=48, n_windows=3, step=24)  # 96 <= 96
-    with pytest.raises(ValueError):
-        rolling_origin_cutoffs({"a": 100}, horizon=0, n_windows=3, step=24)
-    with pytest.raises(ValueError):
-        rolling_origin_cutoffs({"a": 100}, horizon=4, n_windows=3, step=0)
+def test_origin_offset_counts_back_from_the_end():
+    assert [splits.origin_offset(48, 3, 24, k) for k in range(3)] == [96, 72, 48]
 
 
-def test_backtest_windows_hand_values_and_skip_report():
-    # cutoffs from the end: 20, 15, 10
-    plan = backtest_windows({"a": 100, "b": 35}, horizon=10, n_windows=3, step=5, min_train=20)
-    assert plan.windows == [
-        {"a": (80, 90)},
-        {"a": (85, 95), "b": (20, 30)},
-        {"a": (90, 100), "b": (25, 35)},
-    ]
-    assert plan.skipped.to_dict("records") == [{"window": 0, "unique_id": "b", "length": 35, "required": 40}]
+def test_holdout_cutoffs_name_the_last_row_seen_and_leave_out_series_too_short():
+    frame = _frame({"a": 30, "b": 10})
+    cut = splits.holdout_cutoffs(frame, COLUMNS, 12)
+    assert list(cut.index) == ["a"]  # b has 10 rows: holding out 12 leaves nothing
+    assert cut["a"] == pd.Timestamp("2026-01-10 00:00") - pd.Timedelta(hours=12)
+    assert splits.rows_until(frame, COLUMNS, cut).to_dict() == {"a": 18}
 
 
-def test_backtest_windows_nothing_skipped_gives_empty_report():
-    windows, skipped = backtest_windows(pd.Series({"x": 50, "y": 60}), horizon=5, n_windows=2, step=5)
-    assert windows == [{"x": (40, 45), "y": (50, 55)}, {"x": (45, 50), "y": (55, 60)}]
-    assert skipped.empty
-    assert list(skipped.columns) == ["window", "unique_id", "length", "required"]
+def test_history_and_following_split_each_series_at_its_own_cutoff():
+    frame = _frame({"a": 30, "b": 20}, end="2026-01-10 00:00")
+    cut = splits.holdout_cutoffs(frame, COLUMNS, 5)
+    seen, ahead = splits.history(frame, COLUMNS, cut), splits.following(frame, COLUMNS, cut, 3)
+    assert seen.groupby("unique_id").size().to_dict() == {"a": 25, "b": 15}
+    assert ahead.groupby("unique_id").size().to_dict() == {"a": 3, "b": 3}
+    assert (ahead.groupby("unique_id")["ds"].min() == cut + pd.Timedelta("1h")).all()
 
 
-def test_backtest_windows_m4_hourly_shape():
-    # M4 Hourly lengths 700 and 960, horizon 48: 3 daily-spaced windows, last one ends at the end
-    plan = backtest_windows({"H1": 700, "H2": 960}, horizon=48, n_windows=3, step=24, min_train=24 * 7)
-    assert plan.windows[0] == {"H1": (604, 652), "H2": (864, 912)}
-    assert plan.windows[-1] == {"H1": (652, 700), "H2": (912, 960)}
+def test_backtest_cutoffs_one_row_per_window_and_series_newest_forecasts_the_end():
+    frame = _frame({"a": 100, "b": 60})
+    table = splits.backtest_cutoffs(frame, COLUMNS, horizon=10, n_windows=3, step=5)
+    assert list(table.columns) == ["window", "unique_id", "cutoff"]
+    assert len(table) == 6
+    end = pd.Timestamp("2026-01-10 00:00")
+    newest = table[table["window"] == 2].set_index("unique_id")["cutoff"]
+    assert (newest == end - pd.Timedelta(hours=10)).all()
+    oldest = splits.before_first_origin(frame, COLUMNS, 10, 3, 5)
+    assert oldest.groupby("unique_id").size().to_dict() == {"a": 80, "b": 40}
 
 
-@settings(max_examples=80, deadline=None)
-@given(
-    lengths=st.dictionaries(st.text("abc", min_size=1, max_size=3), st.integers(0, 120), min_size=1),
-    horizon=st.integers(1, 12),
-    n_windows=st.integers(1, 5),
-    step=st.integers(1, 12),
-    min_train=st.integers(1, 30),
-)
-def test_backtest_windows_invariants(lengths, horizon, n_windows, step, min_train):
-    plan = backtest_windows(lengths, horizon, n_windows, step, min_train)
-    assert len(plan.windows) == n_windows
-    for k, window in enumerate(plan.windows):
-        skipped_k = set(plan.skipped.loc[plan.skipped["window"] == k, "unique_id"])
-        assert set(window) | skipped_k == set(lengths)
-        assert not set(window) & skipped_k
-        for sid, (train_end, test_end) in window.items():
-            assert test_end - train_end == horizon
-            assert train_end >= min_train
-            assert test_end == lengths[sid] - (n_windows - 1 - k) * step
-        for sid in skipped_k:
-            assert lengths[sid] - horizon - (n_windows - 1 - k) * step < min_train
-    # a series in window k stays in every later window (later windows need less history)
-    for earlier, later in zip(plan.windows, plan.windows[1:], strict=False):
-        assert set(earlier) <= set(later)
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=60), min_size=1, max_size=4),
+       st.integers(min_value=1, max_value=8), st.integers(min_value=1, max_value=4),
+       st.integers(min_value=1, max_value=6))
+def test_backtest_windows_never_leak_and_are_step_apart(lengths, horizon, n_windows, step):
+    frame = _frame({f"s{i}": n for i, n in enumerate(lengths)})
+    table = splits.backtest_cutoffs(frame, COLUMNS, horizon, n_windows, step)
+    for (k, sid), cutoff in table.set_index(["window", "unique_id"])["cutoff"].items():
+        n = lengths[int(sid[1:])]
+        assert n > splits.origin_offset(horizon, n_windows, step, k)  # it has at least one row to see
+        seen = splits.history(frame[frame["unique_id"] == sid], COLUMNS, pd.Series({sid: cutoff}))
+        assert len(seen) == n - splits.origin_offset(horizon, n_windows, step, k)
+        assert seen["ds"].max() == cutoff
+    spacing = table.sort_values(["unique_id", "window"]).groupby("unique_id")["cutoff"].diff().dropna()
+    assert (spacing == pd.Timedelta(hours=step)).all()  # origins step apart, oldest first
 
 
-def test_validation_cutoff_holds_out_horizon_plus_windows_minus_one():
-    result = time_ordered_validation_cutoff({"a": 100, "b": 12, "c": 13}, horizon=10, val_windows=3)
-    # 10 + 3 - 1 = 12 points held out: origins 88, 89, 90; the last forecasts 90..99
-    assert result.cutoffs == {"a": 88, "c": 1}
-    assert result.too_short == ["b"]
+def test_as_of_cut_keeps_rows_at_or_before_it():
+    frame = _frame({"a": 48})
+    kept = splits.as_of_cut(frame, COLUMNS, "2026-01-09 12:00")
+    assert kept["ds"].max() == pd.Timestamp("2026-01-09 12:00")
+    assert len(kept) == 48 - 12
 
 
-def test_validation_cutoff_min_train_and_single_window():
-    result = time_ordered_validation_cutoff({"a": 100, "b": 30}, horizon=10, val_windows=1, min_train=25)
-    assert result.cutoffs == {"a": 90}
-    assert result.too_short == ["b"]
-    with pytest.raises(ValueError):
-        time_ordered_validation_cutoff({"a": 100}, horizon=10, val_windows=0)
+def test_as_of_with_an_offset_against_naive_data_is_read_as_utc_and_the_reverse():
+    frame = _frame({"a": 48})
+    assert splits.as_of_cut(frame, COLUMNS, "2026-01-09T14:00:00+02:00")["ds"].max() == pd.Timestamp(
+        "2026-01-09 12:00")
+    aware = frame.assign(ds=frame["ds"].dt.tz_localize("Europe/Paris"))
+    assert splits.as_of_cut(aware, COLUMNS, "2026-01-09 12:00")["ds"].max() == pd.Timestamp(
+        "2026-01-09 12:00", tz="Europe/Paris")
+
+
+@pytest.mark.parametrize("bad", ["yesterday-ish", "2026-13-45", ""])
+def test_as_of_that_is_not_a_timestamp_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match="as-of"):
+        splits.as_of_cut(_frame({"a": 5}), COLUMNS, bad)

@@ -7,11 +7,11 @@ import os
 import pandas as pd
 import pytest
 
-from forecaster.cli import EXIT_DATA, main
 from forecaster.data.io import read_frame
 from forecaster.data.schema import Columns
 from forecaster.data.validation import validate_frame
 from forecaster.errors import ColumnTypeError, DataError
+from pipelines.cli import EXIT_DATA, main
 from tests.synthetic import hourly_frame
 
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 def _run(args, tmp_path, **env):
     full_env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", **env}
-    return subprocess.run([sys.executable, "-m", "forecaster.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
                           timeout=600, env=full_env)
 
 

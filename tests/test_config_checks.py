@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from forecaster.cli import EXIT_CONFIG, main
 from forecaster.config import load_config, model_config_from_dict
 from forecaster.errors import ConfigError
 from forecaster.forecaster import LSTMForecaster
+from pipelines.cli import EXIT_CONFIG, main
 from tests.synthetic import hourly_frame
 
 

@@ -12,11 +12,11 @@ import pytest
 
 from forecaster.baselines import seasonal_naive
 from forecaster.config import model_config_from_dict
+from forecaster.contract import quantile_name
 from forecaster.errors import ConfigError
 from forecaster.forecaster import LSTMForecaster
-from forecaster.metrics import quantile_name
 from forecaster.network import NetworkSpec, build_network
-from pipelines.train import make_forecaster
+from pipelines.steps import make_forecaster
 from tests.synthetic import hourly_frame
 
 HORIZON = 12
@@ -210,3 +210,25 @@ def test_skip_period_lists_come_from_toml_and_bad_ones_are_refused():
             model_config_from_dict({**base, "network": {"skip_period": bad}})
     with pytest.raises(ConfigError, match="period"):
         build_network(NetworkSpec(seasonal_skip=True, skip_period=(24, 168)), 48, HORIZON, 6, 4, 0, 3, season=24)
+
+
+def test_warm_start_begins_from_the_initial_weights_and_refuses_another_network(tmp_path):
+    spec = NetworkSpec(units=8, head_units=16)
+    champion = LSTMForecaster.load(_fit(spec).save(tmp_path / "champion"))  # as the job loads it
+    assert champion.data_end_ is not None
+
+    class FirstWeights(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.weights = [np.array(w) for w in self.model.get_weights()]
+
+    seen = FirstWeights()
+    warm = LSTMForecaster(horizon=HORIZON, input_size=48, freq="h", quantiles=QUANTILES, network=spec, epochs=1,
+                          seed=5, verbose=0)
+    warm.fit(hourly_frame(n_series=4, length=200, seed=1), callbacks=[seen], initial=champion)
+    for got, expected in zip(seen.weights, champion.model_.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    wider = LSTMForecaster(horizon=HORIZON, input_size=48, freq="h", quantiles=QUANTILES,
+                           network=NetworkSpec(units=16, head_units=16),
+                           epochs=1, verbose=0)
+    with pytest.raises(ConfigError, match="cannot warm-start"):
+        wider.fit(hourly_frame(n_series=4, length=200), initial=champion)

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forecaster import baselines as B
+from forecaster import contract as C
 from forecaster import metrics as M
 
 # Two series, horizon 3. Series 0: |errors| 1, 0, 2. Series 1: |errors| 0, 1, 0 (first term 0/0 in sMAPE).
@@ -151,31 +152,31 @@ def test_owa():
     ("q", "name"), [(0.1, "q0.1"), (0.5, "q0.5"), (0.9, "q0.9"), (0.025, "q0.025"), (0.975, "q0.975")]
 )
 def test_quantile_name_examples(q, name):
-    assert M.quantile_name(q) == name
-    assert M.parse_quantile_name(name) == q
+    assert C.quantile_name(q) == name
+    assert C.parse_quantile_name(name) == q
 
 
 def test_quantile_name_accepts_numpy_floats():
-    assert M.quantile_name(np.float64(0.1)) == "q0.1"
-    assert M.quantile_name(np.float32(0.5)) == "q0.5"
+    assert C.quantile_name(np.float64(0.1)) == "q0.1"
+    assert C.quantile_name(np.float32(0.5)) == "q0.5"
 
 
 @pytest.mark.parametrize("q", [0.0, 1.0, -0.1, 1.5, float("nan")])
 def test_quantile_name_rejects_out_of_range(q):
     with pytest.raises(ValueError):
-        M.quantile_name(q)
+        C.quantile_name(q)
 
 
 @pytest.mark.parametrize("name", ["0.1", "q", "qabc", "q0.10", "q 0.1", "q1.0", "qnan", "p0.1"])
 def test_parse_quantile_name_rejects(name):
     with pytest.raises(ValueError):
-        M.parse_quantile_name(name)
+        C.parse_quantile_name(name)
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.floats(min_value=0.0, max_value=1.0, exclude_min=True, exclude_max=True))
 def test_quantile_name_round_trip(q):
-    assert M.parse_quantile_name(M.quantile_name(q)) == q
+    assert C.parse_quantile_name(C.quantile_name(q)) == q
 
 
 # --------------------------------------------------------------------------- per-series table

@@ -58,7 +58,7 @@ def test_cli_writes_csv_and_a_failed_run_leaves_the_previous_file(registry):
     out_path = tmp / "out" / "forecasts.csv"
     out_path.parent.mkdir()
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    cmd = [sys.executable, "-m", "forecaster.cli", "predict", "--model", "models:/tiny@champion",
+    cmd = [sys.executable, "-m", "pipelines.cli", "predict", "--model", "models:/tiny@champion",
            "--input", str(path), "--output", str(out_path)]
     ok = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert ok.returncode == 0, ok.stderr[-2000:]
@@ -132,8 +132,8 @@ def test_a_run_uri_and_a_local_folder_are_accepted_and_recorded(registry):
 
 
 def test_a_version_that_does_not_exist_is_a_config_error_with_the_versions(registry, capsys):
-    from forecaster.cli import EXIT_CONFIG, main
     from forecaster.errors import ConfigError
+    from pipelines.cli import EXIT_CONFIG, main
 
     _, tmp = registry
     with pytest.raises(ConfigError, match=r"model 'tiny' has no version 99; its versions: \[1\]"):
@@ -146,7 +146,7 @@ def test_a_version_that_does_not_exist_is_a_config_error_with_the_versions(regis
 
 def test_the_output_is_checked_before_any_work(registry, capsys):
     """A bad destination is reported even with a model that does not exist: it is checked first."""
-    from forecaster.cli import EXIT_CONFIG, main
+    from pipelines.cli import EXIT_CONFIG, main
 
     _, tmp = registry
     (tmp / "folder.parquet").mkdir(exist_ok=True)
@@ -163,9 +163,9 @@ def test_broken_model_files_are_model_errors_naming_the_file(registry, capsys):
 
     import keras
 
-    from forecaster.cli import EXIT_CONFIG, main
     from forecaster.errors import ModelError
     from forecaster.forecaster import MANIFEST, LSTMForecaster
+    from pipelines.cli import EXIT_CONFIG, main
 
     _, tmp = registry
     saved = _downloaded(tmp, "broken") / "artifacts" / "forecaster"
@@ -205,8 +205,8 @@ def test_broken_model_files_are_model_errors_naming_the_file(registry, capsys):
 def test_a_file_changed_in_the_artifact_store_is_refused_before_it_runs(registry, capsys):
     """Whoever can write the artifact store cannot change what loads: every file of the logged model is
     checked against the SHA-256 its run recorded in the tracking store (code files included)."""
-    from forecaster.cli import EXIT_CONFIG, main
     from forecaster.errors import ModelError
+    from pipelines.cli import EXIT_CONFIG, main
 
     _, tmp = registry
     code = [p for p in (tmp / "artifacts").rglob("*.py")]
@@ -236,7 +236,7 @@ def test_a_killed_prediction_leaves_the_previous_output_and_the_next_run_complet
     target = out_dir / "forecasts.parquet"
     predict("models:/tiny@champion", _history(tmp), target)
     before = target.read_bytes()
-    cmd = [sys.executable, "-m", "forecaster.cli", "predict", "--model", "models:/tiny@champion",
+    cmd = [sys.executable, "-m", "pipelines.cli", "predict", "--model", "models:/tiny@champion",
            "--input", str(_history(tmp)), "--output", str(target), "--horizon", "5"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -69,7 +69,7 @@ def test_promotion_waits_for_another_training_and_a_dead_holder_frees_the_lock(s
     holder = subprocess.Popen([sys.executable, "-c", _HOLDER, store], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "holding"
-        with (pytest.raises(LockHeldError, match="another training held the promotion lock"),
+        with (pytest.raises(LockHeldError, match="promotion: another live process holds the lock"),
               registry.promotion_lock(store, "tiny", timeout=1.0)):
             pass
         with registry.promotion_lock(store, "other-model", timeout=1.0):
@@ -123,7 +123,7 @@ def test_a_version_registered_by_a_dead_training_is_tagged_undecided(tmp_path, s
     real signal), built with the real client; the cleanup closes the run and tags the version."""
     import socket
 
-    from pipelines.train import mark_abandoned_runs
+    from pipelines.steps import mark_abandoned_runs
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait(timeout=60)  # a pid that no longer runs

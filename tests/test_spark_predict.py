@@ -5,6 +5,12 @@ A tiny model is trained once into a temporary MLflow store; one local[2] SparkSe
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,8 +18,10 @@ import pytest
 pytest.importorskip("pyspark")
 
 from forecaster.errors import ConfigError, DuplicateRowsError
-from pipelines.predict import forecast_frame, load, predict
+from pipelines.predict import predict
 from pipelines.spark_predict import _session, predict_spark
+from pipelines.steps import forecast as forecast_frame
+from pipelines.steps import load
 from tests.synthetic import hourly_frame, tiny_registry
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -119,21 +127,37 @@ def test_a_failing_run_leaves_the_previous_output_intact(model, spark, history, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet", "forecast.parquet", "good.parquet"]
 
 
-def test_a_spark_failure_shows_our_message_first_not_the_jvm_stack(model, history, tmp_path):
-    """The CLI with the Spark engine, a real process: bad data gives our one-line error, exit 3."""
-    import os
-    import re
-    import subprocess
-    import sys
+# What Spark and the JVM printed on stderr before pipelines/spark_quiet.py: none of it is ours.
+JVM_NOTICES = re.compile(r"incubator modules|log4j|log level|setLogLevel|NativeCodeLoader| WARN | ERROR |py4j")
+OUR_LINE = re.compile(r"^(forecaster: |(INFO|WARNING) (forecaster|pipelines)[.\w]*: )")
 
+
+def _cli_predict(source: Path, target: Path) -> subprocess.CompletedProcess:
+    """`forecaster predict --engine spark` in a process of its own (a JVM of its own), on the module's model."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "predict", "--model", "models:/tiny_spark@champion",
+         "--input", str(source), "--output", str(target), "--engine", "spark"],
+        capture_output=True, text=True, timeout=600, env={**os.environ})
+
+
+def test_the_spark_engine_prints_only_our_lines_no_jvm_start_up_notices(model, history, tmp_path):
+    """The CLI with the Spark engine, a real process: the summary on stdout, nothing of the JVM on stderr."""
+    source = tmp_path / "history.parquet"
+    history.to_parquet(source, index=False)
+    result = _cli_predict(source, tmp_path / "out.parquet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "engine=spark" in result.stdout and "rows=84" in result.stdout, result.stdout
+    lines = result.stderr.splitlines()
+    assert not [line for line in lines if JVM_NOTICES.search(line)], lines[:10]
+    assert all(OUR_LINE.match(line) for line in lines), lines[:10]
+
+
+def test_a_spark_failure_prints_our_one_line_only_not_the_jvm_stack(model, history, tmp_path):
+    """Bad data with the Spark engine, a real process: our one-line error is all of stderr, exit 3."""
     bad = tmp_path / "bad.parquet"
     pd.concat([history, history.iloc[[3]]], ignore_index=True).to_parquet(bad, index=False)
-    result = subprocess.run(
-        [sys.executable, "-m", "forecaster.cli", "predict", "--model", "models:/tiny_spark@champion",
-         "--input", str(bad), "--output", str(tmp_path / "out.parquet"), "--engine", "spark"],
-        capture_output=True, text=True, timeout=600, env={**os.environ})
+    result = _cli_predict(bad, tmp_path / "out.parquet")
     assert result.returncode == 3, result.stderr[-3000:]
-    # The JVM's start-up notices may come first; the first line that speaks of an error is ours.
-    errors = [line for line in result.stderr.splitlines() if re.search(r"error|exception", line, re.I)]
-    assert errors[0].startswith("forecaster: data error: ") and "S0" in errors[0], errors[:5]
-    assert "at org.apache" not in result.stderr and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, lines[:10]  # no JVM start-up notice, no JVM stack, no Python traceback
+    assert lines[0].startswith("forecaster: data error: ") and "S0" in lines[0], lines

@@ -16,7 +16,8 @@ from mlflow import MlflowClient
 from forecaster.config import ConfigError, load_config
 from forecaster.errors import DuplicateRowsError
 from forecaster.registry import aliases
-from pipelines.train import make_forecaster, train
+from pipelines.steps import make_forecaster
+from pipelines.train import train
 from tests.synthetic import hourly_frame, tiny_config
 
 pytestmark = pytest.mark.slow

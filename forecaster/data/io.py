@@ -142,7 +142,7 @@ def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_frame_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -159,7 +159,7 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> None:
     _write_atomic(Path(path), lambda handle: handle.write(text.encode("utf-8")))
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Persist the rename itself; best effort (not every platform can open directories)."""
     try:
         fd = os.open(directory, os.O_RDONLY)

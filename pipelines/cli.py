@@ -1,8 +1,13 @@
-"""The `forecaster` command: train forecasting models and forecast with registered ones.
+"""The `forecaster` command: train, predict, run the scheduled job, report on it.
 
-Exit codes: 0 done, 2 bad usage or configuration (a config, a flag, a model URI, an output path, a
-model whose files are unusable), 3 bad input data, 1 anything else. Each prints one line on stderr,
-never a traceback (set FORECASTER_DEBUG=1 to get one for an unexpected failure).
+Exit codes (the README lists them too):
+  0  done
+  1  failure (anything unexpected)
+  2  bad configuration or usage (a config, a flag, a model URI, an output path, unusable model files)
+  3  bad input data
+  75 another live run of the same job holds its lock (EX_TEMPFAIL: try again later)
+  99 nothing to do: this as-of was done already (Airflow's BashOperator marks 99 as skipped)
+Each error prints one line on stderr, never a traceback (FORECASTER_DEBUG=1 shows one for a failure).
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_DATA = 0, 1, 2, 3
+from forecaster.errors import ConfigError
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_DATA, EXIT_LOCKED, EXIT_NOTHING_TO_DO = 0, 1, 2, 3, 75, 99
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,6 +68,35 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--quantiles", type=float, nargs="+", help="quantiles to output (among the trained ones)")
     predict.add_argument("--engine", choices=("local", "spark"), default="local",
                          help="local pandas (default) or Spark (series grouped into buckets of ids, applyInPandas)")
+
+    run = sub.add_parser(
+        "run",
+        help="the scheduled job: one idempotent run per as-of time (monitor, retrain when due, forecast, write)",
+        description=(
+            "With the data known at the as-of time (rows at or before it): score earlier forecasts against the "
+            "actuals that arrived, retrain when due ([schedule] retrain_every, degraded accuracy, or no version "
+            "yet), promote by the rule, forecast with the champion and write <output>/as_of=<time>/ whole. "
+            "A done as-of exits 99 (nothing to do) unless --force; a second run of the same job exits 75. "
+            "--from/--to/--every backfill each as-of in order, skipping done ones."
+        ),
+    )
+    run.add_argument("config", type=Path, help="models/<name>.toml")
+    run.add_argument("--as-of", help="the as-of time, e.g. 2026-11-26T00:00 (an offset is taken in UTC)")
+    run.add_argument("--from", dest="start", help="backfill: first as-of")
+    run.add_argument("--to", dest="end", help="backfill: last as-of (inclusive)")
+    run.add_argument("--every", help="backfill: spacing, e.g. 1D, 6h")
+    run.add_argument("--force", action="store_true", help="redo as-of times that are done")
+    run.add_argument("--wait", type=float, help="seconds to wait for another run's lock (default: "
+                                                "[schedule] lock_timeout, 0)")
+
+    report = sub.add_parser(
+        "report",
+        help="print the monitoring history of a scheduled job and write its plot",
+        description="Score every forecast the job wrote against the actuals in its data source, per as-of "
+                    "and per horizon step, beside seasonal naive and the backtest's promise.",
+    )
+    report.add_argument("config", type=Path, help="models/<name>.toml")
+    report.add_argument("--plot", type=Path, help="where to write the PNG (default: <output>/_report/accuracy.png)")
     return parser
 
 
@@ -69,7 +105,6 @@ def _train(args: argparse.Namespace) -> int:
 
     from forecaster import tracking
     from forecaster.config import load_config, model_config_from_dict
-    from forecaster.errors import ConfigError
     from forecaster.params import check_value
     from pipelines.train import train
 
@@ -88,9 +123,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         check_value("--", "epochs", args.epochs, int)
         config = replace(config, training=replace(config.training, epochs=args.epochs))
-    # A progress bar on a terminal; one line per epoch in a scheduler's log.
-    verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
-    result = train(config, register=not args.no_register, verbose=verbose)
+    result = train(config, register=not args.no_register, verbose=_verbose(args.quiet))
     print(f"run {result.run_id}: backtest {config.promotion.metric} "
           f"lstm {result.backtest.summary['lstm'][config.promotion.metric]:.4f}, "
           f"seasonal naive {result.backtest.summary['seasonal_naive'][config.promotion.metric]:.4f}")
@@ -111,18 +144,62 @@ def _predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from forecaster.config import load_config
+    from pipelines import run as job
+
+    config = load_config(args.config)
+    if args.wait is not None:
+        if args.wait < 0:
+            raise ConfigError("--wait must be >= 0 seconds")
+        config = replace(config, schedule=replace(config.schedule, lock_timeout=args.wait))
+    backfill = (args.start, args.end, args.every)
+    if args.as_of is not None and any(backfill):
+        raise ConfigError("give either --as-of T or --from T1 --to T2 --every D, not both")
+    if args.as_of is not None:
+        outcomes = [job.run(config, args.as_of, force=args.force)]
+    elif all(backfill):
+        outcomes = job.backfill(config, args.start, args.end, args.every, force=args.force)
+    else:
+        raise ConfigError("forecaster run needs --as-of T, or --from T1 --to T2 --every D")
+    for o in outcomes:
+        if o.status == "done":
+            print(f"done {o.as_of}: version {o.model_version}{' (retrained)' if o.retrained else ''}, "
+                  f"{o.folder}, run {o.run_id}, {o.seconds:.1f} s")
+    return EXIT_NOTHING_TO_DO if all(o.status == "nothing to do" for o in outcomes) else EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from forecaster.config import load_config
+    from pipelines.report import report
+
+    print(report(load_config(args.config), args.plot))
+    return EXIT_OK
+
+
+def _verbose(quiet: bool) -> int:
+    """A progress bar on a terminal; one line per epoch in a scheduler's log."""
+    return 0 if quiet else (1 if sys.stdout.isatty() else 2)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `forecaster` command."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from forecaster.errors import ConfigError, DataError, ModelError
+    from forecaster.errors import DataError, LockHeldError, ModelError, NoChampionError
 
+    commands = {"train": _train, "predict": _predict, "run": _run, "report": _report}
     try:
-        if args.command == "train":
-            return _train(args)
-        if args.command == "predict":
-            return _predict(args)
+        return commands[args.command](args)
+    except LockHeldError as exc:
+        print(f"forecaster: locked: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except NoChampionError as exc:
+        print(f"forecaster: no champion: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except ConfigError as exc:
         print(f"forecaster: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

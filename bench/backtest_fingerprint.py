@@ -1,0 +1,43 @@
+"""Backtest figures of one small training on a fixed seed, as JSON: run before and after a refactor
+of the pipelines and compare (they must be identical).
+
+    python bench/backtest_fingerprint.py > before.json   # on the old commit
+    python bench/backtest_fingerprint.py > after.json    # on the new one
+    diff before.json after.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as store:
+        os.environ["FORECASTER_MLRUNS"] = store
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        from forecaster.config import model_config_from_dict
+        from pipelines.train import train
+
+        config = model_config_from_dict({
+            "model": {"name": "fingerprint", "horizon": 12},
+            "data": {"series_limit": 8},
+            "network": {"units": 16},
+            "training": {"epochs": 2, "seed": 7},
+            "backtest": {"n_windows": 2},
+        })
+        result = train(config, register=False, verbose=0)
+        per_series = result.backtest.per_series.drop(columns=["cutoff"], errors="ignore")
+        out = {"summary": result.backtest.summary,
+               "per_series_sum": {c: float(per_series[c].sum()) for c in per_series.columns
+                                  if per_series[c].dtype.kind == "f"}}
+        json.dump(out, sys.stdout, indent=1, sort_keys=True, default=float)
+        print()
+
+
+if __name__ == "__main__":
+    main()
