@@ -58,6 +58,8 @@ def ensure_experiment(name: str) -> str:
 
 
 def ui_command() -> str:
-    """The command that opens the MLflow UI on this store."""
+    """How to open the MLflow UI on this store: a server's own address, else the `mlflow ui` command."""
     uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} (the tracking server's UI)"
     return f"mlflow ui --backend-store-uri {uri}"

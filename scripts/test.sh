@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FORECASTER_EXTRAS=${FORECASTER_EXTRAS:-dev,spark} bash scripts/setup-venv.sh
+bash scripts/ensure-postgres.sh
 export TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0
 .venv/bin/ruff check .
 .venv/bin/python -m pytest -q "$@"

@@ -36,3 +36,20 @@ def _seed_and_policy():
     keras.utils.set_random_seed(1234)
     yield
     keras.config.set_dtype_policy("float32")
+
+
+@pytest.fixture(scope="session")
+def postgres_mlflow():
+    """A real `mlflow server` on a throwaway PostgreSQL cluster (tests/postgres_server.py), for the tests
+    marked ``postgres``: ``.uri`` is its http URI. Missing PostgreSQL skips them, but fails them in CI
+    (scripts/test.sh installs it there)."""
+    from tests.postgres_server import PostgresMissingError, find_bin_dir, postgres_mlflow_server
+
+    try:
+        find_bin_dir()
+    except PostgresMissingError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    with postgres_mlflow_server() as server:
+        yield server
