@@ -18,7 +18,9 @@ by name for every request, so the wrapped ones are used: a body that parses is h
 as before; when reading the body failed, the answer is HTTP 400 with ``DataError: the request body is
 not <what it should be> (<the reader's error, first line>)`` and nothing else: no stack trace, no echo
 of the body. MLflow's own refusals that carry neither (a JSON list, no ``dataframe_split`` key, ...) and
-every error of the model itself pass through unchanged. Outside the scoring server nothing is wrapped.
+every error of the model itself pass through unchanged. MLflow's refusals of a request that did parse
+(its check of ``params``: ``{"horizon": "abc"}``) keep MLflow's message but lose the echo of the whole
+request frame that ``invocations`` puts before it. Outside the scoring server nothing is wrapped.
 
 MLflow's files are not changed; a later MLflow that renames these functions leaves them unwrapped (and
 `tests/test_serving.py` fails), it does not break serving.
@@ -61,6 +63,17 @@ def _mlflow_exception() -> type[Exception]:
     return MlflowException
 
 
+_ECHO = "Failed to predict data '"
+
+
+def _without_echo(message: Any) -> str | None:
+    """MLflow's error after ``Failed to predict data '<the whole request frame>'. Error:`` (its refusal of
+    the request's params, for one), without the echo of the client's data; None for other messages."""
+    if isinstance(message, str) and message.startswith(_ECHO) and "\nError: " in message:
+        return message.split("\nError: ", 1)[1].strip()
+    return None
+
+
 def _reason(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     first = lines[0] if lines else ""
@@ -81,6 +94,9 @@ def _guarded(function: Callable[..., Any], what: str,
             return function(*args, **kwargs)
         except mlflow_exception as exc:
             failure = failure_of(exc)
+            echoed = _without_echo(exc.message)
+            if failure is None and echoed is not None:  # MLflow's own check of the request, e.g. params
+                raise mlflow_exception(echoed, error_code=BAD_REQUEST) from None
             if failure is None:
                 raise
             raise mlflow_exception(f"DataError: the request body is not {what} ({_reason(failure)})",

@@ -80,18 +80,24 @@ def before_first_origin(frame: pd.DataFrame, columns: Columns, horizon: int, n_w
     return history(frame, columns, holdout_cutoffs(frame, columns, origin_offset(horizon, n_windows, step, 0)))
 
 
-def as_of_timestamp(as_of: str | pd.Timestamp, like: pd.Series) -> pd.Timestamp:
-    """``as_of`` as a timestamp comparable with the time column ``like``.
-
-    With time-zone-naive data (taken as UTC), an as-of with an offset is converted to UTC; with aware
-    data, a naive as-of is read in the data's zone. ConfigError if it is not a timestamp.
-    """
+def parse_as_of(as_of: str | pd.Timestamp) -> pd.Timestamp:
+    """An as-of time as given (with its UTC offset, if any); ConfigError if it is not a timestamp."""
     try:
         stamp = pd.Timestamp(as_of)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"as-of {as_of!r} is not a timestamp (e.g. 2026-11-26T00:00): {exc}") from None
     if stamp is pd.NaT:
         raise ConfigError(f"as-of {as_of!r} is not a timestamp (e.g. 2026-11-26T00:00)")
+    return stamp
+
+
+def as_of_timestamp(as_of: str | pd.Timestamp, like: pd.Series) -> pd.Timestamp:
+    """``as_of`` as a timestamp comparable with the time column ``like``.
+
+    With time-zone-naive data (taken as UTC), an as-of with an offset is converted to UTC; with aware
+    data, a naive as-of is read in the data's zone. ConfigError if it is not a timestamp.
+    """
+    stamp = parse_as_of(as_of)
     zone = getattr(like.dtype, "tz", None)
     if zone is None and stamp.tzinfo is not None:
         return stamp.tz_convert("UTC").tz_localize(None)

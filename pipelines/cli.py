@@ -189,34 +189,26 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from forecaster.errors import DataError, LockHeldError, ModelError, NoChampionError
+    from forecaster import errors
 
+    # Our errors, most specific first: (class, what the line says, exit code).
+    failures = ((errors.LockHeldError, "locked", EXIT_LOCKED), (errors.NoChampionError, "no champion", EXIT_ERROR),
+                (ConfigError, "configuration error", EXIT_CONFIG), (errors.ModelError, "model error", EXIT_CONFIG),
+                (errors.DataError, "data error", EXIT_DATA))
     commands = {"train": _train, "predict": _predict, "run": _run, "report": _report}
     try:
         return commands[args.command](args)
-    except LockHeldError as exc:
-        print(f"forecaster: locked: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
-    except NoChampionError as exc:
-        print(f"forecaster: no champion: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except ConfigError as exc:
-        print(f"forecaster: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except ModelError as exc:
-        print(f"forecaster: model error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except DataError as exc:
-        print(f"forecaster: data error: {exc}", file=sys.stderr)
-        return EXIT_DATA
     except Exception as exc:
+        for cls, what, code in failures:
+            if isinstance(exc, cls):
+                print(f"forecaster: {what}: {exc}", file=sys.stderr)
+                return code
         if os.environ.get("FORECASTER_DEBUG"):
             raise
         first = (str(exc).strip().splitlines() or [""])[0][:500]
         print(f"forecaster: failed: {type(exc).__name__}: {first} (FORECASTER_DEBUG=1 shows the traceback)",
               file=sys.stderr)
     return EXIT_ERROR
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,7 +29,7 @@ import pandas as pd
 from forecaster import locks
 from forecaster.config import ModelConfig
 from forecaster.errors import ConfigError, NoChampionError
-from forecaster.splits import as_of_timestamp
+from forecaster.splits import as_of_timestamp, parse_as_of
 
 FORECASTS_FILE, MANIFEST_FILE = "forecasts.parquet", "manifest.json"
 LOCK_FILE = ".lock"
@@ -50,17 +50,6 @@ class Outcome:
     retrained: bool = False
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-
-
-def as_of_stamp(as_of: str | pd.Timestamp) -> pd.Timestamp:
-    """The as-of as a timestamp (one with a UTC offset keeps it: the data's zone decides the cut)."""
-    try:
-        stamp = pd.Timestamp(as_of)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"as-of {as_of!r} is not a timestamp (e.g. 2026-11-26T00:00): {exc}") from None
-    if stamp is pd.NaT:
-        raise ConfigError(f"as-of {as_of!r} is not a timestamp (e.g. 2026-11-26T00:00)")
-    return stamp
 
 
 def utc_wall_clock(stamp: pd.Timestamp) -> pd.Timestamp:
@@ -97,7 +86,7 @@ def run(config: ModelConfig, as_of: str | pd.Timestamp, force: bool = False, raw
     """One scheduled run at ``as_of`` (see the module doc); ``raw`` is the source frame when the caller
     has read it already (a backfill reads it once)."""
     started = time.perf_counter()
-    stamp = as_of_stamp(as_of)
+    stamp = parse_as_of(as_of)
     target = folder_for(config, stamp)
     label = target.name[len("as_of="):]
     if target.is_dir() and not force:
@@ -349,7 +338,7 @@ def backfill(config: ModelConfig, start: str, end: str, every: str, force: bool 
              say: Callable[[str], None] = print) -> list[Outcome]:
     """Each as-of from ``start`` to ``end`` (inclusive) ``every`` apart, oldest first; done ones are
     skipped, and the first failure stops the backfill (raised), so a re-run resumes where it stopped."""
-    first, last = as_of_stamp(start), as_of_stamp(end)
+    first, last = parse_as_of(start), parse_as_of(end)
     try:
         step = pd.Timedelta(every)
     except (TypeError, ValueError):

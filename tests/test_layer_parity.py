@@ -8,7 +8,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from forecaster.layers import LSTM
@@ -40,7 +40,16 @@ def _mask(kind: str, batch: int, steps: int, rng: np.random.Generator) -> np.nda
     return idx >= (steps - lengths)[:, None]  # left-padded
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Cases that found or could hide real differences, run every time besides the random ones: a masked
+# first step with an initial state (Keras' JAX loop outputs h0 there, its TF loop zeros), a left-padded
+# reversed sequence with state, and one step.
+@example(batch=2, steps=5, features=2, units=3, return_sequences=True, return_state=True, go_backwards=False,
+         use_bias=True, mask_kind="left", with_initial_state=True, seed=3)
+@example(batch=3, steps=7, features=1, units=2, return_sequences=True, return_state=True, go_backwards=True,
+         use_bias=False, mask_kind="right", with_initial_state=True, seed=11)
+@example(batch=1, steps=1, features=1, units=1, return_sequences=False, return_state=True, go_backwards=False,
+         use_bias=True, mask_kind="none", with_initial_state=False, seed=0)
 @given(
     batch=st.integers(1, 4),
     steps=st.integers(1, 13),  # the TF loop does 4, 2 or 1 steps per iteration: gcd(steps, 4)

@@ -101,7 +101,7 @@ def store(tmp_path, monkeypatch):
     return str(path)
 
 
-def test_a_run_writes_one_whole_folder_and_a_rerun_changes_nothing(tmp_path, store):
+def test_a_run_writes_one_whole_folder_and_a_rerun_changes_nothing(tmp_path, store, capsys):
     config = _job(tmp_path, "daily")
     done = _cli("run", str(config), "--as-of", A, env_store=store)
     assert done.returncode == EXIT_OK, done.stderr
@@ -124,16 +124,14 @@ def test_a_run_writes_one_whole_folder_and_a_rerun_changes_nothing(tmp_path, sto
     assert len(tags["forecaster.config_sha256"]) == 16 and len(tags["forecaster.data_sha256"]) == 16
 
     before, files = _store_state("daily"), _tree(tmp_path / "out")
-    again = _cli("run", str(config), "--as-of", A, env_store=store)
-    assert again.returncode == EXIT_NOTHING_TO_DO, again.stderr
-    assert "nothing to do" in again.stdout
+    assert main(["run", str(config), "--as-of", A]) == EXIT_NOTHING_TO_DO
+    assert "nothing to do" in capsys.readouterr().out
     assert _store_state("daily") == before and _tree(tmp_path / "out") == files
 
-    forced = _cli("run", str(config), "--as-of", A, "--force", env_store=store)
-    assert forced.returncode == EXIT_OK, forced.stderr
+    assert main(["run", str(config), "--as-of", A, "--force"]) == EXIT_OK
     runs, _, _ = _store_state("daily")
     assert runs == before[0] + 1
-    assert "retrain: not due" in forced.stdout  # the champion was trained at this very as-of
+    assert "retrain: not due" in capsys.readouterr().out  # the champion was trained at this very as-of
 
 
 def test_backfill_runs_in_order_monitors_and_resumes_after_a_failure(tmp_path, store, capsys):

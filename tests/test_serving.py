@@ -85,6 +85,17 @@ def test_a_horizon_beyond_training_gets_400(server):
     assert status == 400 and "trained horizon 12" in body["message"]
 
 
+def test_params_of_the_wrong_type_get_400_without_the_request_echoed_back(server):
+    base, data = server
+    history = _history(data, 1)
+    status, body = _post(f"{base}/invocations", {
+        "dataframe_split": history.to_dict(orient="split", index=False), "params": {"horizon": "abc"}})
+    assert status == 400
+    assert body["message"].startswith("Invalid parameters found") and "horizon" in body["message"]
+    assert "Failed to predict data" not in body["message"] and "S0" not in body["message"]
+    assert "stack_trace" not in body
+
+
 def _post_raw(url: str, payload: bytes, content_type: str) -> tuple[int, str]:
     request = urllib.request.Request(url, data=payload, method="POST", headers={"Content-Type": content_type})
     try:
