@@ -11,6 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # project's mlruns/ (subprocesses inherit this too).
 os.environ["FORECASTER_MLRUNS"] = tempfile.mkdtemp(prefix="forecaster-test-mlruns-")
 
+import forecaster  # noqa: F401, I001  (first: it quiets TensorFlow's start-up lines, in xdist workers too)
 import keras
 import pytest
 
