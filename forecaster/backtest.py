@@ -62,8 +62,9 @@ def run_backtest(
                         f"points)", column=columns.id, series=[str(s) for s in short.index])
     per_series, forecasts = [], []
     qnames = [quantile_name(q) for q in quantiles]
-    for k in range(n_windows):
-        cutoffs = splits.holdout_cutoffs(frame, columns, splits.origin_offset(horizon, n_windows, step, k))
+    plan = splits.backtest_cutoffs(frame, columns, horizon, n_windows, step)
+    for k, window in plan.groupby(WINDOW_COLUMN, sort=True):
+        cutoffs = window.set_index(columns.id)[CUTOFF_COLUMN]
         history = splits.history(frame, columns, cutoffs)
         actual = splits.following(frame, columns, cutoffs, horizon)
         ids = list(pd.unique(history[columns.id]))

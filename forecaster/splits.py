@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from forecaster.contract import CUTOFF_COLUMN, WINDOW_COLUMN
 from forecaster.data.schema import Columns
 from forecaster.errors import ConfigError
 
@@ -38,7 +39,7 @@ def holdout_cutoffs(frame: pd.DataFrame, columns: Columns, last: int) -> pd.Seri
     Series with ``last`` rows or fewer have no cutoff (nothing would be left to see) and are absent.
     """
     rows = frame[steps_from_end(frame, columns) == last]
-    return pd.Series(rows[columns.time].to_numpy(), index=rows[columns.id].to_numpy(), name="cutoff")
+    return pd.Series(rows[columns.time].to_numpy(), index=rows[columns.id].to_numpy(), name=CUTOFF_COLUMN)
 
 
 def _cutoff_per_row(frame: pd.DataFrame, columns: Columns, cutoffs: pd.Series) -> pd.Series:
@@ -70,7 +71,7 @@ def backtest_cutoffs(frame: pd.DataFrame, columns: Columns, horizon: int, n_wind
     parts = []
     for k in range(n_windows):
         cut = holdout_cutoffs(frame, columns, origin_offset(horizon, n_windows, step, k))
-        parts.append(pd.DataFrame({"window": k, columns.id: cut.index, "cutoff": cut.to_numpy()}))
+        parts.append(pd.DataFrame({WINDOW_COLUMN: k, columns.id: cut.index, CUTOFF_COLUMN: cut.to_numpy()}))
     return pd.concat(parts, ignore_index=True)
 
 
