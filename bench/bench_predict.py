@@ -21,6 +21,12 @@ into a temporary MLflow store (about a minute on 2 cores).
 
     .venv/bin/python bench/bench_predict.py [--sizes 1000 10000 100000] [--engines local spark]
         [--model models:/m4_hourly/1] [--epochs 1] [--local-limit 10000] [--profile 10000]
+        [--check-sample 1000]
+
+Equality: after each Spark row, ``--check-sample K`` series drawn at random (seed 0) from that input are
+forecast by the local engine in a fresh process, and Spark's rows for them must equal those (same
+columns, types, ids and times; values to 1e-5 relative): the line printed below the table. Per-worker
+memory: each process Spark started (the JVM and every Python worker) is listed with its own peak.
 """
 
 from __future__ import annotations
@@ -109,6 +115,28 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def _argv(pid: int) -> list[str]:
+    try:
+        return [a.decode("utf-8", "replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def process_kind(pid: int) -> str:
+    """What a process below the bench is: the JVM, PySpark's daemon, a Python worker (forked by the
+    daemon, so with the daemon's command line), or its command's name."""
+    words = _argv(pid)
+    if words and words[0].endswith("java"):
+        return "JVM"
+    if "pyspark.daemon" in words:
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            parent = 0
+        return "Python worker" if "pyspark.daemon" in _argv(parent) else "PySpark daemon"
+    return Path(words[0]).name if words else "gone"
+
+
 def run_child(args: list[str], env: dict[str, str]) -> dict:
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True)
@@ -117,6 +145,39 @@ def run_child(args: list[str], env: dict[str, str]) -> dict:
     if "--profile-out" in args:
         print(proc.stdout)
     return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+
+
+def check_sample(spark_out: Path, source: Path, k: int, work: Path, model_uri: str, env: dict[str, str]) -> str:
+    """Spark's forecasts of ``k`` random series equal the local engine's for them; a line saying so."""
+    import numpy as np
+    import pandas as pd
+
+    history = pd.read_parquet(source)
+    ids = history["unique_id"].unique()
+    chosen = set(np.random.default_rng(0).choice(ids, size=min(k, len(ids)), replace=False))
+    sample_in, sample_out = work / "sample-in.parquet", work / "sample-out.parquet"
+    history[history["unique_id"].isin(chosen)].to_parquet(sample_in, index=False)
+    run_child(["--engine", "local", "--input", str(sample_in), "--output", str(sample_out), "--model", model_uri],
+              env)
+    local = pd.read_parquet(sample_out).sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    spark = pd.read_parquet(spark_out)
+    spark = spark[spark["unique_id"].isin(chosen)].sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    if list(spark.columns) != list(local.columns) or list(spark.dtypes) != list(local.dtypes):
+        raise AssertionError(f"columns differ: spark {dict(spark.dtypes)} local {dict(local.dtypes)}")
+    if len(spark) != len(local) or not (spark["unique_id"] == local["unique_id"]).all() \
+            or not (spark["ds"] == local["ds"]).all():
+        raise AssertionError(f"rows differ: spark {len(spark)} local {len(local)}")
+    numeric = [c for c in local.columns if c == "forecast" or c.startswith("q")]
+    worst = max(float(np.max(np.abs(spark[c] - local[c]) / np.maximum(np.abs(local[c]), 1e-9))) for c in numeric)
+    if worst > 1e-5:
+        raise AssertionError(f"values differ: worst relative difference {worst:.2e}")
+    same = [c for c in local.columns if c not in numeric and c not in ("unique_id", "ds")]
+    for c in same:
+        if not (spark[c].astype(str) == local[c].astype(str)).all():
+            raise AssertionError(f"column {c} differs")
+    return (f"{len(chosen):,} random series of {len(ids):,}: Spark's {len(spark):,} rows equal the local "
+            f"engine's (columns and types, ids and times, {', '.join(same)} equal; {', '.join(numeric)} "
+            f"worst relative difference {worst:.1e})")
 
 
 def table(rows: list[dict]) -> str:
@@ -143,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=1, help="epochs when training the model here")
     parser.add_argument("--local-limit", type=int, metavar="N", help="skip the local engine above N series")
     parser.add_argument("--profile", type=int, metavar="N", help="also cProfile the local engine on N series")
+    parser.add_argument("--check-sample", type=int, default=1000, metavar="K",
+                        help="compare Spark's output with the local engine's on K random series (0: no check)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
@@ -180,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                                     "--model", model_uri], env)
                 rows.append(result)
                 print(f"{engine} {n}: {result['total']:.2f} s", file=sys.stderr)
+                if engine == "spark" and args.check_sample:
+                    result["equal"] = check_sample(out, source, args.check_sample, work, model_uri, env)
+                    print(result["equal"], file=sys.stderr)
         if args.profile:
             source = work / f"in-{args.profile}.parquet"
             if not source.exists():
@@ -188,10 +254,14 @@ def main(argv: list[str] | None = None) -> int:
                        "--model", model_uri, "--profile-out", str(work / "profile.out")], env)
     print(table(rows))
     print(f"\nmodel input_size {input_size}, horizon {HORIZON}, {os.cpu_count()} CPUs; command:\n\n    {command}")
-    notes = [f"{r['series']:,} series {r['others_mb']:,.0f} MB" for r in rows
-             if r["engine"] == "spark" and not r.get("skipped")]
-    if notes:
-        print("\nSpark, peak RSS of the JVM + Python workers (sum of each process' peak): " + "; ".join(notes))
+    for r in rows:
+        if r["engine"] != "spark" or r.get("skipped"):
+            continue
+        each = ", ".join(f"{p['kind']} {p['mb']:,.0f} MB" for p in r["others"])
+        print(f"\nSpark, {r['series']:,} series: peak RSS of each process Spark started: {each} "
+              f"({sum(p['mb'] for p in r['others']):,.0f} MB in all)")
+        if r.get("equal"):
+            print(f"Spark, {r['series']:,} series, equality: {r['equal']}")
     return 0
 
 
@@ -248,7 +318,8 @@ def child(args: argparse.Namespace) -> int:
     else:
         run()
     result["total"] = result["load"] + result["read"] + result["predict"] + result["write"]
-    result["others_mb"] = sum(peak_rss_mb(str(pid)) for pid in descendants(os.getpid()))
+    result["others"] = [{"pid": pid, "kind": process_kind(pid), "mb": peak_rss_mb(str(pid))}
+                        for pid in descendants(os.getpid())]
     if session is not None:
         session.stop()
     result["maxrss_mb"] = peak_rss_mb()

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from forecaster.data.schema import Columns
+from forecaster.distribute import check_name as check_strategy
 from forecaster.errors import ConfigError
 from forecaster.network_spec import NetworkSpec
 from forecaster.params import check_fields, check_value
@@ -54,6 +55,7 @@ class TrainingConfig:
     seed: int = 0
     ensemble: int = 1  # train this many networks (seeds seed, seed+1000, ...) and average their outputs
     lr_schedule: str = "constant"  # or "cosine": decay from learning_rate to 5 % of it over the epochs
+    strategy: str = "none"  # or "mirrored" (GPUs of one machine), "multi_worker" (TF_CONFIG): forecaster.distribute
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ class ModelConfig:
             raise ConfigError("schedule.warm_epochs must be >= 1 and schedule.lock_timeout >= 0")
         if self.schedule.retrain_every:
             _duration("schedule.retrain_every", self.schedule.retrain_every)
+        check_strategy(self.training.strategy)
         if self.schedule.warm_start and self.training.ensemble > 1:
             raise ConfigError("schedule.warm_start needs training.ensemble = 1 (an ensemble's averaged network "
                               "cannot seed its members)")

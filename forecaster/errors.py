@@ -36,6 +36,10 @@ class NoChampionError(ForecasterError):
     """The scheduled job has no champion to forecast with (its retrained version was not promoted)."""
 
 
+class WorkerLostError(ForecasterError):
+    """Multi-worker training stopped because another worker of the cluster stopped or cannot be reached."""
+
+
 class ModelError(ForecasterError):
     """A model cannot be built, trained, loaded or used as asked."""
 

@@ -7,6 +7,7 @@ streamed windows -> the network (our LSTM encoder + a horizon head) -> the long 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import os
 from pathlib import Path
@@ -16,7 +17,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from forecaster import splits
+from forecaster import distribute, splits
 from forecaster.baselines import seasonal_naive, seasonal_naive_intervals
 from forecaster.contract import BASELINE, FORECAST_COLUMN, LSTM, MODEL_COLUMN, quantile_name
 from forecaster.data.frequency import future_indexes, seasonal_period
@@ -75,6 +76,29 @@ def _average_members(members: list[keras.Model]) -> keras.Model:
     return keras.Model(inputs, keras.layers.Average(name="ensemble_mean")(outs), name="lstm_ensemble")
 
 
+def _params_to_json(params: dict[str, Any]) -> dict[str, Any]:
+    out = dict(params)
+    if isinstance(out.get("network"), NetworkSpec):
+        out["network"] = out["network"].to_dict()
+    if isinstance(out.get("columns"), Columns):
+        out["columns"] = out["columns"].to_dict()
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def _params_from_json(data: dict[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    if out.get("network") is not None:
+        spec = dict(out["network"])
+        if isinstance(spec.get("skip_period"), list):
+            spec["skip_period"] = tuple(spec["skip_period"])
+        out["network"] = NetworkSpec(**spec)
+    if out.get("columns") is not None:
+        out["columns"] = Columns.from_dict(out["columns"])
+    if out.get("quantiles") is not None:
+        out["quantiles"] = tuple(out["quantiles"])
+    return out
+
+
 class LSTMForecaster:
     """A global LSTM forecaster over a long frame of many series (`fit(df)`, `predict(df)`).
 
@@ -105,6 +129,7 @@ class LSTMForecaster:
         verbose: int = 2,
         ensemble: int = 1,
         lr_schedule: str = "constant",
+        strategy: str = "none",
     ) -> None:
         self.horizon = horizon
         self.input_size = input_size
@@ -124,6 +149,39 @@ class LSTMForecaster:
         self.verbose = verbose
         self.ensemble = ensemble
         self.lr_schedule = lr_schedule
+        self.strategy = strategy
+
+    # ------------------------------------------------------------------ parameters
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameters as set (scikit-learn's estimator protocol: `clone` works)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> LSTMForecaster:
+        """Set constructor parameters by name; ConfigError naming any that do not exist."""
+        unknown = sorted(set(params) - set(self._param_names()))
+        if unknown:
+            raise ConfigError(f"LSTMForecaster has no parameters {unknown}; it has {self._param_names()}")
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    @classmethod
+    def from_config(cls, config: Any, verbose: int = 2) -> LSTMForecaster:
+        """The unfitted forecaster a `forecaster.config.ModelConfig` describes: the one way the config,
+        the pipelines and the benches make estimators."""
+        t = config.training
+        return cls(
+            horizon=config.horizon, input_size=t.input_size, freq=config.data.freq, columns=config.data.columns(),
+            quantiles=config.quantiles, network=config.network, epochs=t.epochs, batch_size=t.batch_size,
+            learning_rate=t.learning_rate, patience=t.patience, scaler=t.scaler, point_loss=t.point_loss,
+            missing_policy=config.data.missing_policy, max_windows_per_series=t.max_windows_per_series,
+            seed=t.seed, verbose=verbose, ensemble=t.ensemble, lr_schedule=t.lr_schedule, strategy=t.strategy,
+        )
 
     # ------------------------------------------------------------------ fit
 
@@ -150,6 +208,7 @@ class LSTMForecaster:
         check_fields(type(self).__init__, {k: getattr(self, k) for k in checked})
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        strategy = distribute.strategy(self.strategy)  # first: a multi-worker strategy precedes any TF work
         columns = self.columns or Columns()
         keras.utils.set_random_seed(self.seed)
         vframe = validate_frame(df, columns, freq=self.freq, missing_policy=self.missing_policy,
@@ -169,6 +228,7 @@ class LSTMForecaster:
                                        max_windows_per_series=self.max_windows_per_series)
         val_ds = make_window_dataset(arrays, input_size, self.horizon, self.batch_size, shuffle=False,
                                      start_after=cutoff)
+        train_ds, val_ds = (distribute.shard_by_data(d, self.strategy) for d in (train_ds, val_ds))
         quantiles = tuple(sorted(float(q) for q in self.quantiles))
         spec = self.network or NetworkSpec()
         shapes = (len(arrays.past_names), len(arrays.future_names), len(arrays.static_names), len(quantiles))
@@ -177,18 +237,25 @@ class LSTMForecaster:
         for k in range(self.ensemble):
             seed = self.seed + 1000 * k
             keras.utils.set_random_seed(seed)
-            member = build_network(spec, input_size, self.horizon, *shapes, seed=seed, season=seasonal_period(freq),
-                                   name=f"member_{k}" if self.ensemble > 1 else "lstm_forecaster")
-            if initial is not None:
-                self._warm_start(member, initial)
-            member.compile(optimizer=keras.optimizers.Adam(self._learning_rate(steps), clipnorm=1.0),
-                           loss=PointAndQuantileLoss(quantiles, point_loss=self.point_loss))
+            with strategy.scope():
+                member = build_network(spec, input_size, self.horizon, *shapes, seed=seed,
+                                       season=seasonal_period(freq),
+                                       name=f"member_{k}" if self.ensemble > 1 else "lstm_forecaster")
+                if initial is not None:
+                    self._warm_start(member, initial)
+                member.compile(optimizer=keras.optimizers.Adam(self._learning_rate(steps), clipnorm=1.0),
+                               loss=PointAndQuantileLoss(quantiles, point_loss=self.point_loss))
+            distribute.prepare_model(member, self.strategy)
             stop = keras.callbacks.EarlyStopping(patience=self.patience, restore_best_weights=True)
-            data = train_ds if k == 0 else make_window_dataset(
+            data = train_ds if k == 0 else distribute.shard_by_data(make_window_dataset(
                 arrays, input_size, self.horizon, self.batch_size, cutoff=cutoff, shuffle=True, seed=seed,
-                max_windows_per_series=self.max_windows_per_series)
-            history = member.fit(data, validation_data=val_ds, epochs=self.epochs, verbose=self.verbose,
-                                 shuffle=False, callbacks=[stop, *(callbacks or [])])
+                max_windows_per_series=self.max_windows_per_series), self.strategy)
+            try:
+                history = member.fit(data, validation_data=val_ds, epochs=self.epochs, verbose=self.verbose,
+                                     shuffle=False, callbacks=[stop, *(callbacks or [])])
+            except Exception as exc:
+                distribute.raise_if_worker_lost(exc, self.strategy)
+                raise
             members.append(member)
             histories.append({key: [float(v) for v in vals] for key, vals in history.history.items()})
         model = members[0] if len(members) == 1 else _average_members(members)
@@ -361,6 +428,7 @@ class LSTMForecaster:
             "ensemble": int(getattr(self, "ensemble", 1)),
             "history": self.history_,
             "data_end": getattr(self, "data_end_", None),
+            "params": _params_to_json(self.get_params()),
         }
         (path / "forecaster.json").write_text(json.dumps(meta, indent=2))
         manifest = {name: sha256(path / name) for name in MODEL_FILES}
@@ -376,9 +444,12 @@ class LSTMForecaster:
         _check_files(path)
         try:
             meta = json.loads((path / "forecaster.json").read_text())
-            self = cls(horizon=int(meta["horizon"]), input_size=int(meta["input_size"]), freq=meta["freq"],
-                       columns=Columns.from_dict(meta["columns"]), quantiles=tuple(meta["quantiles"]),
-                       missing_policy=meta["missing_policy"])
+            if "params" in meta:  # every parameter it was trained with
+                self = cls(**_params_from_json(meta["params"]))
+            else:  # saved before parameters were recorded: the ones prediction needs
+                self = cls(horizon=int(meta["horizon"]), input_size=int(meta["input_size"]), freq=meta["freq"],
+                           columns=Columns.from_dict(meta["columns"]), quantiles=tuple(meta["quantiles"]),
+                           missing_policy=meta["missing_policy"])
             stats = CovariateStats.from_dict(meta["covariate_stats"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{path / 'forecaster.json'}: not a forecaster description ({_first_line(exc)})") from None
@@ -397,8 +468,8 @@ class LSTMForecaster:
                              f"not so for series {sorted(set(bad))[:5]}")
         self.stats_ = stats
         self.freq_ = meta["freq"]
-        self.columns_ = self.columns
-        self.input_size_ = self.input_size
+        self.columns_ = Columns.from_dict(meta["columns"])
+        self.input_size_ = int(meta["input_size"])
         self.quantiles_ = tuple(float(q) for q in meta["quantiles"])
         self.best_epoch_ = meta.get("best_epoch")
         self.ensemble = int(meta.get("ensemble", 1))

@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--freq", help="pandas frequency alias such as h, D, W-MON, MS (default: inferred)")
     train.add_argument("--name", help="model name (with --data; default: the file's stem)")
     train.add_argument("--epochs", type=int, help="override training.epochs")
+    train.add_argument("--strategy", choices=("none", "mirrored", "multi_worker"),
+                       help="override training.strategy: 'multi_worker' trains across the workers TF_CONFIG lists "
+                            "(docs/scale-out.md)")
     train.add_argument("--no-register", action="store_true", help="log the run but do not register the model")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -123,7 +126,16 @@ def _train(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         check_value("--", "epochs", args.epochs, int)
         config = replace(config, training=replace(config.training, epochs=args.epochs))
+    if args.strategy is not None:
+        config = replace(config, training=replace(config.training, strategy=args.strategy))
     result = train(config, register=not args.no_register, verbose=_verbose(args.quiet))
+    if result.run_id is None:
+        from forecaster import distribute
+
+        workers = distribute.cluster()
+        print(f"worker {workers.index} of {len(workers.workers)}: trained in lockstep with worker 0, "
+              f"which logs the run and registers the model")
+        return EXIT_OK
     print(f"run {result.run_id}: backtest {config.promotion.metric} "
           f"lstm {result.backtest.summary['lstm'][config.promotion.metric]:.4f}, "
           f"seasonal naive {result.backtest.summary['seasonal_naive'][config.promotion.metric]:.4f}")
@@ -189,10 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)  # tf.distribute logs each all-reduce at INFO
     from forecaster import errors
 
     # Our errors, most specific first: (class, what the line says, exit code).
     failures = ((errors.LockHeldError, "locked", EXIT_LOCKED), (errors.NoChampionError, "no champion", EXIT_ERROR),
+                (errors.WorkerLostError, "worker lost", EXIT_ERROR),
                 (ConfigError, "configuration error", EXIT_CONFIG), (errors.ModelError, "model error", EXIT_CONFIG),
                 (errors.DataError, "data error", EXIT_DATA))
     commands = {"train": _train, "predict": _predict, "run": _run, "report": _report}

@@ -86,6 +86,9 @@ def run(config: ModelConfig, as_of: str | pd.Timestamp, force: bool = False, raw
     """One scheduled run at ``as_of`` (see the module doc); ``raw`` is the source frame when the caller
     has read it already (a backfill reads it once)."""
     started = time.perf_counter()
+    if config.training.strategy == "multi_worker":
+        raise ConfigError("training.strategy = 'multi_worker' is for `forecaster train` started on every worker; "
+                          "the scheduled job trains in one process (use 'none' or 'mirrored')")
     stamp = parse_as_of(as_of)
     target = folder_for(config, stamp)
     label = target.name[len("as_of="):]

@@ -141,14 +141,7 @@ def prepare(config: ModelConfig, raw: pd.DataFrame | None = None, as_of: str | p
 
 def make_forecaster(config: ModelConfig, verbose: int = 1) -> LSTMForecaster:
     """An unfitted forecaster with the config's settings."""
-    t = config.training
-    return LSTMForecaster(
-        horizon=config.horizon, input_size=t.input_size, freq=config.data.freq, columns=config.data.columns(),
-        quantiles=config.quantiles, network=config.network, epochs=t.epochs, batch_size=t.batch_size,
-        learning_rate=t.learning_rate, patience=t.patience, scaler=t.scaler, point_loss=t.point_loss,
-        missing_policy=config.data.missing_policy, max_windows_per_series=t.max_windows_per_series, seed=t.seed,
-        verbose=verbose, ensemble=t.ensemble, lr_schedule=t.lr_schedule,
-    )
+    return LSTMForecaster.from_config(config, verbose)
 
 
 class EpochLogger(keras.callbacks.Callback):

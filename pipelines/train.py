@@ -10,7 +10,7 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
-from forecaster import registry, splits, tracking
+from forecaster import distribute, registry, splits, tracking
 from forecaster.backtest import BacktestResult
 from forecaster.config import ModelConfig
 from forecaster.contract import BASELINE, LSTM
@@ -24,7 +24,7 @@ log = logging.getLogger("forecaster.train")
 class TrainResult:
     """What a training run produced."""
 
-    run_id: str
+    run_id: str | None  # None on a multi-worker task other than the chief, which logs nothing
     model_name: str
     version: str | None
     decision: registry.PromotionDecision | None
@@ -89,9 +89,24 @@ def _trained_before_first_origin(model: LSTMForecaster, prepared: steps.Prepared
 
 
 def train(config: ModelConfig, register: bool = True, verbose: int = 1) -> TrainResult:
-    """Run the whole training pipeline for ``config``; returns the run, version and promotion decision."""
+    """Run the whole training pipeline for ``config``; returns the run, version and promotion decision.
+
+    Under ``training.strategy = "multi_worker"`` every worker runs this with its own ``TF_CONFIG``:
+    the chief (worker 0) as below, the others the same fits in lockstep without touching the store.
+    """
+    name = config.training.strategy
+    distribute.strategy(name)  # made before TensorFlow runs anything; checks TF_CONFIG
     prepared = steps.prepare(config)
+    if not distribute.is_chief(name):
+        return _train_beside_the_chief(prepared, verbose)
     # The store is touched only once the data has passed its checks: bad data leaves nothing behind.
     tracking.configure()
     with steps.start_run(config.name):
         return train_in_run(prepared, register, verbose)
+
+
+def _train_beside_the_chief(prepared: steps.Prepared, verbose: int) -> TrainResult:
+    """A multi-worker task other than the chief: `train_in_run`'s fits, in the same order, logging nothing."""
+    _, result = steps.backtest(prepared, verbose)
+    final = steps.fit(prepared.config, prepared.frame, verbose)
+    return TrainResult(None, prepared.config.name, None, None, result, final)

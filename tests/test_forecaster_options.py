@@ -232,3 +232,40 @@ def test_warm_start_begins_from_the_initial_weights_and_refuses_another_network(
                            epochs=1, verbose=0)
     with pytest.raises(ConfigError, match="cannot warm-start"):
         wider.fit(hourly_frame(n_series=4, length=200), initial=champion)
+
+
+def test_every_parameter_round_trips_through_save_and_load_and_clone_works(tmp_path):
+    """A loaded forecaster reports every parameter it was trained with (not the defaults), and
+    scikit-learn's `clone` makes an unfitted twin with the same parameters."""
+    from sklearn.base import clone
+
+    network = NetworkSpec(units=8, head_units=16, seasonal_skip=True, window_norm="standard", skip_period=(24, 12))
+    model = _fit(network, epochs=2, learning_rate=0.003, patience=1, scaler="robust", point_loss="mse",
+                 lr_schedule="cosine", seed=5, batch_size=32)
+    params = model.get_params()
+    assert params["network"] == network and params["scaler"] == "robust" and params["epochs"] == 2
+    assert params["lr_schedule"] == "cosine" and params["point_loss"] == "mse" and params["seed"] == 5
+    loaded = LSTMForecaster.load(model.save(tmp_path / "every"))
+    assert loaded.get_params() == params
+    assert loaded.input_size_ == 48 and loaded.quantiles_ == QUANTILES
+    twin = clone(loaded)
+    assert twin.get_params() == params and not hasattr(twin, "model_")
+    assert model.set_params(epochs=3) is model and model.epochs == 3
+    with pytest.raises(ConfigError, match=r"no parameters \['epoch'\]"):
+        model.set_params(epoch=3)
+
+
+def test_the_config_builds_the_estimator_with_every_training_key():
+    config = model_config_from_dict({
+        "model": {"name": "m", "horizon": 6, "quantiles": [0.2, 0.8]},
+        "data": {"source": "package:m4_hourly", "freq": "h"},
+        "network": {"units": 4, "window_norm": "level"},
+        "training": {"epochs": 4, "scaler": "robust", "lr_schedule": "cosine", "ensemble": 2,
+                     "max_windows_per_series": 9, "strategy": "mirrored", "point_loss": "mse"}})
+    params = LSTMForecaster.from_config(config, verbose=0).get_params()
+    training = config.to_params()
+    for key, value in params.items():
+        if f"training.{key}" in training:
+            assert value == training[f"training.{key}"], key
+    assert params["network"] == config.network and params["quantiles"] == (0.2, 0.8) and params["horizon"] == 6
+    assert make_forecaster(config, verbose=0).get_params() == params
