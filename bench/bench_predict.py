@@ -162,8 +162,12 @@ def check_sample(spark_out: Path, source: Path, k: int, work: Path, model_uri: s
     local = pd.read_parquet(sample_out).sort_values(["unique_id", "ds"]).reset_index(drop=True)
     spark = pd.read_parquet(spark_out)
     spark = spark[spark["unique_id"].isin(chosen)].sort_values(["unique_id", "ds"]).reset_index(drop=True)
-    if list(spark.columns) != list(local.columns) or list(spark.dtypes) != list(local.dtypes):
+    # Spark keeps microseconds (its timestamp type), the local engine nanoseconds: the same instants.
+    kinds = [(str(t) if t.kind != "M" else "datetime64") for t in spark.dtypes]
+    if list(spark.columns) != list(local.columns) or kinds != [
+            (str(t) if t.kind != "M" else "datetime64") for t in local.dtypes]:
         raise AssertionError(f"columns differ: spark {dict(spark.dtypes)} local {dict(local.dtypes)}")
+    spark["ds"] = spark["ds"].astype(local["ds"].dtype)
     if len(spark) != len(local) or not (spark["unique_id"] == local["unique_id"]).all() \
             or not (spark["ds"] == local["ds"]).all():
         raise AssertionError(f"rows differ: spark {len(spark)} local {len(local)}")

@@ -19,6 +19,7 @@ from forecaster.baselines import seasonal_naive_batch, seasonal_naive_intervals
 from forecaster.contract import (
     BASELINE,
     CUTOFF_COLUMN,
+    FALLBACK_COLUMN,
     FORECAST_COLUMN,
     LSTM,
     MODEL_COLUMN,
@@ -52,14 +53,14 @@ def run_backtest(
 ) -> BacktestResult:
     """Score ``predict`` and seasonal naive on ``n_windows`` rolling origins of a validated ``frame``.
 
-    Every series must have at least one history point before the oldest origin (else DataError).
+    A series is scored on every window before whose origin it has at least one step: series shorter
+    than ``horizon + 1`` steps cannot be scored and are left out (DataError if no series can be).
+    The ``fallback`` column marks the rows where ``predict`` answered with its seasonal-naive fallback
+    (its output's ``model`` column), so that they are counted, not hidden.
     """
-    lengths = frame.groupby(columns.id, sort=False).size()
-    need = splits.origin_offset(horizon, n_windows, step, 0) + 1
-    short = lengths[lengths < need]
-    if len(short):
-        raise DataError(f"series too short for a {n_windows}-window backtest of horizon {horizon} (need {need} "
-                        f"points)", column=columns.id, series=[str(s) for s in short.index])
+    if not len(splits.holdout_cutoffs(frame, columns, horizon)):
+        raise DataError(f"no series can be backtested: each needs at least {horizon + 1} steps (horizon + 1)",
+                        column=columns.id)
     per_series, forecasts = [], []
     qnames = [quantile_name(q) for q in quantiles]
     plan = splits.backtest_cutoffs(frame, columns, horizon, n_windows, step)
@@ -74,6 +75,9 @@ def run_backtest(
 
         out = predict(history)
         out = out.set_index(columns.id).loc[ids].reset_index()
+        fell_back = np.zeros(len(ids), dtype=bool)
+        if MODEL_COLUMN in out.columns:
+            fell_back = (out.groupby(columns.id, sort=False)[MODEL_COLUMN].first().loc[ids] == BASELINE).to_numpy()
         point = out[FORECAST_COLUMN].to_numpy("float64").reshape(len(ids), horizon)
         qpred = None
         if qnames:
@@ -84,6 +88,7 @@ def run_backtest(
         for model, p, q in ((name, point, qpred), (BASELINE, base_point, base_q)):
             metrics = per_series_metrics(y_true, p, insample, season, q, list(quantiles) if quantiles else None,
                                          index=ids)
+            metrics.insert(0, FALLBACK_COLUMN, fell_back if model == name else False)
             metrics.insert(0, MODEL_COLUMN, model)
             metrics.insert(0, CUTOFF_COLUMN, cutoffs.loc[ids].to_numpy())
             metrics.insert(0, WINDOW_COLUMN, k)
@@ -95,8 +100,14 @@ def run_backtest(
         for j, c in enumerate(qnames):
             f[c] = qpred[..., j].reshape(-1)
         f[BASELINE] = base_point.reshape(-1)
+        f[FALLBACK_COLUMN] = np.repeat(fell_back, horizon)
         forecasts.append(f)
     table = pd.concat(per_series, ignore_index=True)
-    summary = {model: summarize(group.drop(columns=[WINDOW_COLUMN, CUTOFF_COLUMN, MODEL_COLUMN, columns.id]))
-               for model, group in table.groupby(MODEL_COLUMN, sort=False)}
+    summary = {model: summary_of(group, columns) for model, group in table.groupby(MODEL_COLUMN, sort=False)}
     return BacktestResult(per_series=table, summary=summary, forecasts=pd.concat(forecasts, ignore_index=True))
+
+
+def summary_of(rows: pd.DataFrame, columns: Columns) -> dict[str, float]:
+    """The mean of each metric over per-series backtest ``rows`` (their label columns left aside)."""
+    labels = [WINDOW_COLUMN, CUTOFF_COLUMN, MODEL_COLUMN, FALLBACK_COLUMN, columns.id]
+    return summarize(rows.drop(columns=[c for c in labels if c in rows.columns]))

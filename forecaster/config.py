@@ -44,17 +44,18 @@ class DataConfig:
 class TrainingConfig:
     """How the network is trained."""
 
-    input_size: int | None = None  # default: max(3 * horizon, 3 seasons)
-    epochs: int = 30
+    input_size: int | None = None  # default: derived from the frequency and horizon (forecaster.defaults)
+    epochs: int | None = None  # default: derived from the time budget (forecaster.defaults)
     batch_size: int = 256
     learning_rate: float = 1e-3
     patience: int = 5
     scaler: str = "standard"
     point_loss: str = "mae"
-    max_windows_per_series: int | None = None
+    max_windows_per_series: int | None = None  # default: derived from the time budget
     seed: int = 0
     ensemble: int = 1  # train this many networks (seeds seed, seed+1000, ...) and average their outputs
     lr_schedule: str = "constant"  # or "cosine": decay from learning_rate to 5 % of it over the epochs
+    time_budget: float = 150.0  # seconds a fit may take when epochs are derived (the pipeline fits twice)
     strategy: str = "none"  # or "mirrored" (GPUs of one machine), "multi_worker" (TF_CONFIG): forecaster.distribute
 
 
@@ -64,6 +65,7 @@ class BacktestConfig:
 
     n_windows: int = 2
     step: int | None = None  # default: the horizon
+    calibrate: bool = True  # conformal corrections of the intervals from the backtest (forecaster.calibration)
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ class ModelConfig:
     horizon: int
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
     data: DataConfig = field(default_factory=DataConfig)
-    network: NetworkSpec = field(default_factory=NetworkSpec)
+    network: NetworkSpec | None = None  # no [network] section: derived from the data (forecaster.defaults)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
@@ -177,7 +179,11 @@ class ModelConfig:
         """Flat ``section.key`` params for MLflow."""
         out: dict[str, Any] = {"name": self.name, "horizon": self.horizon, "quantiles": list(self.quantiles)}
         for section in ("data", "network", "training", "backtest", "promotion", "schedule", "monitor"):
-            for key, value in asdict(getattr(self, section)).items():
+            part = getattr(self, section)
+            if part is None:  # derived at fit: the run logs the resolved values as resolved.*
+                out[section] = "derived"
+                continue
+            for key, value in asdict(part).items():
                 out[f"{section}.{key}"] = value
         return out
 
@@ -212,7 +218,8 @@ def model_config_from_dict(raw: dict[str, Any], base_dir: str = ".") -> ModelCon
     sections = {"data": DataConfig, "network": NetworkSpec, "training": TrainingConfig,
                 "backtest": BacktestConfig, "promotion": PromotionConfig, "schedule": ScheduleConfig,
                 "output": OutputConfig, "monitor": MonitorConfig}
-    parts = {name: _section(cls, raw.pop(name, {}), name) for name, cls in sections.items()}
+    parts = {name: _section(cls, raw.pop(name, {}), name) for name, cls in sections.items()
+             if name in raw or name != "network"}
     top = raw.pop("model", raw)
     if not isinstance(top, dict):
         raise ConfigError(f"[model] must be a table of keys, got {top!r}")

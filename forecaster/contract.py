@@ -29,6 +29,8 @@ AS_OF_COLUMN = "as_of"
 #: Backtests: the last timestamp of each series' history at a forecast origin, and the window number.
 CUTOFF_COLUMN = "cutoff"
 WINDOW_COLUMN = "window"
+#: Backtests: whether the model's forecast of that series came from its seasonal-naive fallback.
+FALLBACK_COLUMN = "fallback"
 
 #: Values of the ``model`` column.
 LSTM = "lstm"

@@ -10,6 +10,8 @@ import copy
 import inspect
 import json
 import os
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import pandas as pd
 
 from forecaster import distribute, splits
 from forecaster.baselines import seasonal_naive, seasonal_naive_intervals
+from forecaster.calibration import apply_corrections, conformal_corrections
 from forecaster.contract import BASELINE, FORECAST_COLUMN, LSTM, MODEL_COLUMN, quantile_name
 from forecaster.data.frequency import future_indexes, seasonal_period
 from forecaster.data.scaling import SeriesScaler
@@ -31,7 +34,8 @@ from forecaster.data.windows import (
     last_windows,
     make_window_dataset,
 )
-from forecaster.errors import ConfigError, ModelError
+from forecaster.defaults import Derived, default_input_size, derive
+from forecaster.errors import ConfigError, ModelError, ShortHistoryError
 from forecaster.integrity import sha256
 from forecaster.losses import PointAndQuantileLoss
 from forecaster.network import NetworkSpec, build_network
@@ -88,10 +92,7 @@ def _params_to_json(params: dict[str, Any]) -> dict[str, Any]:
 def _params_from_json(data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)
     if out.get("network") is not None:
-        spec = dict(out["network"])
-        if isinstance(spec.get("skip_period"), list):
-            spec["skip_period"] = tuple(spec["skip_period"])
-        out["network"] = NetworkSpec(**spec)
+        out["network"] = NetworkSpec.from_dict(out["network"])
     if out.get("columns") is not None:
         out["columns"] = Columns.from_dict(out["columns"])
     if out.get("quantiles") is not None:
@@ -99,12 +100,33 @@ def _params_from_json(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _TimeBudget(keras.callbacks.Callback):
+    """Stops a fit before an epoch that would end after ``seconds`` from its start (judged by the last
+    epoch's duration): derived epochs fit the time budget on any machine."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.started = self.epoch_started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        now = time.perf_counter()
+        if (now - self.started) + (now - self.epoch_started) > self.seconds:
+            self.model.stop_training = True
+
+
 class LSTMForecaster:
     """A global LSTM forecaster over a long frame of many series (`fit(df)`, `predict(df)`).
 
     Output frame columns: the id and time columns of the input, ``forecast`` (the point forecast),
     one column per quantile named ``q<value>`` (``q0.1``, ``q0.5``, ``q0.9``...) and ``model``
-    (``lstm``, or ``seasonal_naive`` for series whose history is shorter than ``input_size``).
+    (``lstm``, or ``seasonal_naive`` for series whose history is shorter than ``min_history_``: one
+    season or one horizon; series shorter than ``input_size`` are left-padded and the padding masked).
     ``verbose`` is Keras' ``fit`` verbosity: 2 (the default) one line per epoch, 1 a per-batch
     progress bar, 0 nothing.
     """
@@ -117,7 +139,7 @@ class LSTMForecaster:
         columns: Columns | None = None,
         quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
         network: NetworkSpec | None = None,
-        epochs: int = 30,
+        epochs: int | None = None,
         batch_size: int = 256,
         learning_rate: float = 1e-3,
         patience: int = 5,
@@ -130,6 +152,7 @@ class LSTMForecaster:
         ensemble: int = 1,
         lr_schedule: str = "constant",
         strategy: str = "none",
+        time_budget: float = 150.0,
     ) -> None:
         self.horizon = horizon
         self.input_size = input_size
@@ -150,6 +173,7 @@ class LSTMForecaster:
         self.ensemble = ensemble
         self.lr_schedule = lr_schedule
         self.strategy = strategy
+        self.time_budget = time_budget
 
     # ------------------------------------------------------------------ parameters
 
@@ -181,14 +205,20 @@ class LSTMForecaster:
             learning_rate=t.learning_rate, patience=t.patience, scaler=t.scaler, point_loss=t.point_loss,
             missing_policy=config.data.missing_policy, max_windows_per_series=t.max_windows_per_series,
             seed=t.seed, verbose=verbose, ensemble=t.ensemble, lr_schedule=t.lr_schedule, strategy=t.strategy,
+            time_budget=t.time_budget,
         )
 
     # ------------------------------------------------------------------ fit
 
-    def _resolved_input_size(self, freq: str) -> int:
-        if self.input_size:
-            return int(self.input_size)
-        return max(2 * self.horizon, 3 * seasonal_period(freq))
+    def _resolved_input_size(self, freq: str, lengths: np.ndarray | None = None) -> int:
+        return int(self.input_size) if self.input_size else default_input_size(freq, self.horizon, lengths)
+
+    def min_history(self, freq: str, lengths: np.ndarray | None = None) -> int:
+        """The fewest observed steps a series needs for the network to forecast it: one season or one
+        horizon, whichever is longer, at most ``input_size``. Shorter windows are left-padded and the
+        padding is masked; shorter series get the seasonal-naive fallback at prediction, and train
+        the network only with at least ``min_history + horizon`` steps (one window and its targets)."""
+        return max(1, min(self._resolved_input_size(freq, lengths), max(seasonal_period(freq), self.horizon)))
 
     def fit(self, df: pd.DataFrame, callbacks: list[keras.callbacks.Callback] | None = None,
             initial: LSTMForecaster | None = None) -> LSTMForecaster:
@@ -204,33 +234,46 @@ class LSTMForecaster:
         data instead of a refit from random weights (the scaler is fitted afresh on ``df``).
         """
         checked = ("horizon", "input_size", "quantiles", "epochs", "batch_size", "learning_rate", "patience",
-                   "max_windows_per_series", "seed", "ensemble")
+                   "max_windows_per_series", "seed", "ensemble", "time_budget")
         check_fields(type(self).__init__, {k: getattr(self, k) for k in checked})
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         strategy = distribute.strategy(self.strategy)  # first: a multi-worker strategy precedes any TF work
         columns = self.columns or Columns()
         keras.utils.set_random_seed(self.seed)
-        vframe = validate_frame(df, columns, freq=self.freq, missing_policy=self.missing_policy,
-                                min_length=self.horizon + 2)
+        vframe = validate_frame(df, columns, freq=self.freq, missing_policy=self.missing_policy)
         freq = vframe.freq
-        input_size = self._resolved_input_size(freq)
-        frame = vframe.frame
+        all_lengths = vframe.frame.groupby(columns.id, sort=False).size().to_numpy()
+        input_size = self._resolved_input_size(freq, all_lengths)
+        min_history = self.min_history(freq, all_lengths)
+        frame, untrained = self._trainable(vframe, min_history)
+        if untrained:  # they stay out of training, scaler and covariate statistics alike
+            vframe = ValidatedFrame(frame=frame, freq=freq, columns=columns, report=vframe.report,
+                                    missing_policy=vframe.missing_policy)
         # The validation split: each series' last horizon rows score the epochs, unseen by training and scaler.
         last_train = splits.holdout_cutoffs(frame, columns, self.horizon)
         until = {str(k): v for k, v in last_train.items()}
+        lengths = frame.groupby(columns.id, sort=False).size().to_numpy()
+        resolved = derive(freq, self.horizon, lengths, min_history, network=self.network, input_size=input_size,
+                          max_windows_per_series=self.max_windows_per_series, epochs=self.epochs,
+                          time_budget=self.time_budget)
+        if self.input_size is None:
+            resolved = replace(resolved, derived=("input_size", *resolved.derived))
+        epochs, max_windows = resolved.epochs, resolved.max_windows_per_series
         scaler = SeriesScaler(self.scaler).fit(frame, columns, until=until)
         arrays = build_feature_arrays(vframe, scaler, self.horizon, until=until)
         seen = {str(k): int(n) for k, n in splits.rows_until(frame, columns, last_train).items()}
         cutoff = {sid: seen[sid] - 1 for sid in arrays.ids}  # index of each series' last training row
         train_ds = make_window_dataset(arrays, input_size, self.horizon, self.batch_size, cutoff=cutoff,
-                                       shuffle=True, seed=self.seed,
-                                       max_windows_per_series=self.max_windows_per_series)
+                                       shuffle=True, seed=self.seed, max_windows_per_series=max_windows,
+                                       min_context=min_history)
         val_ds = make_window_dataset(arrays, input_size, self.horizon, self.batch_size, shuffle=False,
-                                     start_after=cutoff)
+                                     start_after=cutoff, min_context=min_history)
+        # Windows are padded where a series, less its validation holdout, is shorter than one full window.
+        padded = bool((arrays.lengths < input_size + 2 * self.horizon).any())
         train_ds, val_ds = (distribute.shard_by_data(d, self.strategy) for d in (train_ds, val_ds))
         quantiles = tuple(sorted(float(q) for q in self.quantiles))
-        spec = self.network or NetworkSpec()
+        spec = resolved.network
         shapes = (len(arrays.past_names), len(arrays.future_names), len(arrays.static_names), len(quantiles))
         steps = int(train_ds.cardinality().numpy())
         members, histories = [], []
@@ -239,20 +282,21 @@ class LSTMForecaster:
             keras.utils.set_random_seed(seed)
             with strategy.scope():
                 member = build_network(spec, input_size, self.horizon, *shapes, seed=seed,
-                                       season=seasonal_period(freq),
+                                       season=seasonal_period(freq), mask_padding=padded,
                                        name=f"member_{k}" if self.ensemble > 1 else "lstm_forecaster")
                 if initial is not None:
                     self._warm_start(member, initial)
-                member.compile(optimizer=keras.optimizers.Adam(self._learning_rate(steps), clipnorm=1.0),
+                member.compile(optimizer=keras.optimizers.Adam(self._learning_rate(steps, epochs), clipnorm=1.0),
                                loss=PointAndQuantileLoss(quantiles, point_loss=self.point_loss))
             distribute.prepare_model(member, self.strategy)
             stop = keras.callbacks.EarlyStopping(patience=self.patience, restore_best_weights=True)
+            budget = [_TimeBudget(self.time_budget / self.ensemble)] if "epochs" in resolved.derived else []
             data = train_ds if k == 0 else distribute.shard_by_data(make_window_dataset(
                 arrays, input_size, self.horizon, self.batch_size, cutoff=cutoff, shuffle=True, seed=seed,
-                max_windows_per_series=self.max_windows_per_series), self.strategy)
+                max_windows_per_series=max_windows, min_context=min_history), self.strategy)
             try:
-                history = member.fit(data, validation_data=val_ds, epochs=self.epochs, verbose=self.verbose,
-                                     shuffle=False, callbacks=[stop, *(callbacks or [])])
+                history = member.fit(data, validation_data=val_ds, epochs=epochs, verbose=self.verbose,
+                                     shuffle=False, callbacks=[stop, *budget, *(callbacks or [])])
             except Exception as exc:
                 distribute.raise_if_worker_lost(exc, self.strategy)
                 raise
@@ -265,6 +309,10 @@ class LSTMForecaster:
         self.freq_ = freq
         self.columns_ = columns
         self.input_size_ = input_size
+        self.min_history_ = min_history
+        self.resolved_ = resolved
+        self.untrained_series_ = untrained
+        self.padded_ = padded
         self.quantiles_ = quantiles
         self.history_ = histories[0]
         self.member_histories_ = histories
@@ -272,8 +320,33 @@ class LSTMForecaster:
         self.best_epoch_ = int(np.argmin(val)) + 1 if val else len(self.history_.get("loss", []))
         self.report_ = vframe.report
         self.data_end_ = str(frame[columns.time].max())  # the newest time it was trained on
+        self.calibration_: dict[str, list[float]] = {}
         self._predict_fn = None
         return self
+
+    def calibrate(self, backtest_forecasts: pd.DataFrame) -> LSTMForecaster:
+        """Set the conformal corrections of the intervals from a backtest's out-of-sample forecasts
+        (`forecaster.calibration`); `predict` applies them unless ``calibrated=False``."""
+        self._check_fitted()
+        self.calibration_ = conformal_corrections(backtest_forecasts, self.columns_, self.quantiles_, self.horizon)
+        return self
+
+    def _trainable(self, vframe: ValidatedFrame, min_history: int) -> tuple[pd.DataFrame, list[str]]:
+        """The rows of the series long enough to train on (``min_history + horizon`` steps), and the
+        ids of the others; ShortHistoryError when no series is."""
+        columns = vframe.columns
+        frame = vframe.frame
+        lengths = frame.groupby(columns.id, sort=False).size()
+        need = min_history + self.horizon
+        short = lengths.index[lengths < need]
+        if len(short) == len(lengths):
+            raise ShortHistoryError(
+                f"no series is long enough to train on: each needs {need} steps (min_history {min_history} + "
+                f"horizon {self.horizon}); the longest has {int(lengths.max())}",
+                column=columns.target, series=[str(s) for s in short[:20]])
+        if not len(short):
+            return frame, []
+        return frame[~frame[columns.id].isin(short)], sorted(str(s) for s in short)
 
     @staticmethod
     def _warm_start(member: keras.Model, initial: LSTMForecaster) -> None:
@@ -286,11 +359,12 @@ class LSTMForecaster:
                               "(units, layers, input size, horizon, quantiles, covariates or ensemble changed)")
         member.set_weights(source.get_weights())
 
-    def _learning_rate(self, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    def _learning_rate(self, steps_per_epoch: int,
+                       epochs: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
         """The constant rate, or a cosine decay from it to 5 % of it over all the epochs' steps."""
         if self.lr_schedule == "constant" or steps_per_epoch <= 0:
             return self.learning_rate
-        return keras.optimizers.schedules.CosineDecay(self.learning_rate, steps_per_epoch * self.epochs, alpha=0.05)
+        return keras.optimizers.schedules.CosineDecay(self.learning_rate, steps_per_epoch * epochs, alpha=0.05)
 
     # ------------------------------------------------------------------ predict
 
@@ -312,13 +386,15 @@ class LSTMForecaster:
         return out.reshape(n, self.horizon, -1)
 
     def predict(self, df: pd.DataFrame, horizon: int | None = None,
-                quantiles: list[float] | tuple[float, ...] | None = None) -> pd.DataFrame:
+                quantiles: list[float] | tuple[float, ...] | None = None, calibrated: bool = True) -> pd.DataFrame:
         """Forecast the ``horizon`` steps after each series' last observed target.
 
         ``df`` holds the history (and, with known-future covariates, the future rows carrying them).
         ``horizon`` may be at most the trained horizon; ``quantiles`` must be among the trained ones.
         Series never seen in training are scaled on the history given; series shorter than
-        ``input_size`` get the seasonal-naive forecast and intervals, marked in the ``model`` column.
+        ``min_history_`` get the seasonal-naive forecast and intervals, marked in the ``model`` column.
+        Intervals carry the conformal corrections set by `calibrate` (``calibrated=False``: the quantile
+        head's own).
         """
         self._check_fitted()
         horizon = self.horizon if horizon is None else int(horizon)
@@ -330,12 +406,12 @@ class LSTMForecaster:
             raise ConfigError(f"quantiles {unknown} were not trained; available: {list(self.quantiles_)}")
         columns = self.columns_
         vframe = validate_frame(df, columns, freq=self.freq_, missing_policy=self.missing_policy,
-                                min_length=self.input_size_, horizon=self.horizon, for_prediction=True)
+                                min_length=self.min_history_, horizon=self.horizon, for_prediction=True)
         short = set(vframe.short_series)
         parts = []
         model_ids = [sid for sid in vframe.ids if sid not in short]
         if model_ids:
-            parts.append(self._predict_model(vframe, model_ids))
+            parts.append(self._predict_model(vframe, model_ids, calibrated))
         if short:
             parts.append(self._predict_fallback(vframe, sorted(short)))
         out = pd.concat(parts, ignore_index=True) if parts else self._empty_output()
@@ -355,7 +431,7 @@ class LSTMForecaster:
         last = vframe.frame.groupby(self.columns_.id, sort=False)[self.columns_.time].max()
         return future_indexes(last.loc[ids], self.freq_, self.horizon)
 
-    def _predict_model(self, vframe: ValidatedFrame, ids: list[str]) -> pd.DataFrame:
+    def _predict_model(self, vframe: ValidatedFrame, ids: list[str], calibrated: bool = True) -> pd.DataFrame:
         columns = self.columns_
         frame = vframe.frame[vframe.frame[columns.id].isin(ids)]
         sub = ValidatedFrame(frame=frame, freq=vframe.freq, columns=columns, report=vframe.report,
@@ -377,6 +453,8 @@ class LSTMForecaster:
         values = scaler.inverse_transform(raw.reshape(n, h * k), order).reshape(n, h, k)
         if k > 1:
             values[..., 1:] = np.sort(values[..., 1:], axis=-1)  # quantiles never cross
+            if calibrated and getattr(self, "calibration_", None):
+                values[..., 1:] = apply_corrections(values[..., 1:], self.quantiles_, self.calibration_)
         data = {
             columns.id: np.repeat(np.asarray(order, dtype=object), h),
             columns.time: np.concatenate([times[sid].to_numpy() for sid in order]),
@@ -419,6 +497,8 @@ class LSTMForecaster:
             "format": 1,
             "horizon": self.horizon,
             "input_size": self.input_size_,
+            "min_history": self.min_history_,
+            "untrained_series": self.untrained_series_,
             "freq": self.freq_,
             "columns": self.columns_.to_dict(),
             "quantiles": list(self.quantiles_),
@@ -429,6 +509,8 @@ class LSTMForecaster:
             "history": self.history_,
             "data_end": getattr(self, "data_end_", None),
             "params": _params_to_json(self.get_params()),
+            "calibration": getattr(self, "calibration_", {}),
+            "resolved": self.resolved_.to_dict() if hasattr(self, "resolved_") else None,
         }
         (path / "forecaster.json").write_text(json.dumps(meta, indent=2))
         manifest = {name: sha256(path / name) for name in MODEL_FILES}
@@ -451,6 +533,10 @@ class LSTMForecaster:
                            columns=Columns.from_dict(meta["columns"]), quantiles=tuple(meta["quantiles"]),
                            missing_policy=meta["missing_policy"])
             stats = CovariateStats.from_dict(meta["covariate_stats"])
+            calibration = {str(k): [float(x) for x in v] for k, v in meta.get("calibration", {}).items()}
+            resolved = Derived.from_dict(meta["resolved"]) if meta.get("resolved") else None
+            if not all(np.isfinite(v).all() for v in calibration.values()):
+                raise ValueError("calibration holds a value that is not a finite number")
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{path / 'forecaster.json'}: not a forecaster description ({_first_line(exc)})") from None
         try:
@@ -470,6 +556,11 @@ class LSTMForecaster:
         self.freq_ = meta["freq"]
         self.columns_ = Columns.from_dict(meta["columns"])
         self.input_size_ = int(meta["input_size"])
+        self.min_history_ = int(meta.get("min_history", self.input_size_))  # saved before: the full window
+        self.untrained_series_ = list(meta.get("untrained_series", []))
+        self.calibration_ = calibration
+        if resolved is not None:  # the settings its fit used (saved before: unknown)
+            self.resolved_ = resolved
         self.quantiles_ = tuple(float(q) for q in meta["quantiles"])
         self.best_epoch_ = meta.get("best_epoch")
         self.ensemble = int(meta.get("ensemble", 1))

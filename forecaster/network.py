@@ -135,6 +135,7 @@ def build_network(
     seed: int = 0,
     season: int = 1,
     name: str = "lstm_forecaster",
+    mask_padding: bool = False,
 ) -> keras.Model:
     """Inputs ``past`` (L, n_past), ``future`` (H, n_future), ``static`` (n_static,);
     output (H, 1 + n_quantiles): the point forecast, then each quantile, in the scaled space.
@@ -144,7 +145,9 @@ def build_network(
     covariates, and emits all horizon steps at once (no recursion, so no error feedback). Quantile
     columns are learnt by the pinball loss; the forecaster sorts them at prediction so they never cross.
     ``season`` is the data's seasonal period, used by ``seasonal_skip`` and ``window_norm`` unless
-    ``spec.skip_period`` sets another.
+    ``spec.skip_period`` sets another. ``mask_padding`` masks the encoder's all-zero steps: the left
+    padding of windows longer than their series (a real step is never all zero: its ``observed``
+    column is 1), so that the LSTM starts at the series' first step.
     """
     periods = spec.periods(season)
     period = max(periods)
@@ -159,6 +162,8 @@ def build_network(
     if spec.window_norm != "none":
         h, level, scale = WindowLevel(period, spec.window_norm, name="window_norm")(past)
     encoded = h
+    if mask_padding:
+        h = keras.layers.Masking(0.0, name="padding_mask")(h)
     for k in range(spec.num_layers):
         last = k == spec.num_layers - 1
         h = LSTM(spec.units, return_sequences=not last, dropout=spec.dropout, layer_norm=spec.layer_norm,

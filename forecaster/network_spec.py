@@ -45,3 +45,11 @@ class NetworkSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> NetworkSpec:
+        """Inverse of `to_dict` (JSON gives a list of periods back as a list)."""
+        spec = dict(data)
+        if isinstance(spec.get("skip_period"), list):
+            spec["skip_period"] = tuple(spec["skip_period"])
+        return cls(**spec)

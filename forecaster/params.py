@@ -26,7 +26,7 @@ def _rule(description: str, test: Callable[[Any], bool], *keys: str) -> None:
 _rule("a positive integer", lambda v: v >= 1, "horizon", "epochs", "batch_size", "units", "num_layers",
       "head_units", "ensemble", "n_windows", "step", "input_size", "max_windows_per_series", "series_limit")
 _rule("an integer >= 0", lambda v: v >= 0, "patience", "seed")
-_rule("a number > 0", lambda v: v > 0, "learning_rate")
+_rule("a number > 0", lambda v: v > 0, "learning_rate", "time_budget")
 _rule("a number in [0, 1)", lambda v: 0 <= v < 1, "dropout")
 _rule("a list of numbers strictly between 0 and 1", lambda v: all(0 < q < 1 for q in v), "quantiles")
 

@@ -136,6 +136,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"worker {workers.index} of {len(workers.workers)}: trained in lockstep with worker 0, "
               f"which logs the run and registers the model")
         return EXIT_OK
+    if result.short:
+        print(result.short)
     print(f"run {result.run_id}: backtest {config.promotion.metric} "
           f"lstm {result.backtest.summary['lstm'][config.promotion.metric]:.4f}, "
           f"seasonal naive {result.backtest.summary['seasonal_naive'][config.promotion.metric]:.4f}")

@@ -21,7 +21,7 @@ def history(config: ModelConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, 
     stamps = job.done_as_ofs(config)
     if not stamps:
         raise ConfigError(f"no forecasts of job {config.name!r} under {config.output_dir()} yet")
-    prepared = steps.prepare(config, min_length=1)
+    prepared = steps.prepare(config)
     forecasts = job.earlier_forecasts(config, stamps[-1] + pd.Timedelta(1, "ns"))
     scored = monitoring.score(forecasts, prepared.frame, prepared.columns, prepared.season)
     metric = config.monitor.metric

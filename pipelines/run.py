@@ -132,7 +132,7 @@ def _run_locked(config: ModelConfig, stamp: pd.Timestamp, target: Path, raw: pd.
     from pipelines import steps
     from pipelines.train import train_in_run
 
-    prepared = steps.prepare(config, raw=raw, as_of=stamp, min_length=1)  # short series: predict falls back
+    prepared = steps.prepare(config, raw=raw, as_of=stamp)
     fp = prepared.fingerprint()
     say(f"prepare: {fp['data.n_series']} series, {fp['data.n_rows']} rows up to {fp['data.end']}")
     tracking.configure()

@@ -34,11 +34,13 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 import forecaster
 from forecaster import registry, splits, tracking
-from forecaster.backtest import BacktestResult, run_backtest
+from forecaster.backtest import BacktestResult, run_backtest, summary_of
+from forecaster.calibration import coverage
 from forecaster.config import ModelConfig
 from forecaster.contract import (
     BASELINE,
     CUTOFF_COLUMN,
+    FALLBACK_COLUMN,
     FORECAST_COLUMN,
     LSTM,
     MODEL_COLUMN,
@@ -56,7 +58,6 @@ from forecaster.data.validation import ValidatedFrame, parse_times, validate_fra
 from forecaster.errors import ConfigError, MissingColumnError, ModelError
 from forecaster.forecaster import LSTMForecaster
 from forecaster.integrity import MODEL_HASHES_TAG, artifact_hashes, changed_files
-from forecaster.metrics import summarize
 
 log = logging.getLogger("forecaster.steps")
 PINNED = ("tensorflow", "keras", "numpy", "pandas", "pyarrow", "scikit-learn", "mlflow")
@@ -83,6 +84,29 @@ class Prepared:
     @property
     def columns(self) -> Columns:
         return self.config.data.columns()
+
+    def lengths(self, names: int = 1000) -> dict[str, Any]:
+        """Which series are too short for what, by the rules the forecaster and the backtest apply
+        (counts, and up to ``names`` ids of each): written to ``data_report.json`` (``too_short``) and printed."""
+        c, h = self.columns, self.config.horizon
+        model = make_forecaster(self.config, verbose=0)
+        size = self.frame.groupby(c.id, sort=True).size()
+        need = model.min_history(self.vframe.freq, size.to_numpy())
+        window = model._resolved_input_size(self.vframe.freq, size.to_numpy())
+        rules = {
+            "fallback": (size < need, f"fewer than min_history = {need} steps: seasonal naive at prediction"),
+            "not_trained": (size < need + h, f"fewer than min_history + horizon = {need + h} steps: no training "
+                                             "window"),
+            "not_backtested": (size < h + 1, f"fewer than horizon + 1 = {h + 1} steps: cannot be scored"),
+            "padded": ((size >= need + h) & (size < window + 2 * h),
+                       f"shorter than input_size + 2 horizons = {window + 2 * h} steps: trained on left-padded, "
+                       "masked windows"),
+        }
+        out: dict[str, Any] = {"min_history": need, "input_size": window, "n_series": len(size)}
+        for key, (mask, rule) in rules.items():
+            ids = [str(i) for i in size.index[mask.to_numpy()]]
+            out[key] = {"count": len(ids), "rule": rule, "series": ids[:names]}
+        return out
 
     def fingerprint(self) -> dict[str, Any]:
         """Series count, rows, time range and a content hash of the data used."""
@@ -114,11 +138,12 @@ def load_source(config: ModelConfig) -> pd.DataFrame:
     return frame
 
 
-def prepare(config: ModelConfig, raw: pd.DataFrame | None = None, as_of: str | pd.Timestamp | None = None,
-            min_length: int | None = None) -> Prepared:
+def prepare(config: ModelConfig, raw: pd.DataFrame | None = None,
+            as_of: str | pd.Timestamp | None = None) -> Prepared:
     """Read (unless ``raw`` is given), cut at ``as_of`` and validate the config's data.
 
-    ``min_length`` defaults to what the backtest needs: two horizons plus the windows' spacing.
+    Short series are kept: the forecaster pads or falls back for them, the backtest scores what it
+    can (`Prepared.lengths` says which series fall under which rule).
     """
     raw = load_source(config) if raw is None else raw
     columns = config.data.columns()
@@ -129,10 +154,7 @@ def prepare(config: ModelConfig, raw: pd.DataFrame | None = None, as_of: str | p
         times = parse_times(raw[columns.time], columns.time)
         raw = raw[(times <= splits.as_of_timestamp(as_of, times)).to_numpy()]
     step = config.backtest.step or config.horizon
-    if min_length is None:
-        min_length = splits.origin_offset(config.horizon, config.backtest.n_windows, step, 0) + config.horizon + 1
-    vframe = validate_frame(raw, columns, freq=config.data.freq, missing_policy=config.data.missing_policy,
-                            min_length=min_length)
+    vframe = validate_frame(raw, columns, freq=config.data.freq, missing_policy=config.data.missing_policy)
     return Prepared(config, raw, vframe, seasonal_period(vframe.freq), step)
 
 
@@ -180,6 +202,26 @@ def backtest(prepared: Prepared, verbose: int = 1,
     return model, result
 
 
+def calibrate(model: LSTMForecaster, result: BacktestResult) -> str | None:
+    """Set ``model``'s conformal interval corrections from the backtest's forecasts; log them, with
+    each interval's backtest coverage, to the active run. A line saying what changed, or None."""
+    model.calibrate(result.forecasts)
+    if not model.calibration_:
+        return None
+    parts = []
+    for key, corrections in model.calibration_.items():
+        lo, hi = (float(q[1:]) for q in key.split("-"))
+        before = coverage(result.forecasts[~result.forecasts[FALLBACK_COLUMN]], model.columns_, lo, hi)
+        mean = float(np.mean(corrections))
+        parts.append(f"{key} covered {before:.3f} of the backtest (nominal {hi - lo:.2f}), width x{1 + 2 * mean:.2f}")
+        if mlflow.active_run():
+            mlflow.log_metrics({f"calibration.{key}.backtest_coverage": before,
+                                f"calibration.{key}.mean_correction": mean})
+    if mlflow.active_run():
+        mlflow.log_dict(model.calibration_, "calibration.json")
+    return "; ".join(parts)
+
+
 # --------------------------------------------------------------------------- log the model
 
 
@@ -216,7 +258,7 @@ def log_inputs(prepared: Prepared) -> None:
     mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
     mlflow.set_tags({f"version.{name}": importlib.metadata.version(name) for name in PINNED}
                     | {"version.forecaster": forecaster.__version__})
-    mlflow.log_dict(prepared.vframe.report, "data_report.json")
+    mlflow.log_dict({**prepared.vframe.report, "too_short": prepared.lengths()}, "data_report.json")
 
 
 def log_evaluation(prepared: Prepared, result: BacktestResult, fits: dict[str, dict[str, list[float]]]) -> None:
@@ -291,7 +333,7 @@ def compare_with_champion(client: MlflowClient, prepared: Prepared,
                               columns, config.horizon, len(fresh), prepared.step, prepared.season, name="champion")
         ours = result.per_series[(result.per_series[MODEL_COLUMN] == LSTM)
                                  & result.per_series[WINDOW_COLUMN].isin(fresh)]
-        challenger = summarize(ours.drop(columns=[WINDOW_COLUMN, CUTOFF_COLUMN, MODEL_COLUMN, columns.id]))[metric]
+        challenger = summary_of(ours, columns)[metric]
         return ChampionComparison(version, float(scored.summary["champion"][metric]), float(challenger),
                                   f"{len(fresh)} backtest window(s) after the champion's training data")
     recorded = champion_run.data.metrics.get(f"backtest.lstm.{metric}")
@@ -528,3 +570,28 @@ def _plots(out: Path, result: BacktestResult, fits: dict[str, dict[str, list[flo
     fig.tight_layout()
     fig.savefig(out / "forecast_vs_actuals.png", dpi=90)
     plt.close(fig)
+
+
+def describe_short(lengths: dict[str, Any], shown: int = 5) -> str | None:
+    """One line on the short series of `Prepared.lengths`, or None when there are none."""
+    parts = []
+    for key, what in (("padded", "trained on padded windows"), ("not_trained", "too short to train on"),
+                      ("fallback", "forecast by seasonal naive"), ("not_backtested", "too short to score")):
+        entry = lengths[key]
+        if entry["count"]:
+            names = ", ".join(entry["series"][:shown]) + (", ..." if entry["count"] > shown else "")
+            parts.append(f"{entry['count']} {what} ({names})")
+    if not parts:
+        return None
+    return (f"short series (of {lengths['n_series']}; min_history {lengths['min_history']}, input_size "
+            f"{lengths['input_size']}): " + "; ".join(parts))
+
+
+def describe_resolved(model: LSTMForecaster) -> str:
+    """The settings a fit used, in one line (`forecaster.defaults`)."""
+    r = model.resolved_
+    n = r.network
+    skip = f"seasonal skip {n.skip_period}" if n.seasonal_skip else "no seasonal skip"
+    return (f"input_size {r.input_size}, {skip}, window_norm {n.window_norm}, "
+            f"{r.max_windows_per_series} windows per series, up to {r.epochs} epochs "
+            f"(budget {model.time_budget:.0f} s a fit)")

@@ -30,6 +30,7 @@ class TrainResult:
     decision: registry.PromotionDecision | None
     backtest: BacktestResult
     model: LSTMForecaster | None = None
+    short: str | None = None  # a line on the short series (steps.describe_short), None if there are none
 
 
 def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int = 1,
@@ -46,6 +47,9 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
     warm = config if warm_epochs is None else replace(config, training=replace(config.training, epochs=warm_epochs))
     run = mlflow.active_run()
     steps.log_inputs(prepared)
+    short = steps.describe_short(prepared.lengths())
+    if short:
+        say(short)
     bt_initial = initial if initial is not None and _trained_before_first_origin(initial, prepared) else None
     bt_prepared = prepared if bt_initial is None else replace(prepared, config=warm)
     bt_model, result = steps.backtest(bt_prepared, verbose, initial=bt_initial)
@@ -55,6 +59,14 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
     final = steps.fit(warm if initial is not None else config, prepared.frame, verbose, initial=initial)
     say(f"fit: {len(final.history_.get('loss', []))} epoch(s) on all the data"
         + (" (warm start)" if initial is not None else ""))
+    if final.resolved_.derived:
+        say(f"derived settings ({', '.join(final.resolved_.derived)}): {steps.describe_resolved(final)}")
+    if mlflow.active_run():
+        mlflow.log_params({k: str(v)[:500] for k, v in final.resolved_.params().items()})
+    if config.backtest.calibrate:
+        calibration = steps.calibrate(final, result)
+        if calibration:
+            say(f"calibrate: {calibration}")
     steps.log_evaluation(prepared, result, {"backtest fit": bt_model.history_, "final fit": final.history_})
     model_uri = steps.log_model(config, final)
     say(f"log: {model_uri}")
@@ -71,7 +83,7 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
             say(f"promote: version {version} {'champion' if decision.promoted else 'challenger'} "
                 f"({decision.reason})")
         mlflow.set_tags({"registry.version": version, **decision.tags()})
-    return TrainResult(run.info.run_id, config.name, version, decision, result, final)
+    return TrainResult(run.info.run_id, config.name, version, decision, result, final, short)
 
 
 def _trained_before_first_origin(model: LSTMForecaster, prepared: steps.Prepared) -> bool:

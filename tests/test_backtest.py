@@ -50,6 +50,13 @@ def test_training_part_stops_before_the_first_origin_and_short_series_are_named(
     frame = hourly_frame(n_series=2, length=100)
     train = before_first_origin(frame, COLUMNS, 12, 3, 6)
     assert (train.groupby("unique_id").size() == 100 - 24).all()
-    short = pd.concat([frame, hourly_frame(n_series=1, length=20).assign(unique_id="TINY")])
-    with pytest.raises(DataError, match="TINY"):
-        run_backtest(_seasonal_naive_frame, short, COLUMNS, horizon=12, n_windows=3, step=6, season=24)
+    # A series shorter than the oldest origin is scored on the windows it reaches; one shorter than
+    # horizon + 1 cannot be scored and is left out; a frame where none can be is refused.
+    mixed = pd.concat([frame, hourly_frame(n_series=1, length=20, seed=1).assign(unique_id="SHORT"),
+                       hourly_frame(n_series=1, length=12, seed=2).assign(unique_id="TINY")])
+    result = run_backtest(_seasonal_naive_frame, mixed, COLUMNS, horizon=12, n_windows=3, step=6, season=24)
+    windows = result.per_series[result.per_series["model"] == "seasonal_naive"].groupby("unique_id")["window"]
+    assert windows.apply(sorted).to_dict() == {"S0": [0, 1, 2], "S1": [0, 1, 2], "SHORT": [1, 2]}
+    with pytest.raises(DataError, match="no series can be backtested: each needs at least 13 steps"):
+        run_backtest(_seasonal_naive_frame, hourly_frame(n_series=2, length=12), COLUMNS, horizon=12,
+                     n_windows=3, step=6, season=24)

@@ -21,14 +21,14 @@ def _config(**sections) -> dict:
 @pytest.mark.parametrize(
     ("sections", "message"),
     [
-        ({"training": {"epochs": "ten"}}, "[training] epochs must be an integer, got 'ten'"),
+        ({"training": {"epochs": "ten"}}, "[training] epochs must be an integer or none, got 'ten'"),
         ({"model": {"horizon": "twenty"}}, "[model] horizon must be an integer, got 'twenty'"),
         ({"training": {"learning_rate": "fast"}}, "[training] learning_rate must be a number, got 'fast'"),
         ({"network": {"units": -4}}, "[network] units must be a positive integer, got -4"),
         ({"training": 5}, "[training] must be a table of keys, got 5"),
         ({"model": 5}, "[model] must be a table of keys, got 5"),
         ({"training": {"epochs": 0}}, "[training] epochs must be a positive integer, got 0"),
-        ({"training": {"epochs": 2.5}}, "[training] epochs must be an integer, got 2.5"),
+        ({"training": {"epochs": 2.5}}, "[training] epochs must be an integer or none, got 2.5"),
         ({"training": {"learning_rate": 0}}, "[training] learning_rate must be a number > 0, got 0"),
         ({"training": {"patience": -1}}, "[training] patience must be an integer >= 0, got -1"),
         ({"network": {"dropout": 1.0}}, "[network] dropout must be a number in [0, 1), got 1.0"),
@@ -97,5 +97,5 @@ def test_a_config_file_with_a_wrong_type_exits_2_before_any_run(tmp_path, monkey
     with pytest.raises(ConfigError, match="epochs"):
         load_config(path)
     assert main(["train", str(path), "--quiet"]) == EXIT_CONFIG
-    assert "[training] epochs must be an integer, got 'ten'" in capsys.readouterr().err
+    assert "[training] epochs must be an integer or none, got 'ten'" in capsys.readouterr().err
     assert not store.exists()

@@ -147,7 +147,10 @@ def test_config_keys_reach_the_forecaster_and_old_configs_keep_their_defaults():
     base = {"model": {"name": "opts", "horizon": HORIZON}, "data": {"freq": "h"}}
     old = make_forecaster(model_config_from_dict(base))
     assert old.ensemble == 1 and old.lr_schedule == "constant"
-    assert not old.network.seasonal_skip and old.network.window_norm == "none"
+    assert old.network is None, "no [network] section: derived from the data at fit (tests/test_defaults.py)"
+    plain = make_forecaster(model_config_from_dict({**base, "network": {"units": 8}}))
+    assert not plain.network.seasonal_skip and plain.network.window_norm == "none", \
+        "a [network] section is taken as written, NetworkSpec's defaults filling its missing keys"
     new = make_forecaster(model_config_from_dict({
         **base,
         "network": {"seasonal_skip": True, "window_norm": "standard", "skip_period": 24},

@@ -47,7 +47,7 @@ def history():
     """Five trained series, one never seen in training (longer than input_size) and one too short."""
     seen = hourly_frame(n_series=5, length=240)
     new = hourly_frame(n_series=1, length=100, seed=7, start="2024-01-03").assign(unique_id="NEW")
-    short = hourly_frame(n_series=1, length=30, seed=9, start="2024-01-05").assign(unique_id="SHORT")
+    short = hourly_frame(n_series=1, length=20, seed=9, start="2024-01-05").assign(unique_id="SHORT")
     return pd.concat([seen, new, short], ignore_index=True)
 
 
@@ -68,7 +68,8 @@ def assert_same_forecasts(spark_out: pd.DataFrame, local_out: pd.DataFrame) -> N
     for name in ("model", "model_name", "model_version"):
         assert (a[name] == b[name]).all(), name
     numeric = [c for c in b.columns if c == "forecast" or c.startswith("q")]
-    np.testing.assert_allclose(a[numeric].to_numpy(float), b[numeric].to_numpy(float), rtol=1e-6, atol=1e-6)
+    # float32 network: batched with other series (Spark's buckets), a value can move by a few ulps.
+    np.testing.assert_allclose(a[numeric].to_numpy(float), b[numeric].to_numpy(float), rtol=1e-5, atol=1e-6)
 
 
 def test_parquet_in_parquet_out_matches_the_local_engine(model, spark, history, tmp_path):

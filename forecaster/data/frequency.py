@@ -91,6 +91,26 @@ def seasonal_period(freq: str) -> int:
     return 1
 
 
+WEEK_STEPS_MAX = 336
+
+
+def seasonal_periods(freq: str) -> tuple[int, ...]:
+    """The seasonal cycles worth repeating at ``freq``: the dominant one (`seasonal_period`), and for
+    steps under a day, the week too when it is a whole number of at most ``WEEK_STEPS_MAX`` steps (h ->
+    (24, 168), 30min -> (48, 336), 15min -> (96,), D -> (7,), MS -> (12,), YS -> (1,)): a longer week
+    would make every input window longer than most series."""
+    season = seasonal_period(freq)
+    try:
+        offset = to_offset(freq)
+    except (TypeError, ValueError):
+        return (season,)
+    if isinstance(offset, pd.offsets.Tick) and season > 1:
+        steps = pd.Timedelta(days=7) / pd.Timedelta(offset)
+        if steps == int(steps) and season < int(steps) <= WEEK_STEPS_MAX and int(steps) % season == 0:
+            return (season, int(steps))
+    return (season,)
+
+
 def future_index(last_timestamp: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeIndex:
     """The ``horizon`` timestamps following ``last_timestamp`` at ``freq`` (time zone kept)."""
     if horizon < 0:

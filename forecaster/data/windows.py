@@ -240,6 +240,7 @@ def window_index(
     seed: int = 0,
     max_windows_per_series: int | None = None,
     stride: int = 1,
+    min_context: int = 1,
 ) -> np.ndarray:
     """Table of training windows, one row ``(flat offset of series, end step e, series number)``.
 
@@ -247,7 +248,9 @@ def window_index(
     a timestamp; no cutoff: the series end) and the first > ``start_after[id]`` when given (validation
     windows after a training cutoff).  Windows whose targets are all unobserved are left out.  With
     ``stride`` > 1 windows are taken every ``stride`` steps back from the latest one;
-    ``max_windows_per_series`` keeps a random (``seed``) subset per series.  Sorted by (series, e).
+    ``max_windows_per_series`` keeps a random (``seed``) subset per series.  Series shorter than
+    ``input_size + horizon`` give left-padded windows with at least ``min_context`` real steps.
+    Sorted by (series, e).
     """
     if input_size < 1 or horizon < 1 or stride < 1:
         raise ConfigError("input_size, horizon and stride must be >= 1")
@@ -255,7 +258,7 @@ def window_index(
     limit = np.minimum(_per_series_index(arrays, cutoff, 1 << 62, "cutoff"), lengths - 1)
     n_eff = limit + 1
     e_max = n_eff - horizon - 1
-    e_min = np.where(n_eff >= input_size + horizon, input_size - 1, 0)
+    e_min = np.where(n_eff >= input_size + horizon, input_size - 1, max(min(min_context, input_size), 1) - 1)
     if start_after is not None:
         e_min = np.maximum(e_min, _per_series_index(arrays, start_after, -1, "start_after"))
     count = np.where(e_max >= e_min, (e_max - e_min) // stride + 1, 0)
@@ -290,6 +293,7 @@ def make_window_dataset(
     max_windows_per_series: int | None = None,
     stride: int = 1,
     start_after: dict | None = None,
+    min_context: int = 1,
 ) -> tf.data.Dataset:
     """Stream batches ``({"past", "future", "static"}, target, sample_weight)`` of training windows.
 
@@ -297,7 +301,8 @@ def make_window_dataset(
     flat feature arrays and the small window table (:func:`window_index`) are held in memory; windows
     are gathered batch by batch.  The order is deterministic for a given ``seed``.
     """
-    table = window_index(arrays, input_size, horizon, cutoff, start_after, seed, max_windows_per_series, stride)
+    table = window_index(arrays, input_size, horizon, cutoff, start_after, seed, max_windows_per_series, stride,
+                         min_context)
     if len(table) == 0:
         raise ShortHistoryError(
             f"no training window fits: series are too short for input_size={input_size} and "

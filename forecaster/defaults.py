@@ -1,0 +1,128 @@
+"""Settings derived from the data when they are not given: what M4 Hourly taught, for any frequency.
+
+`LSTMForecaster.fit` calls `derive` for every parameter left at None (a config is silent about it):
+
+- ``network`` (no ``[network]`` section): our LSTM (64 units, head 128) with the **seasonal skip** over
+  the frequency's seasonal periods that fit the input window (hourly: a day and a week, blended;
+  daily: a week; monthly: a year; quarterly: a year; yearly and unknown: the last value) and
+  **window normalisation** ("standard": each window re-centred on its last season, divided by its
+  spread). On M4 Hourly these took validation OWA from 0.767 (plain LSTM) to 0.474
+  (docs/accuracy.md, rounds 1-2: runs A and R).
+- ``input_size``: ``max(2 horizons, the longest period, 3 shortest periods)``: hourly h=48 -> 168,
+  monthly h=18 -> 36, quarterly h=8 -> 16, yearly h=6 -> 12; but no longer than the median series
+  can fill after fit's holdout and one horizon of targets (``median length - 2 horizons``, not below
+  one horizon or two seasons): short series make short windows, and periods longer than the window
+  are left out of the skip.
+- ``max_windows_per_series`` and ``epochs``, from the **time budget** of one fit (``time_budget``
+  seconds; the training pipeline fits twice): the affordable window-epochs ``E = time_budget /
+  (COST_PER_STEP * input_size)`` at the cost measured on the 2-core development machine. With every
+  window for ``MIN_EPOCHS`` epochs within ``E``: every window, and as many epochs as fit, up to
+  ``MAX_EPOCHS``; else ``MIN_EPOCHS`` epochs and the largest per-series cap on windows that fits. Early
+  stopping still ends training sooner, and a fit whose next epoch would overrun the budget stops
+  (`LSTMForecaster`'s time-budget callback), so a slower machine trains fewer epochs rather than for longer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from forecaster.data.frequency import seasonal_periods
+from forecaster.network_spec import NetworkSpec
+
+COST_PER_STEP = 2.5e-6  # seconds per window per epoch per input step (M4 Hourly, 2 Xeon cores, 64 units)
+MIN_EPOCHS, MAX_EPOCHS = 10, 30
+FIXED_SECONDS = 15.0  # per fit: validation, windows, graph building (not spent on epochs)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """The settings a fit uses, and which of them were derived (not given)."""
+
+    network: NetworkSpec
+    input_size: int
+    max_windows_per_series: int | None
+    epochs: int
+    derived: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"network": self.network.to_dict(), "input_size": self.input_size,
+                "max_windows_per_series": self.max_windows_per_series, "epochs": self.epochs,
+                "derived": list(self.derived)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Derived:
+        return cls(NetworkSpec.from_dict(data["network"]), int(data["input_size"]),
+                   data["max_windows_per_series"], int(data["epochs"]), tuple(data["derived"]))
+
+    def params(self) -> dict[str, Any]:
+        """Flat ``derived.<name>`` values for MLflow (the network's keys as ``network.<key>``)."""
+        out: dict[str, Any] = {f"network.{k}": v for k, v in self.network.to_dict().items()}
+        out.update(input_size=self.input_size, max_windows_per_series=self.max_windows_per_series,
+                   epochs=self.epochs)
+        return {**{f"resolved.{k}": v for k, v in out.items()}, "resolved.derived": ",".join(self.derived)}
+
+
+def default_input_size(freq: str, horizon: int, lengths: np.ndarray | None = None) -> int:
+    """``max(2 horizons, the longest period, 3 shortest periods)``, cut to what the median series can fill
+    after the validation holdout and one horizon of targets (not below one horizon or two seasons)."""
+    periods = seasonal_periods(freq)
+    wanted = max(2 * horizon, max(periods), 3 * min(periods))
+    if lengths is None or not len(lengths):
+        return wanted
+    room = int(np.median(lengths)) - 2 * horizon
+    return min(wanted, max(room, horizon, 2 * min(periods)))
+
+
+def default_network(freq: str, input_size: int) -> NetworkSpec:
+    periods = tuple(p for p in seasonal_periods(freq) if p <= input_size) or (1,)
+    return NetworkSpec(seasonal_skip=True, window_norm="standard",
+                       skip_period=periods if len(periods) > 1 else periods[0])
+
+
+def windows_available(lengths: np.ndarray, input_size: int, horizon: int, min_context: int) -> np.ndarray:
+    """Training windows each series gives after fit's validation holdout (left-padded ones included)."""
+    first = np.minimum(input_size, min_context)
+    return np.maximum(lengths - 2 * horizon - first + 1, 0)
+
+
+def derive(freq: str, horizon: int, lengths: np.ndarray, min_context: int, *, network: NetworkSpec | None,
+           input_size: int | None, max_windows_per_series: int | None, epochs: int | None,
+           time_budget: float) -> Derived:
+    """Fill the settings left at None (module doc); ``lengths`` are the training series' lengths."""
+    derived = []
+    if input_size is None:
+        input_size = default_input_size(freq, horizon, lengths)
+        derived.append("input_size")
+    if network is None:
+        network = default_network(freq, input_size)
+        derived.append("network")
+    if epochs is None or max_windows_per_series is None:
+        available = windows_available(np.asarray(lengths), input_size, horizon, min_context)
+        affordable = max(time_budget - FIXED_SECONDS, 1.0) / (COST_PER_STEP * input_size)
+        total = int(available.sum())
+        if max_windows_per_series is None:
+            if total * MIN_EPOCHS <= affordable:
+                max_windows_per_series = int(available.max()) if len(available) else 1
+            else:
+                max_windows_per_series = _cap(available, affordable / MIN_EPOCHS)
+            derived.append("max_windows_per_series")
+        if epochs is None:
+            used = int(np.minimum(available, max_windows_per_series).sum())
+            epochs = int(np.clip(affordable // max(used, 1), MIN_EPOCHS, MAX_EPOCHS))
+            derived.append("epochs")
+    return Derived(network, int(input_size), max_windows_per_series, int(epochs), tuple(derived))
+
+
+def _cap(available: np.ndarray, windows: float) -> int:
+    """The largest per-series cap W with ``sum(min(available, W)) <= windows`` (at least 1)."""
+    lo, hi = 1, max(int(available.max()), 1)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if np.minimum(available, mid).sum() <= windows:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

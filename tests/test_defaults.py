@@ -1,0 +1,86 @@
+"""Settings derived from the data when a config is silent (forecaster/defaults.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forecaster.config import model_config_from_dict
+from forecaster.defaults import MAX_EPOCHS, MIN_EPOCHS, derive
+from forecaster.forecaster import LSTMForecaster
+from forecaster.network_spec import NetworkSpec
+from tests.synthetic import hourly_frame
+
+
+def _derive(freq, horizon, lengths, **given):
+    options = {"network": None, "input_size": None, "max_windows_per_series": None, "epochs": None,
+               "time_budget": 150.0, **given}
+    return derive(freq, horizon, np.asarray(lengths), min(horizon, 24), **options)
+
+
+@pytest.mark.parametrize("freq, horizon, input_size, skip", [
+    ("h", 48, 168, (24, 168)),   # M4 Hourly: a day and a week, blended
+    ("MS", 18, 36, 12),          # monthly: a year
+    ("QS", 8, 16, 4),            # quarterly: a year
+    ("YS", 6, 12, 1),            # yearly: the last value
+    ("D", 14, 28, 7),            # daily: a week
+    ("15min", 8, 288, 96),       # a day (the week, 672 steps, is too long a window)
+])
+def test_the_network_and_window_follow_the_frequency_and_horizon(freq, horizon, input_size, skip):
+    got = _derive(freq, horizon, [500] * 10)
+    assert got.input_size == input_size
+    assert got.network == NetworkSpec(seasonal_skip=True, window_norm="standard", skip_period=skip)
+    assert set(got.derived) == {"input_size", "network", "max_windows_per_series", "epochs"}
+
+
+def test_periods_longer_than_a_given_window_are_dropped():
+    got = _derive("h", 12, [500] * 10, input_size=48)
+    assert got.network.skip_period == 24 and "input_size" not in got.derived
+
+
+def test_short_series_make_short_windows():
+    assert _derive("h", 12, [120] * 10).input_size == 96  # 120 - 2 x 12: the week no longer fits
+    assert _derive("h", 12, [120] * 10).network.skip_period == 24
+    assert _derive("YS", 6, [20] * 10).input_size == 8  # M3 Yearly-like: 20 - 12
+    assert _derive("MS", 18, [40] * 10).input_size == 24  # never below two seasons
+
+
+def test_the_budget_sets_windows_and_epochs():
+    small = _derive("MS", 18, [120] * 100)  # 100 series x ~67 windows: everything, and more epochs
+    assert small.max_windows_per_series == 120 - 36 - 18 + 1 and small.epochs == MAX_EPOCHS
+    big = _derive("h", 48, [1000] * 414)  # M4 Hourly: the cap on windows binds at the minimum epochs
+    assert big.epochs == MIN_EPOCHS and 50 <= big.max_windows_per_series <= 120
+    assert _derive("h", 48, [1000] * 414, time_budget=300.0).max_windows_per_series > big.max_windows_per_series
+
+
+def test_given_settings_are_kept():
+    network = NetworkSpec(units=8)
+    got = _derive("h", 24, [500] * 5, network=network, input_size=72, max_windows_per_series=7, epochs=3)
+    assert (got.network, got.input_size, got.max_windows_per_series, got.epochs, got.derived) == (
+        network, 72, 7, 3, ())
+
+
+def test_a_config_without_a_network_section_leaves_it_to_the_data():
+    silent = model_config_from_dict({"model": {"name": "m", "horizon": 6}, "data": {"source": "x.csv"}})
+    assert silent.network is None and silent.training.epochs is None
+    assert silent.to_params()["network"] == "derived"
+    given = model_config_from_dict({"model": {"name": "m", "horizon": 6}, "data": {"source": "x.csv"},
+                                    "network": {"units": 8}})
+    assert given.network == NetworkSpec(units=8)
+
+
+def test_a_fit_uses_and_reports_the_derived_settings_and_stops_at_its_time_budget(tmp_path):
+    frame = hourly_frame(n_series=3, length=300)
+    model = LSTMForecaster(horizon=12, freq="h", verbose=0, time_budget=1e-3).fit(frame)
+    resolved = model.resolved_
+    assert resolved.derived == ("input_size", "network", "max_windows_per_series", "epochs")
+    assert model.input_size_ == resolved.input_size == 168 and resolved.network.skip_period == (24, 168)
+    assert [layer.name for layer in model.model_.layers if layer.name in ("window_norm", "seasonal_skip")] == [
+        "window_norm", "seasonal_skip"]
+    assert resolved.epochs >= MIN_EPOCHS and len(model.history_["loss"]) == 1, "the budget stopped it"
+    assert LSTMForecaster.load(model.save(tmp_path / "derived")).resolved_ == resolved
+    params = resolved.params()
+    assert params["resolved.epochs"] == resolved.epochs and params["resolved.network.window_norm"] == "standard"
+    given = LSTMForecaster(horizon=12, freq="h", verbose=0, epochs=2, time_budget=1e-3, input_size=48,
+                           network=NetworkSpec(units=8), max_windows_per_series=5).fit(frame)
+    assert len(given.history_["loss"]) == 2, "given epochs are not cut by the budget"

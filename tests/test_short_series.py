@@ -1,0 +1,113 @@
+"""Short series never stop training: padded and masked windows, the fallback below the minimum, and
+the backtest scoring every series it can, fallback ones marked.
+
+Hourly data, horizon 12, input 48: ``min_history`` = max(season 24, horizon 12) = 24 steps, so a series
+trains the network from 36 steps (one window and its targets), is forecast by it from 24, and is
+scored by the backtest from 13 (horizon + 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from forecaster.errors import ShortHistoryError
+from forecaster.forecaster import LSTMForecaster
+from tests.synthetic import hourly_frame
+
+HORIZON = 12
+LENGTHS = {"S0": 200, "S1": 200, "S2": 200, "S3": 60, "S4": 30, "S5": 10}
+
+
+def _mixed() -> pd.DataFrame:
+    frame = hourly_frame(n_series=len(LENGTHS), length=200)
+    keep = frame.groupby("unique_id").cumcount(ascending=False) < frame["unique_id"].map(LENGTHS)
+    return frame[keep].reset_index(drop=True)
+
+
+def _forecaster(**options) -> LSTMForecaster:
+    return LSTMForecaster(horizon=HORIZON, input_size=48, freq="h", epochs=1, batch_size=64,
+                          max_windows_per_series=30, verbose=0, network=None, **options)
+
+
+def test_short_series_train_on_padded_masked_windows_and_fall_back_below_the_minimum(tmp_path):
+    frame = _mixed()
+    model = _forecaster().fit(frame)
+    assert model.min_history_ == 24
+    assert model.untrained_series_ == ["S4", "S5"]  # 30 and 10 steps: fewer than 24 + 12
+    assert model.padded_ and "padding_mask" in [layer.name for layer in model.model_.layers]
+    out = model.predict(frame)
+    kinds = out.groupby("unique_id")["model"].first().to_dict()
+    assert kinds == {"S0": "lstm", "S1": "lstm", "S2": "lstm", "S3": "lstm", "S4": "lstm", "S5": "seasonal_naive"}
+    assert out.groupby("unique_id").size().eq(HORIZON).all() and np.isfinite(out["forecast"]).all()
+    loaded = LSTMForecaster.load(model.save(tmp_path / "short"))
+    assert loaded.min_history_ == 24 and loaded.untrained_series_ == ["S4", "S5"]
+    pd.testing.assert_frame_equal(loaded.predict(frame), out, rtol=1e-5)
+
+
+def test_the_encoder_skips_the_padding():
+    """The masked encoder's state after a left-padded window equals its state after the real steps alone."""
+    from forecaster.data.validation import validate_frame
+    from forecaster.data.windows import build_feature_arrays, last_windows
+
+    model = _forecaster().fit(_mixed())
+    short = _mixed()[lambda f: f["unique_id"] == "S4"]  # 30 steps in a 48-step window
+    vframe = validate_frame(short, model.columns_, freq="h")
+    scaler = model.scaler_
+    scaler.fit_missing(vframe.frame, model.columns_)  # S4 was too short to train on: scaled on its history
+    arrays = build_feature_arrays(vframe, scaler, HORIZON, stats=model.stats_)
+    inputs, _ = last_windows(arrays, model.input_size_, HORIZON)
+    past = inputs["past"]
+    assert np.all(past[0, :18] == 0) and np.all(past[0, 18:, 1] == 1), "18 padded steps, then 30 observed"
+    encoder, mask = model.model_.get_layer("encoder_0"), model.model_.get_layer("padding_mask")
+    np.testing.assert_allclose(np.asarray(encoder(mask(past))), np.asarray(encoder(past[:, 18:])),
+                               rtol=1e-5, atol=1e-6)
+    # With 3 real steps after 45 padded ones the unmasked state has not forgotten the padding: the
+    # mask is what makes the two agree.
+    few = np.concatenate([np.zeros_like(past[:, :45]), past[:, -3:]], axis=1)
+    alone = np.asarray(encoder(past[:, -3:]))
+    np.testing.assert_allclose(np.asarray(encoder(mask(few))), alone, rtol=1e-5, atol=1e-6)
+    assert np.abs(np.asarray(encoder(few)) - alone).max() > 1e-3
+
+
+def test_a_frame_without_any_usable_series_is_refused_naming_the_rule():
+    frame = hourly_frame(n_series=2, length=30)
+    with pytest.raises(ShortHistoryError, match=r"each needs 36 steps \(min_history 24 \+ horizon 12\)"):
+        _forecaster().fit(frame)
+
+
+@pytest.mark.slow
+def test_the_cli_trains_on_a_frame_with_short_series_and_reports_them(tmp_path):
+    data = tmp_path / "mixed.csv"
+    _mixed().to_csv(data, index=False)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "train", "--data", str(data), "--horizon", "12",
+                           "--epochs", "1", "--quiet", "--no-register"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": store})
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("short series"))
+    assert "too short to train on (S4, S5)" in line and "forecast by seasonal naive (S5)" in line
+    assert "too short to score (S5)" in line
+    client = MlflowClient(store)
+    run, = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    local = client.download_artifacts(run.info.run_id, "data_report.json", str(tmp_path))
+    report = json.loads(Path(local).read_text())["too_short"]
+    assert report["not_trained"]["series"] == ["S4", "S5"] and report["fallback"]["series"] == ["S5"]
+    assert report["not_backtested"] == {"count": 1, "rule": report["not_backtested"]["rule"], "series": ["S5"]}
+    table = pd.read_csv(client.download_artifacts(run.info.run_id, "evaluation/backtest_per_series.csv",
+                                                  str(tmp_path)))
+    ours = table[table["model"] == "lstm"]
+    assert set(ours["unique_id"]) == {"S0", "S1", "S2", "S3", "S4"}, "every series with 13+ steps is scored"
+    assert "S5" not in set(table["unique_id"])
+    # S4 (30 steps) has 6 steps before the oldest origin and 18 before the newest: the fallback answers.
+    assert ours[ours["unique_id"] == "S4"]["fallback"].all()
+    assert not ours[ours["unique_id"].isin(["S0", "S1", "S2"])]["fallback"].any()
+    assert not table[table["model"] == "seasonal_naive"]["fallback"].any()
