@@ -6,6 +6,14 @@ falls on all three alike; the table gives the median milliseconds per call and t
 time to ours (> 1: ours is faster).
 
     .venv/bin/python bench/bench_layer.py [--repeats 7] [--batch 256] [--features 8]
+
+``--fit``: where users train and predict instead. ``Input -> LSTM(units) -> Dense(1)`` compiled with Adam
+and MSE, trained by ``model.fit`` over a cached ``tf.data`` dataset of ``--steps`` batches (one warm-up
+epoch, then ``--epochs`` timed epochs per repeat: ms per step), and ``model.predict_on_batch`` for
+inference; Keras' LSTM compiled by default (on a CPU-only machine Keras' ``jit_compile="auto"`` is off)
+and with ``jit_compile=True``, against ours compiled by default; the same initial weights for all.
+
+    .venv/bin/python bench/bench_layer.py --fit [--repeats 3] [--steps 40] [--epochs 2]
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -86,6 +95,57 @@ def bench_shape(timesteps: int, units: int, batch: int, features: int, repeats: 
     return {"shape": (timesteps, units), "median_ms": med, "max_abs_diff": drift}
 
 
+def _fit_model(layer: keras.layers.Layer, timesteps: int, features: int, jit: bool) -> keras.Model:
+    inputs = keras.Input((timesteps, features))
+    model = keras.Model(inputs, keras.layers.Dense(1)(layer(inputs)))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=jit)
+    return model
+
+
+def bench_fit_shape(timesteps: int, units: int, batch: int, features: int, repeats: int, steps: int,
+                    epochs: int) -> dict:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch * steps, timesteps, features)).astype("float32")
+    y = rng.normal(size=(batch * steps, 1)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache().prefetch(2)
+    keras.utils.set_random_seed(0)
+    models = {"keras": _fit_model(keras.layers.LSTM(units), timesteps, features, jit=False)}
+    weights = models["keras"].get_weights()
+    models["keras_xla"] = _fit_model(keras.layers.LSTM(units), timesteps, features, jit=True)
+    models["ours"] = _fit_model(LSTM(units), timesteps, features, jit=False)
+    for model in models.values():
+        model.set_weights(weights)
+    probe = x[:batch]
+    drift = float(np.abs(models["ours"].predict_on_batch(probe) - models["keras"].predict_on_batch(probe)).max())
+    for model in models.values():
+        model.fit(data, epochs=1, verbose=0)  # tracing, compilation, dataset cache
+    times: dict[str, dict[str, list[float]]] = {k: {"infer": [], "train": []} for k in models}
+    calls = max(2, int(400 / timesteps))
+    for _ in range(repeats):
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.fit(data, epochs=epochs, verbose=0)
+            times[name]["train"].append((time.perf_counter() - start) / (epochs * steps) * 1e3)
+            start = time.perf_counter()
+            for i in range(calls):
+                model.predict_on_batch(x[(i % steps) * batch:(i % steps + 1) * batch])
+            times[name]["infer"].append((time.perf_counter() - start) / calls * 1e3)
+    med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in times.items()}
+    return {"shape": (timesteps, units), "median_ms": med, "max_abs_diff": drift}
+
+
+def cpu_description() -> str:
+    """The CPU's model name and the SIMD flags that matter to XLA and oneDNN (from /proc/cpuinfo)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    wanted = [f for f in flags if f.startswith(("avx", "fma", "amx")) or f in ("sse4_2",)]
+    return f"{model}; {os.cpu_count()} CPUs; flags {' '.join(sorted(set(wanted)))}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
@@ -93,17 +153,24 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=8)
     parser.add_argument("--shapes", default=",".join(f"{t}x{u}" for t, u in SHAPES),
                         help="comma-separated TIMESTEPSxUNITS")
+    parser.add_argument("--fit", action="store_true", help="time model.fit and predict_on_batch instead")
+    parser.add_argument("--steps", type=int, default=40, help="--fit: batches per epoch")
+    parser.add_argument("--epochs", type=int, default=2, help="--fit: timed epochs per repeat")
     args = parser.parse_args()
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     print("command: .venv/bin/python " + " ".join(sys.argv))
+    print(f"CPU: {cpu_description()}")
     print(f"tensorflow {tf.__version__}, keras {keras.__version__}, batch {args.batch}, "
-          f"{args.features} features, median of {args.repeats} interleaved repeats")
+          f"{args.features} features, median of {args.repeats} interleaved repeats"
+          + (f", model.fit of {args.steps} steps x {args.epochs} epochs (Adam), predict_on_batch" if args.fit
+             else ", tf.function steps (SGD)"))
     header = ("| (T, units) | mode | keras ms | keras+XLA ms | ours ms | keras/ours | keras+XLA/ours "
               "| max abs diff |")
     print(header)
     print("|" + "---|" * 8)
     for t, u in shapes:
-        r = bench_shape(t, u, args.batch, args.features, args.repeats)
+        r = (bench_fit_shape(t, u, args.batch, args.features, args.repeats, args.steps, args.epochs) if args.fit
+             else bench_shape(t, u, args.batch, args.features, args.repeats))
         for mode in ("infer", "train"):
             k, kx, o = (r["median_ms"][n][mode] for n in ("keras", "keras_xla", "ours"))
             print(f"| ({t}, {u}) | {mode} | {k:.1f} | {kx:.1f} | {o:.1f} | {k / o:.2f}x | {kx / o:.2f}x "

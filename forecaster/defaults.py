@@ -19,7 +19,8 @@
   window for ``MIN_EPOCHS`` epochs within ``E``: every window, and as many epochs as fit, up to
   ``MAX_EPOCHS``; else ``MIN_EPOCHS`` epochs and the largest per-series cap on windows that fits. Early
   stopping still ends training sooner, and a fit whose next epoch would overrun the budget stops
-  (`LSTMForecaster`'s time-budget callback), so a slower machine trains fewer epochs rather than for longer.
+  (`LSTMForecaster`'s time-budget callback), so a slower machine trains fewer epochs rather than for longer
+  (except across workers, which must stop at the same epoch: there the derived epochs are run).
 """
 
 from __future__ import annotations

@@ -290,7 +290,9 @@ class LSTMForecaster:
                                loss=PointAndQuantileLoss(quantiles, point_loss=self.point_loss))
             distribute.prepare_model(member, self.strategy)
             stop = keras.callbacks.EarlyStopping(patience=self.patience, restore_best_weights=True)
-            budget = [_TimeBudget(self.time_budget / self.ensemble)] if "epochs" in resolved.derived else []
+            # Not across workers: each would judge its own clock and one could stop alone mid-collective.
+            timed = "epochs" in resolved.derived and self.strategy != "multi_worker"
+            budget = [_TimeBudget(self.time_budget / self.ensemble)] if timed else []
             data = train_ds if k == 0 else distribute.shard_by_data(make_window_dataset(
                 arrays, input_size, self.horizon, self.batch_size, cutoff=cutoff, shuffle=True, seed=seed,
                 max_windows_per_series=max_windows, min_context=min_history), self.strategy)

@@ -90,3 +90,23 @@ def test_invalid_arguments_are_refused():
         LSTM(4, proj_size=0)
     with pytest.raises(ValueError, match="use_cudnn"):
         LSTM(4, use_cudnn="sometimes")
+
+
+def test_plain_layers_of_one_width_share_their_compiled_loops_and_keep_their_own_weights():
+    """Two plain layers of the same width run one pair of compiled loops (weights are arguments), yet
+    each computes with its own weights; other widths and non-plain cells have loops of their own."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the shared XLA loops are the TensorFlow backend's")
+    from forecaster.layers.fused_loop import _compiled
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 6, 3)).astype("float32")
+    first, second, wide, normed = LSTM(4), LSTM(4), LSTM(5), LSTM(4, layer_norm=True)
+    weights = [_randomised(layer, x, seed) for seed, layer in enumerate((first, second, wide, normed))]
+    assert _compiled(first.cell) is _compiled(second.cell)
+    assert _compiled(wide.cell) is not _compiled(first.cell) and _compiled(normed.cell) is not _compiled(first.cell)
+    for layer, w in zip((first, second, wide), weights[:3]):
+        expected = numpy_lstm(x, w, layer.cell.units)["hidden"][:, -1]
+        np.testing.assert_allclose(np.asarray(layer(x)), expected, **TOL)

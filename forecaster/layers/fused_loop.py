@@ -29,6 +29,7 @@ from keras import activations
 from forecaster.layers.lstm_cell import LSTMCell
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PLAIN: dict[int, tuple[Any, Any]] = {}
 # Steps per iteration of the forward and plain backward loops: fewer iterations, less loop overhead
 # (measured: training steps 1-16 % faster, inference 2-10 %, over the four benchmark shapes).
 UNROLL = 4
@@ -244,21 +245,30 @@ def _backward_plain(steps, steps_mask, kernel, recurrent_kernel, bias, kept,
 
 
 def _compiled(cell: LSTMCell) -> tuple[Any, Any]:
-    """The cell's forward and backward loops as XLA-compiled functions, built once per cell."""
-    pair = _COMPILED.get(cell)
+    """The cell's forward and backward loops as XLA-compiled functions.
+
+    Weights are arguments, not captures, so a plain cell's loops depend only on its width: every plain
+    cell of that width shares one pair, and its compiled programs (per input shape). A training run
+    that fits several networks in one process (the backtest's, then the final one; ensemble members)
+    compiles each loop once instead of once per network. Other cells get a pair of their own.
+    """
+    plain = _is_plain(cell)
+    pair = _PLAIN.get(cell.units) if plain else _COMPILED.get(cell)
     if pair is None:
         compile_ = lambda fn: tf.function(fn, jit_compile=True, reduce_retracing=True, autograph=False)
-        if _is_plain(cell):
+        if plain:
+            # The first plain cell of this width stands for all: the plain gating reads only `units`.
             pair = (
                 compile_(lambda *a, **k: _forward(cell, *a, plain=True, **k)),
                 compile_(lambda s, m, k, r, b, ex, *a, **kw: _backward_plain(s, m, k, r, b, *a, **kw)),
             )
+            _PLAIN[cell.units] = pair
         else:
             pair = (
                 compile_(lambda *a, **k: _forward(cell, *a, **k)),
                 compile_(lambda *a, **k: _backward(cell, *a, **k)),
             )
-        _COMPILED[cell] = pair
+            _COMPILED[cell] = pair
     return pair
 
 
