@@ -74,7 +74,7 @@ def _unroll_factor(steps: tf.Tensor) -> int:
 
 
 def _forward(cell, steps, h0, c0, steps_mask, kernel, recurrent_kernel, bias, extras, *,
-             return_sequences, zero_output_for_mask, keep_for_backward, plain=False):
+             return_sequences, zero_output_for_mask, keep_for_backward, unroll, plain=False):
     """Forward over time-major ``steps`` (T, B, F): outputs, final states and what backward needs.
 
     Keeping z_t and the previous states costs memory traffic of the order of the whole (T, B, 6u)
@@ -94,8 +94,6 @@ def _forward(cell, steps, h0, c0, steps_mask, kernel, recurrent_kernel, bias, ex
     # loses for 128 units and more, and in training (where it disturbs the fusion of what is kept).
     stack_kernels = not keep_for_backward and recurrent_kernel.shape[0] is not None and recurrent_kernel.shape[0] <= 64
     stacked_kernel = tf.concat([kernel, recurrent_kernel], axis=0) if stack_kernels else None
-
-    unroll = _unroll_factor(steps)
 
     def step(t, h_prev, c_prev, out_prev, outputs, keep):
         if stack_kernels:
@@ -193,15 +191,13 @@ def _backward(cell, steps, steps_mask, kernel, recurrent_kernel, bias, extras, k
 
 
 def _backward_plain(steps, steps_mask, kernel, recurrent_kernel, bias, kept,
-                    d_last, d_outputs, d_h, d_c, *, return_sequences, zero_output_for_mask):
+                    d_last, d_outputs, d_h, d_c, *, return_sequences, zero_output_for_mask, unroll):
     """`_backward` for the plain cell, by hand, from the local derivatives its forward pass kept."""
     num_steps = tf.shape(steps)[0]
     dtype = steps.dtype
     recurrent_t = tf.transpose(recurrent_kernel)
     d_z_all = tf.TensorArray(dtype, size=num_steps)
     masked = steps_mask is not None
-
-    unroll = _unroll_factor(steps)
 
     def step(t, dh, dc, dout_next, d_z_all):
         dout = dout_next
@@ -255,6 +251,9 @@ def _compiled(cell: LSTMCell) -> tuple[Any, Any]:
     plain = _is_plain(cell)
     pair = _PLAIN.get(cell.units) if plain else _COMPILED.get(cell)
     if pair is None:
+        # Every choice a trace makes from shapes (the unroll factor) comes in as an argument, taken from
+        # the caller's static shapes: a shape-relaxed trace left by an earlier network then builds the
+        # same program, so a fit's last bits do not depend on what else the process has run.
         compile_ = lambda fn: tf.function(fn, jit_compile=True, reduce_retracing=True, autograph=False)
         if plain:
             # The first plain cell of this width stands for all: the plain gating reads only `units`.
@@ -266,7 +265,7 @@ def _compiled(cell: LSTMCell) -> tuple[Any, Any]:
         else:
             pair = (
                 compile_(lambda *a, **k: _forward(cell, *a, **k)),
-                compile_(lambda *a, **k: _backward(cell, *a, **k)),
+                compile_(lambda *a, unroll, **k: _backward(cell, *a, **k)),
             )
             _COMPILED[cell] = pair
     return pair
@@ -290,8 +289,9 @@ def run_fused(
     and a gradient, if one is asked for all the same, runs the keeping forward pass again first.
     """
     forward, backward = _compiled(cell)
-    options = {"return_sequences": return_sequences, "zero_output_for_mask": zero_output_for_mask}
     steps = tf.transpose(sequences, (1, 0, 2))
+    options = {"return_sequences": return_sequences, "zero_output_for_mask": zero_output_for_mask,
+               "unroll": _unroll_factor(steps)}
     steps_mask = None
     if mask is not None:
         steps_mask = tf.expand_dims(tf.transpose(tf.cast(mask, tf.bool), (1, 0)), -1)
