@@ -1,9 +1,10 @@
 """Pipeline test support: small hourly series with a daily cycle, trend and noise; a tiny model config;
-a registry holding a trained tiny model."""
+a registry holding a trained tiny model; the `forecaster` command as installed."""
 
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,3 +58,9 @@ def tiny_registry(root: Path, name: str = "tiny") -> Iterator[tuple[str, Path]]:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         train(tiny_config(data, name=name, margin=-10.0), verbose=0)
         yield uri, data
+
+
+def cli_command() -> list[str]:
+    """The installed `forecaster` console script (beside this interpreter), else the module."""
+    script = Path(sys.executable).with_name("forecaster")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pipelines.cli"]

@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from tests.synthetic import cli_command
+
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
@@ -55,11 +57,6 @@ step = 8
 metric = "mase"
 margin = -10.0   # a two-epoch network need not beat seasonal naive: version 1 becomes champion anyway
 """
-
-
-def _cli() -> list[str]:
-    script = Path(sys.executable).with_name("forecaster")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pipelines.cli"]
 
 
 def _free_ports(n: int) -> list[int]:
@@ -111,10 +108,10 @@ def trained(tmp_path_factory) -> dict:
     config.write_text(CONFIG.format(name="mw_tiny", epochs=2, windows=16))
     store = f"sqlite:///{folder / 'store.db'}"
     single_store = f"sqlite:///{folder / 'single.db'}"
-    procs = {f"worker{i}": _start([*_cli(), "train", str(config), "--strategy", "multi_worker", "--quiet"],
+    procs = {f"worker{i}": _start([*cli_command(), "train", str(config), "--strategy", "multi_worker", "--quiet"],
                                   folder, f"worker{i}", _env(store, TF_CONFIG=tf_config))
              for i, tf_config in enumerate(_tf_configs())}
-    procs["single"] = _start([*_cli(), "train", str(config), "--quiet"], folder, "single", _env(single_store))
+    procs["single"] = _start([*cli_command(), "train", str(config), "--quiet"], folder, "single", _env(single_store))
     return {"folder": folder, "store": store, "single_store": single_store, **_finish(procs, folder)}
 
 
@@ -184,7 +181,7 @@ def test_a_killed_worker_stops_the_other_with_one_line_and_a_failed_run(tmp_path
     config.write_text(CONFIG.format(name="mw_long", epochs=300, windows=400))
     store = f"sqlite:///{tmp_path / 'store.db'}"
     tf_configs = _tf_configs()
-    procs = {f"worker{i}": _start([*_cli(), "train", str(config), "--strategy", "multi_worker", "--quiet"],
+    procs = {f"worker{i}": _start([*cli_command(), "train", str(config), "--strategy", "multi_worker", "--quiet"],
                                   tmp_path, f"worker{i}", _env(store, TF_CONFIG=tf_config))
              for i, tf_config in enumerate(tf_configs)}
     deadline = time.monotonic() + 300
@@ -239,7 +236,7 @@ def test_a_wrong_tf_config_stops_the_cli_before_any_work(tmp_path, tf_config, sa
     env = _env(f"sqlite:///{tmp_path / 'store.db'}")
     if tf_config is not None:
         env["TF_CONFIG"] = tf_config
-    done = subprocess.run([*_cli(), "train", str(config), "--strategy", "multi_worker"], env=env,
+    done = subprocess.run([*cli_command(), "train", str(config), "--strategy", "multi_worker"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().startswith("forecaster: configuration error:") and says in done.stderr, done.stderr
@@ -250,7 +247,7 @@ def test_the_scheduled_job_refuses_multi_worker_training(tmp_path):
     config = tmp_path / "mw_job.toml"
     config.write_text(CONFIG.format(name="mw_job", epochs=1, windows=4).replace(
         "seed = 0", 'seed = 0\nstrategy = "multi_worker"') + f'\n[output]\npath = "{tmp_path / "out"}"\n')
-    done = subprocess.run([*_cli(), "run", str(config), "--as-of", "2017-01-03"],
+    done = subprocess.run([*cli_command(), "run", str(config), "--as-of", "2017-01-03"],
                           env=_env(f"sqlite:///{tmp_path / 'store.db'}"), capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "the scheduled job trains in one process" in done.stderr

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from mlflow import MlflowClient
 
 from forecaster import tracking
 from forecaster.config import load_config
+from tests.synthetic import cli_command
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -61,12 +61,6 @@ margin = -10.0   # a one-epoch network need not beat seasonal naive: version 1 b
 """
 
 
-def _cli() -> list[str]:
-    """The installed `forecaster` console script (beside this interpreter), else the module."""
-    script = Path(sys.executable).with_name("forecaster")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pipelines.cli"]
-
-
 def _client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
@@ -90,7 +84,7 @@ def trained(postgres_mlflow, configs) -> dict[str, dict]:
     for name in MODELS:
         # Output to files, not pipes: a process must never wait for us to read the other's pipe.
         with open(logs / f"{name}.out", "w") as out, open(logs / f"{name}.err", "w") as err:
-            procs[name] = subprocess.Popen([*_cli(), "train", str(configs[name]), "--quiet"], env=env,
+            procs[name] = subprocess.Popen([*cli_command(), "train", str(configs[name]), "--quiet"], env=env,
                                            stdout=out, stderr=err, stdin=subprocess.DEVNULL)
     try:
         for proc in procs.values():
@@ -161,7 +155,7 @@ def test_batch_prediction_by_alias_equals_the_embedded_store(server, trained, co
     out_path = tmp_path / "server.parquet"
     # The CLI's prediction from the server runs while this process trains against the embedded store.
     with open(tmp_path / "cli.out", "w") as out, open(tmp_path / "cli.err", "w") as err:
-        cli = subprocess.Popen([*_cli(), "predict", "--model", "models:/pg_alpha@champion", "--input",
+        cli = subprocess.Popen([*cli_command(), "predict", "--model", "models:/pg_alpha@champion", "--input",
                                 str(history), "--output", str(out_path)], env={**os.environ}, stdout=out,
                                stderr=err, stdin=subprocess.DEVNULL)
     try:
@@ -242,7 +236,7 @@ def test_the_scheduled_job_runs_against_the_server_and_a_rerun_changes_nothing(s
     config = tmp_path / "pg_beta_job.toml"
     config.write_text(CONFIG.format(name="pg_beta", series=SERIES, horizon=HORIZON)
                       + f'\n[output]\npath = "{tmp_path / "out"}"\n')
-    command = [*_cli(), "run", str(config), "--as-of", "2017-01-03T00:00"]
+    command = [*cli_command(), "run", str(config), "--as-of", "2017-01-03T00:00"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "retrain: not due" in done.stdout and "predict: version 1" in done.stdout
