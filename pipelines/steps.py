@@ -21,6 +21,7 @@ import socket
 import tempfile
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 import forecaster
 from forecaster import registry, splits, tracking
 from forecaster.backtest import BacktestResult, run_backtest, summary_of
-from forecaster.calibration import coverage
+from forecaster.calibration import coverage, interval_pairs, pair_key
 from forecaster.config import ModelConfig
 from forecaster.contract import (
     BASELINE,
@@ -85,9 +86,10 @@ class Prepared:
     def columns(self) -> Columns:
         return self.config.data.columns()
 
-    def lengths(self, names: int = 1000) -> dict[str, Any]:
+    @cached_property
+    def too_short(self) -> dict[str, Any]:
         """Which series are too short for what, by the rules the forecaster and the backtest apply
-        (counts, and up to ``names`` ids of each): written to ``data_report.json`` (``too_short``) and printed."""
+        (counts, and up to 1,000 ids of each): written to ``data_report.json`` and printed; computed once."""
         c, h = self.columns, self.config.horizon
         model = make_forecaster(self.config, verbose=0)
         size = self.frame.groupby(c.id, sort=True).size()
@@ -105,7 +107,7 @@ class Prepared:
         out: dict[str, Any] = {"min_history": need, "input_size": window, "n_series": len(size)}
         for key, (mask, rule) in rules.items():
             ids = [str(i) for i in size.index[mask.to_numpy()]]
-            out[key] = {"count": len(ids), "rule": rule, "series": ids[:names]}
+            out[key] = {"count": len(ids), "rule": rule, "series": ids[:1000]}
         return out
 
     def fingerprint(self) -> dict[str, Any]:
@@ -143,7 +145,7 @@ def prepare(config: ModelConfig, raw: pd.DataFrame | None = None,
     """Read (unless ``raw`` is given), cut at ``as_of`` and validate the config's data.
 
     Short series are kept: the forecaster pads or falls back for them, the backtest scores what it
-    can (`Prepared.lengths` says which series fall under which rule).
+    can (`Prepared.too_short` says which series fall under which rule).
     """
     raw = load_source(config) if raw is None else raw
     columns = config.data.columns()
@@ -209,8 +211,11 @@ def calibrate(model: LSTMForecaster, result: BacktestResult) -> str | None:
     if not model.calibration_:
         return None
     parts = []
-    for key, corrections in model.calibration_.items():
-        lo, hi = (float(q[1:]) for q in key.split("-"))
+    for lo, hi in interval_pairs(model.quantiles_):
+        key = pair_key(lo, hi)
+        if key not in model.calibration_:
+            continue
+        corrections = model.calibration_[key]
         before = coverage(result.forecasts[~result.forecasts[FALLBACK_COLUMN]], model.columns_, lo, hi)
         mean = float(np.mean(corrections))
         parts.append(f"{key} covered {before:.3f} of the backtest (nominal {hi - lo:.2f}), width x{1 + 2 * mean:.2f}")
@@ -258,7 +263,7 @@ def log_inputs(prepared: Prepared) -> None:
     mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
     mlflow.set_tags({f"version.{name}": importlib.metadata.version(name) for name in PINNED}
                     | {"version.forecaster": forecaster.__version__})
-    mlflow.log_dict({**prepared.vframe.report, "too_short": prepared.lengths()}, "data_report.json")
+    mlflow.log_dict({**prepared.vframe.report, "too_short": prepared.too_short}, "data_report.json")
 
 
 def log_evaluation(prepared: Prepared, result: BacktestResult, fits: dict[str, dict[str, list[float]]]) -> None:
@@ -573,7 +578,7 @@ def _plots(out: Path, result: BacktestResult, fits: dict[str, dict[str, list[flo
 
 
 def describe_short(lengths: dict[str, Any], shown: int = 5) -> str | None:
-    """One line on the short series of `Prepared.lengths`, or None when there are none."""
+    """One line on the short series of `Prepared.too_short`, or None when there are none."""
     parts = []
     for key, what in (("padded", "trained on padded windows"), ("not_trained", "too short to train on"),
                       ("fallback", "forecast by seasonal naive"), ("not_backtested", "too short to score")):

@@ -47,7 +47,7 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
     warm = config if warm_epochs is None else replace(config, training=replace(config.training, epochs=warm_epochs))
     run = mlflow.active_run()
     steps.log_inputs(prepared)
-    short = steps.describe_short(prepared.lengths())
+    short = steps.describe_short(prepared.too_short)
     if short:
         say(short)
     bt_initial = initial if initial is not None and _trained_before_first_origin(initial, prepared) else None
