@@ -126,6 +126,62 @@ def test_unrolled_loop_iterations_equal_keras(steps, mask_kind, scan_formulation
         np.testing.assert_allclose(b, a, **TOL)
 
 
+@pytest.mark.parametrize("batch", [67, 128])
+@pytest.mark.parametrize("mask_kind", ["none", "left"])
+def test_batch_split_across_cores_equals_keras(batch, mask_kind, monkeypatch):
+    """Under TensorFlow the batch is cut into one compiled loop per core (4 here, whatever this
+    machine has): outputs, states and gradients equal Keras' unsplit ones."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the batch is split by the TensorFlow loop")
+    from forecaster.layers import fused_loop
+
+    monkeypatch.setattr(fused_loop, "_cores", lambda: 4)
+    assert len(fused_loop._shard_sizes(np.zeros((5, batch, 2), "float32"))) == min(4, batch // 32)
+    rng = np.random.default_rng(batch)
+    x = rng.normal(size=(batch, 8, 2)).astype("float32")
+    theirs, ours = _pair(4, x.shape, weight_seed=batch, return_sequences=True, return_state=True,
+                         go_backwards=mask_kind == "left")
+    mask = _mask(mask_kind, batch, 8, rng)
+    call = {"initial_state": [rng.normal(size=(batch, 4)).astype("float32") for _ in range(2)]}
+    if mask is not None:
+        call["mask"] = mask
+    (out_t, grads_t), (out_o, grads_o) = (outputs_and_grads(layer, x, **call) for layer in (theirs, ours))
+    for a, b in zip(out_t + grads_t, out_o + grads_o):
+        np.testing.assert_allclose(b, a, **TOL)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 7])
+def test_batch_of_unknown_size_split_across_cores_equals_keras(batch, monkeypatch):
+    """A batch size unknown when tracing (Keras retraces so for a short last batch) is split at run
+    time into 3 parts, some of them empty when the batch is smaller."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the batch is split by the TensorFlow loop")
+    import tensorflow as tf
+
+    from forecaster.layers import fused_loop
+
+    monkeypatch.setattr(fused_loop, "_cores", lambda: 3)
+    theirs, ours = _pair(3, (None, 6, 2), weight_seed=batch, return_sequences=True)
+    x = np.random.default_rng(batch).normal(size=(batch, 6, 2)).astype("float32")
+
+    def run(layer):
+        @tf.function(input_signature=[tf.TensorSpec((None, 6, 2), tf.float32)])
+        def outputs_and_grads(xv):
+            with tf.GradientTape() as tape:
+                tape.watch(xv)
+                out = layer(xv)
+                weights = tf.reshape(tf.sin(tf.range(tf.size(out), dtype=tf.float32)), tf.shape(out))
+                loss = tf.reduce_sum(out * weights)
+            return out, tape.gradient(loss, [xv, *layer.trainable_variables])
+
+        out, grads = outputs_and_grads(tf.constant(x))
+        return [np.asarray(out)], [np.asarray(g) for g in grads]
+
+    (out_t, grads_t), (out_o, grads_o) = run(theirs), run(ours)
+    for a, b in zip(out_t + grads_t, out_o + grads_o):
+        np.testing.assert_allclose(b, a, **TOL)
+
+
 def test_weights_round_trip_both_ways():
     x = np.random.default_rng(1).normal(size=(3, 5, 2)).astype("float32")
     theirs, ours = _pair(4, x.shape, weight_seed=1)

@@ -20,6 +20,7 @@ The gating is the cell's own `gates`, so there is one definition of the math, ex
 from __future__ import annotations
 
 import math
+import os
 import weakref
 from typing import Any
 
@@ -33,6 +34,8 @@ _PLAIN: dict[int, tuple[Any, Any]] = {}
 # Steps per iteration of the forward and plain backward loops: fewer iterations, less loop overhead
 # (measured: training steps 1-16 % faster, inference 2-10 %, over the four benchmark shapes).
 UNROLL = 4
+# The fewest batch rows worth a core of their own (see `_shard_sizes`).
+MIN_SHARD_ROWS = 32
 
 
 def _is_plain(cell: LSTMCell) -> bool:
@@ -71,6 +74,40 @@ def _unroll_factor(steps: tf.Tensor) -> int:
     """Steps done per loop iteration: UNROLL when it divides the (static) number of steps, else their gcd."""
     num_steps = steps.shape[0]
     return math.gcd(int(num_steps), UNROLL) if num_steps else 1
+
+
+def _cores() -> int:
+    """The cores TensorFlow may run independent ops on at once: this process's CPUs, capped by the
+    inter-op thread setting when one is set."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    inter_op = tf.config.threading.get_inter_op_parallelism_threads()
+    return max(1, min(cores, inter_op) if inter_op else cores)
+
+
+def _shard_sizes(steps: tf.Tensor) -> list[int] | tf.Tensor | None:
+    """How the batch of time-major ``steps`` is split, one compiled loop per part; None: not split.
+
+    XLA runs each compiled loop on one core (its per-step products are too small to share out), so
+    on a CPU with several cores the batch is cut into up to one part per core, of at least
+    `MIN_SHARD_ROWS` rows where the batch size is known when tracing. Never on a GPU.
+    """
+    if tf.config.list_logical_devices("GPU"):
+        return None
+    batch = steps.shape[1]
+    parts = _cores() if batch is None else min(_cores(), batch // MIN_SHARD_ROWS)
+    if parts < 2:
+        return None
+    if batch is not None:
+        return [batch // parts + (1 if k < batch % parts else 0) for k in range(parts)]
+    rows = tf.shape(steps)[1]
+    return rows // parts + tf.cast(tf.range(parts) < rows % parts, tf.int32)
+
+
+def _join(values: list[tf.Tensor], axis: int) -> tf.Tensor:
+    return values[0] if len(values) == 1 else tf.concat(values, axis=axis)
 
 
 def _forward(cell, steps, h0, c0, steps_mask, kernel, recurrent_kernel, bias, extras, *,
@@ -133,14 +170,30 @@ def _forward(cell, steps, h0, c0, steps_mask, kernel, recurrent_kernel, bias, ex
     return last_output, outputs.stack(), h, c, kept
 
 
-def _input_and_weight_gradients(dz, steps, h_prev, kernel, bias):
-    """From every step's dz (T, B, 4u): d(steps), d(kernel), d(recurrent_kernel), d(bias), each one
-    large contraction over all steps at once instead of T small ones inside the loop."""
-    d_steps = tf.einsum("tbg,fg->tbf", dz, kernel)
-    d_kernel = tf.einsum("tbf,tbg->fg", steps, dz)
-    d_recurrent = tf.einsum("tbh,tbg->hg", h_prev, dz)
-    d_bias = None if bias is None else tf.reduce_sum(dz, axis=(0, 1))
-    return d_steps, d_kernel, d_recurrent, d_bias
+def _weight_gradient_step(x_t, h_prev_t, dz, kernel_t, acc):
+    """Step t's share of the weight gradients, added to ``acc`` = (d[kernel; recurrent_kernel], d bias),
+    and the gradient of the step's input x_t.
+
+    Accumulated inside the backward loop, while dz_t is in cache, rather than kept for all steps and
+    contracted afterwards: the kept (T, B, 4u) array cost more memory traffic than its products.
+    One product of [x_t, h_{t-1}] with dz_t gives both kernels' gradients.
+    """
+    d_weights, d_bias = acc
+    d_weights = d_weights + tf.matmul(tf.concat([x_t, h_prev_t], axis=1), dz, transpose_a=True)
+    return tf.matmul(dz, kernel_t), (d_weights, d_bias + tf.reduce_sum(dz, axis=0))
+
+
+def _weight_gradient_start(kernel, recurrent_kernel):
+    # Dynamic shapes: a shape-relaxed trace (shared by cells of one width) may not know the inputs'.
+    rows = tf.shape(kernel)[0] + tf.shape(recurrent_kernel)[0]
+    return (tf.zeros((rows, tf.shape(kernel)[1]), kernel.dtype), tf.zeros((tf.shape(kernel)[1],), kernel.dtype))
+
+
+def _weight_gradient_end(kernel, bias, acc):
+    """(d kernel, d recurrent_kernel, d bias) from the accumulated sums."""
+    d_weights, d_bias = acc
+    num_inputs = tf.shape(kernel)[0]
+    return d_weights[:num_inputs], d_weights[num_inputs:], None if bias is None else d_bias
 
 
 def _backward(cell, steps, steps_mask, kernel, recurrent_kernel, bias, extras, kept,
@@ -150,10 +203,11 @@ def _backward(cell, steps, steps_mask, kernel, recurrent_kernel, bias, extras, k
     dtype = steps.dtype
     extra_names = sorted(extras)
     d_extras0 = [tf.zeros_like(extras[n]) for n in extra_names]
-    d_z_all = tf.TensorArray(dtype, size=num_steps)
+    d_steps = tf.TensorArray(dtype, size=num_steps)
     d_out0 = tf.zeros_like(d_h)
+    kernel_t = tf.transpose(kernel)
 
-    def body(t, dh, dc, dout_next, d_z_all, d_extras):
+    def body(t, dh, dc, dout_next, d_steps, d_extras, acc):
         # The output of step t gets the loss gradient of outputs[t] (or of last_output at the end)
         # plus, under a mask, what step t+1 passed back through its hold of the previous output.
         dout = dout_next
@@ -177,17 +231,17 @@ def _backward(cell, steps, steps_mask, kernel, recurrent_kernel, bias, extras, k
         dz, dh_direct, dc_prev, dout_prev = grads[:4]
         dh_prev = dh_direct + tf.matmul(dz, recurrent_kernel, transpose_b=True)
         d_extras = [a + b for a, b in zip(d_extras, grads[4:])]
-        return t - 1, dh_prev, dc_prev, dout_prev, d_z_all.write(t, dz), d_extras
+        d_x, acc = _weight_gradient_step(steps[t], h_prev, dz, kernel_t, acc)
+        return t - 1, dh_prev, dc_prev, dout_prev, d_steps.write(t, d_x), d_extras, acc
 
-    _, dh0, dc0, _, d_z_all, d_extras = tf.while_loop(
+    _, dh0, dc0, _, d_steps, d_extras, acc = tf.while_loop(
         lambda t, *_: t >= 0,
         body,
-        (num_steps - 1, d_h, d_c, d_out0, d_z_all, d_extras0),
+        (num_steps - 1, d_h, d_c, d_out0, d_steps, d_extras0, _weight_gradient_start(kernel, recurrent_kernel)),
         maximum_iterations=num_steps,
     )
-    d_steps, d_kernel, d_recurrent, d_bias = _input_and_weight_gradients(
-        d_z_all.stack(), steps, kept["h_prev"], kernel, bias)
-    return d_steps, dh0, dc0, d_kernel, d_recurrent, d_bias, dict(zip(extra_names, d_extras))
+    d_kernel, d_recurrent, d_bias = _weight_gradient_end(kernel, bias, acc)
+    return d_steps.stack(), dh0, dc0, d_kernel, d_recurrent, d_bias, dict(zip(extra_names, d_extras))
 
 
 def _backward_plain(steps, steps_mask, kernel, recurrent_kernel, bias, kept,
@@ -196,10 +250,11 @@ def _backward_plain(steps, steps_mask, kernel, recurrent_kernel, bias, kept,
     num_steps = tf.shape(steps)[0]
     dtype = steps.dtype
     recurrent_t = tf.transpose(recurrent_kernel)
-    d_z_all = tf.TensorArray(dtype, size=num_steps)
+    kernel_t = tf.transpose(kernel)
+    d_steps = tf.TensorArray(dtype, size=num_steps)
     masked = steps_mask is not None
 
-    def step(t, dh, dc, dout_next, d_z_all):
+    def step(t, dh, dc, dout_next, d_steps, acc):
         dout = dout_next
         if return_sequences:
             dout = dout + d_outputs[t]
@@ -222,22 +277,23 @@ def _backward_plain(steps, steps_mask, kernel, recurrent_kernel, bias, kept,
             dout_prev = zero if zero_output_for_mask else tf.where(m, zero, dout)
         else:
             dout_prev = dout_next
-        return dh_prev, dc_prev, dout_prev, d_z_all.write(t, dz)
+        d_x, acc = _weight_gradient_step(steps[t], kept["h_prev"][t], dz, kernel_t, acc)
+        return dh_prev, dc_prev, dout_prev, d_steps.write(t, d_x), acc
 
-    def body(n, dh, dc, dout, d_z_all):
+    def body(n, dh, dc, dout, d_steps, acc):
         for j in reversed(range(unroll)):
-            dh, dc, dout, d_z_all = step(n * unroll + j, dh, dc, dout, d_z_all)
-        return n - 1, dh, dc, dout, d_z_all
+            dh, dc, dout, d_steps, acc = step(n * unroll + j, dh, dc, dout, d_steps, acc)
+        return n - 1, dh, dc, dout, d_steps, acc
 
-    _, dh0, dc0, _, d_z_all = tf.while_loop(
+    _, dh0, dc0, _, d_steps, acc = tf.while_loop(
         lambda n, *_: n >= 0,
         body,
-        (num_steps // unroll - 1, d_h, d_c, tf.zeros_like(d_h), d_z_all),
+        (num_steps // unroll - 1, d_h, d_c, tf.zeros_like(d_h), d_steps,
+         _weight_gradient_start(kernel, recurrent_kernel)),
         maximum_iterations=num_steps // unroll,
     )
-    d_steps, d_kernel, d_recurrent, d_bias = _input_and_weight_gradients(
-        d_z_all.stack(), steps, kept["h_prev"], kernel, bias)
-    return d_steps, dh0, dc0, d_kernel, d_recurrent, d_bias, {}
+    d_kernel, d_recurrent, d_bias = _weight_gradient_end(kernel, bias, acc)
+    return d_steps.stack(), dh0, dc0, d_kernel, d_recurrent, d_bias, {}
 
 
 def _compiled(cell: LSTMCell) -> tuple[Any, Any]:
@@ -307,6 +363,12 @@ def run_fused(
     has_bias = cell.bias is not None
     bias = tf.cast(cell.bias, dtype) if has_bias else tf.zeros((0,), dtype)
 
+    sizes = _shard_sizes(steps)
+    num_shards = 1 if sizes is None else len(sizes) if isinstance(sizes, list) else int(sizes.shape[0])
+
+    def split(value: tf.Tensor, axis: int) -> list[tf.Tensor]:
+        return [value] if sizes is None else tf.split(value, sizes, num=num_shards, axis=axis)
+
     @tf.custom_gradient
     def lstm(steps, h0, c0, kernel, recurrent_kernel, bias, *extra_values):
         # The compiled loops are differentiated by hand below; stop_gradient keeps the tape from
@@ -316,21 +378,34 @@ def run_fused(
         )
         ex = {n: tf.stop_gradient(v) for n, v in zip(extra_names, extra_values)}
         b = bias if has_bias else None
-        args = (steps, h0, c0, steps_mask, kernel, recurrent_kernel, b, ex)
-        last, outs, h, c, kept = forward(*args, keep_for_backward=bool(training), **options)
+        # One call of the compiled loop per shard of the batch: independent ops that TensorFlow runs
+        # on separate cores (XLA runs each loop on one).
+        masks = [None] * num_shards if steps_mask is None else split(steps_mask, 1)
+        parts = [
+            (s, h, c, m, kernel, recurrent_kernel, b, ex)
+            for s, h, c, m in zip(split(steps, 1), split(h0, 0), split(c0, 0), masks)
+        ]
+        results = [forward(*args, keep_for_backward=bool(training), **options) for args in parts]
+        last, outs, h, c = (
+            _join([r[i] for r in results], axis) for i, axis in ((0, 0), (1, 1), (2, 0), (3, 0))
+        )
 
         def grad(d_last, d_outs, d_h, d_c):
             d_last, d_outs, d_h, d_c = (
                 tf.zeros_like(v) if d is None else d
                 for d, v in zip((d_last, d_outs, d_h, d_c), (last, outs, h, c))
             )
-            saved = kept if training else forward(*args, keep_for_backward=True, **options)[-1]
-            d_steps, dh0, dc0, dk, dr, db, dex = backward(
-                steps, steps_mask, kernel, recurrent_kernel, b, ex, saved,
-                d_last, d_outs, d_h, d_c, **options,
-            )
-            db = db if has_bias else tf.zeros_like(bias)
-            return (d_steps, dh0, dc0, dk, dr, db, *[dex[n] for n in extra_names])
+            upstream = zip(split(d_last, 0), split(d_outs, 1), split(d_h, 0), split(d_c, 0))
+            shard_grads = []
+            for args, result, (dl, do, dh, dc) in zip(parts, results, upstream):
+                saved = result[-1] if training else forward(*args, keep_for_backward=True, **options)[-1]
+                s, _, _, m, *weights = args
+                shard_grads.append(backward(s, m, *weights, saved, dl, do, dh, dc, **options))
+            d_steps, dh0, dc0 = (_join([g[i] for g in shard_grads], axis) for i, axis in ((0, 1), (1, 0), (2, 0)))
+            dk, dr = (tf.add_n([g[i] for g in shard_grads]) for i in (3, 4))
+            db = tf.add_n([g[5] for g in shard_grads]) if has_bias else tf.zeros_like(bias)
+            dex = [tf.add_n([g[6][n] for g in shard_grads]) for n in extra_names]
+            return (d_steps, dh0, dc0, dk, dr, db, *dex)
 
         return (last, outs, h, c), grad
 
