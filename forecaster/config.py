@@ -40,6 +40,9 @@ class DataConfig:
                        known_future=tuple(self.known_future), past_only=tuple(self.past_only))
 
 
+FINAL_FITS = ("warm", "full")
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """How the network is trained."""
@@ -57,6 +60,8 @@ class TrainingConfig:
     lr_schedule: str = "constant"  # or "cosine": decay from learning_rate to 5 % of it over the epochs
     time_budget: float = 150.0  # seconds a fit may take when epochs are derived (the pipeline fits twice)
     strategy: str = "none"  # or "mirrored" (GPUs of one machine), "multi_worker" (TF_CONFIG): forecaster.distribute
+    final_fit: str = "warm"  # the pipeline's final fit: "warm" (from the backtest model) or "full" (from scratch)
+    final_epochs: int = 3  # epochs of a warm final fit
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,11 @@ class ModelConfig:
         if self.schedule.retrain_every:
             _duration("schedule.retrain_every", self.schedule.retrain_every)
         check_strategy(self.training.strategy)
+        if self.training.final_fit not in FINAL_FITS:
+            raise ConfigError(f"training.final_fit must be one of {', '.join(FINAL_FITS)}, "
+                              f"got {self.training.final_fit!r}")
+        if self.training.final_epochs < 1:
+            raise ConfigError(f"training.final_epochs must be >= 1, got {self.training.final_epochs}")
         if self.schedule.warm_start and self.training.ensemble > 1:
             raise ConfigError("schedule.warm_start needs training.ensemble = 1 (an ensemble's averaged network "
                               "cannot seed its members)")

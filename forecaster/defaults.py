@@ -66,6 +66,29 @@ class Derived:
         return {**{f"resolved.{k}": v for k, v in out.items()}, "resolved.derived": ",".join(self.derived)}
 
 
+@dataclass(frozen=True)
+class SeriesRules:
+    """How a fit treats each series by its length: the one statement of the short-series rules, read
+    by the forecaster's fit and by the data report (`LSTMForecaster.series_rules` makes it)."""
+
+    input_size: int
+    min_history: int
+    horizon: int
+
+    def forecast_by_network(self, lengths: Any) -> np.ndarray:
+        """Series the network forecasts (the others get the seasonal-naive fallback)."""
+        return np.asarray(lengths) >= self.min_history
+
+    def trainable(self, lengths: Any) -> np.ndarray:
+        """Series that give at least one training window and its targets."""
+        return np.asarray(lengths) >= self.min_history + self.horizon
+
+    def padded(self, lengths: Any) -> np.ndarray:
+        """Trainable series whose windows, less fit's validation holdout, are left-padded and masked."""
+        lengths = np.asarray(lengths)
+        return self.trainable(lengths) & (lengths < self.input_size + 2 * self.horizon)
+
+
 def default_input_size(freq: str, horizon: int, lengths: np.ndarray | None = None) -> int:
     """``max(2 horizons, the longest period, 3 shortest periods)``, cut to what the median series can fill
     after the validation holdout and one horizon of targets (not below one horizon or two seasons)."""

@@ -34,7 +34,7 @@ from forecaster.data.windows import (
     last_windows,
     make_window_dataset,
 )
-from forecaster.defaults import Derived, default_input_size, derive
+from forecaster.defaults import Derived, SeriesRules, default_input_size, derive
 from forecaster.errors import ConfigError, ModelError, ShortHistoryError
 from forecaster.integrity import sha256
 from forecaster.losses import PointAndQuantileLoss
@@ -210,15 +210,25 @@ class LSTMForecaster:
 
     # ------------------------------------------------------------------ fit
 
-    def _resolved_input_size(self, freq: str, lengths: np.ndarray | None = None) -> int:
-        return int(self.input_size) if self.input_size else default_input_size(freq, self.horizon, lengths)
+    def series_rules(self, freq: str, lengths: np.ndarray | None = None,
+                     initial: LSTMForecaster | None = None) -> SeriesRules:
+        """The window and the per-series length rules a fit on series of ``lengths`` applies.
 
-    def min_history(self, freq: str, lengths: np.ndarray | None = None) -> int:
-        """The fewest observed steps a series needs for the network to forecast it: one season or one
-        horizon, whichever is longer, at most ``input_size``. Shorter windows are left-padded and the
-        padding is masked; shorter series get the seasonal-naive fallback at prediction, and train
-        the network only with at least ``min_history + horizon`` steps (one window and its targets)."""
-        return max(1, min(self._resolved_input_size(freq, lengths), max(seasonal_period(freq), self.horizon)))
+        ``input_size`` is the given one, else ``initial``'s (a warm start keeps its network), else
+        derived from the data (`forecaster.defaults`). ``min_history``: the fewest observed steps for
+        the network to forecast a series, one season or one horizon, whichever is longer, at most the
+        window. Shorter windows are left-padded and the padding masked; shorter series get the
+        seasonal-naive fallback at prediction, and train the network only with at least
+        ``min_history + horizon`` steps (one window and its targets).
+        """
+        if self.input_size:
+            input_size = int(self.input_size)
+        elif initial is not None:
+            input_size = int(initial.input_size_)
+        else:
+            input_size = default_input_size(freq, self.horizon, lengths)
+        min_history = max(1, min(input_size, max(seasonal_period(freq), self.horizon)))
+        return SeriesRules(input_size=input_size, min_history=min_history, horizon=int(self.horizon))
 
     def fit(self, df: pd.DataFrame, callbacks: list[keras.callbacks.Callback] | None = None,
             initial: LSTMForecaster | None = None) -> LSTMForecaster:
@@ -244,9 +254,11 @@ class LSTMForecaster:
         vframe = validate_frame(df, columns, freq=self.freq, missing_policy=self.missing_policy)
         freq = vframe.freq
         all_lengths = vframe.frame.groupby(columns.id, sort=False).size().to_numpy()
-        input_size = self._resolved_input_size(freq, all_lengths)
-        min_history = self.min_history(freq, all_lengths)
-        frame, untrained = self._trainable(vframe, min_history)
+        if initial is not None:
+            initial._check_fitted()
+        rules = self.series_rules(freq, all_lengths, initial)
+        input_size, min_history = rules.input_size, rules.min_history
+        frame, untrained = self._trainable(vframe, rules)
         if untrained:  # they stay out of training, scaler and covariate statistics alike
             vframe = ValidatedFrame(frame=frame, freq=freq, columns=columns, report=vframe.report,
                                     missing_policy=vframe.missing_policy)
@@ -254,11 +266,15 @@ class LSTMForecaster:
         last_train = splits.holdout_cutoffs(frame, columns, self.horizon)
         until = {str(k): v for k, v in last_train.items()}
         lengths = frame.groupby(columns.id, sort=False).size().to_numpy()
-        resolved = derive(freq, self.horizon, lengths, min_history, network=self.network, input_size=input_size,
+        # A warm start keeps the initial network where this forecaster leaves it to be derived.
+        network = self.network
+        if network is None and initial is not None and getattr(initial, "resolved_", None) is not None:
+            network = initial.resolved_.network
+        resolved = derive(freq, self.horizon, lengths, min_history, network=network, input_size=input_size,
                           max_windows_per_series=self.max_windows_per_series, epochs=self.epochs,
                           time_budget=self.time_budget)
-        if self.input_size is None:
-            resolved = replace(resolved, derived=("input_size", *resolved.derived))
+        not_given = [name for name in ("input_size", "network") if getattr(self, name) is None]
+        resolved = replace(resolved, derived=(*not_given, *(d for d in resolved.derived if d not in not_given)))
         epochs, max_windows = resolved.epochs, resolved.max_windows_per_series
         scaler = SeriesScaler(self.scaler).fit(frame, columns, until=until)
         arrays = build_feature_arrays(vframe, scaler, self.horizon, until=until)
@@ -269,8 +285,7 @@ class LSTMForecaster:
                                        min_context=min_history)
         val_ds = make_window_dataset(arrays, input_size, self.horizon, self.batch_size, shuffle=False,
                                      start_after=cutoff, min_context=min_history)
-        # Windows are padded where a series, less its validation holdout, is shorter than one full window.
-        padded = bool((arrays.lengths < input_size + 2 * self.horizon).any())
+        padded = bool(rules.padded(arrays.lengths).any())
         train_ds, val_ds = (distribute.shard_by_data(d, self.strategy) for d in (train_ds, val_ds))
         quantiles = tuple(sorted(float(q) for q in self.quantiles))
         spec = resolved.network
@@ -285,7 +300,7 @@ class LSTMForecaster:
                                        season=seasonal_period(freq), mask_padding=padded,
                                        name=f"member_{k}" if self.ensemble > 1 else "lstm_forecaster")
                 if initial is not None:
-                    self._warm_start(member, initial)
+                    self._warm_start(member, initial, self.ensemble)
                 member.compile(optimizer=keras.optimizers.Adam(self._learning_rate(steps, epochs), clipnorm=1.0),
                                loss=PointAndQuantileLoss(quantiles, point_loss=self.point_loss))
             distribute.prepare_model(member, self.strategy)
@@ -333,30 +348,34 @@ class LSTMForecaster:
         self.calibration_ = conformal_corrections(backtest_forecasts, self.columns_, self.quantiles_, self.horizon)
         return self
 
-    def _trainable(self, vframe: ValidatedFrame, min_history: int) -> tuple[pd.DataFrame, list[str]]:
-        """The rows of the series long enough to train on (``min_history + horizon`` steps), and the
-        ids of the others; ShortHistoryError when no series is."""
+    def _trainable(self, vframe: ValidatedFrame, rules: SeriesRules) -> tuple[pd.DataFrame, list[str]]:
+        """The rows of the series long enough to train on, and the ids of the others;
+        ShortHistoryError when no series is."""
         columns = vframe.columns
         frame = vframe.frame
         lengths = frame.groupby(columns.id, sort=False).size()
-        need = min_history + self.horizon
-        short = lengths.index[lengths < need]
+        short = lengths.index[~rules.trainable(lengths.to_numpy())]
         if len(short) == len(lengths):
+            need = rules.min_history + rules.horizon
             raise ShortHistoryError(
-                f"no series is long enough to train on: each needs {need} steps (min_history {min_history} + "
-                f"horizon {self.horizon}); the longest has {int(lengths.max())}",
+                f"no series is long enough to train on: each needs {need} steps (min_history "
+                f"{rules.min_history} + horizon {rules.horizon}); the longest has {int(lengths.max())}",
                 column=columns.target, series=[str(s) for s in short[:20]])
         if not len(short):
             return frame, []
         return frame[~frame[columns.id].isin(short)], sorted(str(s) for s in short)
 
     @staticmethod
-    def _warm_start(member: keras.Model, initial: LSTMForecaster) -> None:
-        """Copy ``initial``'s weights into ``member``; ConfigError if the networks differ."""
-        initial._check_fitted()
+    def _warm_start(member: keras.Model, initial: LSTMForecaster, ensemble: int) -> None:
+        """Copy ``initial``'s weights into ``member`` (an ensemble's member k from initial's member k);
+        ConfigError if the networks differ."""
         source = initial.model_
-        shapes = [tuple(w.shape) for w in source.weights]
-        if len(member.weights) != len(shapes) or any(tuple(w.shape) != s for w, s in zip(member.weights, shapes)):
+        if ensemble > 1:
+            names = [layer.name for layer in source.layers]
+            source = source.get_layer(member.name) if member.name in names else None
+        shapes = None if source is None else [tuple(w.shape) for w in source.weights]
+        if shapes is None or len(member.weights) != len(shapes) or any(
+                tuple(w.shape) != s for w, s in zip(member.weights, shapes)):
             raise ConfigError("cannot warm-start: the initial forecaster's network differs from this one's "
                               "(units, layers, input size, horizon, quantiles, covariates or ensemble changed)")
         member.set_weights(source.get_weights())

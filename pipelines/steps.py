@@ -93,20 +93,20 @@ class Prepared:
         c, h = self.columns, self.config.horizon
         model = make_forecaster(self.config, verbose=0)
         size = self.frame.groupby(c.id, sort=True).size()
-        need = model.min_history(self.vframe.freq, size.to_numpy())
-        window = model._resolved_input_size(self.vframe.freq, size.to_numpy())
+        rules = model.series_rules(self.vframe.freq, size.to_numpy())
+        need, window, lengths = rules.min_history, rules.input_size, size.to_numpy()
         rules = {
-            "fallback": (size < need, f"fewer than min_history = {need} steps: seasonal naive at prediction"),
-            "not_trained": (size < need + h, f"fewer than min_history + horizon = {need + h} steps: no training "
-                                             "window"),
-            "not_backtested": (size < h + 1, f"fewer than horizon + 1 = {h + 1} steps: cannot be scored"),
-            "padded": ((size >= need + h) & (size < window + 2 * h),
-                       f"shorter than input_size + 2 horizons = {window + 2 * h} steps: trained on left-padded, "
-                       "masked windows"),
+            "fallback": (~rules.forecast_by_network(lengths),
+                         f"fewer than min_history = {need} steps: seasonal naive at prediction"),
+            "not_trained": (~rules.trainable(lengths), f"fewer than min_history + horizon = {need + h} steps: no "
+                                                      "training window"),
+            "not_backtested": (lengths < h + 1, f"fewer than horizon + 1 = {h + 1} steps: cannot be scored"),
+            "padded": (rules.padded(lengths), f"shorter than input_size + 2 horizons = {window + 2 * h} steps: "
+                                              "trained on left-padded, masked windows"),
         }
         out: dict[str, Any] = {"min_history": need, "input_size": window, "n_series": len(size)}
         for key, (mask, rule) in rules.items():
-            ids = [str(i) for i in size.index[mask.to_numpy()]]
+            ids = [str(i) for i in size.index[mask]]
             out[key] = {"count": len(ids), "rule": rule, "series": ids[:1000]}
         return out
 

@@ -56,9 +56,9 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
     metric = config.promotion.metric
     say(f"backtest: lstm {metric} {result.summary[LSTM][metric]:.4f}, seasonal naive "
         f"{result.summary[BASELINE][metric]:.4f}" + (" (warm start)" if bt_initial is not None else ""))
-    final = steps.fit(warm if initial is not None else config, prepared.frame, verbose, initial=initial)
+    final, start = _final_fit(prepared, bt_model, verbose, initial, warm)
     say(f"fit: {len(final.history_.get('loss', []))} epoch(s) on all the data"
-        + (" (warm start)" if initial is not None else ""))
+        + (f" (warm start from {start})" if start else ""))
     if final.resolved_.derived:
         say(f"derived settings ({', '.join(final.resolved_.derived)}): {steps.describe_resolved(final)}")
     if mlflow.active_run():
@@ -117,8 +117,29 @@ def train(config: ModelConfig, register: bool = True, verbose: int = 1) -> Train
         return train_in_run(prepared, register, verbose)
 
 
+def _final_fit(prepared: steps.Prepared, bt_model: LSTMForecaster, verbose: int,
+               initial: LSTMForecaster | None = None, warm: ModelConfig | None = None
+               ) -> tuple[LSTMForecaster, str | None]:
+    """The forecaster fitted on all the data, and what it started from (None: random weights).
+
+    From ``initial`` (the champion) with ``warm``'s epochs when given; else, under ``[training]
+    final_fit = "warm"``, from the backtest model for ``final_epochs`` epochs: it has learnt all but the
+    last ``n_windows`` steps, so a few epochs on everything replace a second fit from scratch (never
+    more epochs than ``epochs``, when that is set).
+    """
+    config = prepared.config
+    if initial is not None:
+        return steps.fit(warm or config, prepared.frame, verbose, initial=initial), "the champion"
+    if config.training.final_fit == "warm":
+        t = config.training
+        epochs = t.final_epochs if t.epochs is None else min(t.final_epochs, t.epochs)
+        warm = replace(config, training=replace(t, epochs=epochs))
+        return steps.fit(warm, prepared.frame, verbose, initial=bt_model), "the backtest model"
+    return steps.fit(config, prepared.frame, verbose), None
+
+
 def _train_beside_the_chief(prepared: steps.Prepared, verbose: int) -> TrainResult:
     """A multi-worker task other than the chief: `train_in_run`'s fits, in the same order, logging nothing."""
-    _, result = steps.backtest(prepared, verbose)
-    final = steps.fit(prepared.config, prepared.frame, verbose)
+    bt_model, result = steps.backtest(prepared, verbose)
+    final, _ = _final_fit(prepared, bt_model, verbose)
     return TrainResult(None, prepared.config.name, None, None, result, final)

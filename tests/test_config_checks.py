@@ -37,6 +37,8 @@ def _config(**sections) -> dict:
         ({"backtest": {"n_windows": 0}}, "[backtest] n_windows must be a positive integer, got 0"),
         ({"backtest": {"step": 0}}, "[backtest] step must be a positive integer, got 0"),
         ({"promotion": {"margin": "high"}}, "[promotion] margin must be a number, got 'high'"),
+        ({"training": {"final_fit": "hot"}}, "training.final_fit must be one of warm, full, got 'hot'"),
+        ({"training": {"final_epochs": 0}}, "training.final_epochs must be >= 1, got 0"),
     ],
 )
 def test_each_wrong_value_names_its_key_and_what_it_must_be(sections, message):

@@ -237,6 +237,39 @@ def test_warm_start_begins_from_the_initial_weights_and_refuses_another_network(
         wider.fit(hourly_frame(n_series=4, length=200), initial=champion)
 
 
+def test_warm_start_keeps_a_derived_network_and_seeds_each_ensemble_member_from_its_own(tmp_path):
+    """Left to be derived, the window and network come from the initial forecaster (a longer frame
+    would derive another window, and the weights would not fit); an ensemble's member k starts from
+    the initial ensemble's member k."""
+    short = hourly_frame(n_series=3, length=130, seed=2)
+    initial = LSTMForecaster(horizon=HORIZON, freq="h", quantiles=QUANTILES, epochs=1, ensemble=2,
+                             max_windows_per_series=8, verbose=0).fit(short)
+    longer = hourly_frame(n_series=3, length=600, seed=2)
+    assert LSTMForecaster(horizon=HORIZON, freq="h").series_rules("h", np.array([600] * 3)).input_size \
+        != initial.input_size_
+
+    class FirstWeights(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.weights = []
+
+        def on_train_begin(self, logs=None):
+            self.weights.append([np.array(w) for w in self.model.get_weights()])
+
+    seen = FirstWeights()
+    warm = LSTMForecaster(horizon=HORIZON, freq="h", quantiles=QUANTILES, epochs=1, ensemble=2,
+                          max_windows_per_series=8, verbose=0).fit(longer, callbacks=[seen], initial=initial)
+    assert warm.input_size_ == initial.input_size_ and warm.resolved_.network == initial.resolved_.network
+    assert {"input_size", "network"} <= set(warm.resolved_.derived)
+    for k, weights in enumerate(seen.weights):
+        expected = initial.model_.get_layer(f"member_{k}").get_weights()
+        for got, want in zip(weights, expected, strict=True):
+            np.testing.assert_array_equal(got, want)
+    single = LSTMForecaster(horizon=HORIZON, freq="h", quantiles=QUANTILES, epochs=1, verbose=0)
+    with pytest.raises(ConfigError, match="cannot warm-start"):
+        single.fit(longer, initial=initial)
+
+
 def test_every_parameter_round_trips_through_save_and_load_and_clone_works(tmp_path):
     """A loaded forecaster reports every parameter it was trained with (not the defaults), and
     scikit-learn's `clone` makes an unfitted twin with the same parameters."""

@@ -166,13 +166,14 @@ def test_backfill_runs_in_order_monitors_and_resumes_after_a_failure(tmp_path, s
         "monitoring/accuracy_over_time.png", "monitoring/by_as_of.csv", "monitoring/by_step.csv"]
     printed = capsys.readouterr().out
     assert "[20240112T000000] retrain: warm start from version 1" in printed
-    assert "epoch(s) on all the data (warm start)" in printed
+    assert "epoch(s) on all the data (warm start from the champion)" in printed
     assert main(args) == EXIT_NOTHING_TO_DO  # everything is done now
 
     # An as-of before the champion's training data: it must not forecast with what it saw later.
     assert main(["run", str(config), "--as-of", "2024-01-10T12:00"]) == EXIT_OK
     printed = capsys.readouterr().out
-    assert "after the as-of" in printed and "warm start" not in printed
+    assert "after the as-of" in printed and "from the champion" not in printed
+    assert "epoch(s) on all the data (warm start from the backtest model)" in printed
 
 
 def test_a_second_run_exits_with_the_lock_code_and_a_killed_holder_blocks_nothing(tmp_path, store):
