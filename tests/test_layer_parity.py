@@ -136,7 +136,7 @@ def test_batch_split_across_cores_equals_keras(batch, mask_kind, monkeypatch):
     from forecaster.layers import fused_loop
 
     monkeypatch.setattr(fused_loop, "_cores", lambda: 4)
-    assert len(fused_loop._shard_sizes(np.zeros((5, batch, 2), "float32"))) == min(4, batch // 32)
+    assert fused_loop._shard_count(np.zeros((5, batch, 2), "float32")) == min(4, batch // 32)
     rng = np.random.default_rng(batch)
     x = rng.normal(size=(batch, 8, 2)).astype("float32")
     theirs, ours = _pair(4, x.shape, weight_seed=batch, return_sequences=True, return_state=True,
@@ -153,7 +153,7 @@ def test_batch_split_across_cores_equals_keras(batch, mask_kind, monkeypatch):
 @pytest.mark.parametrize("batch", [1, 2, 7])
 def test_batch_of_unknown_size_split_across_cores_equals_keras(batch, monkeypatch):
     """A batch size unknown when tracing (Keras retraces so for a short last batch) is split at run
-    time into 3 parts, some of them empty when the batch is smaller."""
+    time into 3 equal parts, padded with rows that take no part in the results."""
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the batch is split by the TensorFlow loop")
     import tensorflow as tf

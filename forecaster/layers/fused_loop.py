@@ -34,7 +34,7 @@ _PLAIN: dict[int, tuple[Any, Any]] = {}
 # Steps per iteration of the forward and plain backward loops: fewer iterations, less loop overhead
 # (measured: training steps 1-16 % faster, inference 2-10 %, over the four benchmark shapes).
 UNROLL = 4
-# The fewest batch rows worth a core of their own (see `_shard_sizes`).
+# The fewest batch rows worth a core of their own (see `_shard_count`).
 MIN_SHARD_ROWS = 32
 
 
@@ -87,27 +87,49 @@ def _cores() -> int:
     return max(1, min(cores, inter_op) if inter_op else cores)
 
 
-def _shard_sizes(steps: tf.Tensor) -> list[int] | tf.Tensor | None:
-    """How the batch of time-major ``steps`` is split, one compiled loop per part; None: not split.
+def _shard_count(steps: tf.Tensor) -> int:
+    """Into how many equal parts the batch of time-major ``steps`` is cut, one compiled loop each.
 
     XLA runs each compiled loop on one core (its per-step products are too small to share out), so
     on a CPU with several cores the batch is cut into up to one part per core, of at least
     `MIN_SHARD_ROWS` rows where the batch size is known when tracing. Never on a GPU.
     """
     if tf.config.list_logical_devices("GPU"):
-        return None
+        return 1
     batch = steps.shape[1]
-    parts = _cores() if batch is None else min(_cores(), batch // MIN_SHARD_ROWS)
-    if parts < 2:
-        return None
-    if batch is not None:
-        return [batch // parts + (1 if k < batch % parts else 0) for k in range(parts)]
-    rows = tf.shape(steps)[1]
-    return rows // parts + tf.cast(tf.range(parts) < rows % parts, tf.int32)
+    return max(1, _cores() if batch is None else min(_cores(), batch // MIN_SHARD_ROWS))
 
 
-def _join(values: list[tf.Tensor], axis: int) -> tf.Tensor:
-    return values[0] if len(values) == 1 else tf.concat(values, axis=axis)
+class _Shards:
+    """Cuts batch-major values into ``count`` equal parts and joins the parts' results back.
+
+    A batch that does not divide is padded with zero rows (masked out where there is a mask; their
+    gradients are zero, since no loss reaches them), so that every part has one shape: one XLA
+    compilation per batch size, not one per part size.
+    """
+
+    def __init__(self, steps: tf.Tensor, count: int) -> None:
+        self.count = count
+        batch = steps.shape[1]
+        self.rows = tf.shape(steps)[1] if batch is None else batch
+        self.pad = (-self.rows) % count
+
+    def split(self, value: tf.Tensor, axis: int) -> list[tf.Tensor]:
+        if self.count == 1:
+            return [value]
+        if not isinstance(self.pad, int) or self.pad:
+            paddings = [[0, 0]] * len(value.shape)
+            paddings[axis] = [0, self.pad]
+            value = tf.pad(value, paddings)
+        return tf.split(value, self.count, axis=axis)
+
+    def join(self, values: list[tf.Tensor], axis: int) -> tf.Tensor:
+        if self.count == 1:
+            return values[0]
+        joined = tf.concat(values, axis=axis)
+        if isinstance(self.pad, int) and not self.pad:
+            return joined
+        return joined[: self.rows] if axis == 0 else joined[:, : self.rows]
 
 
 def _forward(cell, steps, h0, c0, steps_mask, kernel, recurrent_kernel, bias, extras, *,
@@ -363,11 +385,7 @@ def run_fused(
     has_bias = cell.bias is not None
     bias = tf.cast(cell.bias, dtype) if has_bias else tf.zeros((0,), dtype)
 
-    sizes = _shard_sizes(steps)
-    num_shards = 1 if sizes is None else len(sizes) if isinstance(sizes, list) else int(sizes.shape[0])
-
-    def split(value: tf.Tensor, axis: int) -> list[tf.Tensor]:
-        return [value] if sizes is None else tf.split(value, sizes, num=num_shards, axis=axis)
+    shards = _Shards(steps, _shard_count(steps))
 
     @tf.custom_gradient
     def lstm(steps, h0, c0, kernel, recurrent_kernel, bias, *extra_values):
@@ -380,14 +398,14 @@ def run_fused(
         b = bias if has_bias else None
         # One call of the compiled loop per shard of the batch: independent ops that TensorFlow runs
         # on separate cores (XLA runs each loop on one).
-        masks = [None] * num_shards if steps_mask is None else split(steps_mask, 1)
+        masks = [None] * shards.count if steps_mask is None else shards.split(steps_mask, 1)
         parts = [
             (s, h, c, m, kernel, recurrent_kernel, b, ex)
-            for s, h, c, m in zip(split(steps, 1), split(h0, 0), split(c0, 0), masks)
+            for s, h, c, m in zip(shards.split(steps, 1), shards.split(h0, 0), shards.split(c0, 0), masks)
         ]
         results = [forward(*args, keep_for_backward=bool(training), **options) for args in parts]
         last, outs, h, c = (
-            _join([r[i] for r in results], axis) for i, axis in ((0, 0), (1, 1), (2, 0), (3, 0))
+            shards.join([r[i] for r in results], axis) for i, axis in ((0, 0), (1, 1), (2, 0), (3, 0))
         )
 
         def grad(d_last, d_outs, d_h, d_c):
@@ -395,13 +413,16 @@ def run_fused(
                 tf.zeros_like(v) if d is None else d
                 for d, v in zip((d_last, d_outs, d_h, d_c), (last, outs, h, c))
             )
-            upstream = zip(split(d_last, 0), split(d_outs, 1), split(d_h, 0), split(d_c, 0))
+            upstream = zip(shards.split(d_last, 0), shards.split(d_outs, 1), shards.split(d_h, 0),
+                           shards.split(d_c, 0))
             shard_grads = []
             for args, result, (dl, do, dh, dc) in zip(parts, results, upstream):
                 saved = result[-1] if training else forward(*args, keep_for_backward=True, **options)[-1]
                 s, _, _, m, *weights = args
                 shard_grads.append(backward(s, m, *weights, saved, dl, do, dh, dc, **options))
-            d_steps, dh0, dc0 = (_join([g[i] for g in shard_grads], axis) for i, axis in ((0, 1), (1, 0), (2, 0)))
+            d_steps, dh0, dc0 = (
+                shards.join([g[i] for g in shard_grads], axis) for i, axis in ((0, 1), (1, 0), (2, 0))
+            )
             dk, dr = (tf.add_n([g[i] for g in shard_grads]) for i in (3, 4))
             db = tf.add_n([g[5] for g in shard_grads]) if has_bias else tf.zeros_like(bias)
             dex = [tf.add_n([g[6][n] for g in shard_grads]) for n in extra_names]
