@@ -10,9 +10,12 @@ one XLA cluster:
 - backward, plain cell (sigmoid/tanh, no extras): the forward pass kept the gating's local derivatives,
   so a step is a few products and dh_{t-1} = dz_t U^T; any other cell: the kept z_t and c_{t-1} are
   re-differentiated through `gates` with a tape, step by step;
-- then the gradients of the inputs, kernel, recurrent_kernel and bias are four large contractions
-  over all steps at once instead of T small ones;
-- both loops do `UNROLL` steps per iteration when that divides the (static) number of steps.
+- the backward loop also adds each step's share of the kernel and bias gradients (one product of
+  [x_t, h_{t-1}] with dz_t) and writes the input's gradient, while dz_t is in cache: keeping dz for
+  all steps to contract afterwards cost more memory traffic than it saved;
+- both loops do `UNROLL` steps per iteration when that divides the (static) number of steps;
+- XLA runs a compiled loop on one core, so on a CPU the batch is cut into up to one equal part per
+  core (`_Shards`), each its own compiled call, which TensorFlow runs side by side.
 
 The gating is the cell's own `gates`, so there is one definition of the math, extras included.
 """
