@@ -40,7 +40,7 @@ class DataConfig:
                        known_future=tuple(self.known_future), past_only=tuple(self.past_only))
 
 
-FINAL_FITS = ("warm", "full")
+FINAL_FITS = ("auto", "warm", "full")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,9 @@ class TrainingConfig:
     lr_schedule: str = "constant"  # or "cosine": decay from learning_rate to 5 % of it over the epochs
     time_budget: float = 150.0  # seconds a fit may take when epochs are derived (the pipeline fits twice)
     strategy: str = "none"  # or "mirrored" (GPUs of one machine), "multi_worker" (TF_CONFIG): forecaster.distribute
-    final_fit: str = "warm"  # the pipeline's final fit: "warm" (from the backtest model) or "full" (from scratch)
+    # The pipeline's final fit: "warm" (from the backtest model), "full" (from scratch) or "auto" (warm
+    # when the backtest held back at most a fifth of the median series: forecaster.defaults.warm_final_fit)
+    final_fit: str = "auto"
     final_epochs: int = 3  # epochs of a warm final fit
 
 

@@ -89,6 +89,23 @@ class SeriesRules:
         return self.trainable(lengths) & (lengths < self.input_size + 2 * self.horizon)
 
 
+# The largest share of the median series that the backtest may hold back for the final fit to go on
+# from the backtest model under final_fit = "auto" (chosen on validation windows: docs/accuracy.md).
+WARM_FINAL_MAX_SHARE = 0.2
+
+
+def warm_final_fit(final_fit: str, held_back: int, lengths: np.ndarray) -> bool:
+    """Whether the pipeline's final fit goes on from the backtest model (else it refits from scratch).
+
+    ``"auto"``: when the steps the backtest model did not see (``held_back``, its windows times their
+    spacing) are at most `WARM_FINAL_MAX_SHARE` of the median series; a few epochs then catch up with
+    what is new. On short series (yearly data, say) the backtest model missed too much of each.
+    """
+    if final_fit != "auto":
+        return final_fit == "warm"
+    return bool(len(lengths)) and held_back <= WARM_FINAL_MAX_SHARE * float(np.median(lengths))
+
+
 def default_input_size(freq: str, horizon: int, lengths: np.ndarray | None = None) -> int:
     """``max(2 horizons, the longest period, 3 shortest periods)``, cut to what the median series can fill
     after the validation holdout and one horizon of targets (not below one horizon or two seasons)."""

@@ -11,7 +11,10 @@ feeds in, so the training data pipeline is unchanged):
   repeated over the horizon (seasonal naive), plus what the head adds; a head that outputs zeros
   gives exactly seasonal naive.  With several periods in ``skip_period`` (say a day and a week), the
   repeated base is a blend of the repeats of each, with weights the head sets for every window and
-  horizon step (a softmax, equal weights at initialisation).
+  horizon step (a softmax, equal weights at initialisation).  ``skip_drift`` adds a drifting repeat
+  to that blend: the shortest season repeated plus the window's mean step change (from its first
+  observed step to its last) times the steps ahead; with one period, the head then sets the share of
+  drift, half at initialisation (a damped drift, as the Theta method's).
 """
 
 from __future__ import annotations
@@ -88,6 +91,21 @@ class SeasonalRepeat(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "period": self.period, "horizon": self.horizon}
+
+
+@keras.saving.register_keras_serializable(package="forecaster")
+class DriftRepeat(SeasonalRepeat):
+    """`SeasonalRepeat` plus a linear drift: h times the window's mean step change, from its first
+    observed step (``observed``, the second past column, is 0 on padding) to its last: (B, H)."""
+
+    def call(self, past: Any) -> Any:
+        y, w = past[..., 0], past[..., 1]
+        first = ops.argmax(w, axis=1)
+        y_first = ops.take_along_axis(y, ops.expand_dims(first, 1), axis=1)
+        span = ops.maximum(ops.cast(ops.shape(y)[1] - 1 - first, y.dtype), 1.0)
+        slope = (y[:, -1:] - y_first) / ops.expand_dims(span, 1)
+        ahead = ops.expand_dims(ops.arange(1, self.horizon + 1, dtype=y.dtype), 0)
+        return super().call(past) + slope * ahead
 
 
 @keras.saving.register_keras_serializable(package="forecaster")
@@ -179,12 +197,14 @@ def build_network(
         offsets = keras.layers.Dense(horizon * n_quantiles, name="quantile_offsets")(z)
         outputs.append(keras.layers.Reshape((horizon, n_quantiles), name="quantile_cols")(offsets))
     out = keras.layers.Concatenate(axis=-1, name="forecast")(outputs) if n_quantiles else outputs[0]
-    if spec.seasonal_skip and len(periods) == 1:
+    if spec.seasonal_skip and len(periods) == 1 and not spec.skip_drift:
         out = AddToColumns(name="seasonal_skip")(out, SeasonalRepeat(period, horizon, name="season_repeat")(encoded))
     elif spec.seasonal_skip:
         repeats = [SeasonalRepeat(p, horizon, name=f"season_repeat_{p}")(encoded) for p in periods]
-        logits = keras.layers.Dense(horizon * len(periods), kernel_initializer="zeros", name="blend_logits")(z)
-        logits = keras.layers.Reshape((horizon, len(periods)), name="blend_logit_cols")(logits)
+        if spec.skip_drift:
+            repeats.append(DriftRepeat(min(periods), horizon, name="drift_repeat")(encoded))
+        logits = keras.layers.Dense(horizon * len(repeats), kernel_initializer="zeros", name="blend_logits")(z)
+        logits = keras.layers.Reshape((horizon, len(repeats)), name="blend_logit_cols")(logits)
         base = SeasonalBlend(name="season_blend")(repeats, logits)
         out = AddToColumns(name="seasonal_skip")(out, base)
     if level is not None:

@@ -16,6 +16,8 @@ class NetworkSpec:
     ``seasonal_skip`` and ``window_norm`` are described in the module doc; ``skip_period`` is the
     season repeated by the skip and used for the window level (0: the frequency's seasonal period),
     or a list of seasons whose repeats the skip blends (the window level then uses the longest).
+    ``skip_drift`` adds to that blend the shortest season's repeat plus the window's linear drift
+    (seasonal naive with drift), so that the head can weigh repeating against extrapolating.
     """
 
     units: int = 64
@@ -26,6 +28,7 @@ class NetworkSpec:
     seasonal_skip: bool = False
     window_norm: str = "none"
     skip_period: int | tuple[int, ...] = 0
+    skip_drift: bool = False
 
     def __post_init__(self) -> None:
         if self.window_norm not in WINDOW_NORMS:

@@ -14,6 +14,7 @@ from forecaster import distribute, registry, splits, tracking
 from forecaster.backtest import BacktestResult
 from forecaster.config import ModelConfig
 from forecaster.contract import BASELINE, LSTM
+from forecaster.defaults import warm_final_fit
 from forecaster.forecaster import LSTMForecaster
 from pipelines import steps
 
@@ -59,6 +60,8 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
     final, start = _final_fit(prepared, bt_model, verbose, initial, warm)
     say(f"fit: {len(final.history_.get('loss', []))} epoch(s) on all the data"
         + (f" (warm start from {start})" if start else ""))
+    if mlflow.active_run():
+        mlflow.log_param("resolved.final_fit", {None: "full", "the backtest model": "warm"}.get(start, "champion"))
     if final.resolved_.derived:
         say(f"derived settings ({', '.join(final.resolved_.derived)}): {steps.describe_resolved(final)}")
     if mlflow.active_run():
@@ -122,15 +125,17 @@ def _final_fit(prepared: steps.Prepared, bt_model: LSTMForecaster, verbose: int,
                ) -> tuple[LSTMForecaster, str | None]:
     """The forecaster fitted on all the data, and what it started from (None: random weights).
 
-    From ``initial`` (the champion) with ``warm``'s epochs when given; else, under ``[training]
-    final_fit = "warm"``, from the backtest model for ``final_epochs`` epochs: it has learnt all but the
-    last ``n_windows`` steps, so a few epochs on everything replace a second fit from scratch (never
-    more epochs than ``epochs``, when that is set).
+    From ``initial`` (the champion) with ``warm``'s epochs when given; else, when ``[training]
+    final_fit`` says so (`forecaster.defaults.warm_final_fit`), from the backtest model for
+    ``final_epochs`` epochs: it has learnt all but the steps the backtest held back, so a few epochs on
+    everything replace a second fit from scratch (never more epochs than ``epochs``, when that is set).
     """
     config = prepared.config
     if initial is not None:
         return steps.fit(warm or config, prepared.frame, verbose, initial=initial), "the champion"
-    if config.training.final_fit == "warm":
+    held_back = config.backtest.n_windows * prepared.step
+    lengths = prepared.frame.groupby(prepared.columns.id, sort=False).size().to_numpy()
+    if warm_final_fit(config.training.final_fit, held_back, lengths):
         t = config.training
         epochs = t.final_epochs if t.epochs is None else min(t.final_epochs, t.epochs)
         warm = replace(config, training=replace(t, epochs=epochs))

@@ -37,7 +37,7 @@ def _config(**sections) -> dict:
         ({"backtest": {"n_windows": 0}}, "[backtest] n_windows must be a positive integer, got 0"),
         ({"backtest": {"step": 0}}, "[backtest] step must be a positive integer, got 0"),
         ({"promotion": {"margin": "high"}}, "[promotion] margin must be a number, got 'high'"),
-        ({"training": {"final_fit": "hot"}}, "training.final_fit must be one of warm, full, got 'hot'"),
+        ({"training": {"final_fit": "hot"}}, "training.final_fit must be one of auto, warm, full, got 'hot'"),
         ({"training": {"final_epochs": 0}}, "training.final_epochs must be >= 1, got 0"),
     ],
 )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from forecaster.config import model_config_from_dict
-from forecaster.defaults import MAX_EPOCHS, MIN_EPOCHS, derive
+from forecaster.defaults import MAX_EPOCHS, MIN_EPOCHS, WARM_FINAL_MAX_SHARE, derive, warm_final_fit
 from forecaster.forecaster import LSTMForecaster
 from forecaster.network_spec import NetworkSpec
 from tests.synthetic import hourly_frame
@@ -84,3 +84,14 @@ def test_a_fit_uses_and_reports_the_derived_settings_and_stops_at_its_time_budge
     given = LSTMForecaster(horizon=12, freq="h", verbose=0, epochs=2, time_budget=1e-3, input_size=48,
                            network=NetworkSpec(units=8), max_windows_per_series=5).fit(frame)
     assert len(given.history_["loss"]) == 2, "given epochs are not cut by the budget"
+
+
+def test_the_final_fit_goes_on_from_the_backtest_model_only_where_that_saw_most_of_each_series():
+    """``auto``: warm when the backtest held back at most a fifth of the median series (hourly data
+    with 96 of ~900 hours held back), a refit for short yearly series (12 of ~28 years held back)."""
+    assert WARM_FINAL_MAX_SHARE == 0.2
+    hourly, yearly = np.array([700, 960, 960]), np.array([20, 28, 41])
+    assert warm_final_fit("auto", 96, hourly) and not warm_final_fit("auto", 12, yearly)
+    assert warm_final_fit("auto", 192, hourly) and not warm_final_fit("auto", 193, hourly)  # 20 % of 960
+    assert warm_final_fit("warm", 12, yearly) and not warm_final_fit("full", 96, hourly)
+    assert not warm_final_fit("auto", 1, np.array([], dtype=int))

@@ -192,6 +192,28 @@ def test_blended_skip_is_the_mean_of_the_repeats_at_first_and_follows_the_blend_
     np.testing.assert_allclose(np.asarray(loaded(probe)), np.asarray(net(probe)), rtol=1e-6)
 
 
+def test_drift_extends_the_window_line_from_its_first_observed_step_and_is_half_the_base_at_first(tmp_path):
+    """``skip_drift``: a window on a line (here left-padded by 5 steps) is continued along it; with one
+    period the base starts as the mean of the last value and that line (a damped drift)."""
+    spec = NetworkSpec(units=8, head_units=16, seasonal_skip=True, skip_drift=True, skip_period=1)
+    net = build_network(spec, input_size=20, horizon=HORIZON, n_past=6, n_future=4, n_static=0,
+                        n_quantiles=3, season=1)
+    _zero_head(net)
+    probe = _probe(2, 20)
+    line = 3.0 + 0.5 * np.arange(20, dtype="float32")
+    probe["past"][:, :, 0] = line
+    probe["past"][1, :5, :] = 0.0  # padding: not observed, all zero
+    ahead = line[-1] + 0.5 * np.arange(1, HORIZON + 1, dtype="float32")
+    drift = np.asarray(net.get_layer("drift_repeat")(probe["past"]))
+    np.testing.assert_allclose(drift, np.stack([ahead, ahead]), rtol=1e-5)
+    out = np.asarray(net(probe))
+    for column in range(out.shape[-1]):
+        np.testing.assert_allclose(out[..., column], np.stack([(ahead + line[-1]) / 2] * 2), rtol=1e-5)
+    net.save(tmp_path / "drift.keras")
+    loaded = keras.saving.load_model(tmp_path / "drift.keras", safe_mode=True)
+    np.testing.assert_allclose(np.asarray(loaded(probe)), out, rtol=1e-6)
+
+
 def test_blended_skip_trains_saves_and_loads(tmp_path):
     model = _fit(NetworkSpec(units=8, head_units=16, seasonal_skip=True, window_norm="standard",
                              skip_period=(1, 24)))

@@ -49,9 +49,11 @@ def test_a_run_logs_params_metrics_artifacts_and_registers_a_challenger(store, d
             assert np.isfinite(metrics[f"backtest.{model}.{name}"])
     assert len(client.get_metric_history(result.run_id, "loss")) == 2
     assert len(client.get_metric_history(result.run_id, "backtest_fit.val_loss")) == 2
-    # The final fit went on from the backtest model (final_fit = "warm"): it starts where that one ended.
+    # The backtest held back 24 of 240 hours: the final fit went on from the backtest model
+    # (final_fit = "auto"), so it starts where that one ended.
     first = {k: client.get_metric_history(result.run_id, k)[0].value for k in ("loss", "backtest_fit.loss")}
-    assert params["training.final_fit"] == "warm" and first["loss"] < first["backtest_fit.loss"]
+    assert params["training.final_fit"] == "auto" and params["resolved.final_fit"] == "warm"
+    assert first["loss"] < first["backtest_fit.loss"]
     assert tags["version.tensorflow"] and tags["version.mlflow"].startswith("3.17")
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "evaluation")}
     assert artifacts == {"evaluation/backtest_per_series.csv", "evaluation/loss_curves.png",
