@@ -88,7 +88,7 @@ def test_a_fit_uses_and_reports_the_derived_settings_and_stops_at_its_time_budge
 
 def test_the_final_fit_goes_on_from_the_backtest_model_only_where_that_saw_most_of_each_series():
     """``auto``: warm when the backtest held back at most a fifth of the median series (hourly data
-    with 96 of ~900 hours held back), a refit for short yearly series (12 of ~28 years held back)."""
+    with 96 of 960 hours held back), a refit for short yearly series (12 of 19 years held back)."""
     assert WARM_FINAL_MAX_SHARE == 0.2
     hourly, yearly = np.array([700, 960, 960]), np.array([20, 28, 41])
     assert warm_final_fit("auto", 96, hourly) and not warm_final_fit("auto", 12, yearly)
