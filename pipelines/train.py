@@ -19,6 +19,8 @@ from forecaster.forecaster import LSTMForecaster
 from pipelines import steps
 
 log = logging.getLogger("forecaster.train")
+# How the final fit started (logged as resolved.final_fit), and what the CLI line adds for it.
+_STARTS = {"full": "", "warm": " (warm start from the backtest model)", "champion": " (warm start from the champion)"}
 
 
 @dataclass
@@ -58,14 +60,12 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
     say(f"backtest: lstm {metric} {result.summary[LSTM][metric]:.4f}, seasonal naive "
         f"{result.summary[BASELINE][metric]:.4f}" + (" (warm start)" if bt_initial is not None else ""))
     final, start = _final_fit(prepared, bt_model, verbose, initial, warm)
-    say(f"fit: {len(final.history_.get('loss', []))} epoch(s) on all the data"
-        + (f" (warm start from {start})" if start else ""))
-    if mlflow.active_run():
-        mlflow.log_param("resolved.final_fit", {None: "full", "the backtest model": "warm"}.get(start, "champion"))
+    say(f"fit: {len(final.history_.get('loss', []))} epoch(s) on all the data" + _STARTS[start])
     if final.resolved_.derived:
         say(f"derived settings ({', '.join(final.resolved_.derived)}): {steps.describe_resolved(final)}")
     if mlflow.active_run():
-        mlflow.log_params({k: str(v)[:500] for k, v in final.resolved_.params().items()})
+        mlflow.log_params({**{k: str(v)[:500] for k, v in final.resolved_.params().items()},
+                           "resolved.final_fit": start})
     if config.backtest.calibrate:
         calibration = steps.calibrate(final, result)
         if calibration:
@@ -122,8 +122,8 @@ def train(config: ModelConfig, register: bool = True, verbose: int = 1) -> Train
 
 def _final_fit(prepared: steps.Prepared, bt_model: LSTMForecaster, verbose: int,
                initial: LSTMForecaster | None = None, warm: ModelConfig | None = None
-               ) -> tuple[LSTMForecaster, str | None]:
-    """The forecaster fitted on all the data, and what it started from (None: random weights).
+               ) -> tuple[LSTMForecaster, str]:
+    """The forecaster fitted on all the data, and what it started from (a key of `_STARTS`).
 
     From ``initial`` (the champion) with ``warm``'s epochs when given; else, when ``[training]
     final_fit`` says so (`forecaster.defaults.warm_final_fit`), from the backtest model for
@@ -132,15 +132,15 @@ def _final_fit(prepared: steps.Prepared, bt_model: LSTMForecaster, verbose: int,
     """
     config = prepared.config
     if initial is not None:
-        return steps.fit(warm or config, prepared.frame, verbose, initial=initial), "the champion"
+        return steps.fit(warm or config, prepared.frame, verbose, initial=initial), "champion"
     held_back = config.backtest.n_windows * prepared.step
     lengths = prepared.frame.groupby(prepared.columns.id, sort=False).size().to_numpy()
     if warm_final_fit(config.training.final_fit, held_back, lengths):
         t = config.training
         epochs = t.final_epochs if t.epochs is None else min(t.final_epochs, t.epochs)
         warm = replace(config, training=replace(t, epochs=epochs))
-        return steps.fit(warm, prepared.frame, verbose, initial=bt_model), "the backtest model"
-    return steps.fit(config, prepared.frame, verbose), None
+        return steps.fit(warm, prepared.frame, verbose, initial=bt_model), "warm"
+    return steps.fit(config, prepared.frame, verbose), "full"
 
 
 def _train_beside_the_chief(prepared: steps.Prepared, verbose: int) -> TrainResult:
