@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from forecaster.combination import check_combine
 from forecaster.data.schema import Columns
 from forecaster.distribute import check_name as check_strategy
 from forecaster.errors import ConfigError
@@ -132,6 +133,7 @@ class ModelConfig:
     name: str
     horizon: int
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
+    combine: str = "none"  # the network's forecasts with the Theta method's ("theta") or alone: forecaster.combination
     data: DataConfig = field(default_factory=DataConfig)
     network: NetworkSpec | None = None  # no [network] section: derived from the data (forecaster.defaults)
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -147,6 +149,7 @@ class ModelConfig:
             raise ConfigError(f"horizon must be a positive integer, got {self.horizon}")
         if any(not 0.0 < q < 1.0 for q in self.quantiles):
             raise ConfigError(f"quantiles must lie strictly between 0 and 1, got {list(self.quantiles)}")
+        check_combine(self.combine)
         if self.promotion.metric not in ("mae", "rmse", "smape", "mase", "pinball"):
             raise ConfigError(f"promotion.metric must be one of mae, rmse, smape, mase, pinball, "
                               f"got {self.promotion.metric!r}")
@@ -189,7 +192,8 @@ class ModelConfig:
 
     def to_params(self) -> dict[str, Any]:
         """Flat ``section.key`` params for MLflow."""
-        out: dict[str, Any] = {"name": self.name, "horizon": self.horizon, "quantiles": list(self.quantiles)}
+        out: dict[str, Any] = {"name": self.name, "horizon": self.horizon, "quantiles": list(self.quantiles),
+                               "combine": self.combine}
         for section in ("data", "network", "training", "backtest", "promotion", "schedule", "monitor"):
             part = getattr(self, section)
             if part is None:  # derived at fit: the run logs the resolved values as resolved.*
@@ -235,13 +239,13 @@ def model_config_from_dict(raw: dict[str, Any], base_dir: str = ".") -> ModelCon
     top = raw.pop("model", raw)
     if not isinstance(top, dict):
         raise ConfigError(f"[model] must be a table of keys, got {top!r}")
-    unknown = sorted(set(top) - {"name", "horizon", "quantiles"})
+    hints = {"name": str, "horizon": int, "quantiles": tuple[float, ...], "combine": str}
+    unknown = sorted(set(top) - set(hints))
     if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in [model]; known: name, horizon, quantiles")
+        raise ConfigError(f"unknown key(s) {unknown} in [model]; known: {', '.join(hints)}")
     for key in ("name", "horizon"):
         if key not in top:
             raise ConfigError(f"[model] needs {key!r}")
-    hints = {"name": str, "horizon": int, "quantiles": tuple[float, ...]}
     model = {k: check_value("[model] ", k, top[k], hint) for k, hint in hints.items() if k in top}
     return ModelConfig(**model, base_dir=base_dir, **parts)
 

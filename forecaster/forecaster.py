@@ -22,6 +22,7 @@ import pandas as pd
 from forecaster import distribute, splits
 from forecaster.baselines import seasonal_naive, seasonal_naive_intervals
 from forecaster.calibration import apply_corrections, conformal_corrections
+from forecaster.combination import COMBINES, check_combine, combine, series_histories
 from forecaster.contract import BASELINE, FORECAST_COLUMN, LSTM, MODEL_COLUMN, quantile_name
 from forecaster.data.frequency import future_indexes, seasonal_period
 from forecaster.data.scaling import SeriesScaler
@@ -153,6 +154,7 @@ class LSTMForecaster:
         lr_schedule: str = "constant",
         strategy: str = "none",
         time_budget: float = 150.0,
+        combine: str = "none",
     ) -> None:
         self.horizon = horizon
         self.input_size = input_size
@@ -174,6 +176,7 @@ class LSTMForecaster:
         self.lr_schedule = lr_schedule
         self.strategy = strategy
         self.time_budget = time_budget
+        self.combine = combine
 
     # ------------------------------------------------------------------ parameters
 
@@ -205,7 +208,7 @@ class LSTMForecaster:
             learning_rate=t.learning_rate, patience=t.patience, scaler=t.scaler, point_loss=t.point_loss,
             missing_policy=config.data.missing_policy, max_windows_per_series=t.max_windows_per_series,
             seed=t.seed, verbose=verbose, ensemble=t.ensemble, lr_schedule=t.lr_schedule, strategy=t.strategy,
-            time_budget=t.time_budget,
+            time_budget=t.time_budget, combine=config.combine,
         )
 
     # ------------------------------------------------------------------ fit
@@ -248,6 +251,7 @@ class LSTMForecaster:
         check_fields(type(self).__init__, {k: getattr(self, k) for k in checked})
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        check_combine(self.combine)
         strategy = distribute.strategy(self.strategy)  # first: a multi-worker strategy precedes any TF work
         columns = self.columns or Columns()
         keras.utils.set_random_seed(self.seed)
@@ -328,6 +332,7 @@ class LSTMForecaster:
         self.input_size_ = input_size
         self.min_history_ = min_history
         self.resolved_ = resolved
+        self.combine_ = self.combine
         self.untrained_series_ = untrained
         self.padded_ = padded
         self.quantiles_ = quantiles
@@ -472,6 +477,7 @@ class LSTMForecaster:
         raw = self._network_outputs(inputs)  # (n, H, 1 + Q), scaled
         n, h, k = raw.shape
         values = scaler.inverse_transform(raw.reshape(n, h * k), order).reshape(n, h, k)
+        values = combine(values, series_histories(frame, columns, order), self.combine_, seasonal_period(self.freq_))
         if k > 1:
             values[..., 1:] = np.sort(values[..., 1:], axis=-1)  # quantiles never cross
             if calibrated and getattr(self, "calibration_", None):
@@ -532,6 +538,7 @@ class LSTMForecaster:
             "params": _params_to_json(self.get_params()),
             "calibration": getattr(self, "calibration_", {}),
             "resolved": self.resolved_.to_dict() if hasattr(self, "resolved_") else None,
+            "combine": self.combine_,
         }
         (path / "forecaster.json").write_text(json.dumps(meta, indent=2))
         manifest = {name: sha256(path / name) for name in MODEL_FILES}
@@ -556,6 +563,9 @@ class LSTMForecaster:
             stats = CovariateStats.from_dict(meta["covariate_stats"])
             calibration = {str(k): [float(x) for x in v] for k, v in meta.get("calibration", {}).items()}
             resolved = Derived.from_dict(meta["resolved"]) if meta.get("resolved") else None
+            combined = meta.get("combine", "none")  # saved before combinations: the network alone
+            if combined not in COMBINES:
+                raise ValueError(f"combine is {combined!r}, not one of {COMBINES}")
             if not all(np.isfinite(v).all() for v in calibration.values()):
                 raise ValueError("calibration holds a value that is not a finite number")
         except (ValueError, KeyError, TypeError) as exc:
@@ -580,6 +590,7 @@ class LSTMForecaster:
         self.min_history_ = int(meta.get("min_history", self.input_size_))  # saved before: the full window
         self.untrained_series_ = list(meta.get("untrained_series", []))
         self.calibration_ = calibration
+        self.combine_ = combined
         if resolved is not None:  # the settings its fit used (saved before: unknown)
             self.resolved_ = resolved
         self.quantiles_ = tuple(float(q) for q in meta["quantiles"])

@@ -327,3 +327,67 @@ def test_the_config_builds_the_estimator_with_every_training_key():
             assert value == training[f"training.{key}"], key
     assert params["network"] == config.network and params["quantiles"] == (0.2, 0.8) and params["horizon"] == 6
     assert make_forecaster(config, verbose=0).get_params() == params
+
+
+def test_theta_combination_is_the_mean_of_the_two_forecasts_and_moves_the_intervals_with_it(tmp_path):
+    from forecaster.baselines import theta_batch
+
+    frame = hourly_frame(n_series=4, length=200)
+    model = _fit(NetworkSpec(units=8, head_units=16), combine="theta")
+    combined = model.predict(frame)
+    model.combine_ = "none"  # the same network alone
+    alone = model.predict(frame)
+    ids = list(alone["unique_id"].unique())
+    histories = [frame.loc[frame["unique_id"] == sid, "y"].to_numpy("float64") for sid in ids]
+    theta = theta_batch(histories, HORIZON, 24).reshape(-1)
+    np.testing.assert_allclose(combined["forecast"], 0.5 * (alone["forecast"] + theta), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(combined["q0.9"] - combined["q0.1"], alone["q0.9"] - alone["q0.1"], atol=1e-5)
+    model.combine_ = "theta"
+    loaded = LSTMForecaster.load(model.save(tmp_path / "combined"))
+    assert loaded.combine_ == "theta" and loaded.get_params()["combine"] == "theta"
+    np.testing.assert_allclose(loaded.predict(frame)["forecast"], combined["forecast"], rtol=1e-6)
+
+
+def test_masked_targets_reach_the_theta_method_interpolated():
+    from forecaster.combination import series_histories
+    from forecaster.data.schema import Columns
+    from forecaster.data.validation import validate_frame
+
+    frame = hourly_frame(n_series=2, length=60)
+    sid = frame["unique_id"].iloc[0]
+    rows = frame.index[frame["unique_id"] == sid]
+    frame.loc[rows[[0, 10, 11]], "y"] = np.nan
+    vframe = validate_frame(frame, Columns(), freq="h", missing_policy="mask")
+    history = series_histories(vframe.frame, Columns(), [sid])[0]
+    y = frame.loc[rows, "y"].to_numpy()
+    assert history[0] == y[1], "a masked first value takes the nearest observed one"
+    np.testing.assert_allclose(history[10:12], y[9] + (y[12] - y[9]) * np.array([1, 2]) / 3)
+
+
+def test_combine_is_checked_in_the_config_the_estimator_and_the_saved_file(tmp_path):
+    import json
+
+    from forecaster.errors import ModelError
+    from forecaster.integrity import sha256
+
+    base = {"model": {"name": "c", "horizon": HORIZON}, "data": {"freq": "h"}}
+    config = model_config_from_dict({**base, "model": {**base["model"], "combine": "theta"}})
+    assert make_forecaster(config).combine == "theta" and config.to_params()["combine"] == "theta"
+    with pytest.raises(ConfigError, match="combine"):
+        model_config_from_dict({**base, "model": {**base["model"], "combine": "ets"}})
+    with pytest.raises(ConfigError, match="combine"):
+        _fit(NetworkSpec(units=8, head_units=16), combine="mean")
+    path = _fit(NetworkSpec(units=8, head_units=16)).save(tmp_path / "old")
+    meta = json.loads((path / "forecaster.json").read_text())
+
+    def rewrite(meta):
+        (path / "forecaster.json").write_text(json.dumps(meta))
+        manifest = json.loads((path / "manifest.json").read_text())
+        manifest["forecaster.json"] = sha256(path / "forecaster.json")
+        (path / "manifest.json").write_text(json.dumps(manifest))
+
+    rewrite({k: v for k, v in meta.items() if k != "combine"})
+    assert LSTMForecaster.load(path).combine_ == "none", "saved before combinations: the network alone"
+    rewrite({**meta, "combine": "bogus"})
+    with pytest.raises(ModelError, match="combine"):
+        LSTMForecaster.load(path)

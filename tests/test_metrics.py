@@ -307,3 +307,29 @@ def test_seasonal_naive_intervals_short_and_degenerate_histories():
     out = B.seasonal_naive_intervals(np.array([1.0, 3.0, 2.0]), 3, 5, [0.5])
     np.testing.assert_allclose(out[:, 0], 2.0 + 0.5 * np.sqrt([1.0, 2.0, 3.0]))
     np.testing.assert_array_equal(B.seasonal_naive_intervals(np.array([4.0]), 2, 3, [0.1, 0.9]), 4.0)
+
+
+def test_theta_continues_half_the_slope_of_a_straight_line():
+    # SES's best alpha on a line is 1 (the level is the last value), so y(h) = last + slope / 2 * h.
+    line = 5.0 + 2.0 * np.arange(30)
+    np.testing.assert_allclose(B.theta_batch([line], 3, 1)[0], [64.0, 65.0, 66.0])
+    np.testing.assert_allclose(B.theta_batch([np.full(20, 7.0)], 4, 1)[0], 7.0)
+    np.testing.assert_allclose(B.theta_batch([np.array([3.0])], 2, 4)[0], [3.0, 3.0])
+
+
+def test_theta_reseasonalises_a_seasonal_series():
+    # purely multiplicative: the adjusted series is flat at 100, so the forecast is 100 x the indices
+    np.testing.assert_allclose(B.theta_batch([SEASONAL], 6, 4)[0], [80, 120, 100, 100, 80, 120])
+    negative = SEASONAL - 90.0  # a value <= 0: no multiplicative decomposition, the seasonal swing is noise
+    assert np.ptp(B.theta_batch([negative], 4, 4)[0]) < 1.0
+
+
+def test_theta_of_many_series_of_different_lengths_equals_one_at_a_time():
+    rng = np.random.default_rng(3)
+    histories = [50.0 + np.cumsum(rng.normal(0.3, 1.0, n)) for n in (5, 40, 17, 96)]
+    histories.append(100.0 * np.tile(SEASON, 10) + rng.normal(0, 2.0, 40))
+    together = B.theta_batch(histories, 5, 4)
+    for k, history in enumerate(histories):
+        np.testing.assert_allclose(together[k], B.theta_batch([history], 5, 4)[0], rtol=1e-12)
+    with pytest.raises(ValueError, match="empty"):
+        B.theta_batch([np.array([])], 2, 1)

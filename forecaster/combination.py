@@ -1,0 +1,57 @@
+"""The network's forecasts combined with a statistical method's: the forecast users get.
+
+Averaging a learned model's forecasts with a simple statistical method's is one of the most reliable
+gains in forecasting practice: their errors are far from perfectly correlated, and the average is
+rarely worse than the better of the two. ``combine = "theta"`` (the default) makes each series' point
+forecast the equal-weight mean of the network's and the Theta method's (`baselines.theta_batch`, on
+the same history), and moves the network's quantiles by the same amount, so that the intervals stay
+centred on the forecast; the conformal calibration, fitted on the backtest's forecasts, then corrects
+the intervals of the combination itself. ``"none"``: the network's forecasts alone. Chosen on
+validation windows (docs/accuracy.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from forecaster.baselines import theta_batch
+from forecaster.data.schema import OBSERVED, Columns
+from forecaster.errors import ConfigError
+
+COMBINES = ("none", "theta")
+
+
+def check_combine(value: str) -> str:
+    """``value`` if it names a combination, else ConfigError naming the key."""
+    if value not in COMBINES:
+        raise ConfigError(f"combine must be one of {', '.join(COMBINES)}, got {value!r}")
+    return value
+
+
+def series_histories(frame: pd.DataFrame, columns: Columns, ids: list[str]) -> list[np.ndarray]:
+    """Each series' target history in ``ids`` order, from a validated frame: values that were filled
+    or masked (``observed`` = 0) are interpolated linearly between observed ones (the nearest observed
+    value at the edges), so that a masked 0.0 never reaches a statistical method."""
+    target = frame[columns.target].to_numpy("float64").copy()
+    if OBSERVED in frame.columns:
+        target[frame[OBSERVED].to_numpy() == 0] = np.nan
+    values = pd.Series(target, index=frame.index)
+    out = []
+    for sid, positions in frame.groupby(columns.id, sort=False).indices.items():
+        series = values.iloc[positions]
+        if series.isna().any():
+            series = series.interpolate(limit_direction="both")
+        out.append((str(sid), series.to_numpy("float64")))
+    by_id = dict(out)
+    return [by_id[str(sid)] for sid in ids]
+
+
+def combine(values: np.ndarray, histories: list[np.ndarray], method: str, season: int) -> np.ndarray:
+    """``values`` (series, horizon, 1 + quantiles), the network's forecasts in the data's scale, combined
+    with ``method``'s point forecasts from ``histories`` (one per series, in the same order)."""
+    if check_combine(method) == "none" or not len(values):
+        return values
+    other = theta_batch(histories, values.shape[1], season)
+    shift = 0.5 * (other - values[..., 0])
+    return values + shift[..., None]
