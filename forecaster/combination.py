@@ -2,12 +2,14 @@
 
 Averaging a learned model's forecasts with a simple statistical method's is one of the most reliable
 gains in forecasting practice: their errors are far from perfectly correlated, and the average is
-rarely worse than the better of the two. ``combine = "theta"`` (the default) makes each series' point
-forecast the equal-weight mean of the network's and the Theta method's (`baselines.theta_batch`, on
-the same history), and moves the network's quantiles by the same amount, so that the intervals stay
-centred on the forecast; the conformal calibration, fitted on the backtest's forecasts, then corrects
-the intervals of the combination itself. ``"none"``: the network's forecasts alone. Chosen on
-validation windows (docs/accuracy.md).
+rarely worse than the better of the two. ``"theta"`` makes each series' point forecast the
+equal-weight mean of the network's and the Theta method's (`baselines.theta_batch`, on the same
+history), and moves the network's quantiles by the same amount, so that the intervals stay centred on
+the forecast; the conformal calibration, fitted on the backtest's forecasts, then corrects the
+intervals of the combination itself. ``"none"``: the network's forecasts alone. ``"auto"`` (the
+default): a fit scores both on its own holdout (each series' last horizon, unseen by its training)
+and keeps the one with the lower MASE: Theta is a good partner on yearly, quarterly and monthly data
+and a poor one on long hourly series, where the network alone is far ahead (docs/accuracy.md).
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ import pandas as pd
 from forecaster.baselines import theta_batch
 from forecaster.data.schema import OBSERVED, Columns
 from forecaster.errors import ConfigError
+from forecaster.metrics import mase
 
-COMBINES = ("none", "theta")
+COMBINES = ("auto", "none", "theta")
+#: What a fitted forecaster can apply ("auto" resolves to one of them at fit).
+APPLIED = ("none", "theta")
 
 
 def check_combine(value: str) -> str:
@@ -50,8 +55,27 @@ def series_histories(frame: pd.DataFrame, columns: Columns, ids: list[str]) -> l
 def combine(values: np.ndarray, histories: list[np.ndarray], method: str, season: int) -> np.ndarray:
     """``values`` (series, horizon, 1 + quantiles), the network's forecasts in the data's scale, combined
     with ``method``'s point forecasts from ``histories`` (one per series, in the same order)."""
-    if check_combine(method) == "none" or not len(values):
+    if method not in APPLIED:
+        raise ValueError(f"a fitted forecaster applies one of {APPLIED}, not {method!r}")
+    if method == "none" or not len(values):
         return values
     other = theta_batch(histories, values.shape[1], season)
     shift = 0.5 * (other - values[..., 0])
     return values + shift[..., None]
+
+
+def holdout_scores(actual: np.ndarray, network: np.ndarray, histories: list[np.ndarray],
+                   season: int) -> dict[str, float]:
+    """MASE of each applied combination on a holdout: ``actual`` and the network's point forecasts
+    ``network`` (series, horizon), from ``histories`` (the series up to the holdout)."""
+    out = {}
+    for method in APPLIED:
+        point = combine(network[..., None], histories, method, season)[..., 0]
+        out[method] = float(mase(actual, point, histories, season))
+    return out
+
+
+def choose(scores: dict[str, float]) -> str:
+    """The combination with the lower holdout MASE (the network alone on a tie or when none is finite)."""
+    finite = {k: v for k, v in scores.items() if np.isfinite(v)}
+    return min(finite, key=lambda k: (finite[k], k != "none")) if finite else "none"

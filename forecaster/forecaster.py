@@ -22,7 +22,7 @@ import pandas as pd
 from forecaster import distribute, splits
 from forecaster.baselines import seasonal_naive, seasonal_naive_intervals
 from forecaster.calibration import apply_corrections, conformal_corrections
-from forecaster.combination import COMBINES, check_combine, combine, series_histories
+from forecaster.combination import APPLIED, check_combine, choose, combine, holdout_scores, series_histories
 from forecaster.contract import BASELINE, FORECAST_COLUMN, LSTM, MODEL_COLUMN, quantile_name
 from forecaster.data.frequency import future_indexes, seasonal_period
 from forecaster.data.scaling import SeriesScaler
@@ -154,7 +154,7 @@ class LSTMForecaster:
         lr_schedule: str = "constant",
         strategy: str = "none",
         time_budget: float = 150.0,
-        combine: str = "none",
+        combine: str = "auto",
     ) -> None:
         self.horizon = horizon
         self.input_size = input_size
@@ -332,7 +332,6 @@ class LSTMForecaster:
         self.input_size_ = input_size
         self.min_history_ = min_history
         self.resolved_ = resolved
-        self.combine_ = self.combine
         self.untrained_series_ = untrained
         self.padded_ = padded
         self.quantiles_ = quantiles
@@ -344,7 +343,28 @@ class LSTMForecaster:
         self.data_end_ = str(frame[columns.time].max())  # the newest time it was trained on
         self.calibration_: dict[str, list[float]] = {}
         self._predict_fn = None
+        self.combine_, self.combine_scores_ = self.combine, {}
+        if self.combine == "auto":
+            self.combine_scores_ = self._holdout_scores(frame, last_train)
+            self.combine_ = choose(self.combine_scores_)
         return self
+
+    def _holdout_scores(self, frame: pd.DataFrame, last_train: pd.Series) -> dict[str, float]:
+        """Each combination's MASE on the fit's holdout (each series' last horizon, which early stopping
+        watched but training never saw), forecast from the history before it."""
+        columns = self.columns_
+        history = splits.history(frame, columns, last_train)
+        self.combine_ = "none"
+        network = self.predict(history, calibrated=False)
+        network = network[network[MODEL_COLUMN] == LSTM]
+        ids = list(pd.unique(network[columns.id]))
+        if not ids:
+            return {}
+        actual = splits.following(frame, columns, last_train, self.horizon)
+        actual = actual.set_index(columns.id).loc[ids, columns.target].to_numpy("float64").reshape(len(ids), -1)
+        point = network[FORECAST_COLUMN].to_numpy("float64").reshape(len(ids), -1)
+        histories = series_histories(history, columns, ids)
+        return holdout_scores(actual, point, histories, seasonal_period(self.freq_))
 
     def calibrate(self, backtest_forecasts: pd.DataFrame) -> LSTMForecaster:
         """Set the conformal corrections of the intervals from a backtest's out-of-sample forecasts
@@ -539,6 +559,7 @@ class LSTMForecaster:
             "calibration": getattr(self, "calibration_", {}),
             "resolved": self.resolved_.to_dict() if hasattr(self, "resolved_") else None,
             "combine": self.combine_,
+            "combine_scores": getattr(self, "combine_scores_", {}),
         }
         (path / "forecaster.json").write_text(json.dumps(meta, indent=2))
         manifest = {name: sha256(path / name) for name in MODEL_FILES}
@@ -564,8 +585,9 @@ class LSTMForecaster:
             calibration = {str(k): [float(x) for x in v] for k, v in meta.get("calibration", {}).items()}
             resolved = Derived.from_dict(meta["resolved"]) if meta.get("resolved") else None
             combined = meta.get("combine", "none")  # saved before combinations: the network alone
-            if combined not in COMBINES:
-                raise ValueError(f"combine is {combined!r}, not one of {COMBINES}")
+            if combined not in APPLIED:
+                raise ValueError(f"combine is {combined!r}, not one of {APPLIED}")
+            combine_scores = {str(k): float(v) for k, v in meta.get("combine_scores", {}).items()}
             if not all(np.isfinite(v).all() for v in calibration.values()):
                 raise ValueError("calibration holds a value that is not a finite number")
         except (ValueError, KeyError, TypeError) as exc:
@@ -591,6 +613,7 @@ class LSTMForecaster:
         self.untrained_series_ = list(meta.get("untrained_series", []))
         self.calibration_ = calibration
         self.combine_ = combined
+        self.combine_scores_ = combine_scores
         if resolved is not None:  # the settings its fit used (saved before: unknown)
             self.resolved_ = resolved
         self.quantiles_ = tuple(float(q) for q in meta["quantiles"])

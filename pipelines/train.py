@@ -63,9 +63,13 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
     say(f"fit: {len(final.history_.get('loss', []))} epoch(s) on all the data" + _STARTS[start])
     if final.resolved_.derived:
         say(f"derived settings ({', '.join(final.resolved_.derived)}): {steps.describe_resolved(final)}")
+    if final.combine_scores_:
+        scores = final.combine_scores_
+        say(f"combine: {final.combine_} (MASE on the fit's holdout: network alone {scores['none']:.4f}, "
+            f"averaged with Theta {scores['theta']:.4f})")
     if mlflow.active_run():
         mlflow.log_params({**{k: str(v)[:500] for k, v in final.resolved_.params().items()},
-                           "resolved.final_fit": start})
+                           "resolved.final_fit": start, "resolved.combine": final.combine_})
     if config.backtest.calibrate:
         calibration = steps.calibrate(final, result)
         if calibration:
