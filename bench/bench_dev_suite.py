@@ -155,6 +155,7 @@ def run_set(name: str, work: Path, validate: bool = False, settings: list[str] |
               "train_s": train_s, "predict_s": predict_s,
               "resolved": {k: str(v) for k, v in model.resolved_.params().items()},
               "calibration": model.calibration_, "untrained_series": len(model.untrained_series_),
+              "combine": model.combine_, "combine_scores": model.combine_scores_,
               "fallback_series": int((ours.groupby("unique_id")["model"].first() != "lstm").sum())}
     rows = {"LSTM (defaults)": scores(y, wide(ours, ids, "forecast", h), insample, season,
                                       wide(ours, ids, "q0.1", h), wide(ours, ids, "q0.9", h))}
@@ -237,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     for r in results:
         goal = {True: "met", False: "NOT met", None: "not judged (no baselines)"}[r["goal_met"]]
-        print(f"{r['set']}: goal (MASE <= best baseline) {goal}; "
-              f"train {r['train_s']:.0f} s; resolved {r['resolved']}")
+        print(f"{r['set']}: goal (MASE <= best baseline) {goal}; train {r['train_s']:.0f} s; "
+              f"combine {r['combine']} {r['combine_scores']}; resolved {r['resolved']}")
     return 0
 
 

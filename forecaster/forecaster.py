@@ -343,10 +343,9 @@ class LSTMForecaster:
         self.data_end_ = str(frame[columns.time].max())  # the newest time it was trained on
         self.calibration_: dict[str, list[float]] = {}
         self._predict_fn = None
-        self.combine_, self.combine_scores_ = self.combine, {}
-        if self.combine == "auto":
-            self.combine_scores_ = self._holdout_scores(frame, last_train)
-            self.combine_ = choose(self.combine_scores_)
+        # Scored whatever was asked, so that a run can show what the other choice would have done.
+        self.combine_scores_ = self._holdout_scores(frame, last_train)
+        self.combine_ = choose(self.combine_scores_) if self.combine == "auto" else self.combine
         return self
 
     def _holdout_scores(self, frame: pd.DataFrame, last_train: pd.Series) -> dict[str, float]:
