@@ -24,7 +24,9 @@ QUANTILES = (0.1, 0.5, 0.9)
 
 
 def _fit(network: NetworkSpec, **kwargs) -> LSTMForecaster:
-    options = {"epochs": 1, "batch_size": 64, "max_windows_per_series": 30, "verbose": 0, **kwargs}
+    # The network's own forecasts (these tests look at the network; the combination has its own below).
+    options = {"epochs": 1, "batch_size": 64, "max_windows_per_series": 30, "verbose": 0, "combine": "none",
+               **kwargs}
     model = LSTMForecaster(horizon=HORIZON, input_size=48, freq="h", quantiles=QUANTILES, network=network,
                            **options)
     return model.fit(hourly_frame(n_series=4, length=200))
@@ -391,3 +393,29 @@ def test_combine_is_checked_in_the_config_the_estimator_and_the_saved_file(tmp_p
     rewrite({**meta, "combine": "bogus"})
     with pytest.raises(ModelError, match="combine"):
         LSTMForecaster.load(path)
+
+
+def test_auto_keeps_the_combination_with_the_lower_mase_on_the_fits_holdout():
+    from forecaster.baselines import theta_batch
+    from forecaster.combination import choose
+    from forecaster.metrics import mase
+
+    model = _fit(NetworkSpec(units=8, head_units=16), combine="auto")
+    scores = model.combine_scores_
+    assert set(scores) == {"none", "theta"} and model.combine_ == choose(scores)
+    frame = hourly_frame(n_series=4, length=200)
+    held_out = frame.groupby("unique_id").cumcount(ascending=False) < HORIZON
+    history, actual = frame[~held_out], frame[held_out]
+    chosen = model.combine_
+    model.combine_ = "none"
+    network = model.predict(history, calibrated=False)["forecast"].to_numpy().reshape(4, HORIZON)
+    model.combine_ = chosen
+    y = actual["y"].to_numpy().reshape(4, HORIZON)
+    insample = [part["y"].to_numpy("float64") for _, part in history.groupby("unique_id", sort=False)]
+    assert scores["none"] == pytest.approx(mase(y, network, insample, 24), rel=1e-9)
+    mean = 0.5 * (network + theta_batch(insample, HORIZON, 24))
+    assert scores["theta"] == pytest.approx(mase(y, mean, insample, 24), rel=1e-9)
+    assert choose({"none": 1.0, "theta": 1.04}) == "theta", "the combination keeps the benefit of the doubt"
+    assert choose({"none": 1.0, "theta": 1.06}) == "none", "unless the network alone is clearly better"
+    assert choose({"none": float("nan"), "theta": 2.0}) == "theta"
+    assert choose({"none": 2.0, "theta": float("nan")}) == "none" and choose({}) == "none"
