@@ -33,10 +33,17 @@ def steps_from_end(frame: pd.DataFrame, columns: Columns) -> np.ndarray:
     return frame.groupby(columns.id, sort=False).cumcount(ascending=False).to_numpy()
 
 
+def has_cutoff(lengths: np.ndarray, last: int) -> np.ndarray:
+    """Which series of ``lengths`` rows have a cutoff ``last`` rows before their end: more than ``last``
+    rows (one seen row at least). The backtest scores a series only where it has one (``last`` = the
+    horizon for its newest window)."""
+    return np.asarray(lengths) > last
+
+
 def holdout_cutoffs(frame: pd.DataFrame, columns: Columns, last: int) -> pd.Series:
     """Per series (index: id), the time of its last row before its final ``last`` rows.
 
-    Series with ``last`` rows or fewer have no cutoff (nothing would be left to see) and are absent.
+    Series without one (`has_cutoff`: nothing would be left to see) are absent.
     """
     rows = frame[steps_from_end(frame, columns) == last]
     return pd.Series(rows[columns.time].to_numpy(), index=rows[columns.id].to_numpy(), name=CUTOFF_COLUMN)

@@ -100,7 +100,8 @@ class Prepared:
                          f"fewer than min_history = {need} steps: seasonal naive at prediction"),
             "not_trained": (~rules.trainable(lengths), f"fewer than min_history + horizon = {need + h} steps: no "
                                                       "training window"),
-            "not_backtested": (lengths < h + 1, f"fewer than horizon + 1 = {h + 1} steps: cannot be scored"),
+            "not_backtested": (~splits.has_cutoff(lengths, h), f"fewer than horizon + 1 = {h + 1} steps: "
+                                                               "cannot be scored"),
             "padded": (rules.padded(lengths), f"shorter than input_size + 2 horizons = {window + 2 * h} steps: "
                                               "trained on left-padded, masked windows"),
         }

@@ -31,6 +31,10 @@ def test_holdout_cutoffs_name_the_last_row_seen_and_leave_out_series_too_short()
     assert list(cut.index) == ["a"]  # b has 10 rows: holding out 12 leaves nothing
     assert cut["a"] == pd.Timestamp("2026-01-10 00:00") - pd.Timedelta(hours=12)
     assert splits.rows_until(frame, COLUMNS, cut).to_dict() == {"a": 18}
+    lengths = {"a": 30, "b": 10, "c": 12, "d": 13}
+    with_cutoff = splits.has_cutoff(list(lengths.values()), 12)
+    assert [sid for sid, ok in zip(lengths, with_cutoff) if ok] == list(splits.holdout_cutoffs(
+        _frame(lengths), COLUMNS, 12).index) == ["a", "d"], "the data report's rule is the backtest's"
 
 
 def test_history_and_following_split_each_series_at_its_own_cutoff():
