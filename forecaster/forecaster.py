@@ -129,7 +129,9 @@ class LSTMForecaster:
     (``lstm``, or ``seasonal_naive`` for series whose history is shorter than ``min_history_``: one
     season or one horizon; series shorter than ``input_size`` are left-padded and the padding masked).
     ``verbose`` is Keras' ``fit`` verbosity: 2 (the default) one line per epoch, 1 a per-batch
-    progress bar, 0 nothing.
+    progress bar, 0 nothing. ``combine``: the network's forecasts alone (``"none"``), averaged with the
+    Theta method's (``"theta"``), or whichever the fit's holdout favours (``"auto"``, the default:
+    `forecaster.combination`); the fitted choice is ``combine_``, its holdout scores ``combine_scores_``.
     """
 
     def __init__(
@@ -353,7 +355,7 @@ class LSTMForecaster:
         watched but training never saw), forecast from the history before it."""
         columns = self.columns_
         history = splits.history(frame, columns, last_train)
-        self.combine_ = "none"
+        self.combine_ = "none"  # the network alone here; fit sets the choice right after
         network = self.predict(history, calibrated=False)
         network = network[network[MODEL_COLUMN] == LSTM]
         ids = list(pd.unique(network[columns.id]))
