@@ -20,6 +20,7 @@ import pandas as pd
 
 from forecaster.baselines import theta_batch
 from forecaster.data.schema import OBSERVED, Columns
+from forecaster.data.validation import interpolate_series
 from forecaster.errors import ConfigError
 from forecaster.metrics import mase
 
@@ -41,20 +42,14 @@ def check_combine(value: str) -> str:
 
 def series_histories(frame: pd.DataFrame, columns: Columns, ids: list[str]) -> list[np.ndarray]:
     """Each series' target history in ``ids`` order, from a validated frame: values that were filled
-    or masked (``observed`` = 0) are interpolated linearly between observed ones (the nearest observed
-    value at the edges), so that a masked 0.0 never reaches a statistical method."""
-    target = frame[columns.target].to_numpy("float64").copy()
-    if OBSERVED in frame.columns:
-        target[frame[OBSERVED].to_numpy() == 0] = np.nan
-    values = pd.Series(target, index=frame.index)
-    out = []
-    for sid, positions in frame.groupby(columns.id, sort=False).indices.items():
-        series = values.iloc[positions]
-        if series.isna().any():
-            series = series.interpolate(limit_direction="both")
-        out.append((str(sid), series.to_numpy("float64")))
-    by_id = dict(out)
-    return [by_id[str(sid)] for sid in ids]
+    or masked (``observed`` = 0) are interpolated as the "fill" policy does (`interpolate_series`), so
+    that a masked 0.0 never reaches a statistical method."""
+    target = frame[columns.target].to_numpy("float64")
+    observed = frame[OBSERVED].to_numpy() == 1.0 if OBSERVED in frame.columns else np.isfinite(target)
+    groups = frame.groupby(columns.id, sort=False)
+    values = interpolate_series(target, observed, groups.ngroup().to_numpy())
+    positions = {str(sid): rows for sid, rows in groups.indices.items()}
+    return [values[positions[str(sid)]] for sid in ids]
 
 
 def combine(values: np.ndarray, histories: list[np.ndarray], method: str, season: int) -> np.ndarray:

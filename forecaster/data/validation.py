@@ -219,8 +219,9 @@ def _grouped_fill(values: np.ndarray, codes: np.ndarray, backward: bool) -> np.n
     return filled.to_numpy(dtype=np.float64)
 
 
-def _interpolate(values: np.ndarray, valid: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Linear interpolation over positions within each series, nearest value at the edges."""
+def interpolate_series(values: np.ndarray, valid: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``values`` where ``valid``, elsewhere linear interpolation over positions within each series
+    (rows of one ``codes`` value, in order), the nearest valid value at the edges."""
     position = np.arange(len(values), dtype=np.float64)
     known = pd.Series(np.where(valid, position, np.nan))
     prev_pos = known.groupby(codes).ffill().to_numpy()
@@ -378,7 +379,7 @@ def validate_frame(
         x = _fill_covariates(x, present, grid_codes, grid.times, covariates, labels, missing_policy, columns)
 
     if missing_policy == "fill":
-        y = _interpolate(y, observed == 1.0, grid_codes)
+        y = interpolate_series(y, observed == 1.0, grid_codes)
         empty = np.flatnonzero(np.isnan(y))
         if len(empty):
             raise MissingValueError(
