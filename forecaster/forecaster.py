@@ -498,7 +498,9 @@ class LSTMForecaster:
         raw = self._network_outputs(inputs)  # (n, H, 1 + Q), scaled
         n, h, k = raw.shape
         values = scaler.inverse_transform(raw.reshape(n, h * k), order).reshape(n, h, k)
-        values = combine(values, series_histories(frame, columns, order), self.combine_, seasonal_period(self.freq_))
+        if self.combine_ != "none":  # the histories are read only for a combination
+            values = combine(values, series_histories(frame, columns, order), self.combine_,
+                             seasonal_period(self.freq_))
         if k > 1:
             values[..., 1:] = np.sort(values[..., 1:], axis=-1)  # quantiles never cross
             if calibrated and getattr(self, "calibration_", None):
