@@ -24,7 +24,7 @@ the test part is not read), and ``--set SECTION.KEY=VALUE`` trains from a config
 
     bench/setup-baselines.sh
     .venv/bin/python bench/bench_dev_suite.py [--sets m4_hourly m3_monthly ...] [--out results.json]
-        [--validate] [--set training.final_fit='"full"']
+        [--validate] [--set training.final_fit='"full"'] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def train_command(name: str, data: Path, h: int, freq: str, work: Path, settings
 
 
 def run_set(name: str, work: Path, validate: bool = False, settings: list[str] | None = None,
-            baselines: bool = True) -> dict:
+            baselines: bool = True, keep: Path | None = None) -> dict:
     spec = SETS[name]
     h, season, freq = spec["h"], spec["season"], spec["freq"]
     train, test = load_set(name)
@@ -165,8 +165,14 @@ def run_set(name: str, work: Path, validate: bool = False, settings: list[str] |
 
     rows["LSTM (defaults)"]["seconds"] = train_s
     result["scores"] = rows
+    kept = {"ids": np.array(ids), "y": y, "history": np.concatenate(insample),
+            "lengths": np.array([len(x) for x in insample]), "forecast": wide(ours, ids, "forecast", h)}
+    chosen, model.combine_ = model.combine_, "none"  # the network alone, for studying combinations offline
+    kept["network"] = wide(model.predict(train, calibrated=False), ids, "forecast", h)
+    model.combine_ = chosen
     if not baselines:
         result["goal_met"] = None
+        _keep(keep, name, kept)
         return result
     out = work / f"{name}.baselines.parquet"
     python = ROOT / ".venv-baselines" / "bin" / "python"
@@ -190,6 +196,8 @@ def run_set(name: str, work: Path, validate: bool = False, settings: list[str] |
         row = scores(y, combo, insample, season)
         row["seconds"] = train_s + sum(seconds[m] for m in members)
         rows[f"mean(LSTM, {', '.join(members)})"] = row
+    kept.update({m: wide(base, ids, m, h) for m in BASELINES})
+    _keep(keep, name, kept)
     if name == "m4_hourly" and not validate:  # OWA is relative to the official test figures
         from forecaster.datasets.m4_hourly import M4_HOURLY
         from forecaster.metrics import owa
@@ -201,6 +209,14 @@ def run_set(name: str, work: Path, validate: bool = False, settings: list[str] |
     best = min(rows[b]["mase"] for b in BASELINES)  # the combinations above are a study, not judged
     result["goal_met"] = rows["LSTM (defaults)"]["mase"] <= best
     return result
+
+
+def _keep(folder: Path | None, name: str, arrays: dict[str, np.ndarray]) -> None:
+    """With ``--keep``: the set's actuals, histories and point forecasts (ours as served, the network
+    alone, the baselines') as ``{name}.npz``, to study combinations without training again."""
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / f"{name}.npz", **arrays)
 
 
 def table(results: list[dict]) -> str:
@@ -225,13 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help='a config key on top of the defaults, e.g. training.final_fit=\'"full"\'')
     parser.add_argument("--no-baselines", action="store_true", help="score the LSTM alone (comparing settings)")
+    parser.add_argument("--keep", type=Path, help="save each set's actuals and point forecasts here (npz)")
     args = parser.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory(prefix="dev-suite-") as tmp:
         for name in args.sets:
             work = Path(tmp) / name
             work.mkdir()
-            results.append(run_set(name, work, args.validate, args.settings, not args.no_baselines))
+            results.append(run_set(name, work, args.validate, args.settings, not args.no_baselines, args.keep))
             print(table(results[-1:]), file=sys.stderr)
             if args.out:
                 args.out.write_text(json.dumps(results, indent=2, default=str))

@@ -12,6 +12,7 @@ import numpy as np
 
 __all__ = [
     "acf",
+    "ets_batch",
     "naive2",
     "seasonal_indices",
     "seasonal_naive",
@@ -160,45 +161,133 @@ def _ses_sse(x: np.ndarray, lengths: np.ndarray, alphas: np.ndarray) -> tuple[np
     return sse, level
 
 
-def theta_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.ndarray:
-    """The Theta method's forecasts for many series at once, shape (n, horizon).
+def _adjusted(histories: Sequence[np.ndarray], horizon: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The histories seasonally adjusted as M4's benchmarks do, left-aligned in one matrix.
 
-    The classical Theta method (Assimakopoulos and Nikolopoulos, 2000) in the form Hyndman and Billah
-    (2003) showed it equals: simple exponential smoothing plus half the slope b of the least-squares
-    line through the series, y(h) = level_n + b / 2 * (h - 1 + (1 - (1 - alpha)^n) / alpha). As in M4's
-    benchmark, a series that `seasonality_test` finds seasonal at lag ``m`` (and whose values are all
-    positive) is first divided by its multiplicative `seasonal_indices` and the forecast multiplied
-    back. alpha minimises the in-sample one-step squared error (a grid of 50 values in [0.02, 1], then
-    a finer one around the best). A one-value history is forecast naively.
+    A series that `seasonality_test` finds seasonal at lag ``m`` (and whose values are all positive) is
+    divided by its multiplicative `seasonal_indices`; the others are kept. Returns (adjusted (n, T),
+    lengths (n,), future_index (n, horizon)): a forecast of the adjusted series times ``future_index``
+    is the forecast of the series.
     """
-    _check(horizon, m)
     arrays = [_history(h) for h in histories]
-    if not arrays:
-        return np.empty((0, horizon))
     lengths = np.array([a.size for a in arrays], dtype=np.int64)
-    adjusted, future_index = np.zeros((len(arrays), int(lengths.max()))), np.ones((len(arrays), horizon))
+    adjusted = np.zeros((len(arrays), int(lengths.max(initial=1))))
+    future_index = np.ones((len(arrays), horizon))
     for k, x in enumerate(arrays):
         if x.min() > 0 and seasonality_test(x, m):
             si = seasonal_indices(x, m)
             x = x / si[np.arange(x.size) % m]
             future_index[k] = si[np.arange(x.size, x.size + horizon) % m]
         adjusted[k, : x.size] = x
+    return adjusted, lengths, future_index
+
+
+def theta_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.ndarray:
+    """The Theta method's forecasts for many series at once, shape (n, horizon).
+
+    The classical Theta method (Assimakopoulos and Nikolopoulos, 2000) in the form Hyndman and Billah
+    (2003) showed it equals: simple exponential smoothing plus half the slope b of the least-squares
+    line through the series, y(h) = level_n + b / 2 * (h - 1 + (1 - (1 - alpha)^n) / alpha). As in M4's
+    benchmark, the series is seasonally adjusted first (`_adjusted`) and the forecast reseasonalised.
+    alpha minimises the in-sample one-step squared error (a grid of 50 values in [0.02, 1], then
+    a finer one around the best). A one-value history is forecast naively.
+    """
+    _check(horizon, m)
+    if not len(histories):
+        return np.empty((0, horizon))
+    adjusted, lengths, future_index = _adjusted(histories, horizon, m)
+    n = len(lengths)
     t = np.arange(adjusted.shape[1], dtype=np.float64)[None, :]
     inside = t < lengths[:, None]
     centred_t = np.where(inside, t - (lengths[:, None] - 1) / 2.0, 0.0)
     spread = (centred_t * centred_t).sum(axis=1)
-    slope = np.divide((centred_t * adjusted).sum(axis=1), spread, out=np.zeros(len(arrays)), where=spread > 0)
+    slope = np.divide((centred_t * adjusted).sum(axis=1), spread, out=np.zeros(n), where=spread > 0)
 
-    sse, _ = _ses_sse(adjusted, lengths, np.broadcast_to(_ALPHAS, (len(arrays), _ALPHAS.size)))
+    sse, _ = _ses_sse(adjusted, lengths, np.broadcast_to(_ALPHAS, (n, _ALPHAS.size)))
     best = _ALPHAS[np.argmin(sse, axis=1)]
     fine = np.clip(best[:, None] + _REFINE[None, :], 1e-3, 1.0)
     sse, level = _ses_sse(adjusted, lengths, fine)
     pick = np.argmin(sse, axis=1)
-    rows = np.arange(len(arrays))
+    rows = np.arange(n)
     alpha, level = fine[rows, pick], level[rows, pick]
     drift = (1.0 - (1.0 - alpha) ** lengths) / alpha
     steps = np.arange(horizon, dtype=np.float64)[None, :]
     forecast = level[:, None] + 0.5 * slope[:, None] * (steps + drift[:, None])
+    return forecast * future_index
+
+
+# --------------------------------------------------------------------------- exponential smoothing
+
+# The candidates `ets_batch` fits: (alpha, beta as a share of alpha, phi) for the level-only, the
+# linear-trend and the damped-trend forms, and each form's number of estimated values (smoothing
+# constants and initial states) for the AICc.
+_ETS_ALPHAS = np.array([0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0])
+_ETS_BETAS = np.array([0.01, 0.05, 0.1, 0.2, 0.4])
+_ETS_PHIS = np.array([0.8, 0.88, 0.94, 0.98])
+
+
+def _ets_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(alpha, beta, phi, estimated values) of every candidate, each (C,)."""
+    forms = [(a, 0.0, 1.0, 2) for a in _ETS_ALPHAS]  # level only: alpha, l0
+    forms += [(a, f * a, 1.0, 4) for a in _ETS_ALPHAS for f in _ETS_BETAS]  # trend: + beta, b0
+    forms += [(a, f * a, p, 5) for a in _ETS_ALPHAS for f in _ETS_BETAS for p in _ETS_PHIS]  # + phi
+    return tuple(np.array(column, dtype=np.float64) for column in zip(*forms))
+
+
+def ets_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.ndarray:
+    """Exponential smoothing with additive errors, the trend form chosen per series, shape (n, horizon).
+
+    Each series, seasonally adjusted as M4's benchmarks do (`_adjusted`), is fitted in three forms:
+    level only (simple exponential smoothing), a linear trend (Holt) and a damped trend (Gardner and
+    McKenzie); the form and its constants are those with the lowest AICc, n log(SSE / n) + 2k +
+    2k(k + 1) / (n - k - 1), over a grid of constants (alpha; beta as a share of alpha; phi), k counting
+    the constants and initial states. The initial level and trend are the least-squares line through
+    the first ten values (Hyndman et al.'s heuristic), so short series need no extra search. A series
+    too short for a form's AICc (n <= k + 1) is fitted by the forms it can carry; a one-value history
+    is forecast naively. The forecast is reseasonalised.
+
+    Damped trends are the workhorse of automatic exponential smoothing on yearly and quarterly data; it
+    is the partner the network's combination uses besides Theta (`forecaster.combination`).
+    """
+    _check(horizon, m)
+    if not len(histories):
+        return np.empty((0, horizon))
+    adjusted, lengths, future_index = _adjusted(histories, horizon, m)
+    n = len(lengths)
+    alpha, beta, phi, k = _ets_grid()
+
+    first = np.minimum(lengths, 10)
+    t = np.arange(min(10, adjusted.shape[1]), dtype=np.float64)[None, :]
+    inside = t < first[:, None]
+    mean_t = (first - 1) / 2.0
+    centred_t = np.where(inside, t - mean_t[:, None], 0.0)
+    spread = (centred_t * centred_t).sum(axis=1)
+    head = adjusted[:, : t.shape[1]]
+    b0 = np.divide((centred_t * head).sum(axis=1), spread, out=np.zeros(n), where=spread > 0)
+    l0 = np.where(inside, head, 0.0).sum(axis=1) / first - b0 * mean_t
+
+    trend = np.where(k[None, :] > 2, b0[:, None], 0.0)
+    level = l0[:, None] - phi * trend  # the state one step before the first value, whose forecast is l0
+    sse = np.zeros_like(level)
+    for step in range(adjusted.shape[1]):
+        active = (step < lengths)[:, None]
+        fitted = level + phi * trend
+        error = adjusted[:, step : step + 1] - fitted
+        sse += np.where(active, error * error, 0.0)
+        level = np.where(active, fitted + alpha * error, level)
+        trend = np.where(active, phi * trend + beta * error, trend)
+
+    size = lengths[:, None].astype(np.float64)
+    usable = size > k[None, :] + 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        aicc = size * np.log(np.maximum(sse, 1e-300) / size) + 2 * k + 2 * k * (k + 1) / (size - k - 1)
+    aicc = np.where(usable, aicc, np.inf)
+    aicc[~usable.any(axis=1), 0] = 0.0  # too short for any AICc: the level-only form
+    pick = np.argmin(np.where(np.isnan(aicc), np.inf, aicc), axis=1)
+    rows = np.arange(n)
+    damping = np.cumsum(phi[pick][:, None] ** np.arange(1, horizon + 1)[None, :], axis=1)
+    forecast = level[rows, pick][:, None] + damping * trend[rows, pick][:, None]
+    forecast[lengths == 1] = adjusted[lengths == 1, :1]
     return forecast * future_index
 
 

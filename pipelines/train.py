@@ -65,8 +65,8 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
         say(f"derived settings ({', '.join(final.resolved_.derived)}): {steps.describe_resolved(final)}")
     if final.combine_scores_:
         scores = final.combine_scores_
-        say(f"combine: {final.combine_} (MASE on the final fit's holdout: network alone {scores['none']:.4f}, "
-            f"averaged with Theta {scores['theta']:.4f})")
+        say(f"combine: {final.combine_} (MASE on the final fit's holdout: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()) + ")")
     if mlflow.active_run():
         mlflow.log_params({**{k: str(v)[:500] for k, v in final.resolved_.params().items()},
                            "resolved.final_fit": start, "resolved.combine": final.combine_})

@@ -350,6 +350,27 @@ def test_theta_combination_is_the_mean_of_the_two_forecasts_and_moves_the_interv
     np.testing.assert_allclose(loaded.predict(frame)["forecast"], combined["forecast"], rtol=1e-6)
 
 
+def test_theta_and_ets_combination_is_the_mean_of_three_and_round_trips(tmp_path):
+    from forecaster.baselines import ets_batch, theta_batch
+
+    frame = hourly_frame(n_series=4, length=200)
+    model = _fit(NetworkSpec(units=8, head_units=16), combine="theta+ets")
+    assert model.combine_ == "theta+ets"
+    combined = model.predict(frame)
+    model.combine_ = "none"
+    alone = model.predict(frame)
+    ids = list(alone["unique_id"].unique())
+    histories = [frame.loc[frame["unique_id"] == sid, "y"].to_numpy("float64") for sid in ids]
+    others = theta_batch(histories, HORIZON, 24) + ets_batch(histories, HORIZON, 24)
+    np.testing.assert_allclose(combined["forecast"], (alone["forecast"] + others.reshape(-1)) / 3,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(combined["q0.9"] - combined["q0.1"], alone["q0.9"] - alone["q0.1"], atol=1e-5)
+    model.combine_ = "theta+ets"
+    loaded = LSTMForecaster.load(model.save(tmp_path / "three"))
+    assert loaded.combine_ == "theta+ets"
+    np.testing.assert_allclose(loaded.predict(frame)["forecast"], combined["forecast"], rtol=1e-6)
+
+
 def test_masked_targets_reach_the_theta_method_interpolated():
     from forecaster.combination import series_histories
     from forecaster.data.schema import Columns
@@ -395,14 +416,14 @@ def test_combine_is_checked_in_the_config_the_estimator_and_the_saved_file(tmp_p
         LSTMForecaster.load(path)
 
 
-def test_auto_keeps_the_combination_with_the_lower_mase_on_the_fits_holdout():
-    from forecaster.baselines import theta_batch
+def test_auto_keeps_the_mean_of_all_unless_the_network_alone_is_far_better_on_the_fits_holdout():
+    from forecaster.baselines import ets_batch, theta_batch
     from forecaster.combination import choose
     from forecaster.metrics import mase
 
     model = _fit(NetworkSpec(units=8, head_units=16), combine="auto")
     scores = model.combine_scores_
-    assert set(scores) == {"none", "theta"} and model.combine_ == choose(scores)
+    assert set(scores) == {"none", "theta", "theta+ets"} and model.combine_ == choose(scores)
     frame = hourly_frame(n_series=4, length=200)
     held_out = frame.groupby("unique_id").cumcount(ascending=False) < HORIZON
     history, actual = frame[~held_out], frame[held_out]
@@ -413,9 +434,11 @@ def test_auto_keeps_the_combination_with_the_lower_mase_on_the_fits_holdout():
     y = actual["y"].to_numpy().reshape(4, HORIZON)
     insample = [part["y"].to_numpy("float64") for _, part in history.groupby("unique_id", sort=False)]
     assert scores["none"] == pytest.approx(mase(y, network, insample, 24), rel=1e-9)
-    mean = 0.5 * (network + theta_batch(insample, HORIZON, 24))
-    assert scores["theta"] == pytest.approx(mase(y, mean, insample, 24), rel=1e-9)
-    assert choose({"none": 1.0, "theta": 1.04}) == "theta", "the combination keeps the benefit of the doubt"
-    assert choose({"none": 1.0, "theta": 1.06}) == "none", "unless the network alone is clearly better"
-    assert choose({"none": float("nan"), "theta": 2.0}) == "theta"
+    theta, ets = theta_batch(insample, HORIZON, 24), ets_batch(insample, HORIZON, 24)
+    assert scores["theta"] == pytest.approx(mase(y, (network + theta) / 2, insample, 24), rel=1e-9)
+    assert scores["theta+ets"] == pytest.approx(mase(y, (network + theta + ets) / 3, insample, 24), rel=1e-9)
+    assert choose({"none": 1.0, "theta": 1.1, "theta+ets": 1.19}) == "theta+ets", "the benefit of the doubt"
+    assert choose({"none": 1.0, "theta": 0.9, "theta+ets": 0.95}) == "theta+ets", "one window picks no partner"
+    assert choose({"none": 1.0, "theta": 1.1, "theta+ets": 1.21}) == "none", "unless the network is far ahead"
+    assert choose({"none": float("nan"), "theta": 2.0, "theta+ets": 2.5}) == "theta+ets"
     assert choose({"none": 2.0, "theta": float("nan")}) == "none" and choose({}) == "none"

@@ -333,3 +333,37 @@ def test_theta_of_many_series_of_different_lengths_equals_one_at_a_time():
         np.testing.assert_allclose(together[k], B.theta_batch([history], 5, 4)[0], rtol=1e-12)
     with pytest.raises(ValueError, match="empty"):
         B.theta_batch([np.array([])], 2, 1)
+
+
+def test_ets_continues_a_straight_line_and_a_constant():
+    # the linear-trend form fits a line without error (its AICc wins), so it continues it exactly
+    line = 5.0 + 2.0 * np.arange(30)
+    np.testing.assert_allclose(B.ets_batch([line], 3, 1)[0], [65.0, 67.0, 69.0])
+    np.testing.assert_allclose(B.ets_batch([np.full(20, 7.0)], 4, 1)[0], 7.0)
+    np.testing.assert_allclose(B.ets_batch([np.array([3.0])], 2, 4)[0], [3.0, 3.0])
+    rng = np.random.default_rng(0)
+    noise = 50.0 + rng.normal(0.0, 1.0, 60)  # no trend: a level form, a flat forecast near the mean
+    forecast = B.ets_batch([noise], 4, 1)[0]
+    assert np.ptp(forecast) < 1e-9 and abs(forecast[0] - 50.0) < 0.5
+
+
+def test_ets_damps_a_trend_that_levels_off():
+    # a trend that has nearly died out: a line through the history would go on climbing by its slope
+    path = 100.0 + 10.0 * np.cumsum(0.88 ** np.arange(1, 47))
+    forecast = B.ets_batch([path[:40]], 6, 1)[0]
+    np.testing.assert_allclose(forecast, path[40:], rtol=2e-3)
+    slope = np.polyfit(np.arange(40), path[:40], 1)[0]
+    assert forecast[-1] - forecast[0] < 0.1 * slope * 5
+
+
+def test_ets_reseasonalises_and_treats_many_series_as_one_at_a_time():
+    np.testing.assert_allclose(B.ets_batch([SEASONAL], 6, 4)[0], [80, 120, 100, 100, 80, 120])
+    rng = np.random.default_rng(3)
+    histories = [50.0 + np.cumsum(rng.normal(0.3, 1.0, n)) for n in (2, 5, 40, 17, 96)]
+    histories.append(100.0 * np.tile(SEASON, 10) + rng.normal(0, 2.0, 40))
+    together = B.ets_batch(histories, 5, 4)
+    for k, history in enumerate(histories):
+        np.testing.assert_allclose(together[k], B.ets_batch([history], 5, 4)[0], rtol=1e-12)
+    assert np.isfinite(together).all()
+    with pytest.raises(ValueError, match="empty"):
+        B.ets_batch([np.array([])], 2, 1)
