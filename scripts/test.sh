@@ -10,4 +10,6 @@ export TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0
 # on subprocesses and servers, so two cores get through it in about 70 % of the time.
 .venv/bin/python -m pytest -q -n "${FORECASTER_TEST_WORKERS:-2}" --dist loadfile --durations=20 "$@"
 # Only the layer's test files: collecting the whole suite would import MLflow, Spark and the pipelines.
-KERAS_BACKEND=jax .venv/bin/python -m pytest -q -m layer tests/test_layer_*.py tests/test_gpu_cudnn.py "$@"
+# Two workers here too: the parity and extras files take about as long as each other.
+KERAS_BACKEND=jax .venv/bin/python -m pytest -q -n "${FORECASTER_TEST_WORKERS:-2}" --dist loadfile -m layer \
+    tests/test_layer_*.py tests/test_gpu_cudnn.py "$@"
