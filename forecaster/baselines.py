@@ -129,13 +129,8 @@ def naive2(history: np.ndarray, horizon: int, m: int) -> np.ndarray:
     decomposition needs positive data, so a history with a value <= 0 is also forecast naively.
     """
     _check(horizon, m)
-    x = _history(history)
-    future = np.arange(x.size, x.size + horizon)
-    if x.min() > 0 and seasonality_test(x, m):
-        si = seasonal_indices(x, m)
-        level = x[-1] / si[(x.size - 1) % m]
-        return level * si[future % m]
-    return np.full(horizon, x[-1])
+    adjusted, lengths, future_index = _adjusted([history], horizon, m)
+    return adjusted[0, lengths[0] - 1] * future_index[0]
 
 
 # --------------------------------------------------------------------------- Theta
@@ -182,6 +177,18 @@ def _adjusted(histories: Sequence[np.ndarray], horizon: int, m: int) -> tuple[np
     return adjusted, lengths, future_index
 
 
+def _line(x: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The least-squares line through each left-aligned row of ``x`` (its first ``lengths`` values,
+    against t = 0, 1, ...): (value at t = 0, slope), each (n,); a one-value row has slope 0."""
+    t = np.arange(x.shape[1], dtype=np.float64)[None, :]
+    inside = t < lengths[:, None]
+    mean_t = (lengths - 1) / 2.0
+    centred_t = np.where(inside, t - mean_t[:, None], 0.0)
+    spread = (centred_t * centred_t).sum(axis=1)
+    slope = np.divide((centred_t * x).sum(axis=1), spread, out=np.zeros(len(x)), where=spread > 0)
+    return np.where(inside, x, 0.0).sum(axis=1) / lengths - slope * mean_t, slope
+
+
 def theta_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.ndarray:
     """The Theta method's forecasts for many series at once, shape (n, horizon).
 
@@ -197,12 +204,7 @@ def theta_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.nda
         return np.empty((0, horizon))
     adjusted, lengths, future_index = _adjusted(histories, horizon, m)
     n = len(lengths)
-    t = np.arange(adjusted.shape[1], dtype=np.float64)[None, :]
-    inside = t < lengths[:, None]
-    centred_t = np.where(inside, t - (lengths[:, None] - 1) / 2.0, 0.0)
-    spread = (centred_t * centred_t).sum(axis=1)
-    slope = np.divide((centred_t * adjusted).sum(axis=1), spread, out=np.zeros(n), where=spread > 0)
-
+    _, slope = _line(adjusted, lengths)
     sse, _ = _ses_sse(adjusted, lengths, np.broadcast_to(_ALPHAS, (n, _ALPHAS.size)))
     best = _ALPHAS[np.argmin(sse, axis=1)]
     fine = np.clip(best[:, None] + _REFINE[None, :], 1e-3, 1.0)
@@ -256,15 +258,7 @@ def ets_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.ndarr
     n = len(lengths)
     alpha, beta, phi, k = _ets_grid()
 
-    first = np.minimum(lengths, 10)
-    t = np.arange(min(10, adjusted.shape[1]), dtype=np.float64)[None, :]
-    inside = t < first[:, None]
-    mean_t = (first - 1) / 2.0
-    centred_t = np.where(inside, t - mean_t[:, None], 0.0)
-    spread = (centred_t * centred_t).sum(axis=1)
-    head = adjusted[:, : t.shape[1]]
-    b0 = np.divide((centred_t * head).sum(axis=1), spread, out=np.zeros(n), where=spread > 0)
-    l0 = np.where(inside, head, 0.0).sum(axis=1) / first - b0 * mean_t
+    l0, b0 = _line(adjusted[:, :10], np.minimum(lengths, 10))
 
     trend = np.where(k[None, :] > 2, b0[:, None], 0.0)
     level = l0[:, None] - phi * trend  # the state one step before the first value, whose forecast is l0
