@@ -167,9 +167,10 @@ def run_set(name: str, work: Path, validate: bool = False, settings: list[str] |
     result["scores"] = rows
     kept = {"ids": np.array(ids), "y": y, "history": np.concatenate(insample),
             "lengths": np.array([len(x) for x in insample]), "forecast": wide(ours, ids, "forecast", h)}
-    chosen, model.combine_ = model.combine_, "none"  # the network alone, for studying combinations offline
-    kept["network"] = wide(model.predict(train, calibrated=False), ids, "forecast", h)
-    model.combine_ = chosen
+    if keep is not None:  # the network alone too, for studying combinations offline
+        chosen, model.combine_ = model.combine_, "none"
+        kept["network"] = wide(model.predict(train, calibrated=False), ids, "forecast", h)
+        model.combine_ = chosen
     if not baselines:
         result["goal_met"] = None
         _keep(keep, name, kept)
