@@ -218,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         for cls, what, code in failures:
             if isinstance(exc, cls):
                 print(f"forecaster: {what}: {exc}", file=sys.stderr)
+                if isinstance(exc, errors.WorkerLostError):
+                    # TensorFlow's runtime lost a peer and cannot shut down cleanly: the finalizers of its
+                    # pools would print tracebacks after our line. The run is already closed as failed.
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(code)
                 return code
         if os.environ.get("FORECASTER_DEBUG"):
             raise
