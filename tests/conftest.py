@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # The embedded store of any test that does not name its own goes to a temporary folder, never to the
 # project's mlruns/ (subprocesses inherit this too).
+# The folder goes when the process that made it ends: tests leave nothing behind in /tmp either.
 os.environ["FORECASTER_MLRUNS"] = tempfile.mkdtemp(prefix="forecaster-test-mlruns-")
 
 import forecaster  # noqa: F401, I001  (first: it quiets TensorFlow's start-up lines, in xdist workers too)
 import keras
 import pytest
+
+atexit.register(shutil.rmtree, os.environ["FORECASTER_MLRUNS"], ignore_errors=True)
 
 PROJECT_STORE = Path(__file__).resolve().parent.parent / "mlruns"
 
