@@ -133,8 +133,9 @@ class ModelConfig:
     name: str
     horizon: int
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
-    combine: str = "auto"  # averaged with Theta ("theta"), with Theta and ETS ("theta+ets"), alone ("none"),
-    # or "theta+ets" unless the network alone is far better on the fit's holdout ("auto"): forecaster.combination
+    combine: str = "auto"  # averaged with Theta ("theta"), Theta and ETS ("theta+ets"), the optimised Theta
+    # models and ETS ("otm+dotm+ets"), alone ("none"), or "otm+dotm+ets" unless the network alone is far better
+    # on the fit's holdout ("auto"): forecaster.combination
     data: DataConfig = field(default_factory=DataConfig)
     network: NetworkSpec | None = None  # no [network] section: derived from the data (forecaster.defaults)
     training: TrainingConfig = field(default_factory=TrainingConfig)

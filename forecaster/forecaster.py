@@ -130,7 +130,8 @@ class LSTMForecaster:
     season or one horizon; series shorter than ``input_size`` are left-padded and the padding masked).
     ``verbose`` is Keras' ``fit`` verbosity: 2 (the default) one line per epoch, 1 a per-batch
     progress bar, 0 nothing. ``combine``: the network's forecasts alone (``"none"``), averaged with the
-    Theta method's (``"theta"``) or with Theta's and exponential smoothing's (``"theta+ets"``), or the
+    Theta method's (``"theta"``), with Theta's and exponential smoothing's (``"theta+ets"``) or with the
+    optimised Theta model's, static and dynamic, and exponential smoothing's (``"otm+dotm+ets"``), or the
     latter unless the network alone is far better on the fit's holdout (``"auto"``, the default:
     `forecaster.combination`); the fitted choice is ``combine_``, its holdout scores ``combine_scores_``.
     """

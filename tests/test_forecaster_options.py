@@ -350,8 +350,8 @@ def test_theta_combination_is_the_mean_of_the_two_forecasts_and_moves_the_interv
     np.testing.assert_allclose(loaded.predict(frame)["forecast"], combined["forecast"], rtol=1e-6)
 
 
-def test_theta_and_ets_combination_is_the_mean_of_three_and_round_trips(tmp_path):
-    from forecaster.baselines import ets_batch, theta_batch
+def test_theta_and_ets_combinations_are_the_means_and_round_trip(tmp_path):
+    from forecaster.baselines import ets_batch, optimised_theta_batch, theta_batch
 
     frame = hourly_frame(n_series=4, length=200)
     model = _fit(NetworkSpec(units=8, head_units=16), combine="theta+ets")
@@ -369,6 +369,16 @@ def test_theta_and_ets_combination_is_the_mean_of_three_and_round_trips(tmp_path
     loaded = LSTMForecaster.load(model.save(tmp_path / "three"))
     assert loaded.combine_ == "theta+ets"
     np.testing.assert_allclose(loaded.predict(frame)["forecast"], combined["forecast"], rtol=1e-6)
+
+    model.combine_ = "otm+dotm+ets"  # the optimised Theta model, static and dynamic, and ETS: a mean of four
+    four = model.predict(frame)
+    others = (optimised_theta_batch(histories, HORIZON, 24) + ets_batch(histories, HORIZON, 24)
+              + optimised_theta_batch(histories, HORIZON, 24, dynamic=True))
+    np.testing.assert_allclose(four["forecast"], (alone["forecast"] + others.reshape(-1)) / 4, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(four["q0.9"] - four["q0.1"], alone["q0.9"] - alone["q0.1"], atol=1e-5)
+    loaded = LSTMForecaster.load(model.save(tmp_path / "four"))
+    assert loaded.combine_ == "otm+dotm+ets"
+    np.testing.assert_allclose(loaded.predict(frame)["forecast"], four["forecast"], rtol=1e-6)
 
 
 def test_masked_targets_reach_the_theta_method_interpolated():
@@ -417,13 +427,13 @@ def test_combine_is_checked_in_the_config_the_estimator_and_the_saved_file(tmp_p
 
 
 def test_auto_keeps_the_mean_of_all_unless_the_network_alone_is_far_better_on_the_fits_holdout():
-    from forecaster.baselines import ets_batch, theta_batch
-    from forecaster.combination import choose
+    from forecaster.baselines import ets_batch, optimised_theta_batch, theta_batch
+    from forecaster.combination import AUTO, choose
     from forecaster.metrics import mase
 
     model = _fit(NetworkSpec(units=8, head_units=16), combine="auto")
     scores = model.combine_scores_
-    assert set(scores) == {"none", "theta", "theta+ets"} and model.combine_ == choose(scores)
+    assert set(scores) == {"none", "theta", "theta+ets", "otm+dotm+ets"} and model.combine_ == choose(scores)
     frame = hourly_frame(n_series=4, length=200)
     held_out = frame.groupby("unique_id").cumcount(ascending=False) < HORIZON
     history, actual = frame[~held_out], frame[held_out]
@@ -435,10 +445,14 @@ def test_auto_keeps_the_mean_of_all_unless_the_network_alone_is_far_better_on_th
     insample = [part["y"].to_numpy("float64") for _, part in history.groupby("unique_id", sort=False)]
     assert scores["none"] == pytest.approx(mase(y, network, insample, 24), rel=1e-9)
     theta, ets = theta_batch(insample, HORIZON, 24), ets_batch(insample, HORIZON, 24)
+    otm = optimised_theta_batch(insample, HORIZON, 24)
+    dotm = optimised_theta_batch(insample, HORIZON, 24, dynamic=True)
     assert scores["theta"] == pytest.approx(mase(y, (network + theta) / 2, insample, 24), rel=1e-9)
     assert scores["theta+ets"] == pytest.approx(mase(y, (network + theta + ets) / 3, insample, 24), rel=1e-9)
-    assert choose({"none": 1.0, "theta": 1.1, "theta+ets": 1.19}) == "theta+ets", "the benefit of the doubt"
-    assert choose({"none": 1.0, "theta": 0.9, "theta+ets": 0.95}) == "theta+ets", "one window picks no partner"
-    assert choose({"none": 1.0, "theta": 1.1, "theta+ets": 1.21}) == "none", "unless the network is far ahead"
-    assert choose({"none": float("nan"), "theta": 2.0, "theta+ets": 2.5}) == "theta+ets"
+    assert scores["otm+dotm+ets"] == pytest.approx(mase(y, (network + otm + dotm + ets) / 4, insample, 24), rel=1e-9)
+    assert AUTO == "otm+dotm+ets"
+    assert choose({"none": 1.0, "theta": 1.1, AUTO: 1.19}) == AUTO, "the benefit of the doubt"
+    assert choose({"none": 1.0, "theta": 0.9, AUTO: 0.95}) == AUTO, "one window picks no partner"
+    assert choose({"none": 1.0, "theta": 1.1, AUTO: 1.21}) == "none", "unless the network is far ahead"
+    assert choose({"none": float("nan"), "theta": 2.0, AUTO: 2.5}) == AUTO
     assert choose({"none": 2.0, "theta": float("nan")}) == "none" and choose({}) == "none"

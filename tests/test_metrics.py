@@ -335,6 +335,76 @@ def test_theta_of_many_series_of_different_lengths_equals_one_at_a_time():
         B.theta_batch([np.array([])], 2, 1)
 
 
+def _theta_model_by_search(x: np.ndarray, horizon: int, dynamic: bool) -> np.ndarray:
+    """The optimised Theta model fitted the slow way, independently of the closed forms: every alpha of
+    the grid and w on a grid of 0.001, the one-step errors by direct recursion, the trend line by
+    np.polyfit (through all values, or through the values before each step), l_0 by least squares."""
+    t = np.arange(1, x.size + 1, dtype=np.float64)
+
+    def line(upto: int) -> tuple[float, float]:
+        if upto == 0:
+            return x[0], 0.0
+        if upto == 1:
+            return x[0], 0.0
+        slope, intercept = np.polyfit(t[:upto], x[:upto], 1)
+        return intercept, slope
+
+    best = (np.inf, None)
+    ws = np.linspace(0.0, 0.99, 991)[:, None]
+    for a in np.linspace(0.02, 0.99, 50):
+        q = 1.0 - a
+        # one-step forecasts with l_0 = 0 for every w of the grid (rows), and l_0's weight in each
+        level, levels, trend, weight = 0.0, [], [], []
+        for k in range(x.size):
+            intercept, slope = line(k if dynamic else x.size)
+            levels.append(level)
+            trend.append(q**k * intercept + (1 - q ** (k + 1)) / a * slope)
+            weight.append(q**k)
+            level = a * x[k] + q * level
+        base, weight = np.array(levels)[None, :] + ws * np.array(trend)[None, :], np.array(weight)
+        l0 = (x - base) @ weight / (weight @ weight)
+        sse = np.sum((x - base - l0[:, None] * weight) ** 2, axis=1)
+        i = int(np.argmin(sse))
+        if sse[i] < best[0] - 1e-12:
+            intercept, slope = line(x.size)
+            final = level + q**x.size * l0[i]
+            steps = np.arange(1, horizon + 1)
+            forecast = final + ws[i, 0] * (q**x.size * intercept + slope * (steps + q * (1 - q**x.size) / a))
+            best = (sse[i], forecast)
+    return best[1]
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_optimised_theta_equals_a_direct_search_over_its_constants(dynamic):
+    rng = np.random.default_rng(5)
+    for x in (30.0 + np.cumsum(rng.normal(0.5, 1.0, 14)), 80.0 - 0.8 * np.arange(12) + rng.normal(0, 2.0, 12)):
+        fitted = B.optimised_theta_batch([x], 4, 1, dynamic=dynamic)[0]
+        np.testing.assert_allclose(fitted, _theta_model_by_search(x, 4, dynamic), rtol=2e-3)
+
+
+def test_optimised_theta_continues_lines_constants_and_single_values():
+    line = 5.0 + 2.0 * np.arange(30)  # the fitted theta is as large as allowed: nearly the whole slope
+    for dynamic in (False, True):
+        np.testing.assert_allclose(B.optimised_theta_batch([line], 3, 1, dynamic=dynamic)[0], [65.0, 67.0, 69.0],
+                                   atol=0.2)
+        np.testing.assert_allclose(B.optimised_theta_batch([np.full(20, 7.0)], 4, 1, dynamic=dynamic)[0], 7.0)
+        np.testing.assert_allclose(B.optimised_theta_batch([np.array([3.0])], 2, 4, dynamic=dynamic)[0], 3.0)
+        np.testing.assert_allclose(B.optimised_theta_batch([SEASONAL], 6, 4, dynamic=dynamic)[0],
+                                   [80, 120, 100, 100, 80, 120])
+
+
+def test_optimised_theta_of_many_series_equals_one_at_a_time():
+    rng = np.random.default_rng(4)
+    histories = [50.0 + np.cumsum(rng.normal(0.3, 1.0, n)) for n in (2, 40, 17, 96)]
+    histories.append(100.0 * np.tile(SEASON, 10) + rng.normal(0, 2.0, 40))
+    for dynamic in (False, True):
+        together = B.optimised_theta_batch(histories, 5, 4, dynamic=dynamic)
+        for k, history in enumerate(histories):
+            one = B.optimised_theta_batch([history], 5, 4, dynamic=dynamic)[0]
+            np.testing.assert_allclose(together[k], one, rtol=1e-10)
+    assert B.optimised_theta_batch([], 3, 1).shape == (0, 3)
+
+
 def test_ets_continues_a_straight_line_and_a_constant():
     # the linear-trend form fits a line without error (its AICc wins), so it continues it exactly
     line = 5.0 + 2.0 * np.arange(30)
