@@ -66,8 +66,15 @@ def series_histories(frame: pd.DataFrame, columns: Columns, ids: list[str]) -> l
     return [values[positions[str(sid)]] for sid in ids]
 
 
+#: Series per call of a statistical method: each holds (series x candidates) arrays (ETS: 312
+#: candidates), so a large frame goes through in parts of bounded memory (~100 MB for ETS).
+CHUNK = 4096
+
+
 def _members(histories: list[np.ndarray], horizon: int, season: int, methods: set[str]) -> dict[str, np.ndarray]:
-    return {name: _METHODS[name](histories, horizon, season) for name in sorted(methods)}
+    parts = [histories[i : i + CHUNK] for i in range(0, len(histories), CHUNK)] or [histories]
+    return {name: np.concatenate([_METHODS[name](part, horizon, season) for part in parts])
+            for name in sorted(methods)}
 
 
 def _mean(network: np.ndarray, members: dict[str, np.ndarray], method: str) -> np.ndarray:

@@ -437,3 +437,15 @@ def test_ets_reseasonalises_and_treats_many_series_as_one_at_a_time():
     assert np.isfinite(together).all()
     with pytest.raises(ValueError, match="empty"):
         B.ets_batch([np.array([])], 2, 1)
+
+
+def test_combinations_run_the_methods_in_parts_with_the_same_result(monkeypatch):
+    from forecaster import combination
+
+    rng = np.random.default_rng(6)
+    histories = [50.0 + np.cumsum(rng.normal(0.2, 1.0, n)) for n in (3, 30, 12, 60, 25, 8, 41)]
+    network = np.zeros((len(histories), 5, 3))
+    whole = combination.combine(network, histories, "otm+dotm+ets", 4)
+    monkeypatch.setattr(combination, "CHUNK", 3)
+    np.testing.assert_allclose(combination.combine(network, histories, "otm+dotm+ets", 4), whole, rtol=1e-12)
+    assert combination.combine(network[:0], [], "otm+dotm+ets", 4).shape == (0, 5, 3)
