@@ -220,6 +220,7 @@ def theta_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.nda
 
 
 _OTM_ALPHAS = np.linspace(0.02, 0.99, 50)
+_OTM_MIN_LENGTH = 4  # fewer values than this fit any line exactly: forecast naively
 
 
 def optimised_theta_batch(histories: Sequence[np.ndarray], horizon: int, m: int, *,
@@ -238,13 +239,19 @@ def optimised_theta_batch(histories: Sequence[np.ndarray], horizon: int, m: int,
     the line starting at the first value, flat): the forecast then follows a trend that has moved
     lately. As in M4's benchmark, the series is seasonally adjusted first (`_adjusted`) and the
     forecast reseasonalised. The h-step forecast is l_n + w ((1 - a)^n A + B (h + (1 - a)(1 - (1 - a)^n)
-    / a)).
+    / a)). A series of fewer than four values, which two free parameters and a line fit exactly, is
+    forecast naively.
     """
     _check(horizon, m)
     if not len(histories):
         return np.empty((0, horizon))
     adjusted, lengths, future_index = _adjusted(histories, horizon, m)
     n, longest = adjusted.shape
+    # The model is shift-invariant (l_0 absorbs a constant), so each row is fitted about its mean: the
+    # sums below would otherwise lose their precision to a level far above the series' movement.
+    inside = np.arange(longest)[None, :] < lengths[:, None]
+    centre = np.where(inside, adjusted, 0.0).sum(axis=1) / lengths
+    adjusted = np.where(inside, adjusted - centre[:, None], 0.0)
     alpha = _OTM_ALPHAS[None, :]
     keep = 1.0 - alpha
     if dynamic:
@@ -291,7 +298,9 @@ def optimised_theta_batch(histories: Sequence[np.ndarray], horizon: int, m: int,
     steps = np.arange(1, horizon + 1, dtype=np.float64)[None, :]
     drift = (q * (1.0 - decay) / a)[:, None]
     forecast = final_level[:, None] + w[:, None] * ((decay * intercept)[:, None] + slope[:, None] * (steps + drift))
-    return forecast * future_index
+    short = lengths < _OTM_MIN_LENGTH
+    forecast[short] = adjusted[rows[short], lengths[short] - 1][:, None]
+    return (forecast + centre[:, None]) * future_index
 
 
 # --------------------------------------------------------------------------- exponential smoothing
@@ -325,7 +334,7 @@ def ets_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.ndarr
     is forecast naively. The forecast is reseasonalised.
 
     Damped trends are the workhorse of automatic exponential smoothing on yearly and quarterly data; it
-    is the partner the network's combination uses besides Theta (`forecaster.combination`).
+    is the partner the network's combinations use besides the Theta models (`forecaster.combination`).
     """
     _check(horizon, m)
     if not len(histories):

@@ -107,8 +107,9 @@ def choose(scores: dict[str, float]) -> str:
 
     The holdout is the window early stopping watched, so the network's score there is flattering (on
     the development suite's M3 Quarterly and Other it looked 3 % and 6 % better than the mean with
-    Theta and ETS, which was 8 % and 1.5 % better on validation windows), and one window per series is
-    too noisy to pick between combinations: the mean of the methods keeps the benefit of the doubt,
+    Theta and ETS, which was 8 % and 1.5 % better on validation windows; measured when that mean was
+    `AUTO`), and one window per series is too noisy to pick between combinations: the mean of the
+    methods keeps the benefit of the doubt,
     and the network alone is kept where it is far ahead, as on long hourly series. Without a finite
     score for the network alone, the combination; without one for the combination, the network alone.
     """

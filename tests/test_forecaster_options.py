@@ -426,7 +426,7 @@ def test_combine_is_checked_in_the_config_the_estimator_and_the_saved_file(tmp_p
         LSTMForecaster.load(path)
 
 
-def test_auto_keeps_the_mean_of_all_unless_the_network_alone_is_far_better_on_the_fits_holdout():
+def test_auto_keeps_the_combination_unless_the_network_alone_is_far_better_on_the_fits_holdout():
     from forecaster.baselines import ets_batch, optimised_theta_batch, theta_batch
     from forecaster.combination import AUTO, choose
     from forecaster.metrics import mase

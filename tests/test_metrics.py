@@ -393,6 +393,20 @@ def test_optimised_theta_continues_lines_constants_and_single_values():
                                    [80, 120, 100, 100, 80, 120])
 
 
+def test_optimised_theta_moves_with_a_shift_of_the_series_and_forecasts_very_short_ones_naively():
+    # l_0 absorbs a constant, so a series a million or a billion above another is forecast as far above
+    rng = np.random.default_rng(8)
+    histories = [100.0 + np.cumsum(rng.normal(0.0, 10.0, n)) for n in (20, 40, 15)]
+    for dynamic in (False, True):
+        plain = B.optimised_theta_batch(histories, 5, 1, dynamic=dynamic)
+        for shift in (1e6, 1e9):
+            moved = B.optimised_theta_batch([x + shift for x in histories], 5, 1, dynamic=dynamic)
+            np.testing.assert_allclose(moved - shift, plain, atol=1e-6)
+        # two or three values fit a line and the two free constants exactly: naive, not that line
+        np.testing.assert_allclose(B.optimised_theta_batch([np.array([10.0, 2.0])], 3, 1, dynamic=dynamic), 2.0)
+        np.testing.assert_allclose(B.optimised_theta_batch([np.array([10.0, 2.0, 5.0])], 3, 1, dynamic=dynamic), 5.0)
+
+
 def test_optimised_theta_of_many_series_equals_one_at_a_time():
     rng = np.random.default_rng(4)
     histories = [50.0 + np.cumsum(rng.normal(0.3, 1.0, n)) for n in (2, 40, 17, 96)]
