@@ -34,9 +34,7 @@ from forecaster.data.frequency import seasonal_periods
 from forecaster.network_spec import NetworkSpec
 
 COST_PER_STEP = 2.5e-6  # seconds per window per epoch per input step (M4 Hourly, 2 Xeon cores, 64 units)
-# MAX_EPOCHS only bounds fits on little data, which early stopping ends sooner: 30 cut M3 Yearly's short (validation
-# MASE of the network 3.358 at 30, 3.308 at 60 or more, where it stopped by itself; docs/accuracy.md).
-MIN_EPOCHS, MAX_EPOCHS = 10, 100
+MIN_EPOCHS, MAX_EPOCHS = 10, 30
 FIXED_SECONDS = 15.0  # per fit: validation, windows, graph building (not spent on epochs)
 
 
