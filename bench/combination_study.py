@@ -1,9 +1,11 @@
 """Score combinations of the network's forecasts with the statistical methods', offline, from the
 forecasts `bench_dev_suite.py --keep DIR` saved (no training): the study behind `[model] combine`.
 
-For each set: MASE of the network alone (N), the Theta method (T), the optimised Theta model with a
-static (O) and a dynamic (D) trend line, and exponential smoothing (E), as the runtime computes them
-(`forecaster.baselines`), their equal-weight means, and statsforecast's
+For each set: MASE of the network alone (N), of each statistical method alone as the runtime computes
+it (`combination.member_forecasts`: T the Theta method, O and D the optimised Theta model with a
+static and a dynamic trend line, E exponential smoothing), of every combination the runtime applies
+(named as in `[model] combine`, built from `combination.MEMBERS`), of a few means without the network
+(T+E, O+D+E) and N+E, and statsforecast's
 AutoETS / AutoTheta where the run had baselines. Run it on ``--validate`` forecasts to choose; a
 test run's forecasts only report.
 
@@ -24,8 +26,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from bench_dev_suite import SETS  # noqa: E402
 
-from forecaster.baselines import ets_batch, optimised_theta_batch, theta_batch  # noqa: E402
+from forecaster.combination import MEMBERS, member_forecasts  # noqa: E402
 from forecaster.metrics import mase  # noqa: E402
+
+_SHORT = {"T": "theta", "O": "otm", "D": "dotm", "E": "ets"}
 
 
 def study(path: Path, season: int) -> dict[str, float]:
@@ -33,12 +37,13 @@ def study(path: Path, season: int) -> dict[str, float]:
     y, network = saved["y"], saved["network"]
     histories = np.split(saved["history"], np.cumsum(saved["lengths"])[:-1])
     h = y.shape[1]
-    theta, ets = theta_batch(histories, h, season), ets_batch(histories, h, season)
-    otm = optimised_theta_batch(histories, h, season)
-    dotm = optimised_theta_batch(histories, h, season, dynamic=True)
-    forecasts = {"N": network, "T": theta, "O": otm, "D": dotm, "E": ets, "N+T": (network + theta) / 2,
-                 "N+E": (network + ets) / 2, "N+T+E": (network + theta + ets) / 3, "T+E": (theta + ets) / 2,
-                 "N+O+D+E": (network + otm + dotm + ets) / 4, "O+D+E": (otm + dotm + ets) / 3}
+    members = member_forecasts(histories, h, season)
+    forecasts = {"N": network, **{short: members[name] for short, name in _SHORT.items()}}
+    for method, names in MEMBERS.items():
+        if names:
+            forecasts[method] = np.mean([network, *(members[name] for name in names)], axis=0)
+    for label, names in {"N+E": ("ets",), "T+E": ("theta", "ets"), "O+D+E": ("otm", "dotm", "ets")}.items():
+        forecasts[label] = np.mean([network] * label.startswith("N") + [members[n] for n in names], axis=0)
     for name in ("AutoETS", "AutoTheta"):
         if name in saved:
             forecasts[name] = saved[name]

@@ -71,7 +71,11 @@ def series_histories(frame: pd.DataFrame, columns: Columns, ids: list[str]) -> l
 CHUNK = 4096
 
 
-def _members(histories: list[np.ndarray], horizon: int, season: int, methods: set[str]) -> dict[str, np.ndarray]:
+def member_forecasts(histories: list[np.ndarray], horizon: int, season: int,
+                     methods: set[str] | None = None) -> dict[str, np.ndarray]:
+    """Each statistical method's point forecasts (series, horizon) from ``histories``, by the names
+    `MEMBERS` uses; ``methods`` (default: all of them) picks which."""
+    methods = {m for ms in MEMBERS.values() for m in ms} if methods is None else methods
     parts = [histories[i : i + CHUNK] for i in range(0, len(histories), CHUNK)] or [histories]
     return {name: np.concatenate([_METHODS[name](part, horizon, season) for part in parts])
             for name in sorted(methods)}
@@ -88,7 +92,7 @@ def combine(values: np.ndarray, histories: list[np.ndarray], method: str, season
         raise ValueError(f"a fitted forecaster applies one of {APPLIED}, not {method!r}")
     if method == "none" or not len(values):
         return values
-    members = _members(histories, values.shape[1], season, set(MEMBERS[method]))
+    members = member_forecasts(histories, values.shape[1], season, set(MEMBERS[method]))
     shift = _mean(values[..., 0], members, method) - values[..., 0]
     return values + shift[..., None]
 
@@ -97,7 +101,7 @@ def holdout_scores(actual: np.ndarray, network: np.ndarray, histories: list[np.n
                    season: int) -> dict[str, float]:
     """MASE of each applied combination on a holdout: ``actual`` and the network's point forecasts
     ``network`` (series, horizon), from ``histories`` (the series up to the holdout)."""
-    members = _members(histories, network.shape[1], season, {m for ms in MEMBERS.values() for m in ms})
+    members = member_forecasts(histories, network.shape[1], season)
     return {method: float(mase(actual, _mean(network, members, method), histories, season))
             for method in APPLIED}
 
