@@ -16,3 +16,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[$extras]"
   echo "$want" > "$stamp"
 fi
+# The LSTM layer's CPU kernel: built now (a few seconds, once per source, TensorFlow and CPU: it is cached)
+# rather than inside the first training run. Without a compiler the layer runs its XLA loops.
+bash scripts/ensure-compiler.sh
+TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -m forecaster.layers.cpu_kernel || true

@@ -17,6 +17,10 @@ one XLA cluster:
 - XLA runs a compiled loop on one core, so on a CPU the batch is cut into up to one equal part per
   core (`_Shards`), each its own compiled call, which TensorFlow runs side by side.
 
+For the plain cell in float32 on a CPU, outside XLA compilation, the two loops are instead the
+hand-written ops of `cpu_kernel` (same math, same kept values, a step as one matrix product and one
+pass over the rows), called per part in the same way; where they cannot be built, the XLA loops.
+
 The gating is the cell's own `gates`, so there is one definition of the math, extras included.
 """
 
@@ -29,7 +33,9 @@ from typing import Any
 
 import tensorflow as tf
 from keras import activations
+from tensorflow.python.ops import control_flow_util
 
+from forecaster.layers import cpu_kernel
 from forecaster.layers.lstm_cell import LSTMCell
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -352,6 +358,43 @@ def _compiled(cell: LSTMCell) -> tuple[Any, Any]:
     return pair
 
 
+def _kernel_loops(cell: LSTMCell, dtype: tf.DType) -> tuple[Any, Any] | None:
+    """`cpu_kernel`'s ops as drop-in forward and backward loops, where they serve this call, else None.
+
+    They do the plain cell in float32 on a CPU; inside an XLA-compiled function (a model compiled with
+    ``jit_compile=True``) an op XLA cannot compile would fail the whole function, so there, as on a GPU,
+    the XLA loops run.
+    """
+    if not _is_plain(cell) or dtype != tf.float32 or tf.config.list_logical_devices("GPU"):
+        return None
+    if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+        return None
+    module = cpu_kernel.ops()
+    if module is None:
+        return None
+    no_mask = tf.zeros((0,), tf.bool)
+
+    def forward(steps, h0, c0, steps_mask, kernel, recurrent_kernel, bias, extras, *, keep_for_backward,
+                return_sequences, zero_output_for_mask, unroll):
+        last, outputs, h, c, *kept = module.forecaster_lstm_forward(
+            steps, h0, c0, kernel, recurrent_kernel, tf.zeros((0,), dtype) if bias is None else bias,
+            no_mask if steps_mask is None else steps_mask, keep=keep_for_backward,
+            return_sequences=return_sequences, zero_output_for_mask=zero_output_for_mask,
+        )
+        return last, outputs, h, c, kept
+
+    def backward(steps, steps_mask, kernel, recurrent_kernel, bias, extras, kept, d_last, d_outputs, d_h, d_c,
+                 *, return_sequences, zero_output_for_mask, unroll):
+        *grads, d_bias = module.forecaster_lstm_backward(
+            steps, no_mask if steps_mask is None else steps_mask, kernel, recurrent_kernel, *kept,
+            d_last, d_outputs, d_h, d_c, has_bias=bias is not None,
+            return_sequences=return_sequences, zero_output_for_mask=zero_output_for_mask,
+        )
+        return (*grads, None if bias is None else d_bias, {})
+
+    return forward, backward
+
+
 def run_fused(
     cell: LSTMCell,
     sequences: tf.Tensor,
@@ -369,7 +412,8 @@ def run_fused(
     In training the forward pass keeps what the backward pass needs; in inference it keeps nothing,
     and a gradient, if one is asked for all the same, runs the keeping forward pass again first.
     """
-    forward, backward = _compiled(cell)
+    dtype = sequences.dtype
+    forward, backward = _kernel_loops(cell, dtype) or _compiled(cell)
     steps = tf.transpose(sequences, (1, 0, 2))
     options = {"return_sequences": return_sequences, "zero_output_for_mask": zero_output_for_mask,
                "unroll": _unroll_factor(steps)}
@@ -380,7 +424,6 @@ def run_fused(
         steps = tf.reverse(steps, [0])
         if steps_mask is not None:
             steps_mask = tf.reverse(steps_mask, [0])
-    dtype = sequences.dtype
     kernel = tf.cast(cell.kernel, dtype)
     recurrent_kernel = tf.cast(cell.recurrent_kernel, dtype)
     extras = {k: tf.cast(v, dtype) for k, v in cell.extra_weights().items()}

@@ -1,0 +1,326 @@
+// The plain LSTM recurrence (sigmoid gates, tanh, Keras' gate order i, f, g, o) as two TensorFlow CPU
+// ops: a forward pass that can keep what its gradient needs, and that gradient.
+//
+// Why by hand: under XLA each step of the loop is about twenty kernels (each gate's nonlinearity, each
+// product of the kept derivatives, each write), and the gating costs several times the step's matrix
+// product. Here a step is one matrix product and one pass over the batch rows that does the gating,
+// the mask's hold and every kept value while the row is in cache.
+//
+// One call runs on one core (Eigen's products are single-threaded without OpenMP); the caller cuts the
+// batch into one part per core, as it does for the XLA loops. float32 only.
+//
+// The math and the kept values are those of `fused_loop._plain_local_derivatives` and
+// `fused_loop._backward_plain`, which the parity tests hold to Keras' LSTM.
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstring>
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+
+namespace {
+
+using tensorflow::DEVICE_CPU;
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::OpKernelContext;
+using tensorflow::Status;
+using tensorflow::Tensor;
+using tensorflow::TensorShape;
+using tensorflow::shape_inference::DimensionHandle;
+using tensorflow::shape_inference::InferenceContext;
+using tensorflow::shape_inference::ShapeHandle;
+
+using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MatrixMap = Eigen::Map<Matrix>;
+using ConstMatrixMap = Eigen::Map<const Matrix>;
+using Row = Eigen::Array<float, 1, Eigen::Dynamic>;
+using RowMap = Eigen::Map<Eigen::Array<float, 1, Eigen::Dynamic>>;
+using ConstRowMap = Eigen::Map<const Eigen::Array<float, 1, Eigen::Dynamic>>;
+
+constexpr int64_t kReduction = 256;
+
+float* Data(Tensor* t) { return t->flat<float>().data(); }
+const float* Data(const Tensor& t) { return t.flat<float>().data(); }
+
+// [W; U]: the input and recurrent kernels stacked, so that [x_t, h] [W; U] is one product.
+Matrix Stacked(const Tensor& kernel, const Tensor& recurrent) {
+  const int64_t f = kernel.dim_size(0), u = recurrent.dim_size(0), g = kernel.dim_size(1);
+  Matrix w(f + u, g);
+  w.topRows(f) = ConstMatrixMap(Data(kernel), f, g);
+  w.bottomRows(u) = ConstMatrixMap(Data(recurrent), u, g);
+  return w;
+}
+
+Status ForwardShape(InferenceContext* c) {
+  ShapeHandle steps, recurrent;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &steps));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(4), 2, &recurrent));
+  DimensionHandle t = c->Dim(steps, 0), b = c->Dim(steps, 1), u = c->Dim(recurrent, 0), u2, u4;
+  TF_RETURN_IF_ERROR(c->Multiply(u, 2, &u2));
+  TF_RETURN_IF_ERROR(c->Multiply(u, 4, &u4));
+  bool keep, return_sequences;
+  TF_RETURN_IF_ERROR(c->GetAttr("keep", &keep));
+  TF_RETURN_IF_ERROR(c->GetAttr("return_sequences", &return_sequences));
+  ShapeHandle state = c->Matrix(b, u);
+  c->set_output(0, state);
+  c->set_output(1, c->MakeShape({return_sequences ? t : c->MakeDim(1), b, u}));
+  c->set_output(2, state);
+  c->set_output(3, state);
+  ShapeHandle empty = c->Vector(0);
+  c->set_output(4, keep ? c->MakeShape({t, b, u4}) : empty);
+  c->set_output(5, keep ? c->MakeShape({t, b, u2}) : empty);
+  c->set_output(6, keep ? c->MakeShape({t, b, u}) : empty);
+  return Status();
+}
+
+Status BackwardShape(InferenceContext* c) {
+  c->set_output(0, c->input(0));  // d steps
+  c->set_output(1, c->input(9));  // d h0, shaped as d h
+  c->set_output(2, c->input(10));  // d c0
+  c->set_output(3, c->input(2));  // d kernel
+  c->set_output(4, c->input(3));  // d recurrent kernel
+  ShapeHandle kernel;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 2, &kernel));
+  bool has_bias;
+  TF_RETURN_IF_ERROR(c->GetAttr("has_bias", &has_bias));
+  c->set_output(5, has_bias ? c->Vector(c->Dim(kernel, 1)) : c->Vector(0));
+  return Status();
+}
+
+}  // namespace
+
+REGISTER_OP("ForecasterLstmForward")
+    .Input("steps: float")             // (T, B, F), time-major
+    .Input("h0: float")                // (B, u)
+    .Input("c0: float")                // (B, u)
+    .Input("kernel: float")            // (F, 4u)
+    .Input("recurrent_kernel: float")  // (u, 4u)
+    .Input("bias: float")              // (4u), or (0) for none
+    .Input("mask: bool")               // (T, B, 1), or (0) for none
+    .Attr("keep: bool")
+    .Attr("return_sequences: bool")
+    .Attr("zero_output_for_mask: bool")
+    .Output("last_output: float")  // (B, u)
+    .Output("outputs: float")      // (T, B, u), or (1, B, u) without return_sequences
+    .Output("h: float")            // (B, u)
+    .Output("c: float")            // (B, u)
+    .Output("q: float")            // (T, B, 4u) when keep, else (0)
+    .Output("f_p: float")          // (T, B, 2u) when keep
+    .Output("h_prev: float")       // (T, B, u) when keep
+    .SetShapeFn(ForwardShape);
+
+REGISTER_OP("ForecasterLstmBackward")
+    .Input("steps: float")
+    .Input("mask: bool")
+    .Input("kernel: float")
+    .Input("recurrent_kernel: float")
+    .Input("q: float")
+    .Input("f_p: float")
+    .Input("h_prev: float")
+    .Input("d_last: float")     // (B, u)
+    .Input("d_outputs: float")  // shaped as the forward's outputs
+    .Input("d_h: float")        // (B, u)
+    .Input("d_c: float")        // (B, u)
+    .Attr("has_bias: bool")
+    .Attr("return_sequences: bool")
+    .Attr("zero_output_for_mask: bool")
+    .Output("d_steps: float")
+    .Output("d_h0: float")
+    .Output("d_c0: float")
+    .Output("d_kernel: float")
+    .Output("d_recurrent_kernel: float")
+    .Output("d_bias: float")
+    .SetShapeFn(BackwardShape);
+
+namespace {
+
+class ForwardOp : public OpKernel {
+ public:
+  explicit ForwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("keep", &keep_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("return_sequences", &return_sequences_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("zero_output_for_mask", &zero_output_for_mask_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& steps = ctx->input(0);
+    const Tensor& kernel = ctx->input(3);
+    const Tensor& recurrent = ctx->input(4);
+    const Tensor& bias = ctx->input(5);
+    const Tensor& mask = ctx->input(6);
+    const int64_t T = steps.dim_size(0), B = steps.dim_size(1), F = steps.dim_size(2);
+    const int64_t u = recurrent.dim_size(0), u4 = 4 * u;
+    const bool masked = mask.NumElements() > 0, has_bias = bias.NumElements() > 0;
+
+    Tensor *last, *outputs, *h_out, *c_out, *q_out, *fp_out, *hp_out;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, u}), &last));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({return_sequences_ ? T : 1, B, u}), &outputs));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, u}), &h_out));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({B, u}), &c_out));
+    auto kept_shape = [&](int64_t width) { return keep_ ? TensorShape({T, B, width}) : TensorShape({0}); };
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, kept_shape(u4), &q_out));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, kept_shape(2 * u), &fp_out));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(6, kept_shape(u), &hp_out));
+
+    const Matrix w = Stacked(kernel, recurrent);
+    Matrix xh(B, F + u), z(B, u4);
+    MatrixMap h(Data(h_out), B, u), c(Data(c_out), B, u), out(Data(last), B, u);
+    h = ConstMatrixMap(Data(ctx->input(1)), B, u);
+    c = ConstMatrixMap(Data(ctx->input(2)), B, u);
+    out.setZero();
+    const float* x = Data(steps);
+    const bool* m = masked ? mask.flat<bool>().data() : nullptr;
+    Row i(u), f(u), g(u), o(u), c_new(u), tanh_c(u), h_new(u);
+
+    for (int64_t t = 0; t < T; ++t) {
+      xh.leftCols(F) = ConstMatrixMap(x + t * B * F, B, F);
+      xh.rightCols(u) = h;
+      z.noalias() = xh * w;
+      if (has_bias) z.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(Data(bias), u4);
+      for (int64_t b = 0; b < B; ++b) {
+        const float* zb = z.data() + b * u4;
+        RowMap hb(h.data() + b * u, u), cb(c.data() + b * u, u), ob(out.data() + b * u, u);
+        i = ConstRowMap(zb, u).logistic();
+        f = ConstRowMap(zb + u, u).logistic();
+        g = ConstRowMap(zb + 2 * u, u).tanh();
+        o = ConstRowMap(zb + 3 * u, u).logistic();
+        c_new = f * cb + i * g;
+        tanh_c = c_new.tanh();
+        h_new = o * tanh_c;
+        if (keep_) {
+          const int64_t row = t * B + b;
+          float* qb = Data(q_out) + row * u4;
+          RowMap(qb, u) = g * i * (1 - i);
+          RowMap(qb + u, u) = cb * f * (1 - f);
+          RowMap(qb + 2 * u, u) = i * (1 - g * g);
+          RowMap(qb + 3 * u, u) = tanh_c * o * (1 - o);
+          float* fpb = Data(fp_out) + row * 2 * u;
+          RowMap(fpb, u) = f;
+          RowMap(fpb + u, u) = o * (1 - tanh_c * tanh_c);
+          RowMap(Data(hp_out) + row * u, u) = hb;
+        }
+        if (m == nullptr || m[t * B + b]) {
+          hb = h_new;
+          cb = c_new;
+          ob = h_new;
+        } else if (zero_output_for_mask_) {
+          ob.setZero();
+        }
+      }
+      if (return_sequences_) std::memcpy(Data(outputs) + t * B * u, out.data(), sizeof(float) * B * u);
+    }
+    if (!return_sequences_) std::memcpy(Data(outputs), out.data(), sizeof(float) * B * u);
+  }
+
+ private:
+  bool keep_, return_sequences_, zero_output_for_mask_;
+};
+
+class BackwardOp : public OpKernel {
+ public:
+  explicit BackwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("has_bias", &has_bias_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("return_sequences", &return_sequences_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("zero_output_for_mask", &zero_output_for_mask_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& steps = ctx->input(0);
+    const Tensor& mask = ctx->input(1);
+    const Tensor& kernel = ctx->input(2);
+    const Tensor& recurrent = ctx->input(3);
+    const int64_t T = steps.dim_size(0), B = steps.dim_size(1), F = steps.dim_size(2);
+    const int64_t u = recurrent.dim_size(0), u4 = 4 * u;
+    const bool masked = mask.NumElements() > 0;
+    const float* q = Data(ctx->input(4));
+    const float* fp = Data(ctx->input(5));
+    const float* hp = Data(ctx->input(6));
+    const float* d_outputs = Data(ctx->input(8));
+
+    Tensor *d_steps, *dh0, *dc0, *dk, *dr, *db;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, steps.shape(), &d_steps));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, u}), &dh0));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, u}), &dc0));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, kernel.shape(), &dk));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, recurrent.shape(), &dr));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({has_bias_ ? u4 : 0}), &db));
+
+    const Matrix w_t = Stacked(kernel, recurrent).transpose();  // (4u, F + u)
+    Matrix d_weights = Matrix::Zero(F + u, u4), xh(B, F + u), dz(B, u4), d_xh(B, F + u);
+    Row d_bias = Row::Zero(u4);
+    MatrixMap dh(Data(dh0), B, u), dc(Data(dc0), B, u);
+    dh = ConstMatrixMap(Data(ctx->input(9)), B, u);
+    dc = ConstMatrixMap(Data(ctx->input(10)), B, u);
+    Matrix dout = Matrix::Zero(B, u), dc_prev(B, u), dh_held(B, u);
+    const float* x = Data(steps);
+    const bool* m = masked ? mask.flat<bool>().data() : nullptr;
+    Row dh_new(u), dc_new(u);
+
+    for (int64_t t = T - 1; t >= 0; --t) {
+      // The output of step t takes the loss gradient of outputs[t] (or of last_output at the end),
+      // plus what step t+1 passed back through a masked hold of the previous output.
+      if (return_sequences_) dout += ConstMatrixMap(d_outputs + t * B * u, B, u);
+      if (t == T - 1) {
+        dout += ConstMatrixMap(Data(ctx->input(7)), B, u);
+        if (!return_sequences_) dout += ConstMatrixMap(d_outputs, B, u);
+      }
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t row = t * B + b;
+        const bool on = m == nullptr || m[row];
+        RowMap dhb(dh.data() + b * u, u), dcb(dc.data() + b * u, u), doutb(dout.data() + b * u, u);
+        RowMap dzb(dz.data() + b * u4, u4), dcpb(dc_prev.data() + b * u, u), heldb(dh_held.data() + b * u, u);
+        if (on) {
+          const float* qb = q + row * u4;
+          const float* fpb = fp + row * 2 * u;
+          dh_new = dhb + doutb;
+          dc_new = dcb + dh_new * ConstRowMap(fpb + u, u);
+          dzb.segment(0, u) = ConstRowMap(qb, u) * dc_new;
+          dzb.segment(u, u) = ConstRowMap(qb + u, u) * dc_new;
+          dzb.segment(2 * u, u) = ConstRowMap(qb + 2 * u, u) * dc_new;
+          dzb.segment(3 * u, u) = ConstRowMap(qb + 3 * u, u) * dh_new;
+          dcpb = dc_new * ConstRowMap(fpb, u);
+          heldb.setZero();
+          if (masked) doutb.setZero();  // the output was this step's h: its gradient went into dh_new
+        } else {
+          // A masked step held h, c and (unless zeroed) the output: their gradients pass straight back.
+          dzb.setZero();
+          dcpb = dcb;
+          heldb = dhb;
+          if (zero_output_for_mask_) doutb.setZero();
+        }
+      }
+      if (!masked) dout.setZero();
+      xh.leftCols(F) = ConstMatrixMap(x + t * B * F, B, F);
+      xh.rightCols(u) = ConstMatrixMap(hp + t * B * u, B, u);
+      d_weights.noalias() += xh.transpose() * dz;
+      d_bias += dz.colwise().sum().array();
+      // Eigen's blocking runs a reduction of 512 and more at about half its rate at these sizes
+      // (measured: 128 x 512 by 512 x 136, 74 against 135 GFLOPS); in parts of 256 it does not.
+      for (int64_t k = 0; k < u4; k += kReduction) {
+        const int64_t n = std::min(kReduction, u4 - k);
+        if (k == 0) {
+          d_xh.noalias() = dz.leftCols(n) * w_t.topRows(n);
+        } else {
+          d_xh.noalias() += dz.middleCols(k, n) * w_t.middleRows(k, n);
+        }
+      }
+      MatrixMap(Data(d_steps) + t * B * F, B, F) = d_xh.leftCols(F);
+      dh = d_xh.rightCols(u) + dh_held;
+      dc = dc_prev;
+    }
+    MatrixMap(Data(dk), F, u4) = d_weights.topRows(F);
+    MatrixMap(Data(dr), u, u4) = d_weights.bottomRows(u);
+    if (has_bias_) RowMap(Data(db), u4) = d_bias;
+  }
+
+ private:
+  bool has_bias_, return_sequences_, zero_output_for_mask_;
+};
+
+}  // namespace
+
+REGISTER_KERNEL_BUILDER(Name("ForecasterLstmForward").Device(DEVICE_CPU), ForwardOp);
+REGISTER_KERNEL_BUILDER(Name("ForecasterLstmBackward").Device(DEVICE_CPU), BackwardOp);

@@ -1,0 +1,181 @@
+"""The hand-written CPU kernel (forecaster/layers/lstm_cpu.cc) against the XLA loops and Keras' LSTM,
+where the layer takes it and where it must not, and what happens when it cannot be built.
+
+TensorFlow only: the kernel is a TensorFlow op (under JAX these tests are not collected by the layer run).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+if keras.backend.backend() != "tensorflow":
+    pytest.skip("the CPU kernel is a TensorFlow op", allow_module_level=True)
+
+import tensorflow as tf
+
+from forecaster.layers import LSTM, cpu_kernel
+from forecaster.layers import fused_loop as fl
+from forecaster.layers.lstm_cell import LSTMCell
+from tests.layer_support import outputs_and_grads
+
+ROOT = Path(__file__).resolve().parent.parent
+TOL = {"atol": 1e-5, "rtol": 1e-5}
+
+
+@pytest.fixture(scope="module")
+def ops():
+    module = cpu_kernel.ops()
+    assert module is not None, "the CPU kernel did not build here (see the warning logged above)"
+    return module
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_the_ops_give_what_the_xla_loops_give(ops, masked, return_sequences, zero_output_for_mask):
+    """Outputs, states, every kept value and every gradient, for the same inputs and upstream gradients."""
+    T, B, F, U = 9, 5, 3, 6
+    rng = np.random.default_rng(7)
+    cell = LSTMCell(U)
+    cell.build((None, F))
+    cell.set_weights([rng.normal(scale=0.5, size=w.shape).astype("float32") for w in cell.get_weights()])
+    steps = tf.constant(rng.normal(size=(T, B, F)).astype("float32"))
+    h0, c0 = (tf.constant(rng.normal(scale=0.5, size=(B, U)).astype("float32")) for _ in range(2))
+    mask = tf.constant(rng.random((T, B, 1)) > 0.3) if masked else None
+    weights = (cell.kernel, cell.recurrent_kernel, cell.bias)
+    options = {"return_sequences": return_sequences, "zero_output_for_mask": zero_output_for_mask}
+    forward, backward = fl._compiled(cell)
+    expected = forward(steps, h0, c0, mask, *weights, {}, keep_for_backward=True, unroll=1, **options)
+    got = ops.forecaster_lstm_forward(steps, h0, c0, *weights, tf.zeros((0,), tf.bool) if mask is None else mask,
+                                      keep=True, **options)
+    for a, b in zip(expected[:4], got[:4]):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), **TOL)
+    for name, b in zip(("q", "f_p", "h_prev"), got[4:]):
+        np.testing.assert_allclose(b.numpy(), expected[4][name].numpy(), **TOL)
+
+    upstream = [tf.constant(rng.normal(size=s).astype("float32"))
+                for s in ((B, U), expected[1].shape, (B, U), (B, U))]
+    if not return_sequences:
+        upstream[1] = tf.zeros(expected[1].shape)  # the layer never reads outputs then
+    want = backward(steps, mask, *weights, {}, expected[4], *upstream, unroll=1, **options)
+    have = ops.forecaster_lstm_backward(steps, tf.zeros((0,), tf.bool) if mask is None else mask,
+                                        cell.kernel, cell.recurrent_kernel, *got[4:], *upstream,
+                                        has_bias=True, **options)
+    for a, b in zip(want[:6], have):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), **TOL)
+
+
+def _op_types(layer: LSTM, x: np.ndarray, jit: bool = False) -> set[str]:
+    """The op types of a traced training step (forward and gradient) through ``layer``."""
+
+    def step(x):
+        with tf.GradientTape() as tape:
+            y = tf.add_n([tf.reduce_sum(v) for v in tf.nest.flatten(layer(x, training=True))])
+        return tape.gradient(y, layer.trainable_weights)
+
+    graph = tf.function(step, jit_compile=jit).get_concrete_function(tf.constant(x)).graph
+    types = {op.type for op in graph.get_operations()}
+    for function in graph._functions.values():  # the bodies of nested functions (the custom gradient's)
+        types |= {node.op for node in function.cached_definition.node_def}
+    return types
+
+
+def test_the_layer_trains_through_the_kernel_on_a_cpu_and_not_under_xla_compilation(ops):
+    x = np.random.default_rng(0).normal(size=(4, 6, 3)).astype("float32")
+    layer = LSTM(5)
+    layer.build(x.shape)
+    assert {"ForecasterLstmForward", "ForecasterLstmBackward"} <= _op_types(layer, x)
+    # Inside an XLA-compiled function (Keras' jit_compile=True) the op would fail the compilation.
+    assert not {"ForecasterLstmForward", "ForecasterLstmBackward"} & _op_types(layer, x, jit=True)
+    assert not {"ForecasterLstmForward"} & _op_types(LSTM(5, dtype="float64"), x.astype("float64"))
+    assert not {"ForecasterLstmForward"} & _op_types(LSTM(5, peephole=True), x)
+
+
+@pytest.mark.parametrize("kernel", ["on", "off"])
+@pytest.mark.parametrize("mask_kind", ["none", "left"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_the_layer_equals_keras_with_and_without_the_kernel(monkeypatch, kernel, mask_kind, go_backwards):
+    """Keras' LSTM with the same weights, outputs, states and gradients, in whichever loops run."""
+    monkeypatch.setenv("FORECASTER_CPU_KERNEL", "1" if kernel == "on" else "0")
+    rng = np.random.default_rng(3)
+    batch, steps, features, units = 67, 11, 3, 7  # 67 rows: two parts of the batch, one padded row
+    x = rng.normal(size=(batch, steps, features)).astype("float32")
+    options = {"return_sequences": True, "return_state": True, "go_backwards": go_backwards}
+    theirs = keras.layers.LSTM(units, **options)
+    theirs.build(x.shape)
+    theirs.set_weights([rng.normal(scale=0.5, size=w.shape).astype("float32") for w in theirs.get_weights()])
+    ours = LSTM(units, **options)
+    ours.build(x.shape)
+    ours.set_weights(theirs.get_weights())
+    call = {"initial_state": [rng.normal(size=(batch, units)).astype("float32") for _ in range(2)]}
+    if mask_kind == "left":
+        lengths = rng.integers(1, steps + 1, size=batch)
+        call["mask"] = np.arange(steps)[None, :] >= (steps - lengths)[:, None]
+    out_t, grads_t = outputs_and_grads(theirs, x, **call)
+    out_o, grads_o = outputs_and_grads(ours, x, **call)
+    for a, b in zip(out_t + grads_t, out_o + grads_o):
+        np.testing.assert_allclose(b, a, **TOL)
+    uses_kernel = "ForecasterLstmForward" in _op_types(ours, x)
+    assert uses_kernel == (kernel == "on")
+
+
+def test_a_model_compiled_with_jit_trains_like_keras(ops):
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(16, 7, 3)).astype("float32")
+    y = rng.normal(size=(16, 1)).astype("float32")
+    losses = []
+    for layer_cls in (keras.layers.LSTM, LSTM):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((7, 3)), layer_cls(5), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=True)
+        losses.append(model.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0).history["loss"])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+
+
+def test_the_library_is_built_once_into_the_cache_and_found_there(ops, monkeypatch):
+    path = cpu_kernel.library_path()
+    assert path.is_file() and cpu_kernel.build() == path
+    assert not list(path.parent.glob("*.tmp")), "a half-written library was left in the cache"
+    # A different compiler, source or machine is a different library, never a stale one.
+    monkeypatch.setenv("CXX", "clang++")
+    assert cpu_kernel.library_path() != path
+
+
+def test_without_a_compiler_the_layer_warns_once_and_runs_its_xla_loops(tmp_path):
+    """A real process with no usable compiler and an empty cache: same outputs, one warning, no error."""
+    script = textwrap.dedent("""
+        import numpy as np, keras
+        from forecaster.layers import LSTM, cpu_kernel
+        x = np.random.default_rng(0).normal(size=(3, 5, 2)).astype("float32")
+        theirs = keras.layers.LSTM(4)
+        theirs.build(x.shape)
+        ours = LSTM(4)
+        ours.build(x.shape)
+        ours.set_weights(theirs.get_weights())
+        for _ in range(2):
+            np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), atol=1e-5)
+        assert cpu_kernel.ops() is None
+        print("ok")
+    """)
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "FORECASTER_KERNEL_CACHE": str(tmp_path / "cache"),
+           "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ok"
+    warnings = [line for line in done.stderr.splitlines() if "CPU kernel is not available" in line]
+    assert len(warnings) == 1 and "no-such-compiler" in warnings[0]
+    assert not list((tmp_path / "cache").glob("*.so"))
+
+
+def test_turned_off_by_the_environment(monkeypatch):
+    monkeypatch.setenv("FORECASTER_CPU_KERNEL", "0")
+    assert cpu_kernel.ops() is None
+
