@@ -179,3 +179,20 @@ def test_turned_off_by_the_environment(monkeypatch):
     monkeypatch.setenv("FORECASTER_CPU_KERNEL", "0")
     assert cpu_kernel.ops() is None
 
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_on_a_cpu_runs_the_recurrence_in_float32(ops, policy):
+    """Half-precision XLA loops are many times slower on a CPU: the loop runs in float32, through the
+    kernel, and the layer still returns its compute dtype, close to the float32 layer's numbers."""
+    x = np.random.default_rng(1).normal(size=(8, 9, 3)).astype("float32")
+    ours = LSTM(5, dtype=policy, return_sequences=True)
+    ours.build(x.shape)
+    wide = LSTM(5, return_sequences=True)
+    wide.build(x.shape)
+    wide.set_weights(ours.get_weights())
+    out = ours(x)
+    assert keras.backend.standardize_dtype(out.dtype) == policy.removeprefix("mixed_")
+    # Only the weights and the inputs are rounded to the compute dtype, and the result at the end.
+    atol = 3e-2 if "bfloat" in policy else 3e-3
+    np.testing.assert_allclose(np.asarray(out, "float32"), np.asarray(wide(x)), atol=atol)
+    assert "ForecasterLstmForward" in _op_types(ours, x)
