@@ -1,5 +1,6 @@
 """The hand-written CPU kernel (forecaster/layers/lstm_cpu.cc) against the XLA loops and Keras' LSTM,
-where the layer takes it and where it must not, and what happens when it cannot be built.
+where the layer takes it and where it must not, and what happens when it cannot be built. (A model
+compiled with ``jit_compile=True``, which must run the XLA loops, trains like Keras' in test_layer_parity.py.)
 
 TensorFlow only: the kernel is a TensorFlow op (under JAX these tests are not collected by the layer run).
 """
@@ -125,19 +126,6 @@ def test_the_layer_equals_keras_with_and_without_the_kernel(monkeypatch, kernel,
         np.testing.assert_allclose(b, a, **TOL)
     uses_kernel = "ForecasterLstmForward" in _op_types(ours, x)
     assert uses_kernel == (kernel == "on")
-
-
-def test_a_model_compiled_with_jit_trains_like_keras(ops):
-    rng = np.random.default_rng(6)
-    x = rng.normal(size=(16, 7, 3)).astype("float32")
-    y = rng.normal(size=(16, 1)).astype("float32")
-    losses = []
-    for layer_cls in (keras.layers.LSTM, LSTM):
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input((7, 3)), layer_cls(5), keras.layers.Dense(1)])
-        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=True)
-        losses.append(model.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0).history["loss"])
-    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
 
 
 def test_the_library_is_built_once_into_the_cache_and_found_there(ops, monkeypatch):

@@ -259,7 +259,10 @@ def test_mixed_precision_matches_keras():
     np.testing.assert_allclose(np.asarray(b, "float32"), np.asarray(a, "float32"), atol=2e-3)
 
 
-def test_layer_inside_a_model_trains_like_keras():
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_layer_inside_a_model_trains_like_keras(jit_compile):
+    """Also compiled with ``jit_compile=True``, where the TensorFlow layer runs its XLA loops (the CPU
+    kernel's ops cannot be compiled by XLA)."""
     rng = np.random.default_rng(6)
     x = rng.normal(size=(16, 7, 3)).astype("float32")
     y = rng.normal(size=(16, 1)).astype("float32")
@@ -267,7 +270,7 @@ def test_layer_inside_a_model_trains_like_keras():
     for layer_cls in (keras.layers.LSTM, LSTM):
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((7, 3)), layer_cls(5), keras.layers.Dense(1)])
-        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=jit_compile)
         losses.append(model.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0).history["loss"])
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
     assert losses[1][-1] < losses[1][0]
