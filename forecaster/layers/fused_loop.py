@@ -85,6 +85,11 @@ def _unroll_factor(steps: tf.Tensor) -> int:
     return math.gcd(int(num_steps), UNROLL) if num_steps else 1
 
 
+def _on_gpu() -> bool:
+    """Whether TensorFlow sees a GPU: the layer's loops then run there, whole, in the compute dtype."""
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
 def _cores() -> int:
     """The cores TensorFlow may run independent ops on at once: this process's CPUs, capped by the
     inter-op thread setting when one is set."""
@@ -103,7 +108,7 @@ def _shard_count(steps: tf.Tensor) -> int:
     on a CPU with several cores the batch is cut into up to one part per core, of at least
     `MIN_SHARD_ROWS` rows where the batch size is known when tracing. Never on a GPU.
     """
-    if tf.config.list_logical_devices("GPU"):
+    if _on_gpu():
         return 1
     batch = steps.shape[1]
     return max(1, _cores() if batch is None else min(_cores(), batch // MIN_SHARD_ROWS))
@@ -365,7 +370,7 @@ def _kernel_loops(cell: LSTMCell, dtype: tf.DType) -> tuple[Any, Any] | None:
     ``jit_compile=True``) an op XLA cannot compile would fail the whole function, so there, as on a GPU,
     the XLA loops run.
     """
-    if not _is_plain(cell) or dtype != tf.float32 or tf.config.list_logical_devices("GPU"):
+    if not _is_plain(cell) or dtype != tf.float32 or _on_gpu():
         return None
     if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
         return None
@@ -413,7 +418,7 @@ def run_fused(
     and a gradient, if one is asked for all the same, runs the keeping forward pass again first.
     """
     dtype = sequences.dtype
-    if dtype in (tf.float16, tf.bfloat16) and not tf.config.list_logical_devices("GPU"):
+    if dtype in (tf.float16, tf.bfloat16) and not _on_gpu():
         # Mixed precision on a CPU: XLA's CPU code for a half-precision loop is many times slower than
         # for float32 (mixed_bfloat16: model.fit 17.6x slower at (168, 64) on an AMX Xeon) and CPUs have
         # no half-precision units to gain from, so the recurrence runs in float32 (then the kernel's
