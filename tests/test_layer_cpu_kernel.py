@@ -184,3 +184,21 @@ def test_mixed_precision_on_a_cpu_runs_the_recurrence_in_float32(ops, policy):
     atol = 3e-2 if "bfloat" in policy else 3e-3
     np.testing.assert_allclose(np.asarray(out, "float32"), np.asarray(wide(x)), atol=atol)
     assert "ForecasterLstmForward" in _op_types(ours, x)
+
+
+def test_the_ops_refuse_inputs_of_the_wrong_shape_before_reading_them(ops):
+    steps, state = tf.zeros((4, 3, 2)), tf.zeros((3, 5))
+    kernel, recurrent, bias = tf.zeros((2, 20)), tf.zeros((5, 20)), tf.zeros((20,))
+    no_mask = tf.zeros((0,), tf.bool)
+    flags = {"return_sequences": False, "zero_output_for_mask": False}
+    with pytest.raises(tf.errors.InvalidArgumentError, match="states must be"):
+        ops.forecaster_lstm_forward(steps, tf.zeros((2, 5)), state, kernel, recurrent, bias, no_mask, keep=True,
+                                    **flags)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="mask must be"):
+        ops.forecaster_lstm_forward(steps, state, state, kernel, recurrent, bias, tf.zeros((4, 2, 1), tf.bool),
+                                    keep=True, **flags)
+    _, _, _, _, *kept = ops.forecaster_lstm_forward(steps, state, state, kernel, recurrent, bias, no_mask,
+                                                    keep=True, **flags)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="must be"):
+        ops.forecaster_lstm_backward(steps, no_mask, kernel, recurrent, kept[0][:2], *kept[1:], state,
+                                     tf.zeros((1, 3, 5)), state, state, has_bias=True, **flags)

@@ -66,10 +66,15 @@ def _cpu_flags() -> str:
     return ""
 
 
+def _compiler() -> list[str]:
+    """The C++ compiler's command words: ``$CXX`` (it may carry flags), else ``g++``."""
+    return shlex.split(os.environ.get("CXX") or "g++")
+
+
 def _command(output: Path) -> list[str]:
     import tensorflow as tf
 
-    compiler = shlex.split(os.environ.get("CXX") or "g++")
+    compiler = _compiler()
     flags = ["-O3", "-march=native", "-shared", "-fPIC", "-w"]
     if "avx512_fp16" in _cpu_flags().split():
         # Eigen's AVX512-FP16 packet code does not compile with this TensorFlow's headers; the ops are
@@ -85,7 +90,7 @@ def library_path() -> Path:
 
     key = hashlib.sha256()
     for part in (_SOURCE.read_bytes(), tf.__version__.encode(), _cpu_flags().encode(),
-                 os.environ.get("CXX", "g++").encode()):
+                 " ".join(_compiler()).encode()):
         key.update(part)
         key.update(b"\0")
     return cache_dir() / f"lstm_cpu-{key.hexdigest()[:16]}.so"
@@ -96,7 +101,7 @@ def build() -> Path:
     path = library_path()
     if path.exists():
         return path
-    compiler = shlex.split(os.environ.get("CXX") or "g++")[0]
+    compiler = _compiler()[0]
     if shutil.which(compiler) is None:
         raise KernelBuildError(f"no C++ compiler {compiler!r} on PATH (set CXX, or install g++)")
     try:

@@ -15,6 +15,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstring>
+#include <initializer_list>
 
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -52,6 +53,30 @@ Matrix Stacked(const Tensor& kernel, const Tensor& recurrent) {
   w.topRows(f) = ConstMatrixMap(Data(kernel), f, g);
   w.bottomRows(u) = ConstMatrixMap(Data(recurrent), u, g);
   return w;
+}
+
+// The ops index raw buffers, so every shape is checked before any is read: steps (T, B, F), kernel
+// (F, 4u), recurrent kernel (u, 4u), mask (T, B, 1) or empty, each state-shaped input (B, u).
+Status CheckShapes(const Tensor& steps, const Tensor& kernel, const Tensor& recurrent, const Tensor& mask,
+                   std::initializer_list<const Tensor*> states) {
+  using tensorflow::errors::InvalidArgument;
+  if (steps.dims() != 3 || kernel.dims() != 2 || recurrent.dims() != 2) {
+    return InvalidArgument("steps must be (T, B, F) and the kernels matrices");
+  }
+  const int64_t T = steps.dim_size(0), B = steps.dim_size(1), F = steps.dim_size(2), u = recurrent.dim_size(0);
+  if (kernel.shape() != TensorShape({F, 4 * u}) || recurrent.shape() != TensorShape({u, 4 * u})) {
+    return InvalidArgument("kernels must be (F, 4 units) and (units, 4 units), got ", kernel.shape().DebugString(),
+                           " and ", recurrent.shape().DebugString());
+  }
+  if (mask.NumElements() > 0 && mask.shape() != TensorShape({T, B, 1})) {
+    return InvalidArgument("mask must be (T, B, 1) or empty, got ", mask.shape().DebugString());
+  }
+  for (const Tensor* state : states) {
+    if (state->shape() != TensorShape({B, u})) {
+      return InvalidArgument("states must be (B, units), got ", state->shape().DebugString());
+    }
+  }
+  return Status();
 }
 
 Status ForwardShape(InferenceContext* c) {
@@ -154,6 +179,9 @@ class ForwardOp : public OpKernel {
     const int64_t T = steps.dim_size(0), B = steps.dim_size(1), F = steps.dim_size(2);
     const int64_t u = recurrent.dim_size(0), u4 = 4 * u;
     const bool masked = mask.NumElements() > 0, has_bias = bias.NumElements() > 0;
+    OP_REQUIRES_OK(ctx, CheckShapes(steps, kernel, recurrent, mask, {&ctx->input(1), &ctx->input(2)}));
+    OP_REQUIRES(ctx, !has_bias || bias.shape() == TensorShape({u4}),
+                tensorflow::errors::InvalidArgument("bias must be (4 units) or empty, got ", bias.shape().DebugString()));
 
     Tensor *last, *outputs, *h_out, *c_out, *q_out, *fp_out, *hp_out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, u}), &last));
@@ -235,6 +263,15 @@ class BackwardOp : public OpKernel {
     const int64_t T = steps.dim_size(0), B = steps.dim_size(1), F = steps.dim_size(2);
     const int64_t u = recurrent.dim_size(0), u4 = 4 * u;
     const bool masked = mask.NumElements() > 0;
+    OP_REQUIRES_OK(ctx, CheckShapes(steps, kernel, recurrent, mask,
+                                    {&ctx->input(7), &ctx->input(9), &ctx->input(10)}));
+    const TensorShape kept[] = {TensorShape({T, B, u4}), TensorShape({T, B, 2 * u}), TensorShape({T, B, u}),
+                                TensorShape({return_sequences_ ? T : 1, B, u})};
+    for (int k = 0; k < 4; ++k) {
+      OP_REQUIRES(ctx, ctx->input(k < 3 ? 4 + k : 8).shape() == kept[k],
+                  tensorflow::errors::InvalidArgument("input ", k < 3 ? 4 + k : 8, " must be ", kept[k].DebugString(),
+                                                      ", got ", ctx->input(k < 3 ? 4 + k : 8).shape().DebugString()));
+    }
     const float* q = Data(ctx->input(4));
     const float* fp = Data(ctx->input(5));
     const float* hp = Data(ctx->input(6));
