@@ -9,6 +9,11 @@ windows per second (the data's training windows over the run's wall time; a side
 goes on from the backtest model runs fewer epochs on the same windows). Accuracy: the backtest's
 MASE, and, for the packaged M4 Hourly, the final model's MASE on the official test part it never saw.
 
+Also the CPU seconds each training used (user + system, the child process'): on a shared or
+CPU-capped machine the wall time of the same run moves by a third or more (the host hands the
+machine less CPU for a while), while the CPU work it does stays put; the ratio of CPU seconds says
+how much less work the head does, the ratio of wall times what a user waited.
+
     .venv/bin/python bench/bench_fit.py --base HEAD~1 [--config models/m4_hourly.toml] [--series 100]
         [--epochs N (default: the config's)] [--repeats 2]
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -65,11 +71,15 @@ def run_once(checkout: Path, config: Path, series: int, epochs: str, work: Path)
     store = Path(tempfile.mkdtemp(dir=work))
     env = {**os.environ, "PYTHONPATH": str(checkout), "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}",
            "FORECASTER_MLRUNS": str(store), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run([sys.executable, "-c", CHILD, str(config), str(series), str(epochs)], cwd=checkout,
                           env=env, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"training at {checkout} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out["cpu_seconds"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return out
 
 
 def main() -> int:
@@ -106,19 +116,21 @@ def main() -> int:
     print(f"command: .venv/bin/python bench/bench_fit.py {' '.join(sys.argv[1:])}")
     print(f"config {args.config.name}, {args.series} series, {args.epochs} epochs a fit, {args.repeats} repeats "
           f"alternating, {os.cpu_count()} CPUs")
-    print("| side | commit | wall s (median) | runs | epochs (backtest fit, final fit) | backtest MASE "
-          "| final model's test MASE |")
-    print("|---|---|---|---|---|---|---|")
-    med = {}
+    print("| side | commit | wall s (median) | runs | CPU s (median) | epochs (backtest fit, final fit) "
+          "| backtest MASE | final model's test MASE |")
+    print("|---|---|---|---|---|---|---|---|")
+    med, cpu = {}, {}
     for side, rev in (("base", base_rev), ("head", head_rev + (" + working tree" if dirty else ""))):
         r = runs[side]
         med[side] = statistics.median(x["seconds"] for x in r)
+        cpu[side] = statistics.median(x["cpu_seconds"] for x in r)
         each = ", ".join(f"{x['seconds']:.1f}" for x in r)
-        print(f"| {side} | {rev} | {med[side]:.1f} | {each} | "
+        print(f"| {side} | {rev} | {med[side]:.1f} | {each} | {cpu[side]:.1f} | "
               f"{r[0]['backtest_epochs']}, {r[0]['final_epochs']} | {r[0]['mase']:.4f} | "
               + ", ".join(f"{x['test_mase']:.4f}" for x in r if "test_mase" in x) + " |")
     print(f"\nhead is {med['base'] / med['head']:.2f}x the base's windows per second (same data and config: "
           "the ratio of wall times)")
+    print(f"head does {cpu['base'] / cpu['head']:.2f}x less CPU work per window (the ratio of CPU seconds)")
     return 0
 
 
