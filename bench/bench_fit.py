@@ -10,9 +10,9 @@ goes on from the backtest model runs fewer epochs on the same windows). Accuracy
 MASE, and, for the packaged M4 Hourly, the final model's MASE on the official test part it never saw.
 
 Also the CPU seconds each training used (user + system, the child process'): on a shared or
-CPU-capped machine the wall time of the same run moves by a third or more (the host hands the
-machine less CPU for a while), while the CPU work it does stays put; the ratio of CPU seconds says
-how much less work the head does, the ratio of wall times what a user waited.
+CPU-capped machine the wall time of the same run moves by up to a third (the host hands the machine
+less CPU for a while), its CPU work much less; the ratio of CPU seconds says how much less work the
+head does, the ratio of wall times what a user waited.
 
     .venv/bin/python bench/bench_fit.py --base HEAD~1 [--config models/m4_hourly.toml] [--series 100]
         [--epochs N (default: the config's)] [--repeats 2]

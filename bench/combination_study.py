@@ -5,10 +5,9 @@ For each set: MASE of the network alone (N), of each statistical method alone as
 it (`combination.member_forecasts`: T the Theta method, O and D the optimised Theta model with a
 static and a dynamic trend line, E exponential smoothing), of every combination the runtime applies
 (named as in `[model] combine`, built from `combination.MEMBERS`), of a few means without the network
-(T+E, O+D+E) and N+E, two robust pools (the median of N, O, D, E; N+T+O+D+E and its median), and
-statsforecast's
-AutoETS / AutoTheta where the run had baselines. Run it on ``--validate`` forecasts to choose; a
-test run's forecasts only report.
+(T+E, O+D+E) and N+E, two other pools of the shipped members (their median; the mean and the median
+with T added), and statsforecast's AutoETS / AutoTheta where the run had baselines. Run it on
+``--validate`` forecasts to choose; a test run's forecasts only report.
 
     .venv/bin/python bench/bench_dev_suite.py --validate --set 'model.combine="none"' --keep /tmp/keep
     .venv/bin/python bench/combination_study.py /tmp/keep [--out study.json]
@@ -27,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from bench_dev_suite import SETS  # noqa: E402
 
-from forecaster.combination import MEMBERS, member_forecasts  # noqa: E402
+from forecaster.combination import AUTO, MEMBERS, member_forecasts  # noqa: E402
 from forecaster.metrics import mase  # noqa: E402
 
 _SHORT = {"T": "theta", "O": "otm", "D": "dotm", "E": "ets"}
@@ -45,9 +44,8 @@ def study(path: Path, season: int) -> dict[str, float]:
             forecasts[method] = np.mean([network, *(members[name] for name in names)], axis=0)
     for label, names in {"N+E": ("ets",), "T+E": ("theta", "ets"), "O+D+E": ("otm", "dotm", "ets")}.items():
         forecasts[label] = np.mean([network] * label.startswith("N") + [members[n] for n in names], axis=0)
-    # Robust pools (issue #11, fourth session): the median instead of the mean of the shipped members,
-    # and Theta added to them.
-    shipped = [network, members["otm"], members["dotm"], members["ets"]]
+    # Other pools of what "auto" combines (issue #11, fourth session): their median, and Theta added.
+    shipped = [network, *(members[name] for name in MEMBERS[AUTO])]
     forecasts["median(N,O,D,E)"] = np.median(shipped, axis=0)
     forecasts["N+T+O+D+E"] = np.mean([*shipped, members["theta"]], axis=0)
     forecasts["median(N,T,O,D,E)"] = np.median([*shipped, members["theta"]], axis=0)
