@@ -9,10 +9,10 @@ windows per second (the data's training windows over the run's wall time; a side
 goes on from the backtest model runs fewer epochs on the same windows). Accuracy: the backtest's
 MASE, and, for the packaged M4 Hourly, the final model's MASE on the official test part it never saw.
 
-Also the CPU seconds each training used (user + system, the child process'): on a shared or
-CPU-capped machine the wall time of the same run moves by up to a third (the host hands the machine
-less CPU for a while), its CPU work much less; the ratio of CPU seconds says how much less work the
-head does, the ratio of wall times what a user waited.
+Also the CPU seconds each training used (user + system, the child process'): the work done on all
+cores together, beside the time a user waited. On this project's shared machines both move between
+runs of the same commit (the cores' speed varies: a fixed single-threaded numpy loop took 2.9-4.2 s),
+which is why the sides alternate in one session and the ratio is what counts.
 
     .venv/bin/python bench/bench_fit.py --base HEAD~1 [--config models/m4_hourly.toml] [--series 100]
         [--epochs N (default: the config's)] [--repeats 2]
