@@ -163,6 +163,15 @@ def test_without_a_compiler_the_layer_warns_once_and_runs_its_xla_loops(tmp_path
     assert not list((tmp_path / "cache").glob("*.so"))
 
 
+@pytest.mark.parametrize("cxx", ['"g++ -O2', "   "])
+def test_a_cxx_that_names_no_command_is_a_build_error_not_a_crash(monkeypatch, cxx):
+    """An unreadable ``$CXX`` ends in `KernelBuildError`, which the layer turns into its one warning and
+    the XLA loops (the test above), not a ValueError or IndexError at the user's first call."""
+    monkeypatch.setenv("CXX", cxx)
+    with pytest.raises(cpu_kernel.KernelBuildError, match="CXX="):
+        cpu_kernel.build()
+
+
 def test_turned_off_by_the_environment(monkeypatch):
     monkeypatch.setenv("FORECASTER_CPU_KERNEL", "0")
     assert cpu_kernel.ops() is None

@@ -67,8 +67,17 @@ def _cpu_flags() -> str:
 
 
 def _compiler() -> list[str]:
-    """The C++ compiler's command words: ``$CXX`` (it may carry flags), else ``g++``."""
-    return shlex.split(os.environ.get("CXX") or "g++")
+    """The C++ compiler's command words: ``$CXX`` (it may carry flags), else ``g++``; `KernelBuildError`
+    for a ``$CXX`` that names no command (blank, or an unclosed quote), so that the layer warns and
+    runs its XLA loops instead of failing the user's first call."""
+    value = os.environ.get("CXX") or "g++"
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:
+        raise KernelBuildError(f"CXX={value!r} cannot be read as a command: {exc}") from exc
+    if not words:
+        raise KernelBuildError(f"CXX={value!r} names no compiler")
+    return words
 
 
 def _command(output: Path) -> list[str]:
