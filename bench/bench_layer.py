@@ -3,7 +3,7 @@
 For each (timesteps, units) shape: inference (forward pass) and a full training step (forward,
 gradient, SGD update), each as a `tf.function`, timed in interleaved rounds so that machine noise
 falls on all three alike; the table gives the median milliseconds per call and the ratio of Keras'
-time to ours (> 1: ours is faster).
+time to ours (> 1: ours is faster), the median over repeats of the ratio within each repeat (paired).
 
     .venv/bin/python bench/bench_layer.py [--repeats 7] [--batch 256] [--features 8]
 
@@ -95,7 +95,7 @@ def bench_shape(timesteps: int, units: int, batch: int, features: int, repeats: 
             times[name]["infer"].append(_time(infer, x, calls=calls))
             times[name]["train"].append(_time(train, x, y, calls=calls))
     med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in times.items()}
-    return {"shape": (timesteps, units), "median_ms": med, "max_abs_diff": drift}
+    return {"shape": (timesteps, units), "median_ms": med, "times": times, "max_abs_diff": drift}
 
 
 def _fit_model(layer: keras.layers.Layer, timesteps: int, features: int, jit: bool) -> keras.Model:
@@ -154,7 +154,13 @@ def bench_fit_shape(timesteps: int, units: int, batch: int, features: int, repea
                 model.predict_on_batch(x[(i % steps) * batch:(i % steps + 1) * batch])
             times[name]["infer"].append((time.perf_counter() - start) / calls * 1e3)
     med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in times.items()}
-    return {"shape": (timesteps, units), "median_ms": med, "max_abs_diff": drift}
+    return {"shape": (timesteps, units), "median_ms": med, "times": times, "max_abs_diff": drift}
+
+
+def paired_ratio(times: dict[str, dict[str, list[float]]], slow: str, fast: str, mode: str) -> float:
+    """The median over repeats of ``slow``'s time over ``fast``'s in the same repeat: a machine whose
+    cores change speed for stretches (both development machines do) slows both sides of a pair alike."""
+    return statistics.median(s / f for s, f in zip(times[slow][mode], times[fast][mode]))
 
 
 def cpu_description() -> str:
@@ -184,7 +190,8 @@ def main() -> None:
     print("command: .venv/bin/python " + " ".join(sys.argv))
     print(f"CPU: {cpu_description()}")
     print(f"tensorflow {tf.__version__}, keras {keras.__version__}, batch {args.batch}, "
-          f"{args.features} features, median of {args.repeats} interleaved repeats"
+          f"{args.features} features, {args.repeats} interleaved repeats (ms: medians; ratios: medians of "
+          "the ratios within a repeat)"
           + (f", model.fit of {args.steps} steps x {args.epochs} epochs (Adam), predict_on_batch" if args.fit
              else ", tf.function steps (SGD)"))
     header = ("| (T, units) | mode | keras ms | keras+XLA ms | ours ms | keras/ours | keras+XLA/ours "
@@ -198,11 +205,11 @@ def main() -> None:
              else bench_shape(t, u, args.batch, args.features, args.repeats))
         for mode in ("infer", "train"):
             k, kx, o = (r["median_ms"][n][mode] for n in ("keras", "keras_xla", "ours"))
-            row = (f"| ({t}, {u}) | {mode} | {k:.1f} | {kx:.1f} | {o:.1f} | {k / o:.2f}x | {kx / o:.2f}x "
-                   f"| {r['max_abs_diff']:.1e} |")
+            ratio = {n: paired_ratio(r["times"], n, "ours", mode) for n in r["times"] if n != "ours"}
+            row = (f"| ({t}, {u}) | {mode} | {k:.1f} | {kx:.1f} | {o:.1f} | {ratio['keras']:.2f}x "
+                   f"| {ratio['keras_xla']:.2f}x | {r['max_abs_diff']:.1e} |")
             if args.fit:
-                ox = r["median_ms"]["ours_xla"][mode]
-                row += f" {ox:.1f} | {ox / o:.2f}x |"
+                row += f" {r['median_ms']['ours_xla'][mode]:.1f} | {ratio['ours_xla']:.2f}x |"
             print(row, flush=True)
 
 
