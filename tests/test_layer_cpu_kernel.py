@@ -172,6 +172,39 @@ def test_a_cxx_that_names_no_command_is_a_build_error_not_a_crash(monkeypatch, c
         cpu_kernel.build()
 
 
+_ALLOCATOR_PROBE = textwrap.dedent("""
+    import os, resource
+    import tensorflow as tf
+    import forecaster.layers  # after TensorFlow's import, as users write it, before its first op
+    step = tf.function(lambda x: tf.reduce_sum(tf.fill([168, 128, 512], x) * x))  # 44 MB, as a part's kept values
+    step(tf.constant(1.0))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        step(tf.constant(2.0)).numpy()
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5
+    print(os.environ["TF_CPU_ALLOCATOR_USE_BFC"], faults)
+""")
+
+
+def test_the_layers_ask_for_tensorflows_pooling_allocator_unless_told_otherwise():
+    """Real processes: importing the layers sets ``TF_CPU_ALLOCATOR_USE_BFC=1`` where it is unset, and
+    TensorFlow then reuses the memory of a step's large buffers instead of taking page faults for them
+    each step (glibc maps blocks over 32 MB afresh); a user's ``0`` is kept, with the faults back."""
+    runs = {}
+    for preset in (None, "0"):
+        env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+        env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}, **({} if preset is None else
+                   {"TF_CPU_ALLOCATOR_USE_BFC": preset}))
+        done = subprocess.run([sys.executable, "-c", _ALLOCATOR_PROBE], capture_output=True, text=True, env=env,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        value, faults = done.stdout.split()
+        runs[preset] = (value, float(faults))
+    assert runs[None][0] == "1" and runs["0"][0] == "0"
+    assert runs["0"][1] > 5000  # 44 MB in 4 KB pages: ~11,000 a call
+    assert runs[None][1] < runs["0"][1] / 10
+
+
 def test_turned_off_by_the_environment(monkeypatch):
     monkeypatch.setenv("FORECASTER_CPU_KERNEL", "0")
     assert cpu_kernel.ops() is None
