@@ -182,25 +182,28 @@ _ALLOCATOR_PROBE = textwrap.dedent("""
     for _ in range(5):
         step(tf.constant(2.0)).numpy()
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5
-    print(os.environ["TF_CPU_ALLOCATOR_USE_BFC"], faults)
+    print(os.environ["TF_CPU_ALLOCATOR_USE_BFC"], faults, os.environ.get("TF_CPU_BFC_MEM_LIMIT_IN_MB", "-"))
 """)
 
 
 def test_the_layers_ask_for_tensorflows_pooling_allocator_unless_told_otherwise():
     """Real processes: importing the layers sets ``TF_CPU_ALLOCATOR_USE_BFC=1`` where it is unset, and
     TensorFlow then reuses the memory of a step's large buffers instead of taking page faults for them
-    each step (glibc maps blocks over 32 MB afresh); a user's ``0`` is kept, with the faults back."""
+    each step (glibc maps blocks over 32 MB afresh), with the machine's memory as its limit instead of
+    TensorFlow's 64 GB; a user's ``0`` is kept, with the faults back."""
     runs = {}
     for preset in (None, "0"):
-        env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPU_")}
         env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}, **({} if preset is None else
                    {"TF_CPU_ALLOCATOR_USE_BFC": preset}))
         done = subprocess.run([sys.executable, "-c", _ALLOCATOR_PROBE], capture_output=True, text=True, env=env,
                               timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
-        value, faults = done.stdout.split()
-        runs[preset] = (value, float(faults))
+        value, faults, limit = done.stdout.split()
+        runs[preset] = (value, float(faults), limit)
     assert runs[None][0] == "1" and runs["0"][0] == "0"
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    assert runs[None][2] == str(memory_mb) and runs["0"][2] == "-"
     assert runs["0"][1] > 5000  # 44 MB in 4 KB pages: ~11,000 a call
     assert runs[None][1] < runs["0"][1] / 10
 
