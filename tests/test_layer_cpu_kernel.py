@@ -38,12 +38,18 @@ def ops():
     return module
 
 
+# (T, B, F, units): a batch under one tile of rows; and one with whole tiles and a remainder, panels of
+# 16 columns with a remainder, and a reduction over 4 x 70 = 280 gates (two passes of 256 in ours).
+SHAPES = [(9, 5, 3, 6), (4, 13, 5, 70)]
+
+
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("return_sequences", [False, True])
 @pytest.mark.parametrize("zero_output_for_mask", [False, True])
-def test_the_ops_give_what_the_xla_loops_give(ops, masked, return_sequences, zero_output_for_mask):
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_ops_give_what_the_xla_loops_give(ops, masked, return_sequences, zero_output_for_mask, shape):
     """Outputs, states, every kept value and every gradient, for the same inputs and upstream gradients."""
-    T, B, F, U = 9, 5, 3, 6
+    T, B, F, U = shape
     rng = np.random.default_rng(7)
     cell = LSTMCell(U)
     cell.build((None, F))
@@ -126,6 +132,33 @@ def test_the_layer_equals_keras_with_and_without_the_kernel(monkeypatch, kernel,
         np.testing.assert_allclose(b, a, **TOL)
     uses_kernel = "ForecasterLstmForward" in _op_types(ours, x)
     assert uses_kernel == (kernel == "on")
+
+
+def test_the_other_products_give_the_same(tmp_path):
+    """The test above in a real process whose ops are built with the products this CPU does not take
+    by default (Eigen's where ours are the default, ours where Eigen's are and the CPU has AVX2), into
+    a cache of its own: both kinds are held to the XLA loops on whichever machine runs the suite."""
+    other = "eigen" if cpu_kernel.products() == "avx2" else "avx2"
+    if other == "avx2" and not {"avx2", "fma"} <= set(cpu_kernel._cpu_flags().split()):
+        pytest.skip("this CPU has no AVX2 and FMA: Eigen's products are the only kind it runs")
+    env = {**os.environ, "FORECASTER_KERNEL_PRODUCTS": other, "FORECASTER_KERNEL_CACHE": str(tmp_path),
+           "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    test = f"{Path(__file__).relative_to(ROOT)}::test_the_ops_give_what_the_xla_loops_give"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           test], capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"{8 * len(SHAPES)} passed" in done.stdout
+    assert len(list(tmp_path.glob("lstm_cpu-*.so"))) == 1, "the other products were not built into their own cache"
+
+
+def test_a_products_choice_that_cannot_be_honoured_is_a_build_error(monkeypatch):
+    monkeypatch.setenv("FORECASTER_KERNEL_PRODUCTS", "mkl")
+    with pytest.raises(cpu_kernel.KernelBuildError, match="FORECASTER_KERNEL_PRODUCTS='mkl'"):
+        cpu_kernel.build()
+    monkeypatch.setenv("FORECASTER_KERNEL_PRODUCTS", "eigen")
+    eigen = cpu_kernel.library_path()
+    monkeypatch.delenv("FORECASTER_KERNEL_PRODUCTS")
+    assert (cpu_kernel.library_path() == eigen) == (cpu_kernel.products() == "eigen")
 
 
 def test_the_library_is_built_once_into_the_cache_and_found_there(ops, monkeypatch):

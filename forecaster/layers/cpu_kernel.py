@@ -14,6 +14,10 @@ Processes that start together build once (a file lock), and a library is only ev
 place whole. Without a compiler, or when the build or the load fails, `ops` returns None, one
 warning says why, and the layer runs its XLA loops: slower, never wrong.
 ``FORECASTER_CPU_KERNEL=0`` turns the ops off (the benchmarks' and tests' way to compare the two).
+
+A step's matrix products are our own AVX2 ones on a CPU with AVX2 and FMA but no AVX-512, Eigen's
+elsewhere (`products`); ``FORECASTER_KERNEL_PRODUCTS=eigen`` or ``=avx2`` builds the other kind where the
+CPU can run it (the benchmarks' and tests' way to compare the two; the cache keeps each apart).
 """
 
 from __future__ import annotations
@@ -66,6 +70,22 @@ def _cpu_flags() -> str:
     return ""
 
 
+def products() -> str:
+    """Which matrix products the ops are built with here: ``"avx2"`` (ours: AVX2 and FMA without
+    AVX-512) or ``"eigen"``; ``$FORECASTER_KERNEL_PRODUCTS`` chooses, `KernelBuildError` where it names
+    neither or asks for AVX2 on a CPU without it."""
+    flags = set(_cpu_flags().split())
+    has_avx2 = {"avx2", "fma"} <= flags
+    value = os.environ.get("FORECASTER_KERNEL_PRODUCTS", "").strip().lower()
+    if not value:
+        return "avx2" if has_avx2 and "avx512f" not in flags else "eigen"
+    if value not in ("avx2", "eigen"):
+        raise KernelBuildError(f"FORECASTER_KERNEL_PRODUCTS={value!r}: expected 'avx2' or 'eigen'")
+    if value == "avx2" and not has_avx2:
+        raise KernelBuildError("FORECASTER_KERNEL_PRODUCTS=avx2, but this CPU has no AVX2 and FMA")
+    return value
+
+
 def _compiler() -> list[str]:
     """The C++ compiler's command words: ``$CXX`` (it may carry flags), else ``g++``; `KernelBuildError`
     for a ``$CXX`` that names no command (blank, or an unclosed quote), so that the layer warns and
@@ -89,6 +109,8 @@ def _command(output: Path) -> list[str]:
         # Eigen's AVX512-FP16 packet code does not compile with this TensorFlow's headers; the ops are
         # float32 and lose nothing without it.
         flags.append("-mno-avx512fp16")
+    # The source picks its products from the target's instruction sets; these make the choice `products` names.
+    flags.append("-DFORECASTER_EIGEN_PRODUCTS" if products() == "eigen" else "-mno-avx512f")
     return [*compiler, *flags, *tf.sysconfig.get_compile_flags(), str(_SOURCE), "-o", str(output),
             *tf.sysconfig.get_link_flags()]
 
@@ -99,7 +121,7 @@ def library_path() -> Path:
 
     key = hashlib.sha256()
     for part in (_SOURCE.read_bytes(), tf.__version__.encode(), _cpu_flags().encode(),
-                 " ".join(_compiler()).encode()):
+                 " ".join(_compiler()).encode(), products().encode()):
         key.update(part)
         key.update(b"\0")
     return cache_dir() / f"lstm_cpu-{key.hexdigest()[:16]}.so"

@@ -6,8 +6,14 @@
 // product. Here a step is one matrix product and one pass over the batch rows that does the gating,
 // the mask's hold and every kept value while the row is in cache.
 //
-// One call runs on one core (Eigen's products are single-threaded without OpenMP); the caller cuts the
-// batch into one part per core, as it does for the XLA loops. float32 only.
+// One call runs on one core (the products are single-threaded); the caller cuts the batch into one part
+// per core, as it does for the XLA loops. float32 only.
+//
+// The products: on a CPU with AVX2 and FMA but no AVX-512 (compiled with -march=native, so this is the
+// building CPU), our own register-tiled product with the fixed operand packed once per call (`Panels`);
+// elsewhere Eigen's. On a Zen 3 core Eigen ran these shapes (a part of 128 rows by 136 x 512 and
+// 512 x 136) at 45-59 GFLOPS, ours at 65-94; with AVX-512 Eigen's is the faster (docs/benchmarks.md).
+// Defining FORECASTER_EIGEN_PRODUCTS builds Eigen's anywhere (the tests compare the two).
 //
 // The math and the kept values are those of `fused_loop._plain_local_derivatives` and
 // `fused_loop._backward_plain`, which the parity tests hold to Keras' LSTM.
@@ -16,6 +22,11 @@
 #include <algorithm>
 #include <cstring>
 #include <initializer_list>
+
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__) && !defined(FORECASTER_EIGEN_PRODUCTS)
+#define FORECASTER_AVX2_PRODUCTS 1
+#include <immintrin.h>
+#endif
 
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -54,6 +65,198 @@ Matrix Stacked(const Tensor& kernel, const Tensor& recurrent) {
   w.bottomRows(u) = ConstMatrixMap(Data(recurrent), u, g);
   return w;
 }
+
+#if FORECASTER_AVX2_PRODUCTS
+// A product's right operand (K x N) in panels of 16 columns (two 8-float registers), each panel K rows
+// of 16 floats, zero-padded past N: the tile below reads a panel's rows in order.
+constexpr int64_t kPanel = 16;
+// Rows of the left operand a tile takes: 6 x 2 accumulators, 2 registers of the panel and 1 broadcast
+// of the 16 registers.
+constexpr int64_t kTileRows = 6;
+// Reduction a pass takes, so that a panel's part (256 x 16 floats, 16 KB) stays in the L1 cache.
+constexpr int64_t kDepth = 256;
+
+struct Panels {
+  int64_t K = 0, N = 0;
+  Eigen::VectorXf data;  // Eigen aligns it to 64 bytes, as the tile's aligned loads need
+
+  // From `rows` (K x N, rows `stride` floats apart, columns contiguous).
+  void FromRows(int64_t k_rows, int64_t n_cols, const float* rows, int64_t stride) {
+    Resize(k_rows, n_cols);
+    for (int64_t p = 0; p * kPanel < N; ++p) {
+      const int64_t cols = std::min(kPanel, N - p * kPanel);
+      float* out = data.data() + p * K * kPanel;
+      for (int64_t k = 0; k < K; ++k, out += kPanel) {
+        std::memcpy(out, rows + k * stride + p * kPanel, sizeof(float) * cols);
+        std::fill(out + cols, out + kPanel, 0.f);
+      }
+    }
+  }
+
+  // From the transpose of `rows` (N x K, rows `stride` floats apart): once per call, so plainly.
+  void FromColumns(int64_t k_rows, int64_t n_cols, const float* rows, int64_t stride) {
+    Resize(k_rows, n_cols);
+    data.setZero();
+    for (int64_t j = 0; j < N; ++j) {
+      float* out = data.data() + (j / kPanel) * K * kPanel + j % kPanel;
+      for (int64_t k = 0; k < K; ++k) out[k * kPanel] = rows[j * stride + k];
+    }
+  }
+
+ private:
+  void Resize(int64_t k_rows, int64_t n_cols) {
+    K = k_rows;
+    N = n_cols;
+    data.resize((N + kPanel - 1) / kPanel * kPanel * K);
+  }
+};
+
+// One tile: rows [0, R) of C (+)= A's R rows (a[i * ars + k * acs]) times a panel's `depth` rows;
+// `cols` of the panel's 16 columns are written.
+template <int R>
+inline void Tile(int64_t depth, const float* a, int64_t ars, int64_t acs, const float* panel, float* c,
+                 int64_t ldc, int64_t cols, bool accumulate) {
+  __m256 lo[R], hi[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < depth; ++k) {
+    const __m256 b0 = _mm256_load_ps(panel + k * kPanel), b1 = _mm256_load_ps(panel + k * kPanel + 8);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m256 a_rk = _mm256_broadcast_ss(a + r * ars + k * acs);
+      lo[r] = _mm256_fmadd_ps(a_rk, b0, lo[r]);
+      hi[r] = _mm256_fmadd_ps(a_rk, b1, hi[r]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    float* cr = c + r * ldc;
+    if (cols == kPanel) {
+      if (accumulate) {
+        lo[r] = _mm256_add_ps(lo[r], _mm256_loadu_ps(cr));
+        hi[r] = _mm256_add_ps(hi[r], _mm256_loadu_ps(cr + 8));
+      }
+      _mm256_storeu_ps(cr, lo[r]);
+      _mm256_storeu_ps(cr + 8, hi[r]);
+    } else {
+      alignas(32) float row[kPanel];
+      _mm256_store_ps(row, lo[r]);
+      _mm256_store_ps(row + 8, hi[r]);
+      for (int64_t j = 0; j < cols; ++j) cr[j] = accumulate ? cr[j] + row[j] : row[j];
+    }
+  }
+}
+
+// C (M x b.N, rows ldc apart) = A b, or += when `accumulate`; A is M x b.K, read as a[i * ars + k * acs].
+void Multiply(int64_t M, const float* a, int64_t ars, int64_t acs, const Panels& b, float* c, int64_t ldc,
+              bool accumulate) {
+  for (int64_t k0 = 0; k0 < b.K; k0 += kDepth) {
+    const int64_t depth = std::min(kDepth, b.K - k0);
+    const bool add = accumulate || k0 > 0;
+    const float* ak = a + k0 * acs;
+    for (int64_t p = 0; p * kPanel < b.N; ++p) {
+      const float* panel = b.data.data() + p * b.K * kPanel + k0 * kPanel;
+      const int64_t cols = std::min(kPanel, b.N - p * kPanel);
+      float* cp = c + p * kPanel;
+      int64_t i = 0;
+      for (; i + kTileRows <= M; i += kTileRows) {
+        Tile<kTileRows>(depth, ak + i * ars, ars, acs, panel, cp + i * ldc, ldc, cols, add);
+      }
+      const float* ai = ak + i * ars;
+      float* ci = cp + i * ldc;
+      switch (M - i) {
+        case 5: Tile<5>(depth, ai, ars, acs, panel, ci, ldc, cols, add); break;
+        case 4: Tile<4>(depth, ai, ars, acs, panel, ci, ldc, cols, add); break;
+        case 3: Tile<3>(depth, ai, ars, acs, panel, ci, ldc, cols, add); break;
+        case 2: Tile<2>(depth, ai, ars, acs, panel, ci, ldc, cols, add); break;
+        case 1: Tile<1>(depth, ai, ars, acs, panel, ci, ldc, cols, add); break;
+        default: break;
+      }
+    }
+  }
+}
+#endif
+
+// The three products of a step, with [W; U] fixed for the call: z = [x_t, h] [W; U] (forward),
+// d[x_t, h] = dz [W; U]^T and d[W; U] += [x_t, h]^T dz (backward).
+class Products {
+ public:
+  Products(const Tensor& kernel, const Tensor& recurrent, bool forward)
+      : in_(kernel.dim_size(0) + recurrent.dim_size(0)), gates_(kernel.dim_size(1)) {
+    const Matrix w = Stacked(kernel, recurrent);
+#if FORECASTER_AVX2_PRODUCTS
+    if (forward) {
+      w_.FromRows(in_, gates_, w.data(), gates_);
+    } else {
+      w_.FromColumns(gates_, in_, w.data(), gates_);
+      d_weights_t_ = Matrix::Zero(gates_, in_);
+    }
+#else
+    if (forward) {
+      w_ = w;
+    } else {
+      w_ = w.transpose();
+      d_weights_ = Matrix::Zero(in_, gates_);
+    }
+#endif
+  }
+
+  // z (B x 4u) = xh (B x (F + u)) [W; U].
+  void Gates(const Matrix& xh, Matrix* z) const {
+#if FORECASTER_AVX2_PRODUCTS
+    Multiply(xh.rows(), xh.data(), in_, 1, w_, z->data(), gates_, false);
+#else
+    z->noalias() = xh * w_;
+#endif
+  }
+
+  // d_xh (B x (F + u)) = dz (B x 4u) [W; U]^T.
+  void IntoInputs(const Matrix& dz, Matrix* d_xh) const {
+#if FORECASTER_AVX2_PRODUCTS
+    Multiply(dz.rows(), dz.data(), gates_, 1, w_, d_xh->data(), in_, false);
+#else
+    // Eigen's blocking runs a reduction of 512 and more at about half its rate at these sizes
+    // (measured: 128 x 512 by 512 x 136, 74 against 135 GFLOPS); in parts of 256 it does not.
+    for (int64_t k = 0; k < gates_; k += kReduction) {
+      const int64_t n = std::min(kReduction, gates_ - k);
+      if (k == 0) {
+        d_xh->noalias() = dz.leftCols(n) * w_.topRows(n);
+      } else {
+        d_xh->noalias() += dz.middleCols(k, n) * w_.middleRows(k, n);
+      }
+    }
+#endif
+  }
+
+  // d[W; U] += xh^T dz.
+  void AddToWeights(const Matrix& xh, const Matrix& dz) {
+#if FORECASTER_AVX2_PRODUCTS
+    // As d[W; U]^T += dz^T xh: the operand packed each step is xh, a quarter of dz's size.
+    xh_.FromRows(xh.rows(), in_, xh.data(), in_);
+    Multiply(gates_, dz.data(), 1, gates_, xh_, d_weights_t_.data(), in_, true);
+#else
+    d_weights_.noalias() += xh.transpose() * dz;
+#endif
+  }
+
+  // d[W; U] ((F + u) x 4u).
+  Matrix WeightGradient() const {
+#if FORECASTER_AVX2_PRODUCTS
+    return d_weights_t_.transpose();
+#else
+    return d_weights_;
+#endif
+  }
+
+ private:
+  const int64_t in_, gates_;
+#if FORECASTER_AVX2_PRODUCTS
+  Panels w_, xh_;
+  Matrix d_weights_t_;
+#else
+  Matrix w_, d_weights_;
+#endif
+};
 
 // The ops index raw buffers, so every shape is checked before any is read: steps (T, B, F), kernel
 // (F, 4u), recurrent kernel (u, 4u), mask (T, B, 1) or empty, each state-shaped input (B, u).
@@ -193,7 +396,7 @@ class ForwardOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(5, kept_shape(2 * u), &fp_out));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(6, kept_shape(u), &hp_out));
 
-    const Matrix w = Stacked(kernel, recurrent);
+    const Products products(kernel, recurrent, /*forward=*/true);
     Matrix xh(B, F + u), z(B, u4);
     MatrixMap h(Data(h_out), B, u), c(Data(c_out), B, u), out(Data(last), B, u);
     h = ConstMatrixMap(Data(ctx->input(1)), B, u);
@@ -206,7 +409,7 @@ class ForwardOp : public OpKernel {
     for (int64_t t = 0; t < T; ++t) {
       xh.leftCols(F) = ConstMatrixMap(x + t * B * F, B, F);
       xh.rightCols(u) = h;
-      z.noalias() = xh * w;
+      products.Gates(xh, &z);
       if (has_bias) z.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(Data(bias), u4);
       for (int64_t b = 0; b < B; ++b) {
         const float* zb = z.data() + b * u4;
@@ -285,8 +488,8 @@ class BackwardOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, recurrent.shape(), &dr));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({has_bias_ ? u4 : 0}), &db));
 
-    const Matrix w_t = Stacked(kernel, recurrent).transpose();  // (4u, F + u)
-    Matrix d_weights = Matrix::Zero(F + u, u4), xh(B, F + u), dz(B, u4), d_xh(B, F + u);
+    Products products(kernel, recurrent, /*forward=*/false);
+    Matrix xh(B, F + u), dz(B, u4), d_xh(B, F + u);
     Row d_bias = Row::Zero(u4);
     MatrixMap dh(Data(dh0), B, u), dc(Data(dc0), B, u);
     dh = ConstMatrixMap(Data(ctx->input(9)), B, u);
@@ -332,22 +535,14 @@ class BackwardOp : public OpKernel {
       if (!masked) dout.setZero();
       xh.leftCols(F) = ConstMatrixMap(x + t * B * F, B, F);
       xh.rightCols(u) = ConstMatrixMap(hp + t * B * u, B, u);
-      d_weights.noalias() += xh.transpose() * dz;
+      products.AddToWeights(xh, dz);
       d_bias += dz.colwise().sum().array();
-      // Eigen's blocking runs a reduction of 512 and more at about half its rate at these sizes
-      // (measured: 128 x 512 by 512 x 136, 74 against 135 GFLOPS); in parts of 256 it does not.
-      for (int64_t k = 0; k < u4; k += kReduction) {
-        const int64_t n = std::min(kReduction, u4 - k);
-        if (k == 0) {
-          d_xh.noalias() = dz.leftCols(n) * w_t.topRows(n);
-        } else {
-          d_xh.noalias() += dz.middleCols(k, n) * w_t.middleRows(k, n);
-        }
-      }
+      products.IntoInputs(dz, &d_xh);
       MatrixMap(Data(d_steps) + t * B * F, B, F) = d_xh.leftCols(F);
       dh = d_xh.rightCols(u) + dh_held;
       dc = dc_prev;
     }
+    const Matrix d_weights = products.WeightGradient();
     MatrixMap(Data(dk), F, u4) = d_weights.topRows(F);
     MatrixMap(Data(dr), u, u4) = d_weights.bottomRows(u);
     if (has_bias_) RowMap(Data(db), u4) = d_bias;
