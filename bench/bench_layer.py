@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from forecaster.layers import LSTM
+from forecaster.layers import LSTM, cpu_kernel
 
 SHAPES = [(48, 64), (48, 128), (168, 64), (168, 128)]
 
@@ -189,6 +189,7 @@ def main() -> None:
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     print("command: .venv/bin/python " + " ".join(sys.argv))
     print(f"CPU: {cpu_description()}")
+    print(f"the CPU kernel's products: {cpu_kernel.products()} (FORECASTER_KERNEL_PRODUCTS chooses)")
     print(f"tensorflow {tf.__version__}, keras {keras.__version__}, batch {args.batch}, "
           f"{args.features} features, {args.repeats} interleaved repeats (ms: medians; ratios: medians of "
           "the ratios within a repeat)"
