@@ -12,7 +12,8 @@
 // The products: on a CPU with AVX2 and FMA but no AVX-512 (compiled with -march=native, so this is the
 // building CPU), our own register-tiled product with the fixed operand packed once per call (`Panels`);
 // elsewhere Eigen's. On a Zen 3 core Eigen ran these shapes (a part of 128 rows by 136 x 512 and
-// 512 x 136) at 45-59 GFLOPS, ours at 65-94; with AVX-512 Eigen's is the faster (docs/benchmarks.md).
+// 512 x 136) at 45-59 GFLOPS, ours at 65-94; with AVX-512 Eigen's ran ~140, more than AVX2 registers
+// can give (docs/benchmarks.md).
 // Defining FORECASTER_EIGEN_PRODUCTS builds Eigen's anywhere (the tests compare the two).
 //
 // The math and the kept values are those of `fused_loop._plain_local_derivatives` and
