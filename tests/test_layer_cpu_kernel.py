@@ -46,7 +46,7 @@ SHAPES = [(9, 5, 3, 6), (4, 13, 5, 70)]
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("return_sequences", [False, True])
 @pytest.mark.parametrize("zero_output_for_mask", [False, True])
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=["one-tile", "tiles"])
 def test_the_ops_give_what_the_xla_loops_give(ops, masked, return_sequences, zero_output_for_mask, shape):
     """Outputs, states, every kept value and every gradient, for the same inputs and upstream gradients."""
     T, B, F, U = shape
@@ -144,10 +144,12 @@ def test_the_other_products_give_the_same(tmp_path):
     env = {**os.environ, "FORECASTER_KERNEL_PRODUCTS": other, "FORECASTER_KERNEL_CACHE": str(tmp_path),
            "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
     test = f"{Path(__file__).relative_to(ROOT)}::test_the_ops_give_what_the_xla_loops_give"
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           test], capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    # The shape with whole tiles and remainders of rows and columns and a two-pass reduction: every
+    # path of the products (the library's build is most of this test's time).
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "tiles", test],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert f"{8 * len(SHAPES)} passed" in done.stdout
+    assert "8 passed" in done.stdout
     assert len(list(tmp_path.glob("lstm_cpu-*.so"))) == 1, "the other products were not built into their own cache"
 
 
