@@ -109,8 +109,9 @@ def _command(output: Path) -> list[str]:
         # Eigen's AVX512-FP16 packet code does not compile with this TensorFlow's headers; the ops are
         # float32 and lose nothing without it.
         flags.append("-mno-avx512fp16")
-    # The source picks its products from the target's instruction sets; these make the choice `products` names.
-    flags.append("-DFORECASTER_EIGEN_PRODUCTS" if products() == "eigen" else "-mno-avx512f")
+    if products() == "eigen":
+        # The source takes its own products wherever the target has AVX2 and FMA, unless told otherwise.
+        flags.append("-DFORECASTER_EIGEN_PRODUCTS")
     return [*compiler, *flags, *tf.sysconfig.get_compile_flags(), str(_SOURCE), "-o", str(output),
             *tf.sysconfig.get_link_flags()]
 

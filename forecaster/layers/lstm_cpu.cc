@@ -9,12 +9,12 @@
 // One call runs on one core (the products are single-threaded); the caller cuts the batch into one part
 // per core, as it does for the XLA loops. float32 only.
 //
-// The products: on a CPU with AVX2 and FMA but no AVX-512 (compiled with -march=native, so this is the
-// building CPU), our own register-tiled product with the fixed operand packed once per call (`Panels`);
-// elsewhere Eigen's. On a Zen 3 core Eigen ran these shapes (a part of 128 rows by 136 x 512 and
+// The products: our own register-tiled product with the fixed operand packed once per call (`Panels`)
+// where the target has AVX2 and FMA, Eigen's where it has not or FORECASTER_EIGEN_PRODUCTS is defined;
+// `cpu_kernel.products()` chooses (ours on a CPU without AVX-512) and builds with the flags that say so
+// (-march=native: the target is the building CPU). On a Zen 3 core Eigen ran these shapes (a part of 128 rows by 136 x 512 and
 // 512 x 136) at 45-59 GFLOPS, ours at 65-94; with AVX-512 Eigen's ran ~140, more than AVX2 registers
 // can give (docs/benchmarks.md).
-// Defining FORECASTER_EIGEN_PRODUCTS builds Eigen's anywhere (the tests compare the two).
 //
 // The math and the kept values are those of `fused_loop._plain_local_derivatives` and
 // `fused_loop._backward_plain`, which the parity tests hold to Keras' LSTM.
@@ -24,7 +24,7 @@
 #include <cstring>
 #include <initializer_list>
 
-#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__) && !defined(FORECASTER_EIGEN_PRODUCTS)
+#if defined(__AVX2__) && defined(__FMA__) && !defined(FORECASTER_EIGEN_PRODUCTS)
 #define FORECASTER_AVX2_PRODUCTS 1
 #include <immintrin.h>
 #endif
@@ -52,8 +52,6 @@ using ConstMatrixMap = Eigen::Map<const Matrix>;
 using Row = Eigen::Array<float, 1, Eigen::Dynamic>;
 using RowMap = Eigen::Map<Eigen::Array<float, 1, Eigen::Dynamic>>;
 using ConstRowMap = Eigen::Map<const Eigen::Array<float, 1, Eigen::Dynamic>>;
-
-constexpr int64_t kReduction = 256;
 
 float* Data(Tensor* t) { return t->flat<float>().data(); }
 const float* Data(const Tensor& t) { return t.flat<float>().data(); }
@@ -218,6 +216,7 @@ class Products {
 #else
     // Eigen's blocking runs a reduction of 512 and more at about half its rate at these sizes
     // (measured: 128 x 512 by 512 x 136, 74 against 135 GFLOPS); in parts of 256 it does not.
+    constexpr int64_t kReduction = 256;
     for (int64_t k = 0; k < gates_; k += kReduction) {
       const int64_t n = std::min(kReduction, gates_ - k);
       if (k == 0) {
