@@ -134,15 +134,19 @@ def test_the_layer_equals_keras_with_and_without_the_kernel(monkeypatch, kernel,
     assert uses_kernel == (kernel == "on")
 
 
-def test_the_other_products_give_the_same(tmp_path):
+def test_the_other_products_give_the_same(monkeypatch):
     """The test above in a real process whose ops are built with the products this CPU does not take
-    by default (Eigen's where ours are the default, ours where Eigen's are and the CPU has AVX2), into
-    a cache of its own: both kinds are held to the XLA loops on whichever machine runs the suite."""
+    by default (Eigen's where ours are the default, ours where Eigen's are and the CPU has AVX2), under
+    a name of its own in the kernel cache (built there once per machine, as a user's library is): both
+    kinds are held to the XLA loops on whichever machine runs the suite."""
     other = "eigen" if cpu_kernel.products() == "avx2" else "avx2"
     if other == "avx2" and not {"avx2", "fma"} <= set(cpu_kernel._cpu_flags().split()):
         pytest.skip("this CPU has no AVX2 and FMA: Eigen's products are the only kind it runs")
-    env = {**os.environ, "FORECASTER_KERNEL_PRODUCTS": other, "FORECASTER_KERNEL_CACHE": str(tmp_path),
-           "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    monkeypatch.setenv("FORECASTER_KERNEL_PRODUCTS", other)
+    theirs = cpu_kernel.library_path()
+    monkeypatch.delenv("FORECASTER_KERNEL_PRODUCTS")
+    assert theirs != cpu_kernel.library_path(), "the other products would share the default library's name"
+    env = {**os.environ, "FORECASTER_KERNEL_PRODUCTS": other, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
     test = f"{Path(__file__).relative_to(ROOT)}::test_the_ops_give_what_the_xla_loops_give"
     # The shape with whole tiles and remainders of rows and columns and a two-pass reduction: every
     # path of the products (the library's build is most of this test's time).
@@ -150,7 +154,7 @@ def test_the_other_products_give_the_same(tmp_path):
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "8 passed" in done.stdout
-    assert len(list(tmp_path.glob("lstm_cpu-*.so"))) == 1, "the other products were not built into their own cache"
+    assert theirs.is_file(), "the other products were not built under their own name"
 
 
 def test_a_products_choice_that_cannot_be_honoured_is_a_build_error(monkeypatch):
@@ -208,24 +212,19 @@ def test_a_cxx_that_names_no_command_is_a_build_error_not_a_crash(monkeypatch, c
 
 
 _ALLOCATOR_PROBE = textwrap.dedent("""
-    import os, resource
+    import os
     import tensorflow as tf
     import forecaster.layers  # after TensorFlow's import, as users write it, before its first op
-    step = tf.function(lambda x: tf.reduce_sum(tf.fill([168, 128, 512], x) * x))  # 44 MB, as a part's kept values
-    step(tf.constant(1.0))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(5):
-        step(tf.constant(2.0)).numpy()
-    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5
-    print(os.environ["TF_CPU_ALLOCATOR_USE_BFC"], faults, os.environ.get("TF_CPU_BFC_MEM_LIMIT_IN_MB", "-"))
+    tf.reduce_sum(tf.ones([4, 4])).numpy()
+    print(os.environ["TF_CPU_ALLOCATOR_USE_BFC"], os.environ.get("TF_CPU_BFC_MEM_LIMIT_IN_MB", "-"))
 """)
 
 
 def test_the_layers_ask_for_tensorflows_pooling_allocator_unless_told_otherwise():
-    """Real processes: importing the layers sets ``TF_CPU_ALLOCATOR_USE_BFC=1`` where it is unset, and
-    TensorFlow then reuses the memory of a step's large buffers instead of taking page faults for them
-    each step (glibc maps blocks over 32 MB afresh), with the machine's memory as its limit instead of
-    TensorFlow's 64 GB; a user's ``0`` is kept, with the faults back."""
+    """Real processes: importing the layers sets ``TF_CPU_ALLOCATOR_USE_BFC=1`` where it is unset, with
+    the machine's memory as its limit instead of TensorFlow's 64 GB, and a user's ``0`` is kept. This is
+    the contract; what the allocator saves (page faults a step) depends on the machine's C library and
+    kernel and is measured by ``bench/bench_allocator.py``, not asserted here."""
     runs = {}
     for preset in (None, "0"):
         env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPU_")}
@@ -234,12 +233,9 @@ def test_the_layers_ask_for_tensorflows_pooling_allocator_unless_told_otherwise(
         done = subprocess.run([sys.executable, "-c", _ALLOCATOR_PROBE], capture_output=True, text=True, env=env,
                               timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
-        value, faults, limit = done.stdout.split()
-        runs[preset] = (value, float(faults), limit)
-    assert runs[None][0] == "1" and runs["0"][0] == "0"
-    assert runs[None][2] == str(physical_memory_mb()) and runs["0"][2] == "-"
-    assert runs["0"][1] > 5000  # 44 MB in 4 KB pages: ~11,000 a call
-    assert runs[None][1] < runs["0"][1] / 10
+        runs[preset] = tuple(done.stdout.split())
+    assert runs[None] == ("1", str(physical_memory_mb()))
+    assert runs["0"] == ("0", "-")
 
 
 def test_turned_off_by_the_environment(monkeypatch):
