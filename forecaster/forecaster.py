@@ -311,6 +311,9 @@ class LSTMForecaster:
                     self._warm_start(member, initial, self.ensemble)
                 member.compile(optimizer=keras.optimizers.Adam(self._learning_rate(steps, epochs), clipnorm=1.0),
                                loss=PointAndQuantileLoss(quantiles, point_loss=self.point_loss))
+                # Its slots made now, not inside the first traced step: TensorFlow traces a step that
+                # creates variables twice, which is most of a short fit's time.
+                member.optimizer.build(member.trainable_variables)
             distribute.prepare_model(member, self.strategy)
             stop = keras.callbacks.EarlyStopping(patience=self.patience, restore_best_weights=True)
             # Not across workers: each would judge its own clock and one could stop alone mid-collective.
