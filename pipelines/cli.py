@@ -201,9 +201,12 @@ def _verbose(quiet: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `forecaster` command."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # MLflow's loggers would get a handler and a format of their own: they go through ours instead.
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # tf.distribute logs each all-reduce at INFO
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # MLflow's schema migrations, step by step
     from forecaster import errors
 
     # Our errors, most specific first: (class, what the line says, exit code).
