@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("config", type=Path, help="models/<name>.toml")
     report.add_argument("--plot", type=Path, help="where to write the PNG (default: <output>/_report/accuracy.png)")
+    report.add_argument("--full", action="store_true", help="every as-of time and every horizon step, not a summary")
     return parser
 
 
@@ -189,7 +190,7 @@ def _report(args: argparse.Namespace) -> int:
     from forecaster.config import load_config
     from pipelines.report import report
 
-    print(report(load_config(args.config), args.plot))
+    print(report(load_config(args.config), args.plot, full=args.full))
     return EXIT_OK
 
 
