@@ -285,6 +285,17 @@ def _tempdir() -> Any:
         yield Path(tmp)
 
 
+def with_breaks(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (sorted by ``as_of``) with an empty row inside each gap over 1.5 times the median spacing
+    of its as-of times, so that a plotted line breaks there instead of joining across as-ofs with no data."""
+    gaps = table["as_of"].diff()
+    usual = gaps.median() if len(table) > 2 else None
+    if usual is None or not usual > pd.Timedelta(0):
+        return table
+    cuts = table.loc[(gaps > 1.5 * usual).to_numpy(), "as_of"] - usual
+    return pd.concat([table, pd.DataFrame({"as_of": cuts})]).sort_values("as_of", kind="stable")
+
+
 def plot(table: pd.DataFrame, promise: float | None, metric: str, path: Path) -> None:
     """Accuracy per as-of (a `forecaster.monitoring` table): the model, seasonal naive, the promise.
 
@@ -297,12 +308,7 @@ def plot(table: pd.DataFrame, promise: float | None, metric: str, path: Path) ->
     import matplotlib.pyplot as plt
 
     table = table.assign(as_of=pd.to_datetime(table["as_of"])).sort_values("as_of")
-    gaps = table["as_of"].diff()
-    usual = gaps.median() if len(table) > 2 else None
-    broken = table
-    if usual is not None and usual > pd.Timedelta(0):
-        cuts = table.loc[(gaps > 1.5 * usual).to_numpy(), "as_of"] - usual  # a NaN row breaks the line there
-        broken = pd.concat([table, pd.DataFrame({"as_of": cuts})]).sort_values("as_of")
+    broken = with_breaks(table)
     partial = table[~table["complete"].astype(bool)] if "complete" in table else table.iloc[:0]
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for column, style, label in ((metric, dict(marker="o", color="C0"), f"forecasts ({metric})"),

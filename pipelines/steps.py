@@ -647,22 +647,34 @@ def _pyplot() -> Any:
     return plt
 
 
+def epoch_numbers(fits: dict[str, dict[str, list[float]]]) -> dict[str, np.ndarray]:
+    """The epoch numbers `plot_losses` gives each fit: one after another, so a later fit's epochs are
+    numbered on after the earlier ones' (a warm-started final fit continues the backtest fit's curve)."""
+    numbers, first = {}, 0
+    for label, history in fits.items():
+        epochs = max((len(v) for v in history.values()), default=0)
+        numbers[label] = np.arange(first + 1, first + epochs + 1)
+        first += epochs
+    return numbers
+
+
 def plot_losses(fits: dict[str, dict[str, list[float]]], path: Path, continues: bool = True) -> None:
-    """Each fit's losses per epoch, one after another: a fit that ``continues`` from the one before (the
-    last, warm-started) has its epochs numbered on after that one's, with a line where it starts."""
+    """Each fit's losses per epoch, numbered on across fits (`epoch_numbers`), with a line where each
+    later fit starts saying whether it went on from the one before (``continues``) or from scratch."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
-    first, colours = 0, {}
+    colours: dict[str, str] = {}
+    numbers = epoch_numbers(fits)
     for n, (label, history) in enumerate(fits.items()):
-        if n > 0:
-            ax.axvline(first + 0.5, color="grey", linestyle=":", linewidth=1)
-            ax.annotate(f" {label}" + (" (warm start)" if continues else " (from scratch)"), (first + 0.5, 0.98),
+        x = numbers[label]
+        if n > 0 and len(x):
+            ax.axvline(x[0] - 0.5, color="grey", linestyle=":", linewidth=1)
+            ax.annotate(f" {label}" + (" (warm start)" if continues else " (from scratch)"), (x[0] - 0.5, 0.98),
                         xycoords=("data", "axes fraction"), fontsize=8, ha="left", va="top", color="grey")
         for key, values in history.items():
             colour = colours.setdefault(key, f"C{len(colours)}")
-            ax.plot(np.arange(first + 1, first + len(values) + 1), values, color=colour, marker=".",
+            ax.plot(x[:len(values)], values, color=colour, marker=".",
                     linestyle="-" if n == len(fits) - 1 else "--", label=f"{label} {key}")
-        first += max((len(v) for v in history.values()), default=0)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_ylabel("loss (scaled)")

@@ -120,6 +120,7 @@ def train(config: ModelConfig, register: bool = True, verbose: int = 1) -> Train
     name = config.training.strategy
     distribute.strategy(name)  # made before TensorFlow runs anything; checks TF_CONFIG
     prepared = steps.prepare(config)
+    steps.check_plot_series(prepared)
     if not distribute.is_chief(name):
         return _train_beside_the_chief(prepared, verbose)
     # The store is touched only once the data has passed its checks: bad data leaves nothing behind.
