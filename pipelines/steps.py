@@ -222,7 +222,7 @@ def backtest(prepared: Prepared, verbose: int = 1,
     seen data after that origin), then score it and seasonal naive on every window."""
     c = prepared.config
     n, columns = c.backtest.n_windows, prepared.columns
-    log.info("backtest fit: on the data before the first of %d origins%s", n,
+    log.info("backtest fit on the data before the first of %d origins%s", n,
              "" if initial is None else " (warm start)")
     model = fit(c, splits.before_first_origin(prepared.frame, columns, c.horizon, n, prepared.step), verbose,
                 prefix="backtest_fit.", initial=initial, label="backtest fit")

@@ -110,7 +110,7 @@ def test_the_main_jobs_log_has_one_format_and_labels_every_epoch_with_its_fit(tr
     assert [re.search(r": (\w+) fit: epoch (\d+)/2: loss ", line).groups() for line in epochs] == [
         ("backtest", "1"), ("backtest", "2"), ("final", "1"), ("final", "2")]
     # Each fit is explained before its first epoch line.
-    for fit, explained in (("backtest fit", "backtest fit: on the data before"), ("final fit", "final fit: on all")):
+    for fit, explained in (("backtest fit", "backtest fit on the data before"), ("final fit", "final fit: on all")):
         first_epoch = next(i for i, line in enumerate(log) if f"{fit}: epoch 1/" in line)
         assert any(explained in line for line in log[:first_epoch]), fit
     # MLflow's own registration line, in our format.
