@@ -144,7 +144,8 @@ def _final_fit(prepared: steps.Prepared, bt_model: LSTMForecaster, verbose: int,
 
     def final_fit(with_config: ModelConfig, start: str, model: LSTMForecaster | None = None) -> LSTMForecaster:
         epochs = with_config.training.epochs
-        say(f"final fit: on all the data, {'derived' if epochs is None else epochs} epoch(s)" + _STARTS[start])
+        count = "up to the derived number of epochs" if epochs is None else f"{epochs} epoch(s)"
+        say(f"final fit: on all the data, {count}" + _STARTS[start])
         return steps.fit(with_config, prepared.frame, verbose, initial=model, label="final fit")
 
     if initial is not None:
