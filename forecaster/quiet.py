@@ -114,6 +114,3 @@ def install_startup_hook(site_dir: str | os.PathLike[str] | None = None) -> str:
     hook.write_text(_HOOK_LINE)
     return str(hook)
 
-
-if __name__ == "__main__":  # python -m forecaster.quiet: install the startup hook (scripts/setup-venv.sh)
-    print(f"wrote {install_startup_hook()}")

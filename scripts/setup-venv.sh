@@ -20,7 +20,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 # TensorFlow's start-up notices filtered in every process of .venv, whatever imports it first (forecaster/quiet.py).
-.venv/bin/python -m forecaster.quiet >/dev/null
+.venv/bin/python -c "import forecaster.quiet as q; q.install_startup_hook()"
 # The LSTM layer's CPU kernel: built now (a few seconds, once per source, TensorFlow and CPU: it is cached)
 # rather than inside the first training run. Without a compiler the layer runs its XLA loops.
 bash scripts/ensure-compiler.sh
