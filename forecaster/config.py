@@ -74,6 +74,8 @@ class BacktestConfig:
     n_windows: int = 2
     step: int | None = None  # default: the horizon
     calibrate: bool = True  # conformal corrections of the intervals from the backtest (forecaster.calibration)
+    # Series drawn in evaluation/forecast_vs_actuals.png besides the worst, median and best by MASE.
+    plot_series: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

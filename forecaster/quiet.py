@@ -7,30 +7,44 @@ in every worker. `install` (run when the ``forecaster`` package is imported) put
 ``sys.meta_path`` so that the first import of ``tensorflow``, by whichever module, runs with descriptor 2
 captured; the known informational lines are dropped and anything else is written back, so a real
 warning or an import failure is still seen. TensorFlow's own behaviour is unchanged.
+
+A program that imports TensorFlow (or Keras, which imports it) before ``forecaster`` gets the noise
+before this package can act; `install_startup_hook` (run by ``scripts/setup-venv.sh``) adds a ``.pth``
+file to the environment's site-packages so that the finder is in place when Python starts. That
+costs each interpreter start in the environment the import of this module (the standard library's
+``importlib`` and ``re``, nothing heavy).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
 import importlib.machinery
-import logging
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterator
 from types import ModuleType
 
+# This module is imported at every interpreter start where the startup hook is installed: it imports
+# only what Python has loaded by then anyway, the rest inside the functions that need it.
+
 _NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|I\d{4} .*(port\.cc|cudart_stub\.cc|cpu_feature_guard\.cc).*)$"
+    r"|I\d{4} .*(port\.cc|cudart_stub\.cc|cpu_feature_guard\.cc).*"
+    r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\."
+    # TensorFlow's CUDA wheels on a machine with no GPU: cuInit finds no device (303, "no CUDA device").
+    r"|E\d{4} .*failed call to cuInit: .*UNKNOWN ERROR \(303\).*)$"
 )
+# The .pth line: put the finder in place at interpreter start, if the package is still installed.
+STARTUP_HOOK = "forecaster-quiet.pth"
+_HOOK_LINE = 'import importlib.util; importlib.util.find_spec("forecaster") and __import__("forecaster")\n'
 
 
 @contextlib.contextmanager
 def _filtered_stderr() -> Iterator[None]:
     """Capture descriptor 2 for the duration; write back what is not known start-up noise."""
+    import tempfile
+
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as captured:
@@ -48,7 +62,7 @@ def _filtered_stderr() -> Iterator[None]:
                 print("\n".join(kept), file=sys.stderr)
 
 
-class _AlreadyImported(importlib.abc.Loader):
+class _AlreadyImported:
     """Hands the import system the module that `_QuietTensorFlow` has just imported."""
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
@@ -58,7 +72,7 @@ class _AlreadyImported(importlib.abc.Loader):
         pass
 
 
-class _QuietTensorFlow(importlib.abc.MetaPathFinder):
+class _QuietTensorFlow:
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
         if fullname != "tensorflow":
             return None
@@ -66,6 +80,8 @@ class _QuietTensorFlow(importlib.abc.MetaPathFinder):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         with _filtered_stderr():
             import tensorflow  # noqa: F401
+        import logging
+
         # Each loaded or fitted forecaster compiles its own predict function (reduce_retracing is set);
         # TF counts them together and warns of "retracing" in a job that forecasts with several models.
         logging.getLogger("tensorflow").addFilter(
@@ -85,3 +101,16 @@ def install() -> None:
 def uninstall() -> None:
     with contextlib.suppress(ValueError):
         sys.meta_path.remove(_FINDER)
+
+
+def install_startup_hook(site_dir: str | os.PathLike[str] | None = None) -> str:
+    """Write the ``.pth`` file that quiets TensorFlow's first import in every process of this Python
+    environment, whichever module imports it first (default: this interpreter's site-packages)."""
+    import sysconfig
+    from pathlib import Path
+
+    folder = Path(site_dir or sysconfig.get_paths()["purelib"])
+    hook = folder / STARTUP_HOOK
+    hook.write_text(_HOOK_LINE)
+    return str(hook)
+

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import mlflow
@@ -62,4 +64,16 @@ def ui_command() -> str:
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
         return f"open {uri} (the tracking server's UI)"
-    return f"mlflow ui --backend-store-uri {uri}"
+    return f"{_mlflow_command()} ui --backend-store-uri {uri}"
+
+
+def _mlflow_command() -> str:
+    """The ``mlflow`` command as it can be typed here: this interpreter's own (a virtual environment's
+    ``bin/mlflow`` is not on PATH until it is activated), relative to the working directory when inside it."""
+    beside = Path(sys.executable).parent / "mlflow"
+    if not beside.is_file() or shutil.which("mlflow") == str(beside):
+        return "mlflow"
+    try:
+        return str(Path(os.path.abspath(beside)).relative_to(Path.cwd()))
+    except ValueError:
+        return str(beside)

@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("config", type=Path, help="models/<name>.toml")
     report.add_argument("--plot", type=Path, help="where to write the PNG (default: <output>/_report/accuracy.png)")
+    report.add_argument("--full", action="store_true", help="every as-of time and every horizon step, not a summary")
     return parser
 
 
@@ -189,7 +190,7 @@ def _report(args: argparse.Namespace) -> int:
     from forecaster.config import load_config
     from pipelines.report import report
 
-    print(report(load_config(args.config), args.plot))
+    print(report(load_config(args.config), args.plot, full=args.full))
     return EXIT_OK
 
 
@@ -201,9 +202,12 @@ def _verbose(quiet: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `forecaster` command."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # MLflow's loggers would get a handler and a format of their own: they go through ours instead.
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # tf.distribute logs each all-reduce at INFO
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # MLflow's schema migrations, step by step
     from forecaster import errors
 
     # Our errors, most specific first: (class, what the line says, exit code).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from forecaster.config import ModelConfig
@@ -35,8 +36,13 @@ def history(config: ModelConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, 
     return table, scored.by_step, scored.overall
 
 
-def report(config: ModelConfig, plot_path: Path | None = None) -> str:
-    """The history as text; the plot is written to ``plot_path`` (default ``<output>/_report/accuracy.png``)."""
+SHOWN = 5  # as-of rows in the compact report
+
+
+def report(config: ModelConfig, plot_path: Path | None = None, full: bool = False) -> str:
+    """The history as text: by default a compact summary (the overall scores, the latest as-of times,
+    the horizon steps in a few bands); ``full`` the whole tables. The plot is written to ``plot_path``
+    (default ``<output>/_report/accuracy.png``)."""
     by_as_of, by_step, overall = history(config)
     metric = config.monitor.metric
     if by_as_of.empty:
@@ -44,11 +50,36 @@ def report(config: ModelConfig, plot_path: Path | None = None) -> str:
     plot_path = plot_path or config.output_dir() / "_report" / "accuracy.png"
     promise = by_as_of["backtest_" + metric].dropna()
     job.plot(by_as_of, float(promise.iloc[-1]) if len(promise) else None, metric, plot_path)
-    shown = ["as_of", "model_version", "n_series", "steps_arrived", metric, f"seasonal_naive_{metric}",
-             f"backtest_{metric}", *[c for c in by_as_of.columns if c.startswith("coverage_")],
-             "worst_series", "worst_series_mase"]
-    lines = [f"job {config.name}: {len(by_as_of)} as-of time(s) scored", by_as_of[shown].to_string(
-        index=False, float_format=lambda v: f"{v:.4f}"), "", "per horizon step:",
-        by_step[["step", metric, f"seasonal_naive_{metric}"]].to_string(index=False, float_format=lambda v: f"{v:.4f}"),
-        "", "overall: " + ", ".join(f"{k} {v:.4f}" for k, v in overall.items()), f"plot: {plot_path}"]
+
+    def table(frame: pd.DataFrame) -> str:
+        return frame.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+
+    naive = f"seasonal_naive_{metric}"
+    partial = int((~by_as_of["complete"].astype(bool)).sum())
+    lines = [f"job {config.name}: {len(by_as_of)} as-of time(s) scored, {partial} partial (actuals still arriving)",
+             "overall: " + ", ".join(f"{k} {v:.4f}" for k, v in overall.items())]
+    if full:
+        shown = ["as_of", "model_version", "n_series", "steps_arrived", "complete", metric, naive,
+                 f"backtest_{metric}", *[c for c in by_as_of.columns if c.startswith("coverage_")],
+                 "worst_series", "worst_series_mase"]
+        lines += ["", table(by_as_of[shown]), "", "per horizon step:", table(by_step[["step", metric, naive]])]
+    else:
+        shown = ["as_of", "model_version", "complete", metric, naive, f"backtest_{metric}", "worst_series"]
+        latest = by_as_of[shown].tail(SHOWN)
+        lines += ["", f"latest {len(latest)} as-of time(s):", table(latest), "",
+                  "per horizon step, in bands:", table(_bands(by_step, [metric, naive])),
+                  "(--full: every as-of time and every step)"]
+    lines.append(f"plot: {plot_path}")
     return "\n".join(lines)
+
+
+def _bands(by_step: pd.DataFrame, metrics: list[str], bands: int = 4) -> pd.DataFrame:
+    """The per-step scores averaged over up to ``bands`` runs of consecutive steps ("1-12", "13-24"...)."""
+    ordered = by_step.sort_values("step")
+    parts = np.array_split(np.arange(len(ordered)), min(bands, len(ordered)))
+    groups = [ordered.iloc[part] for part in parts if len(part)]
+    def label(steps: pd.Series) -> str:
+        first, last = int(steps.min()), int(steps.max())
+        return str(first) if first == last else f"{first}-{last}"
+
+    return pd.DataFrame([{"steps": label(g["step"]), **g[metrics].mean()} for g in groups])

@@ -65,7 +65,8 @@ def folder_for(config: ModelConfig, as_of: pd.Timestamp) -> Path:
 def config_hash(config: ModelConfig) -> str:
     """SHA-256 of the config's settings (not of the file's layout or comments)."""
     settings = {**config.to_params(), "output": str(config.output_dir())}
-    settings.pop("schedule.lock_timeout", None)  # how long to wait for the lock changes no result
+    for key in ("schedule.lock_timeout", "backtest.plot_series"):  # how long to wait, what is drawn: no result
+        settings.pop(key, None)
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -140,7 +141,8 @@ def _run_locked(config: ModelConfig, stamp: pd.Timestamp, target: Path, raw: pd.
     tags = {JOB_TAG: config.name, AS_OF_TAG: str(stamp), CONFIG_TAG: config_hash(config),
             DATA_TAG: fp["data.sha256"]}
     outcome = Outcome(str(stamp), "done", str(target))
-    with steps.start_run(config.name, tags=tags) as active:
+    name = f"run {config.name} {stamp:%Y-%m-%dT%H:%M}"
+    with steps.start_run(config.name, tags=tags, kind="run", name=name) as active:
         outcome.run_id = active.info.run_id
         champion = registry.champion_version(client, config.name)
         promise = _promise(client, config, champion)
@@ -175,6 +177,9 @@ def _run_locked(config: ModelConfig, stamp: pd.Timestamp, target: Path, raw: pd.
         say(f"write: {target}")
         outcome.model_version = model.version
         mlflow.set_tags({"forecaster.output": str(target), "forecaster.model_version": model.version})
+        if not outcome.retrained:  # a retraining run is described by train_in_run
+            mlflow.set_tag("mlflow.note.content", f"**{config.name}** as of {stamp}: forecast {len(forecasts)} rows "
+                                                  f"with version {model.version}; retrain not due ({reason}).")
     return outcome
 
 
@@ -280,16 +285,39 @@ def _tempdir() -> Any:
         yield Path(tmp)
 
 
+def with_breaks(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (sorted by ``as_of``) with an empty row inside each gap over 1.5 times the median spacing
+    of its as-of times, so that a plotted line breaks there instead of joining across as-ofs with no data."""
+    gaps = table["as_of"].diff()
+    usual = gaps.median() if len(table) > 2 else None
+    if usual is None or not usual > pd.Timedelta(0):
+        return table
+    cuts = table.loc[(gaps > 1.5 * usual).to_numpy(), "as_of"] - usual
+    return pd.concat([table, pd.DataFrame({"as_of": cuts})]).sort_values("as_of", kind="stable")
+
+
 def plot(table: pd.DataFrame, promise: float | None, metric: str, path: Path) -> None:
-    """Accuracy per as-of (a `forecaster.monitoring` table): the model, seasonal naive, the promise."""
+    """Accuracy per as-of (a `forecaster.monitoring` table): the model, seasonal naive, the promise.
+
+    Lines join only neighbouring as-of times: where the gap to the next is over 1.5 times the usual
+    spacing (as-ofs with no forecast, or none with actuals yet) they break. An as-of whose actuals have
+    not all arrived (``complete`` false) is drawn hollow: its figure can still move."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    table = table.assign(as_of=pd.to_datetime(table["as_of"])).sort_values("as_of")
+    broken = with_breaks(table)
+    partial = table[~table["complete"].astype(bool)] if "complete" in table else table.iloc[:0]
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax.plot(table["as_of"], table[metric], marker="o", label=f"forecasts ({metric})")
-    ax.plot(table["as_of"], table[f"seasonal_naive_{metric}"], marker=".", alpha=0.7, label="seasonal naive")
+    for column, style, label in ((metric, dict(marker="o", color="C0"), f"forecasts ({metric})"),
+                                 (f"seasonal_naive_{metric}", dict(marker=".", color="C1", alpha=0.7),
+                                  "seasonal naive")):
+        ax.plot(broken["as_of"], broken[column], label=label, **style)
+    if len(partial):
+        ax.plot(partial["as_of"], partial[metric], linestyle="none", marker="o", markerfacecolor="white",
+                color="C0", label="partial: actuals still arriving")
     if promise is not None:
         ax.axhline(promise, color="grey", linestyle="--", label=f"backtest promise {promise:.3f}")
     ax.set_xlabel("as-of")

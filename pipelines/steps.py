@@ -11,14 +11,17 @@ here too, so batch prediction, promotion and the scheduled job load models one w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
+import io
 import json
 import logging
 import os
 import re
 import socket
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -180,11 +183,36 @@ class EpochLogger(keras.callbacks.Callback):
         mlflow.log_metrics({f"{self.prefix}{k}": float(v) for k, v in (logs or {}).items()}, step=epoch)
 
 
+class EpochLines(keras.callbacks.Callback):
+    """One log line per epoch, in the job's own format and labelled with its fit ("final fit: epoch 2/3:
+    loss 0.41, val_loss 0.44, 5.1 s"): what Keras' ``verbose=2`` prints, without the label, otherwise."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        losses = ", ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items() if "loss" in k)
+        log.info("%s: epoch %d/%d: %s, %.1f s", self.label, epoch + 1, self.params.get("epochs", 0), losses,
+                 time.monotonic() - self._started)
+
+
 def fit(config: ModelConfig, frame: pd.DataFrame, verbose: int = 1, prefix: str = "",
-        initial: LSTMForecaster | None = None) -> LSTMForecaster:
+        initial: LSTMForecaster | None = None, label: str = "fit") -> LSTMForecaster:
     """A forecaster fitted on ``frame`` (losses logged to the active run under ``prefix``); ``initial``,
-    a fitted forecaster of the same architecture, warm-starts it from its weights."""
-    callbacks = [EpochLogger(prefix)] if mlflow.active_run() else []
+    a fitted forecaster of the same architecture, warm-starts it from its weights.
+
+    ``verbose`` 2 (a log, not a terminal) gives one `EpochLines` line per epoch labelled ``label``
+    instead of Keras' unlabelled ones; 1 keeps Keras' progress bar, 0 says nothing.
+    """
+    callbacks: list[keras.callbacks.Callback] = [EpochLogger(prefix)] if mlflow.active_run() else []
+    if verbose == 2:
+        callbacks.append(EpochLines(label))
+        verbose = 0
     return make_forecaster(config, verbose).fit(frame, callbacks=callbacks, initial=initial)
 
 
@@ -194,9 +222,10 @@ def backtest(prepared: Prepared, verbose: int = 1,
     seen data after that origin), then score it and seasonal naive on every window."""
     c = prepared.config
     n, columns = c.backtest.n_windows, prepared.columns
-    log.info("backtest fit on the data before the first of %d origins", n)
+    log.info("backtest fit on the data before the first of %d origins%s", n,
+             "" if initial is None else " (warm start)")
     model = fit(c, splits.before_first_origin(prepared.frame, columns, c.horizon, n, prepared.step), verbose,
-                prefix="backtest_fit.", initial=initial)
+                prefix="backtest_fit.", initial=initial, label="backtest fit")
     result = run_backtest(model.predict, prepared.frame, columns, c.horizon, n, prepared.step, prepared.season,
                           model.quantiles_)
     if mlflow.active_run():
@@ -247,14 +276,20 @@ def signature(config: ModelConfig) -> ModelSignature:
     return ModelSignature(Schema(inputs), Schema(outputs), params)
 
 
-def start_run(experiment_name: str, tags: dict[str, str] | None = None) -> mlflow.ActiveRun:
-    """A new MLflow run of ours, tagged with this host and process (see `mark_abandoned_runs`); runs
-    that earlier processes of this host left RUNNING are marked FAILED first."""
+KIND_TAG = "forecaster.kind"  # "train" (forecaster train) or "run" (the scheduled job): the UI's filter
+
+
+def start_run(experiment_name: str, tags: dict[str, str] | None = None, kind: str = "train",
+              name: str | None = None) -> mlflow.ActiveRun:
+    """A new MLflow run of ours named for what it is (``name``, default ``"<kind> <experiment>"``),
+    tagged with its kind and with this host and process (see `mark_abandoned_runs`); runs that earlier
+    processes of this host left RUNNING are marked FAILED first."""
     experiment_id = tracking.ensure_experiment(experiment_name)
     for run_id in mark_abandoned_runs(MlflowClient(), experiment_id):
         log.warning("run %s was left RUNNING by a process that died: marked FAILED", run_id)
-    own = {"forecaster.host": socket.gethostname(), "forecaster.pid": str(os.getpid())}
-    return mlflow.start_run(experiment_id=experiment_id, tags=own | (tags or {}))
+    own = {"forecaster.host": socket.gethostname(), "forecaster.pid": str(os.getpid()), KIND_TAG: kind}
+    return mlflow.start_run(experiment_id=experiment_id, run_name=name or f"{kind} {experiment_name}",
+                            tags=own | (tags or {}))
 
 
 def log_inputs(prepared: Prepared) -> None:
@@ -265,18 +300,70 @@ def log_inputs(prepared: Prepared) -> None:
     mlflow.set_tags({f"version.{name}": importlib.metadata.version(name) for name in PINNED}
                     | {"version.forecaster": forecaster.__version__})
     mlflow.log_dict({**prepared.vframe.report, "too_short": prepared.too_short}, "data_report.json")
+    log_dataset(prepared)
 
 
-def log_evaluation(prepared: Prepared, result: BacktestResult, fits: dict[str, dict[str, list[float]]]) -> None:
-    """The backtest's per-series table and two plots, under ``evaluation/`` of the active run."""
+def log_dataset(prepared: Prepared, context: str = "training") -> None:
+    """The data as an MLflow dataset input of the active run (the UI's "Datasets"): its source, schema,
+    size and, as digest, the content hash of `Prepared.fingerprint`; the rows themselves are not copied."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.pandas_dataset import from_pandas
+
+    source = prepared.config.source_path()
+    resolved = None
+    if not source.startswith("package:"):
+        with warnings.catch_warnings():  # a local path matches MLflow's "" and "file" schemes alike: it says so
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                resolved = resolve_dataset_source(source)
+            except mlflow.exceptions.MlflowException:
+                resolved = None
+    dataset = from_pandas(prepared.raw, source=resolved or CodeDatasetSource({"forecaster.source": source}),
+                          name=prepared.config.name, targets=prepared.columns.target,
+                          digest=prepared.fingerprint()["data.sha256"])
+    mlflow.log_input(dataset, context=context)
+
+
+def log_evaluation(prepared: Prepared, result: BacktestResult, fits: dict[str, dict[str, list[float]]],
+                   continues: bool = True) -> None:
+    """The backtest's per-series table and two plots, under ``evaluation/`` of the active run.
+
+    ``fits`` are the losses of each fit in order; ``continues``: the last one went on from the one
+    before (a warm start), so its epochs are numbered on after them."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         result.per_series.to_csv(out / "backtest_per_series.csv", index=False)
-        _plots(out, result, fits, prepared.config)
+        plot_losses(fits, out / "loss_curves.png", continues)
+        plot_forecasts(prepared, result, out / "forecast_vs_actuals.png")
         for name in ("backtest_per_series.csv", "loss_curves.png", "forecast_vs_actuals.png"):
             mlflow.log_artifact(str(out / name), artifact_path="evaluation")
 
 
+def log_headline(prepared: Prepared, result: BacktestResult) -> None:
+    """The promotion metric of the backtest, the network's and seasonal naive's, as top-level metrics
+    (``mase``, ``seasonal_naive_mase``): the first columns a run list can show, beside the full
+    ``backtest.<model>.<metric>`` set."""
+    metric = prepared.config.promotion.metric
+    figures = {metric: result.summary[LSTM][metric], f"seasonal_naive_{metric}": result.summary[BASELINE][metric]}
+    mlflow.log_metrics({k: float(v) for k, v in figures.items() if np.isfinite(v)})
+
+
+def describe_run(prepared: Prepared, result: BacktestResult, version: str | None,
+                 decision: registry.PromotionDecision | None) -> None:
+    """The active run's description (the UI's "Description", tag ``mlflow.note.content``): the data,
+    the backtest's headline figures and the registry's decision, in a few lines of Markdown."""
+    c, fp = prepared.config, prepared.fingerprint()
+    metric = c.promotion.metric
+    lines = [f"**{c.name}**: {fp['data.n_series']} series, {fp['data.n_rows']} rows from {fp['data.start']} "
+             f"to {fp['data.end']} (digest {fp['data.sha256']}).",
+             f"Backtest on {c.backtest.n_windows} window(s) of {c.horizon} steps: {metric} "
+             f"**{result.summary[LSTM][metric]:.4f}**, seasonal naive {result.summary[BASELINE][metric]:.4f}."]
+    if version is not None and decision is not None:
+        lines.append(f"Version {version}: **{'champion' if decision.promoted else 'challenger'}** ({decision.reason}).")
+    else:
+        lines.append("Not registered.")
+    mlflow.set_tag("mlflow.note.content", "\n\n".join(lines))
 def log_model(config: ModelConfig, model: LSTMForecaster) -> str:
     """Log ``model`` as the active run's pyfunc model, with the SHA-256 of every file as a run tag;
     returns its URI."""
@@ -301,8 +388,17 @@ def log_model(config: ModelConfig, model: LSTMForecaster) -> str:
 
 
 def register(model_uri: str, name: str) -> str:
-    """A new registered version of ``name`` from ``model_uri``; returns its number."""
-    return str(mlflow.register_model(model_uri, name).version)
+    """A new registered version of ``name`` from ``model_uri``; returns its number.
+
+    MLflow prints its own lines for this ("Successfully registered model ...", "Created version ...")
+    straight to stderr; they are caught and logged in the job's format instead."""
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        version = str(mlflow.register_model(model_uri, name).version)
+    for line in said.getvalue().splitlines():
+        if line.strip():
+            log.info("mlflow: %s", line.strip())
+    return version
 
 
 @dataclass
@@ -542,39 +638,116 @@ def forecast(model: LoadedModel, history: pd.DataFrame, horizon: int | None = No
 # --------------------------------------------------------------------------- plots
 
 
-def _plots(out: Path, result: BacktestResult, fits: dict[str, dict[str, list[float]]], config: ModelConfig) -> None:
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4))
+    return plt
+
+
+def epoch_numbers(fits: dict[str, dict[str, list[float]]]) -> dict[str, np.ndarray]:
+    """The epoch numbers `plot_losses` gives each fit: one after another, so a later fit's epochs are
+    numbered on after the earlier ones' (a warm-started final fit continues the backtest fit's curve)."""
+    numbers, first = {}, 0
     for label, history in fits.items():
+        epochs = max((len(v) for v in history.values()), default=0)
+        numbers[label] = np.arange(first + 1, first + epochs + 1)
+        first += epochs
+    return numbers
+
+
+def plot_losses(fits: dict[str, dict[str, list[float]]], path: Path, continues: bool = True) -> None:
+    """Each fit's losses per epoch, numbered on across fits (`epoch_numbers`), with a line where each
+    later fit starts saying whether it went on from the one before (``continues``) or from scratch."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    colours: dict[str, str] = {}
+    numbers = epoch_numbers(fits)
+    for n, (label, history) in enumerate(fits.items()):
+        x = numbers[label]
+        if n > 0 and len(x):
+            ax.axvline(x[0] - 0.5, color="grey", linestyle=":", linewidth=1)
+            ax.annotate(f" {label}" + (" (warm start)" if continues else " (from scratch)"), (x[0] - 0.5, 0.98),
+                        xycoords=("data", "axes fraction"), fontsize=8, ha="left", va="top", color="grey")
         for key, values in history.items():
-            ax.plot(np.arange(1, len(values) + 1), values, label=f"{label} {key}")
+            colour = colours.setdefault(key, f"C{len(colours)}")
+            ax.plot(x[:len(values)], values, color=colour, marker=".",
+                    linestyle="-" if n == len(fits) - 1 else "--", label=f"{label} {key}")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_ylabel("loss (scaled)")
-    ax.legend()
-    fig.savefig(out / "loss_curves.png", dpi=90, bbox_inches="tight")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
 
-    c = config.data
-    last = result.forecasts[result.forecasts[WINDOW_COLUMN] == result.forecasts[WINDOW_COLUMN].max()]
-    ids = list(pd.unique(last[c.id]))[:6]
-    fig, axes = plt.subplots(len(ids), 1, figsize=(9, 2.2 * len(ids)), squeeze=False)
+
+def check_plot_series(prepared: Prepared) -> None:
+    """ConfigError naming the series of ``[backtest] plot_series`` that are not in the data (checked
+    before training, so a typo costs no fit)."""
+    known = set(prepared.frame[prepared.columns.id].astype(str))
+    missing = [s for s in prepared.config.backtest.plot_series if str(s) not in known]
+    if missing:
+        raise ConfigError(f"[backtest] plot_series names series not in the data: {missing[:5]}")
+
+
+def plotted_series(prepared: Prepared, result: BacktestResult) -> dict[str, str]:
+    """The series `plot_forecasts` draws, each with why: the worst, median and best by the network's
+    backtest MASE, then those ``[backtest] plot_series`` names (see `check_plot_series`)."""
+    id_col = prepared.columns.id
+    check_plot_series(prepared)
+    table = result.per_series[result.per_series[MODEL_COLUMN] == LSTM]
+    scores = table.groupby(table[id_col].astype(str))["mase"].mean().dropna().sort_values(kind="stable")
+    chosen: dict[str, str] = {}
+    if len(scores):
+        for why, at in (("worst", len(scores) - 1), ("median", (len(scores) - 1) // 2), ("best", 0)):
+            chosen.setdefault(str(scores.index[at]), f"{why} MASE")
+    for sid in prepared.config.backtest.plot_series:
+        chosen.setdefault(str(sid), "named in [backtest] plot_series")
+    return chosen
+
+
+def plot_forecasts(prepared: Prepared, result: BacktestResult, path: Path) -> None:
+    """Forecasts against actuals for the series of `plotted_series`: three horizons of history before the
+    first backtest origin, every window's forecast with its outer quantile band and seasonal naive, and
+    each series' scores over the windows in its title."""
+    plt = _pyplot()
+    config, c = prepared.config, prepared.columns
+    chosen = plotted_series(prepared, result)
+    forecasts = result.forecasts.assign(_id=result.forecasts[c.id].astype(str))
+    frame = prepared.frame.assign(_id=prepared.frame[c.id].astype(str))
+    table = result.per_series.assign(_id=result.per_series[c.id].astype(str))
     qs = sorted(config.quantiles)
-    for ax, sid in zip(axes[:, 0], ids):
-        part = last[last[c.id] == sid]
-        ax.plot(part[c.time], part[c.target], color="black", label="actual")
-        ax.plot(part[c.time], part[FORECAST_COLUMN], label="forecast")
-        ax.plot(part[c.time], part[BASELINE], alpha=0.6, label="seasonal naive")
-        if len(qs) >= 2:
-            ax.fill_between(part[c.time], part[quantile_name(qs[0])], part[quantile_name(qs[-1])], alpha=0.2,
-                            label=f"{quantile_name(qs[0])}-{quantile_name(qs[-1])}")
-        ax.set_title(str(sid), fontsize=9)
-    axes[0, 0].legend(fontsize=7)
+    band = (quantile_name(qs[0]), quantile_name(qs[-1])) if len(qs) >= 2 else None
+    fig, axes = plt.subplots(max(len(chosen), 1), 1, figsize=(10, 2.6 * max(len(chosen), 1)), squeeze=False)
+    for ax, (sid, why) in zip(axes[:, 0], chosen.items()):
+        part = forecasts[forecasts["_id"] == sid]
+        series = frame[frame["_id"] == sid]
+        if len(part):
+            first = part[CUTOFF_COLUMN].min()
+            before = series[series[c.time] <= first].tail(3 * config.horizon)
+            series = pd.concat([before, series[series[c.time] > first]])
+        else:
+            series = series.tail(3 * config.horizon)
+        ax.plot(series[c.time], series[c.target], color="black", linewidth=1, label="actual")
+        for n, (_, window) in enumerate(part.groupby(WINDOW_COLUMN, sort=True)):
+            ax.plot(window[c.time], window[FORECAST_COLUMN], color="C0", label="forecast" if n == 0 else None)
+            ax.plot(window[c.time], window[BASELINE], color="C1", alpha=0.6, linestyle="--",
+                    label="seasonal naive" if n == 0 else None)
+            if band is not None and band[0] in window and band[1] in window:
+                ax.fill_between(window[c.time], window[band[0]], window[band[1]], color="C0", alpha=0.2,
+                                label=f"{band[0]}-{band[1]}" if n == 0 else None)
+            ax.axvline(window[CUTOFF_COLUMN].iloc[0], color="grey", linestyle=":", linewidth=1)
+        scores = table[table["_id"] == sid].groupby(MODEL_COLUMN)[["mase", "smape"]].mean()
+        figures = ", ".join(f"{'forecast' if m == LSTM else 'seasonal naive'} MASE {scores.loc[m, 'mase']:.3f}"
+                            for m in (LSTM, BASELINE) if m in scores.index)
+        ax.set_title(f"{sid} ({why})" + (f": {figures}" if figures else ": not backtested (too short)"),
+                     fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[0, 0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    fig.savefig(out / "forecast_vs_actuals.png", dpi=90)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 

@@ -49,6 +49,7 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
     config = prepared.config
     warm = config if warm_epochs is None else replace(config, training=replace(config.training, epochs=warm_epochs))
     run = mlflow.active_run()
+    steps.check_plot_series(prepared)
     steps.log_inputs(prepared)
     short = steps.describe_short(prepared.too_short)
     if short:
@@ -56,11 +57,12 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
     bt_initial = initial if initial is not None and _trained_before_first_origin(initial, prepared) else None
     bt_prepared = prepared if bt_initial is None else replace(prepared, config=warm)
     bt_model, result = steps.backtest(bt_prepared, verbose, initial=bt_initial)
+    steps.log_headline(prepared, result)
     metric = config.promotion.metric
     say(f"backtest: lstm {metric} {result.summary[LSTM][metric]:.4f}, seasonal naive "
         f"{result.summary[BASELINE][metric]:.4f}" + (" (warm start)" if bt_initial is not None else ""))
-    final, start = _final_fit(prepared, bt_model, verbose, initial, warm)
-    say(f"fit: {len(final.history_.get('loss', []))} epoch(s) on all the data" + _STARTS[start])
+    final, start = _final_fit(prepared, bt_model, verbose, initial, warm, say)
+    say(f"final fit: done, {len(final.history_.get('loss', []))} epoch(s) on all the data" + _STARTS[start])
     if final.resolved_.derived:
         say(f"derived settings ({', '.join(final.resolved_.derived)}): {steps.describe_resolved(final)}")
     if final.combine_scores_:
@@ -74,7 +76,8 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
         calibration = steps.calibrate(final, result)
         if calibration:
             say(f"calibrate: {calibration}")
-    steps.log_evaluation(prepared, result, {"backtest fit": bt_model.history_, "final fit": final.history_})
+    steps.log_evaluation(prepared, result, {"backtest fit": bt_model.history_, "final fit": final.history_},
+                         continues=start != "full")
     model_uri = steps.log_model(config, final)
     say(f"log: {model_uri}")
     version, decision = None, None
@@ -90,6 +93,7 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
             say(f"promote: version {version} {'champion' if decision.promoted else 'challenger'} "
                 f"({decision.reason})")
         mlflow.set_tags({"registry.version": version, **decision.tags()})
+    steps.describe_run(prepared, result, version, decision)
     return TrainResult(run.info.run_id, config.name, version, decision, result, final, short)
 
 
@@ -116,6 +120,7 @@ def train(config: ModelConfig, register: bool = True, verbose: int = 1) -> Train
     name = config.training.strategy
     distribute.strategy(name)  # made before TensorFlow runs anything; checks TF_CONFIG
     prepared = steps.prepare(config)
+    steps.check_plot_series(prepared)
     if not distribute.is_chief(name):
         return _train_beside_the_chief(prepared, verbose)
     # The store is touched only once the data has passed its checks: bad data leaves nothing behind.
@@ -125,26 +130,34 @@ def train(config: ModelConfig, register: bool = True, verbose: int = 1) -> Train
 
 
 def _final_fit(prepared: steps.Prepared, bt_model: LSTMForecaster, verbose: int,
-               initial: LSTMForecaster | None = None, warm: ModelConfig | None = None
-               ) -> tuple[LSTMForecaster, str]:
+               initial: LSTMForecaster | None = None, warm: ModelConfig | None = None,
+               say: Callable[[str], None] = log.info) -> tuple[LSTMForecaster, str]:
     """The forecaster fitted on all the data, and what it started from (a key of `_STARTS`).
 
     From ``initial`` (the champion) with ``warm``'s epochs when given; else, when ``[training]
     final_fit`` says so (`forecaster.defaults.warm_final_fit`), from the backtest model for
     ``final_epochs`` epochs: it has learnt all but the steps the backtest held back, so a few epochs on
     everything replace a second fit from scratch (never more epochs than ``epochs``, when that is set).
+    ``say`` hears which, before the fit's epoch lines.
     """
     config = prepared.config
+
+    def final_fit(with_config: ModelConfig, start: str, model: LSTMForecaster | None = None) -> LSTMForecaster:
+        epochs = with_config.training.epochs
+        count = "up to the derived number of epochs" if epochs is None else f"{epochs} epoch(s)"
+        say(f"final fit: on all the data, {count}" + _STARTS[start])
+        return steps.fit(with_config, prepared.frame, verbose, initial=model, label="final fit")
+
     if initial is not None:
-        return steps.fit(warm or config, prepared.frame, verbose, initial=initial), "champion"
+        return final_fit(warm or config, "champion", initial), "champion"
     held_back = config.backtest.n_windows * prepared.step
     lengths = prepared.frame.groupby(prepared.columns.id, sort=False).size().to_numpy()
     if warm_final_fit(config.training.final_fit, held_back, lengths):
         t = config.training
         epochs = t.final_epochs if t.epochs is None else min(t.final_epochs, t.epochs)
         warm = replace(config, training=replace(t, epochs=epochs))
-        return steps.fit(warm, prepared.frame, verbose, initial=bt_model), "warm"
-    return steps.fit(config, prepared.frame, verbose), "full"
+        return final_fit(warm, "warm", bt_model), "warm"
+    return final_fit(config, "full"), "full"
 
 
 def _train_beside_the_chief(prepared: steps.Prepared, verbose: int) -> TrainResult:

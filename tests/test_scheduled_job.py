@@ -158,6 +158,14 @@ def test_backfill_runs_in_order_monitors_and_resumes_after_a_failure(tmp_path, s
     assert retrain["2024-01-11 00:00"].startswith("no champion")
     assert retrain["2024-01-11 12:00"].startswith("within the cadence")
     assert retrain["2024-01-12 00:00"].startswith("cadence")  # a day after the last training
+    # Each run named for its job and as-of, of kind "run", described: a retraining one as a training is.
+    assert {r.info.run_name for r in by_as_of.values()} == {
+        "run backfill 2024-01-11T00:00", "run backfill 2024-01-11T12:00", "run backfill 2024-01-12T00:00",
+        "run backfill 2024-01-12T12:00"}
+    assert {r.data.tags["forecaster.kind"] for r in by_as_of.values()} == {"run"}
+    assert "retrain not due" in by_as_of[str(pd.Timestamp("2024-01-11 12:00"))].data.tags["mlflow.note.content"]
+    assert "Backtest on 2 window(s)" in by_as_of[str(pd.Timestamp("2024-01-12 00:00"))].data.tags[
+        "mlflow.note.content"]
     # The second as-of scored the first one's forecasts against the actuals that had arrived.
     second = by_as_of[str(pd.Timestamp("2024-01-11 12:00"))]
     assert 0 < second.data.metrics["monitor.mase"] < 50
