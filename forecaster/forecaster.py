@@ -36,7 +36,7 @@ from forecaster.data.windows import (
     make_window_dataset,
 )
 from forecaster.defaults import Derived, SeriesRules, default_input_size, derive
-from forecaster.errors import ConfigError, ModelError, ShortHistoryError
+from forecaster.errors import ConfigError, ModelError, ShortHistoryError, ValueRangeError
 from forecaster.integrity import sha256
 from forecaster.losses import PointAndQuantileLoss
 from forecaster.network import NetworkSpec, build_network
@@ -72,6 +72,15 @@ def _check_files(path: Path) -> None:
 
 PREDICT_CHUNK = 8192
 LR_SCHEDULES = ("constant", "cosine")
+
+
+def _check_finite(out: pd.DataFrame, value_columns: list[str], columns: Any) -> None:
+    """A forecast is never NaN or infinite: ValueRangeError naming the series and times where it is."""
+    bad = ~np.isfinite(out[value_columns].to_numpy(dtype="float64")).all(axis=1)
+    if bad.any():
+        raise ValueRangeError("the forecast is not finite: the series' values are beyond what the model can "
+                              "carry", column=FORECAST_COLUMN, series=pd.unique(out.loc[bad, columns.id]),
+                              timestamps=list(out.loc[bad, columns.time]))
 
 
 def _average_members(members: list[keras.Model]) -> keras.Model:
@@ -470,7 +479,9 @@ class LSTMForecaster:
         keep += [quantile_name(q) for q in self.quantiles_ if any(np.isclose(q, w) for w in wanted)]
         order = {sid: i for i, sid in enumerate(vframe.ids)}
         out = out.assign(_order=out[columns.id].map(order)).sort_values(["_order", columns.time], kind="stable")
-        return out[[*keep, MODEL_COLUMN]].reset_index(drop=True)
+        out = out[[*keep, MODEL_COLUMN]].reset_index(drop=True)
+        _check_finite(out, keep[2:], columns)
+        return out
 
     def _empty_output(self) -> pd.DataFrame:
         names = [quantile_name(q) for q in self.quantiles_]
