@@ -145,6 +145,10 @@ class ValueRangeError(DataError):
     forecast that came out not finite: refused rather than answered with NaN or inf."""
 
 
+class RequestTooLargeError(DataError):
+    """A request to the model server over one of its documented limits (`forecaster.serving.Limits`)."""
+
+
 class ShortHistoryError(DataError):
     """A series has fewer rows than required."""
 
