@@ -20,6 +20,7 @@ __all__ = [
     "seasonal_naive",
     "seasonal_naive_batch",
     "seasonal_naive_intervals",
+    "seasonal_naive_intervals_batch",
     "seasonality_test",
     "theta_batch",
 ]
@@ -427,16 +428,32 @@ def seasonal_naive_intervals(
     spread", not "certain". The quantiles are non-decreasing in q, and q0.5 is not forced onto the
     point forecast (the median error may be non-zero if the history is biased).
     """
+    return seasonal_naive_intervals_batch([history], horizon, m, quantiles)[0]
+
+
+def seasonal_naive_intervals_batch(histories: Sequence[np.ndarray], horizon: int, m: int,
+                                   quantiles: Sequence[float]) -> np.ndarray:
+    """`seasonal_naive_intervals` for many series at once, shape (n, horizon, n_quantiles): one padded
+    matrix of errors and one quantile call, no loop over series (20,000 series of 3 values took 46 s
+    one at a time)."""
     _check(horizon, m)
-    x = _history(history)
+    arrays = [_history(h) for h in histories]
     qs = np.asarray(quantiles, dtype=np.float64).reshape(-1)
     if np.any(~(qs > 0) | ~(qs < 1)):
         raise ValueError(f"quantiles must lie strictly between 0 and 1, got {qs.tolist()}")
-    point = seasonal_naive(x, horizon, m)
-    lag = m if x.size > m else 1
-    errors = x[lag:] - x[:-lag]
-    errors = errors[~np.isnan(errors)]
-    if errors.size == 0:
-        return np.repeat(point[:, None], qs.size, axis=1)
-    seasons_ahead = np.ceil(np.arange(1, horizon + 1) / lag)
-    return point[:, None] + np.sqrt(seasons_ahead)[:, None] * np.quantile(errors, qs)[None, :]
+    if not arrays:
+        return np.empty((0, horizon, qs.size))
+    point = seasonal_naive_batch(arrays, horizon, m)
+    lengths = np.array([a.size for a in arrays], dtype=np.int64)
+    padded = np.full((len(arrays), int(lengths.max())), np.nan)
+    padded[np.arange(padded.shape[1])[None, :] < lengths[:, None]] = np.concatenate(arrays)
+    lag = np.where(lengths > m, m, 1)
+    later = np.arange(padded.shape[1])[None, :] + lag[:, None]
+    rows = np.arange(len(arrays))[:, None]
+    errors = np.where(later < lengths[:, None], padded[rows, np.minimum(later, padded.shape[1] - 1)] - padded, np.nan)
+    has_errors = (~np.isnan(errors)).any(axis=1)
+    spread = np.zeros((len(arrays), qs.size))
+    if has_errors.any():
+        spread[has_errors] = np.nanquantile(errors[has_errors], qs, axis=1).T
+    seasons_ahead = np.ceil(np.arange(1, horizon + 1)[None, :] / lag[:, None])
+    return point[:, :, None] + np.sqrt(seasons_ahead)[:, :, None] * spread[:, None, :]
