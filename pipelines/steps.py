@@ -519,8 +519,8 @@ def fetch_verified(uri: str, into: Path) -> str:
     except (OSError, mlflow.exceptions.MlflowException) as exc:
         message = exc.message if isinstance(exc, mlflow.exceptions.MlflowException) else str(exc)
         raise ModelError(f"cannot fetch {uri}: {(message.strip().splitlines() or [''])[0][:300]}") from None
-    saved_forecaster(local)  # before any hash: says why a folder is not ours
-    run_id = _run_of(uri) if folder is None else read_mlmodel(local).get("run_id")
+    saved_forecaster(local, uri)  # before any hash: says why a folder is not ours
+    run_id = _run_of(uri) if folder is None else read_mlmodel(local, uri).get("run_id")
     try:
         recorded = None if run_id is None else MlflowClient().get_run(str(run_id)).data.tags.get(MODEL_HASHES_TAG)
     except mlflow.exceptions.MlflowException:
