@@ -4,7 +4,8 @@ Two records: a saved forecaster folder's ``manifest.json`` (its network, scaler 
 by `LSTMForecaster.load` wherever it loads), and a logged MLflow model's tag `MODEL_HASHES_TAG` on its
 run (every file of the model, checked by `forecaster predict` before loading). The tag lives in the
 tracking store, not beside the files, so whoever can write the artifact store cannot make a replaced
-file pass.
+file pass. And the shape of a model folder of ours (`saved_forecaster`), checked from its files alone
+before anything of it is loaded: which loader, which artifact, where.
 """
 
 from __future__ import annotations
