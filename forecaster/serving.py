@@ -127,8 +127,11 @@ class Limits:
 
     max_bytes: int = 32 * 2**20
     max_depth: int = 16  # a frame needs 4: {"dataframe_split": {"data": [[...]]}}
-    max_rows: int = 1_000_000
-    max_series: int = 10_000
+    # At these, one request took 9-11 s of `predict` with the test's tiny model on a shared 2-core machine
+    # (2,000 series of 100 points; 200 of 1,000, the members' tail); 1,000 of 1,000 took 40 s
+    # (`bench/bench_request_cost.py`). MLflow's request timeout is 60 s.
+    max_rows: int = 200_000
+    max_series: int = 2_000
 
     @classmethod
     def from_environment(cls) -> Limits:
