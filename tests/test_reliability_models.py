@@ -158,18 +158,20 @@ def test_a_changed_or_added_file_and_a_folder_without_a_record_are_refused(regis
 # --------------------------------------------------------------------------- values the model cannot carry
 
 
-def test_a_huge_value_is_a_data_error_naming_series_and_time_exit_3(registry, tmp_path):
-    uri, _, data = registry
+def test_a_huge_value_is_a_data_error_naming_series_and_time_exit_3(registry, tmp_path, capsys):
+    from pipelines.cli import EXIT_DATA, main
+
+    _, _, data = registry
     history = _history(data)
     last = history.index[history["unique_id"] == "S1"][-5]
     history.loc[last, "y"] = 1e30
     history.to_csv(tmp_path / "h.csv", index=False)
-    done = _cli(["predict", "--model", "models:/tiny/1", "--input", str(tmp_path / "h.csv"),
-                 "--output", str(tmp_path / "f.csv")], uri, tmp_path)
-    assert done.returncode == 3, done.stderr
-    first = done.stderr.strip().splitlines()
-    assert len(first) == 1 and first[0].startswith("forecaster: data error: 1 target value(s) beyond +-1e+15")
-    assert "series: S1" in first[0] and str(pd.Timestamp(history.loc[last, "ds"]).isoformat()) in first[0]
+    code = main(["predict", "--model", "models:/tiny/1", "--input", str(tmp_path / "h.csv"),
+                 "--output", str(tmp_path / "f.csv")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == EXIT_DATA, err
+    assert len(err) == 1 and err[0].startswith("forecaster: data error: 1 target value(s) beyond +-1e+15")
+    assert "series: S1" in err[0] and str(pd.Timestamp(history.loc[last, "ds"]).isoformat()) in err[0]
     assert not (tmp_path / "f.csv").exists()
 
 

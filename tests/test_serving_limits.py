@@ -152,3 +152,13 @@ def test_small_requests_keep_answering_while_another_client_sends_big_ones(serve
     assert [c for c, _ in light] == [200] * len(light)  # every small request answered within the timeout
     assert sorted({c for c, _ in heavy}) == [200, 400, 413]  # long but allowed: answered; over: refused
     assert [c for c, _ in heavy] == [200, 413, 400] * 3
+
+
+def test_the_limits_come_from_the_environment_and_a_bad_one_is_refused(monkeypatch):
+    from forecaster.errors import ConfigError
+
+    monkeypatch.setenv("FORECASTER_SERVE_MAX_ROWS", "10")
+    assert Limits.from_environment().max_rows == 10 and Limits.from_environment().max_series == Limits().max_series
+    monkeypatch.setenv("FORECASTER_SERVE_MAX_ROWS", "ten")
+    with pytest.raises(ConfigError, match=r"FORECASTER_SERVE_MAX_ROWS must be a positive integer, got 'ten'"):
+        Limits.from_environment()
