@@ -548,7 +548,7 @@ def load(model_uri: str) -> LoadedModel:
     name, version, uri = resolve(model_uri)
     # The model reads all of its files into memory, so the checked copy goes afterwards.
     with tempfile.TemporaryDirectory(prefix="forecaster-model-") as tmp:
-        model = LSTMForecaster.load(saved_forecaster(fetch_verified(uri, Path(tmp) / "model")))
+        model = LSTMForecaster.load(saved_forecaster(fetch_verified(uri, Path(tmp) / "model"), uri))
     return LoadedModel(name, version, uri, model)
 
 
