@@ -157,6 +157,8 @@ def test_small_requests_keep_answering_while_another_client_sends_big_ones(serve
 def test_the_limits_come_from_the_environment_and_a_bad_one_is_refused(monkeypatch):
     from forecaster.errors import ConfigError
 
+    for key in LIMITS:  # the module's server fixture may have set them
+        monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("FORECASTER_SERVE_MAX_ROWS", "10")
     assert Limits.from_environment().max_rows == 10 and Limits.from_environment().max_series == Limits().max_series
     monkeypatch.setenv("FORECASTER_SERVE_MAX_ROWS", "ten")
