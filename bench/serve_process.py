@@ -24,7 +24,8 @@ def start_server(model_uri: str, tracking_uri: str, log_path: Path, timeout: flo
     The venv's bin goes first on PATH: the server runs uvicorn from there.
     """
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
+    # Pickle loading off: our models need none, and a served folder must not unpickle anything.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     log = open(log_path, "w")  # noqa: SIM115 (handed to the process, closed by stop_server)
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,

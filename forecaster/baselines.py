@@ -7,6 +7,7 @@ uses when a model cannot forecast a series), so they follow the M4 competition's
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,6 +20,7 @@ __all__ = [
     "seasonal_naive",
     "seasonal_naive_batch",
     "seasonal_naive_intervals",
+    "seasonal_naive_intervals_batch",
     "seasonality_test",
     "theta_batch",
 ]
@@ -99,12 +101,14 @@ def seasonality_test(x: np.ndarray, m: int) -> bool:
     return bool(abs(r[m - 1]) > limit)
 
 
-def seasonal_indices(x: np.ndarray, m: int) -> np.ndarray:
-    """Multiplicative seasonal indices of classical decomposition, shape (m,), mean 1.
+def seasonal_indices(x: np.ndarray, m: int, *, additive: bool = False) -> np.ndarray:
+    """Seasonal indices of classical decomposition, shape (m,): multiplicative (mean 1) or, with
+    ``additive``, additive (mean 0).
 
     Index p belongs to positions t with t mod m == p (t counted from the start of ``x``). The trend is
-    the centred moving average of order m (2 x m for even m); each index is the mean of x / trend
-    over the positions where the trend exists, and the indices are rescaled to average 1.
+    the centred moving average of order m (2 x m for even m); each index is the mean of x / trend (x -
+    trend when additive) over the positions where the trend exists, and the indices are rescaled to
+    average 1 (shifted to average 0).
     """
     x = np.asarray(x, dtype=np.float64)
     weights = np.r_[0.5, np.ones(m - 1), 0.5] / m if m % 2 == 0 else np.ones(m) / m
@@ -112,13 +116,13 @@ def seasonal_indices(x: np.ndarray, m: int) -> np.ndarray:
     trend = np.full(x.size, np.nan)
     if x.size >= weights.size:
         trend[half : x.size - half] = np.convolve(x, weights, mode="valid")
-    ratio = x / trend
+    ratio = x - trend if additive else x / trend
     padded = np.full(-(-x.size // m) * m, np.nan)
     padded[: x.size] = ratio
     by_position = padded.reshape(-1, m)
     observed = ~np.isnan(by_position)
     index = np.where(observed, by_position, 0.0).sum(axis=0) / observed.sum(axis=0)
-    return index / index.mean()
+    return index - index.mean() if additive else index / index.mean()
 
 
 def naive2(history: np.ndarray, horizon: int, m: int) -> np.ndarray:
@@ -126,12 +130,13 @@ def naive2(history: np.ndarray, horizon: int, m: int) -> np.ndarray:
 
     If `seasonality_test` finds seasonality at lag m, the series is divided by its multiplicative
     `seasonal_indices`, the last adjusted value is carried forward, and the forecast is multiplied
-    back by the indices of the future positions. Otherwise it is plain naive. Multiplicative
-    decomposition needs positive data, so a history with a value <= 0 is also forecast naively.
+    back by the indices of the future positions. Otherwise it is plain naive. As in M4's definition
+    (the yardstick of OWA), the whole history is read, and a history with a value <= 0 is forecast
+    naively.
     """
     _check(horizon, m)
-    adjusted, lengths, future_index = _adjusted([history], horizon, m)
-    return adjusted[0, lengths[0] - 1] * future_index[0]
+    adjusted, lengths, season = _adjusted([history], horizon, m, members=False)
+    return season.apply(adjusted[:1, lengths[0] - 1 : lengths[0]] * np.ones((1, horizon)))[0]
 
 
 # --------------------------------------------------------------------------- Theta
@@ -157,25 +162,57 @@ def _ses_sse(x: np.ndarray, lengths: np.ndarray, alphas: np.ndarray) -> tuple[np
     return sse, level
 
 
-def _adjusted(histories: Sequence[np.ndarray], horizon: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The histories seasonally adjusted as M4's benchmarks do, left-aligned in one matrix.
+#: The most values of a series the statistical methods read: its last ones (at least `MEMBER_SEASONS`
+#: seasons where that is more). Their cost, and a request's, depends on this, not on a history's length.
+MEMBER_TAIL = 1000
+MEMBER_SEASONS = 10
 
-    A series that `seasonality_test` finds seasonal at lag ``m`` (and whose values are all positive) is
-    divided by its multiplicative `seasonal_indices`; the others are kept. Returns (adjusted (n, T),
-    lengths (n,), future_index (n, horizon)): a forecast of the adjusted series times ``future_index``
-    is the forecast of the series.
+
+def tail_length(m: int) -> int:
+    """How many of a series' last values the statistical methods read at seasonal period ``m``."""
+    return max(MEMBER_TAIL, MEMBER_SEASONS * m)
+
+
+@dataclass(frozen=True)
+class Reseason:
+    """The seasonal part of each series' future, (n, horizon) each: a forecast of the adjusted series
+    times ``index`` plus ``offset`` is the forecast of the series."""
+
+    index: np.ndarray
+    offset: np.ndarray
+
+    def apply(self, forecast: np.ndarray) -> np.ndarray:
+        return forecast * self.index + self.offset
+
+
+def _adjusted(histories: Sequence[np.ndarray], horizon: int, m: int,
+              members: bool = True) -> tuple[np.ndarray, np.ndarray, Reseason]:
+    """The histories' last `tail_length` values, seasonally adjusted as M4's benchmarks do, left-aligned
+    in one matrix (``members=False``: the whole histories, and no additive adjustment, for `naive2`).
+
+    A series that `seasonality_test` finds seasonal at lag ``m`` is divided by its multiplicative
+    `seasonal_indices` when all its values are positive (M4's way), and otherwise has its additive
+    indices subtracted: a zero or a negative value keeps the seasonality (multiplicative indices need
+    positive values; M4's code then dropped the seasonality altogether). Additive adjustment commutes
+    with shifting and negating the series, so the methods' forecasts do too. The others are kept.
+    Returns (adjusted (n, T), lengths (n,), `Reseason`).
     """
-    arrays = [_history(h) for h in histories]
+    keep = tail_length(m) if members else None
+    arrays = [_history(h)[-keep:] if keep else _history(h) for h in histories]
     lengths = np.array([a.size for a in arrays], dtype=np.int64)
     adjusted = np.zeros((len(arrays), int(lengths.max(initial=1))))
-    future_index = np.ones((len(arrays), horizon))
+    future_index, future_offset = np.ones((len(arrays), horizon)), np.zeros((len(arrays), horizon))
     for k, x in enumerate(arrays):
-        if x.min() > 0 and seasonality_test(x, m):
-            si = seasonal_indices(x, m)
-            x = x / si[np.arange(x.size) % m]
-            future_index[k] = si[np.arange(x.size, x.size + horizon) % m]
+        if seasonality_test(x, m) and (members or x.min() > 0):
+            future = np.arange(x.size, x.size + horizon) % m
+            if x.min() > 0:
+                si = seasonal_indices(x, m)
+                x, future_index[k] = x / si[np.arange(x.size) % m], si[future]
+            elif members:
+                si = seasonal_indices(x, m, additive=True)
+                x, future_offset[k] = x - si[np.arange(x.size) % m], si[future]
         adjusted[k, : x.size] = x
-    return adjusted, lengths, future_index
+    return adjusted, lengths, Reseason(future_index, future_offset)
 
 
 def _line(x: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -203,7 +240,7 @@ def theta_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.nda
     _check(horizon, m)
     if not len(histories):
         return np.empty((0, horizon))
-    adjusted, lengths, future_index = _adjusted(histories, horizon, m)
+    adjusted, lengths, season = _adjusted(histories, horizon, m)
     n = len(lengths)
     _, slope = _line(adjusted, lengths)
     sse, _ = _ses_sse(adjusted, lengths, np.broadcast_to(_ALPHAS, (n, _ALPHAS.size)))
@@ -216,7 +253,7 @@ def theta_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.nda
     drift = (1.0 - (1.0 - alpha) ** lengths) / alpha
     steps = np.arange(horizon, dtype=np.float64)[None, :]
     forecast = level[:, None] + 0.5 * slope[:, None] * (steps + drift[:, None])
-    return forecast * future_index
+    return season.apply(forecast)
 
 
 _OTM_ALPHAS = np.linspace(0.02, 0.99, 50)
@@ -245,7 +282,7 @@ def optimised_theta_batch(histories: Sequence[np.ndarray], horizon: int, m: int,
     _check(horizon, m)
     if not len(histories):
         return np.empty((0, horizon))
-    adjusted, lengths, future_index = _adjusted(histories, horizon, m)
+    adjusted, lengths, season = _adjusted(histories, horizon, m)
     n, longest = adjusted.shape
     # The model is shift-invariant (l_0 absorbs a constant), so each row is fitted about its mean: the
     # sums below would otherwise lose their precision to a level far above the series' movement.
@@ -300,7 +337,7 @@ def optimised_theta_batch(histories: Sequence[np.ndarray], horizon: int, m: int,
     forecast = final_level[:, None] + w[:, None] * ((decay * intercept)[:, None] + slope[:, None] * (steps + drift))
     short = lengths < _OTM_MIN_LENGTH
     forecast[short] = adjusted[rows[short], lengths[short] - 1][:, None]
-    return (forecast + centre[:, None]) * future_index
+    return season.apply(forecast + centre[:, None])
 
 
 # --------------------------------------------------------------------------- exponential smoothing
@@ -339,7 +376,7 @@ def ets_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.ndarr
     _check(horizon, m)
     if not len(histories):
         return np.empty((0, horizon))
-    adjusted, lengths, future_index = _adjusted(histories, horizon, m)
+    adjusted, lengths, season = _adjusted(histories, horizon, m)
     n = len(lengths)
     alpha, beta, phi, k = _ets_grid()
 
@@ -367,7 +404,7 @@ def ets_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.ndarr
     damping = np.cumsum(phi[pick][:, None] ** np.arange(1, horizon + 1)[None, :], axis=1)
     forecast = level[rows, pick][:, None] + damping * trend[rows, pick][:, None]
     forecast[lengths == 1] = adjusted[lengths == 1, :1]
-    return forecast * future_index
+    return season.apply(forecast)
 
 
 # --------------------------------------------------------------------------- quantiles
@@ -391,16 +428,32 @@ def seasonal_naive_intervals(
     spread", not "certain". The quantiles are non-decreasing in q, and q0.5 is not forced onto the
     point forecast (the median error may be non-zero if the history is biased).
     """
+    return seasonal_naive_intervals_batch([history], horizon, m, quantiles)[0]
+
+
+def seasonal_naive_intervals_batch(histories: Sequence[np.ndarray], horizon: int, m: int,
+                                   quantiles: Sequence[float]) -> np.ndarray:
+    """`seasonal_naive_intervals` for many series at once, shape (n, horizon, n_quantiles): one padded
+    matrix of errors and one quantile call, no loop over series (20,000 series of 3 values took 46 s
+    one at a time)."""
     _check(horizon, m)
-    x = _history(history)
+    arrays = [_history(h) for h in histories]
     qs = np.asarray(quantiles, dtype=np.float64).reshape(-1)
     if np.any(~(qs > 0) | ~(qs < 1)):
         raise ValueError(f"quantiles must lie strictly between 0 and 1, got {qs.tolist()}")
-    point = seasonal_naive(x, horizon, m)
-    lag = m if x.size > m else 1
-    errors = x[lag:] - x[:-lag]
-    errors = errors[~np.isnan(errors)]
-    if errors.size == 0:
-        return np.repeat(point[:, None], qs.size, axis=1)
-    seasons_ahead = np.ceil(np.arange(1, horizon + 1) / lag)
-    return point[:, None] + np.sqrt(seasons_ahead)[:, None] * np.quantile(errors, qs)[None, :]
+    if not arrays:
+        return np.empty((0, horizon, qs.size))
+    point = seasonal_naive_batch(arrays, horizon, m)
+    lengths = np.array([a.size for a in arrays], dtype=np.int64)
+    padded = np.full((len(arrays), int(lengths.max())), np.nan)
+    padded[np.arange(padded.shape[1])[None, :] < lengths[:, None]] = np.concatenate(arrays)
+    lag = np.where(lengths > m, m, 1)
+    later = np.arange(padded.shape[1])[None, :] + lag[:, None]
+    rows = np.arange(len(arrays))[:, None]
+    errors = np.where(later < lengths[:, None], padded[rows, np.minimum(later, padded.shape[1] - 1)] - padded, np.nan)
+    has_errors = (~np.isnan(errors)).any(axis=1)
+    spread = np.zeros((len(arrays), qs.size))
+    if has_errors.any():
+        spread[has_errors] = np.nanquantile(errors[has_errors], qs, axis=1).T
+    seasons_ahead = np.ceil(np.arange(1, horizon + 1)[None, :] / lag[:, None])
+    return point[:, :, None] + np.sqrt(seasons_ahead)[:, :, None] * spread[:, None, :]

@@ -74,7 +74,8 @@ CHUNK = 4096
 def member_forecasts(histories: list[np.ndarray], horizon: int, season: int,
                      methods: set[str] | None = None) -> dict[str, np.ndarray]:
     """Each statistical method's point forecasts (series, horizon) from ``histories``, by the names
-    `MEMBERS` uses; ``methods`` (default: all of them) picks which."""
+    `MEMBERS` uses; ``methods`` (default: all of them) picks which. Each method reads at most the last
+    `forecaster.baselines.tail_length` values of a series, so the cost does not grow with a history."""
     methods = {m for ms in MEMBERS.values() for m in ms} if methods is None else methods
     parts = [histories[i : i + CHUNK] for i in range(0, len(histories), CHUNK)] or [histories]
     return {name: np.concatenate([_METHODS[name](part, horizon, season) for part in parts])

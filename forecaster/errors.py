@@ -140,6 +140,15 @@ class MissingValueError(DataError):
     """Target values are missing or not finite."""
 
 
+class ValueRangeError(DataError):
+    """A target value beyond what the model can carry (`forecaster.data.validation.MAX_ABS_TARGET`), or a
+    forecast that came out not finite: refused rather than answered with NaN or inf."""
+
+
+class RequestTooLargeError(DataError):
+    """A request to the model server over one of its documented limits (`forecaster.serving.Limits`)."""
+
+
 class ShortHistoryError(DataError):
     """A series has fewer rows than required."""
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster import distribute, splits
-from forecaster.baselines import seasonal_naive, seasonal_naive_intervals
+from forecaster.baselines import seasonal_naive_batch, seasonal_naive_intervals_batch
 from forecaster.calibration import apply_corrections, conformal_corrections
 from forecaster.combination import APPLIED, check_combine, choose, combine, holdout_scores, series_histories
 from forecaster.contract import BASELINE, FORECAST_COLUMN, LSTM, MODEL_COLUMN, quantile_name
@@ -36,7 +36,7 @@ from forecaster.data.windows import (
     make_window_dataset,
 )
 from forecaster.defaults import Derived, SeriesRules, default_input_size, derive
-from forecaster.errors import ConfigError, ModelError, ShortHistoryError
+from forecaster.errors import ConfigError, ModelError, ShortHistoryError, ValueRangeError
 from forecaster.integrity import sha256
 from forecaster.losses import PointAndQuantileLoss
 from forecaster.network import NetworkSpec, build_network
@@ -72,6 +72,15 @@ def _check_files(path: Path) -> None:
 
 PREDICT_CHUNK = 8192
 LR_SCHEDULES = ("constant", "cosine")
+
+
+def _check_finite(out: pd.DataFrame, value_columns: list[str], columns: Any) -> None:
+    """A forecast is never NaN or infinite: ValueRangeError naming the series and times where it is."""
+    bad = ~np.isfinite(out[value_columns].to_numpy(dtype="float64")).all(axis=1)
+    if bad.any():
+        raise ValueRangeError("the forecast is not finite: the series' values are beyond what the model can "
+                              "carry", column=FORECAST_COLUMN, series=pd.unique(out.loc[bad, columns.id]),
+                              timestamps=list(out.loc[bad, columns.time]))
 
 
 def _average_members(members: list[keras.Model]) -> keras.Model:
@@ -473,7 +482,9 @@ class LSTMForecaster:
         keep += [quantile_name(q) for q in self.quantiles_ if any(np.isclose(q, w) for w in wanted)]
         order = {sid: i for i, sid in enumerate(vframe.ids)}
         out = out.assign(_order=out[columns.id].map(order)).sort_values(["_order", columns.time], kind="stable")
-        return out[[*keep, MODEL_COLUMN]].reset_index(drop=True)
+        out = out[[*keep, MODEL_COLUMN]].reset_index(drop=True)
+        _check_finite(out, keep[2:], columns)
+        return out
 
     def _empty_output(self) -> pd.DataFrame:
         names = [quantile_name(q) for q in self.quantiles_]
@@ -524,17 +535,19 @@ class LSTMForecaster:
         columns = self.columns_
         m = seasonal_period(self.freq_)
         times = self._future_times(vframe, ids)
-        grouped = vframe.frame.groupby(columns.id, sort=False)
-        rows = []
-        for sid in ids:  # only the few too-short series take this path
-            history = grouped.get_group(sid)[columns.target].to_numpy(dtype="float64")
-            point = seasonal_naive(history, self.horizon, m)
-            qs = seasonal_naive_intervals(history, self.horizon, m, list(self.quantiles_))
-            part = {columns.id: sid, columns.time: times[sid], FORECAST_COLUMN: point}
-            part.update({quantile_name(q): qs[:, j] for j, q in enumerate(self.quantiles_)})
-            part[MODEL_COLUMN] = BASELINE
-            rows.append(pd.DataFrame(part))
-        return pd.concat(rows, ignore_index=True)
+        frame = vframe.frame[vframe.frame[columns.id].isin(ids)]
+        target = frame[columns.target].to_numpy(dtype="float64")
+        rows = {str(sid): at for sid, at in frame.groupby(columns.id, sort=False).indices.items()}
+        histories = [target[rows[sid]] for sid in ids]
+        # One vectorised call for all of them: 20,000 short series took 46 s one at a time.
+        point = seasonal_naive_batch(histories, self.horizon, m)
+        qs = seasonal_naive_intervals_batch(histories, self.horizon, m, list(self.quantiles_))
+        data = {columns.id: np.repeat(np.asarray(ids, dtype=object), self.horizon),
+                columns.time: np.concatenate([times[sid].to_numpy() for sid in ids]),
+                FORECAST_COLUMN: point.reshape(-1)}
+        data.update({quantile_name(q): qs[:, :, j].reshape(-1) for j, q in enumerate(self.quantiles_)})
+        data[MODEL_COLUMN] = BASELINE
+        return pd.DataFrame(data)
 
     # ------------------------------------------------------------------ persistence
 

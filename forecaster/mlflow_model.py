@@ -40,8 +40,10 @@ class ForecasterPyfunc(mlflow.pyfunc.PythonModel):
         horizon = params.get("horizon")
         quantiles = params.get("quantiles")
         from forecaster.contract import MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN
+        from forecaster.serving import check_frame_size
 
         try:
+            check_frame_size(model_input, self.forecaster.columns_.id)
             out = self.forecaster.predict(
                 model_input,
                 horizon=None if horizon is None else int(horizon),

@@ -24,14 +24,28 @@ request frame that ``invocations`` puts before it. Outside the scoring server no
 
 MLflow's files are not changed; a later MLflow that renames these functions leaves them unwrapped (and
 `tests/test_serving.py` fails), it does not break serving.
+
+A request's cost is bounded (`Limits`, each settable by an environment variable of the server): a body
+over ``max_bytes`` is answered 413 before it is parsed, JSON nested deeper than ``max_depth`` 400 before
+it is parsed (Python's parser raised RecursionError at depth ~1,000: a 500), and a frame of more rows or
+series than allowed 400 before any forecast (`check_frame_size`, called by the model's ``predict``). The
+statistical members read a bounded tail of each series (`forecaster.baselines.tail_length`), so within
+the limits a request's work is bounded too: MLflow's timeout (504) does not stop the worker thread, but
+that thread cannot run for longer than the largest request allowed takes.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import os
+import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 SCORING_SERVER = "mlflow.pyfunc.scoring_server"
 _LONGEST_REASON = 200
@@ -106,8 +120,89 @@ def _guarded(function: Callable[..., Any], what: str,
     return guarded
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The most one request to `mlflow models serve` may hold; each from an environment variable of the
+    server (``FORECASTER_SERVE_MAX_BYTES`` ...), else the default here."""
+
+    max_bytes: int = 32 * 2**20
+    max_depth: int = 16  # a frame needs 4: {"dataframe_split": {"data": [[...]]}}
+    # At these, one request took 9-11 s of `predict` with the test's tiny model on a shared 2-core machine
+    # (2,000 series of 100 points; 200 of 1,000, the members' tail); 1,000 of 1,000 took 40 s
+    # (`bench/bench_request_cost.py`). MLflow's request timeout is 60 s.
+    max_rows: int = 200_000
+    max_series: int = 2_000
+
+    @classmethod
+    def from_environment(cls) -> Limits:
+        """The limits, each overridden by ``FORECASTER_SERVE_<NAME>`` when set to a positive integer."""
+        from forecaster.errors import ConfigError
+
+        values = {}
+        for name in cls.__dataclass_fields__:
+            key = f"FORECASTER_SERVE_{name.upper()}"
+            text = os.environ.get(key)
+            if text is None:
+                continue
+            if not text.strip().isdigit() or int(text) < 1:
+                raise ConfigError(f"{key} must be a positive integer, got {text!r}")
+            values[name] = int(text)
+        return cls(**values)
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply a JSON text nests arrays and objects, counted without parsing it (brackets inside
+    strings are not counted): linear in its length, no recursion."""
+    brackets = np.frombuffer(_JSON_STRING.sub(b"", body), dtype=np.uint8)
+    step = np.isin(brackets, (ord("["), ord("{"))).astype(np.int64) - np.isin(brackets, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def check_frame_size(frame: Any, id_column: str, limits: Limits | None = None) -> None:
+    """RequestTooLargeError when a request's frame has more rows or series than `Limits` allows."""
+    from forecaster.errors import RequestTooLargeError
+
+    limits = limits or Limits.from_environment()
+    if len(frame) > limits.max_rows:
+        raise RequestTooLargeError(f"the request has {len(frame)} rows, over the limit of {limits.max_rows} "
+                                   "(FORECASTER_SERVE_MAX_ROWS): send fewer rows, or use forecaster predict")
+    series = frame[id_column].nunique() if id_column in frame.columns else 0
+    if series > limits.max_series:
+        raise RequestTooLargeError(f"the request has {series} series, over the limit of {limits.max_series} "
+                                   "(FORECASTER_SERVE_MAX_SERIES): split it, or use forecaster predict",
+                                   column=id_column)
+
+
+def _limited(invocations: Callable[..., Any], server: Any, limits: Limits) -> Callable[..., Any]:
+    """``invocations`` refusing a body over ``limits.max_bytes`` (413) or JSON nested deeper than
+    ``limits.max_depth`` (400) before MLflow parses it, with our one line."""
+    @functools.wraps(invocations)
+    def limited(data: Any, content_type: Any, *args: Any, **kwargs: Any) -> Any:
+        size = len(data) if isinstance(data, (bytes, str)) else 0
+        message = None
+        if size > limits.max_bytes:
+            status, message = 413, (f"RequestTooLargeError: the request body is {size} bytes, over the limit "
+                                    f"of {limits.max_bytes} (FORECASTER_SERVE_MAX_BYTES)")
+        elif "json" in str(content_type or "").lower() and isinstance(data, (bytes, str)):
+            depth = json_depth(data.encode() if isinstance(data, str) else data)
+            if depth > limits.max_depth:
+                status, message = 400, (f"DataError: the request body nests JSON {depth} deep, over the limit of "
+                                        f"{limits.max_depth}: a frame needs 4")
+        if message is not None:
+            body = json.dumps({"error_code": "BAD_REQUEST", "message": message})
+            return server.InvocationsResponse(response=body, status=status, mimetype="application/json")
+        return invocations(data, content_type, *args, **kwargs)
+
+    limited.forecaster_limit = True
+    return limited
+
+
 def guard_request_parsing() -> bool:
-    """Wrap the scoring server's body readers (see the module); False outside the scoring server."""
+    """Wrap the scoring server's body readers and bound its requests (see the module); False outside
+    the scoring server."""
     server = sys.modules.get(SCORING_SERVER)
     if server is None:
         return False
@@ -115,4 +210,8 @@ def guard_request_parsing() -> bool:
         function = getattr(server, name, None)
         if callable(function) and not getattr(function, "forecaster_guard", False):
             setattr(server, name, _guarded(function, what, failure_of))
+    function = getattr(server, "invocations", None)
+    if (callable(function) and not getattr(function, "forecaster_limit", False)
+            and hasattr(server, "InvocationsResponse")):
+        server.invocations = _limited(function, server, Limits.from_environment())
     return True

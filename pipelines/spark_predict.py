@@ -53,6 +53,7 @@ from forecaster.contract import (
 )
 from forecaster.data.io import CSV_SUFFIXES, PARQUET_SUFFIXES
 from forecaster.errors import ConfigError, DataError, ForecasterError, MissingColumnError
+from forecaster.integrity import saved_forecaster
 from pipelines.steps import LoadedModel, fetch_verified
 
 DEFAULT_MASTER = "local[2]"
@@ -62,7 +63,6 @@ BUCKETS_ENV = "FORECASTER_SPARK_BUCKETS"
 #: this many input rows per bucket (a bucket is one pandas frame in one Python worker's memory).
 BUCKETS_PER_CORE = 2
 ROWS_PER_BUCKET = 250_000
-FORECASTER_ARTIFACT = "forecaster"
 
 #: Forecasters loaded in this Python process, by local model path (Spark reuses its Python workers).
 _MODELS: dict[str, Any] = {}
@@ -201,16 +201,8 @@ def _checked_request(forecaster: Any, horizon: int | None,
 
 
 def _artifact_path(model_dir: Path) -> str:
-    """The saved forecaster's folder inside a downloaded pyfunc model folder (read from its MLmodel)."""
-    from mlflow.models import Model
-
-    flavor = Model.load(str(model_dir / "MLmodel")).flavors.get("python_function", {})
-    entry = flavor.get("artifacts", {}).get(FORECASTER_ARTIFACT, {})
-    relative = entry.get("path") if isinstance(entry, dict) else None
-    relative = relative or f"artifacts/{FORECASTER_ARTIFACT}"
-    if not (model_dir / relative / "forecaster.json").is_file():
-        raise ConfigError(f"model folder {str(model_dir)!r} holds no saved forecaster at {relative!r}")
-    return relative
+    """The saved forecaster's folder inside a checked model folder, relative to it (`saved_forecaster`)."""
+    return str(saved_forecaster(model_dir).relative_to(model_dir.resolve()))
 
 
 def _parquet_time(path: Path, time_column: str) -> tuple[bool, str | None]:

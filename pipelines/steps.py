@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import tempfile
 import time
@@ -61,7 +62,7 @@ from forecaster.data.schema import Columns
 from forecaster.data.validation import ValidatedFrame, parse_times, validate_frame
 from forecaster.errors import ConfigError, MissingColumnError, ModelError
 from forecaster.forecaster import LSTMForecaster
-from forecaster.integrity import MODEL_HASHES_TAG, artifact_hashes, changed_files
+from forecaster.integrity import MODEL_HASHES_TAG, artifact_hashes, changed_files, read_mlmodel, saved_forecaster
 
 log = logging.getLogger("forecaster.steps")
 PINNED = ("tensorflow", "keras", "numpy", "pandas", "pyarrow", "scikit-learn", "mlflow")
@@ -429,8 +430,8 @@ def compare_with_champion(client: MlflowClient, prepared: Prepared,
     except (KeyError, TypeError, ValueError):
         fresh = []  # no record of its training data, or incomparable time zones: use the recorded figures
     if fresh:
-        champion = load(f"models:/{config.name}/{version}").pyfunc  # its files checked, as predict does
-        wanted = champion.metadata.get_input_schema().input_names()  # not our validation's own columns
+        champion = load(f"models:/{config.name}/{version}")  # its files checked, as predict does
+        wanted = [name for name, _, _ in input_schema(champion.forecaster.columns_)]  # not our validation's own
         scored = run_backtest(lambda h: champion.predict(h[[c for c in h.columns if c in wanted]]), prepared.frame,
                               columns, config.horizon, len(fresh), prepared.step, prepared.season, name="champion")
         ours = result.per_series[(result.per_series[MODEL_COLUMN] == LSTM)
@@ -520,12 +521,15 @@ class LoadedModel:
     name: str
     version: str
     uri: str
-    pyfunc: Any
+    forecaster: LSTMForecaster
 
-    @property
-    def forecaster(self) -> Any:
-        """The `LSTMForecaster` inside the pyfunc (our own checks replace MLflow's schema enforcement)."""
-        return self.pyfunc.unwrap_python_model().forecaster
+    def predict(self, history: pd.DataFrame, horizon: int | None = None,
+                quantiles: list[float] | None = None) -> pd.DataFrame:
+        """The forecast frame for ``history``, with the model name and version on every row."""
+        out = self.forecaster.predict(history, horizon=horizon, quantiles=quantiles)
+        out[MODEL_NAME_COLUMN] = self.name
+        out[MODEL_VERSION_COLUMN] = self.version
+        return out
 
 
 def _registered_version(client: MlflowClient, name: str, ref: str) -> str:
@@ -588,16 +592,39 @@ def _run_of(uri: str) -> str | None:
     return None
 
 
+def _local_folder(uri: str) -> Path | None:
+    """The folder a resolved local-folder URI names (see `resolve`), else None."""
+    return None if "://" in uri or uri.startswith(("models:/", "runs:/")) else Path(uri)
+
+
 def fetch_verified(uri: str, into: Path) -> str:
-    """Download the model at ``uri`` into ``into`` and check every file against the SHA-256 recorded in
+    """Copy the model at ``uri`` into ``into`` (a download, or a copy of a local folder), check that loading
+    it runs only our code (`integrity.saved_forecaster`) and every file against the SHA-256 recorded in
     its run when it was logged; returns the local folder to load. ModelError if a file differs, is
-    missing or was added. Models logged before hashes were recorded load as they are."""
-    run_id = _run_of(uri)
+    missing or was added, or a check fails. Registry and run models logged before hashes were recorded
+    load as they are; a local folder must have a record (its MLmodel's run, in the tracking store), or
+    it is refused: a folder on its own vouches for nothing.
+    """
+    folder = _local_folder(uri)
     try:
-        local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(into)))
-        recorded = None if run_id is None else MlflowClient().get_run(run_id).data.tags.get(MODEL_HASHES_TAG)
-    except mlflow.exceptions.MlflowException as exc:
-        raise ModelError(f"cannot fetch {uri}: {(exc.message.strip().splitlines() or [''])[0][:300]}") from None
+        if folder is not None:
+            shutil.copytree(folder, into, symlinks=True, dirs_exist_ok=True)
+            local = into
+        else:
+            local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(into)))
+    except (OSError, mlflow.exceptions.MlflowException) as exc:
+        message = exc.message if isinstance(exc, mlflow.exceptions.MlflowException) else str(exc)
+        raise ModelError(f"cannot fetch {uri}: {(message.strip().splitlines() or [''])[0][:300]}") from None
+    saved_forecaster(local, uri)  # before any hash: says why a folder is not ours
+    run_id = _run_of(uri) if folder is None else read_mlmodel(local, uri).get("run_id")
+    try:
+        recorded = None if run_id is None else MlflowClient().get_run(str(run_id)).data.tags.get(MODEL_HASHES_TAG)
+    except mlflow.exceptions.MlflowException:
+        recorded = None
+    if folder is not None and recorded is None:
+        raise ModelError(f"{uri}: no SHA-256 record of its files: its MLmodel names run {run_id!r}, which has none "
+                         f"in the tracking store {mlflow.get_tracking_uri()}; point MLFLOW_TRACKING_URI at the "
+                         f"store that logged it, or load it from there (models:/<name>/<version>)")
     if recorded is not None:
         changed = changed_files(json.loads(recorded), local)
         if changed:
@@ -607,20 +634,18 @@ def fetch_verified(uri: str, into: Path) -> str:
 
 
 def load(model_uri: str) -> LoadedModel:
-    """Resolve ``model_uri`` against the configured registry, check its files, and load that version once."""
+    """Resolve ``model_uri`` against the configured registry, check its files, and load that version once.
+
+    The checked copy is what loads, and only its data is read: the network in Keras' safe mode and
+    JSON, by the installed package. No file of the model is imported or unpickled (MLflow's loader,
+    which would import the model's own copy of its code, is not used here).
+    """
     tracking.configure()
     name, version, uri = resolve(model_uri)
-    try:
-        # The checked copy is what loads; the model reads all of it into memory, so it goes afterwards.
-        with tempfile.TemporaryDirectory(prefix="forecaster-model-") as tmp:
-            pyfunc = mlflow.pyfunc.load_model(uri if version == "local" else fetch_verified(uri, Path(tmp)))
-    except ModelError:
-        raise
-    except mlflow.exceptions.MlflowException as exc:
-        raise ModelError(f"cannot load {uri}: {(exc.message.strip().splitlines() or [''])[0][:300]}") from None
-    if not hasattr(pyfunc.unwrap_python_model(), "forecaster"):
-        raise ModelError(f"{uri} is an MLflow model but not one of ours (no forecaster inside)")
-    return LoadedModel(name, version, uri, pyfunc)
+    # The model reads all of its files into memory, so the checked copy goes afterwards.
+    with tempfile.TemporaryDirectory(prefix="forecaster-model-") as tmp:
+        model = LSTMForecaster.load(saved_forecaster(fetch_verified(uri, Path(tmp) / "model"), uri))
+    return LoadedModel(name, version, uri, model)
 
 
 # --------------------------------------------------------------------------- forecast
@@ -629,10 +654,7 @@ def load(model_uri: str) -> LoadedModel:
 def forecast(model: LoadedModel, history: pd.DataFrame, horizon: int | None = None,
              quantiles: list[float] | None = None) -> pd.DataFrame:
     """The forecast frame for ``history``, with the model name and version on every row."""
-    out = model.forecaster.predict(history, horizon=horizon, quantiles=quantiles)
-    out[MODEL_NAME_COLUMN] = model.name
-    out[MODEL_VERSION_COLUMN] = model.version
-    return out
+    return model.predict(history, horizon=horizon, quantiles=quantiles)
 
 
 # --------------------------------------------------------------------------- plots

@@ -55,12 +55,17 @@ from forecaster.errors import (
     MissingColumnError,
     MissingValueError,
     ShortHistoryError,
+    ValueRangeError,
     summarize,
 )
 
 logger = logging.getLogger("forecaster.data")
 
 POLICIES = ("error", "fill", "mask")
+#: The largest target magnitude accepted. The network computes in float32 and the statistical methods
+#: sum squares of values: a value of 1e30 among hundreds made every forecast of its series NaN. Data of
+#: larger magnitudes is to be rescaled (thousands, millions) before it is forecast.
+MAX_ABS_TARGET = 1e15
 
 
 @dataclass
@@ -366,6 +371,16 @@ def validate_frame(
             column=columns.target,
             series=_series_at(labels, codes[bad_target]),
             timestamps=list(time_index[bad_target]),
+        )
+
+    huge = np.flatnonzero(finite & (np.abs(np.where(finite, target, 0.0)) > MAX_ABS_TARGET))
+    if len(huge):
+        raise ValueRangeError(
+            f"{len(huge)} target value(s) beyond +-{MAX_ABS_TARGET:.0e}, more than the model can carry (first: "
+            f"{target[huge[0]]:.6g}); rescale the series (e.g. to thousands) or remove the value",
+            column=columns.target,
+            series=_series_at(labels, codes[huge]),
+            timestamps=list(time_index[huge]),
         )
 
     y = np.full(total, np.nan)
