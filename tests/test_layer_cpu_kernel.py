@@ -134,6 +134,7 @@ def test_the_layer_equals_keras_with_and_without_the_kernel(monkeypatch, kernel,
     assert uses_kernel == (kernel == "on")
 
 
+@pytest.mark.slow
 def test_the_other_products_give_the_same(monkeypatch):
     """The test above in a real process whose ops are built with the products this CPU does not take
     by default (Eigen's where ours are the default, ours where Eigen's are and the CPU has AVX2), under

@@ -28,10 +28,11 @@ BIN = Path(sys.executable).parent  # the project's .venv/bin: the README's comma
 ELSEWHERE = {
     r"bash scripts/main\.sh": "the main job, end to end (a fresh clone and CI run it)",
     r"bash scripts/test\.sh": "this suite",
+    r"\.venv/bin/python -m pytest -m \"not slow\"": "this suite (its fast tier)",
     r"forecaster train models/m4_hourly\.toml$": "the main job (scripts/main.sh)",
     r"forecaster train --data ": "tests/test_cli.py (training from a data file without a config)",
     r"forecaster train .* --strategy multi_worker": "tests/test_distributed.py",
-    r"(MLFLOW_TRACKING_URI=\S+ PATH=\S+ )?mlflow models serve ": "tests/test_serving.py",
+    r"([A-Z_]+=\S+ )*mlflow models serve ": "tests/test_serving.py",
     r"curl .*/invocations": "tests/test_serving.py",
     r"export MLFLOW_TRACKING_URI=http": "tests/test_postgres.py (a real tracking server)",
     r"pip install mlflow==": "tests/test_postgres.py",
