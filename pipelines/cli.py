@@ -7,20 +7,34 @@ Exit codes (the README lists them too):
   3  bad input data
   75 another live run of the same job holds its lock (EX_TEMPFAIL: try again later)
   99 nothing to do: this as-of was done already (Airflow's BashOperator marks 99 as skipped)
+  130 interrupted (SIGINT, Ctrl-C), 143 terminated (SIGTERM, what Airflow and Kubernetes send)
 Each error prints one line on stderr, never a traceback (FORECASTER_DEBUG=1 shows one for a failure).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 from forecaster.errors import ConfigError
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_DATA, EXIT_LOCKED, EXIT_NOTHING_TO_DO = 0, 1, 2, 3, 75, 99
+EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised in the main thread like Ctrl-C's KeyboardInterrupt, so that every ``with``
+    block unwinds (the MLflow run ends FAILED, temporary files and folders go). Not an ``Exception``: no
+    ``except Exception`` on the way swallows it."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,10 +120,8 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from forecaster import tracking
     from forecaster.config import load_config, model_config_from_dict
     from forecaster.params import check_value
-    from pipelines.train import train
 
     if (args.config is None) == (args.data is None):
         raise ConfigError("give either a config file or --data FILE --horizon H")
@@ -128,6 +140,8 @@ def _train(args: argparse.Namespace) -> int:
         config = replace(config, training=replace(config.training, epochs=args.epochs))
     if args.strategy is not None:
         config = replace(config, training=replace(config.training, strategy=args.strategy))
+    from pipelines.train import train  # TensorFlow and MLflow: imported once the arguments are checked
+
     result = train(config, register=not args.no_register, verbose=_verbose(args.quiet))
     if result.run_id is None:
         from forecaster import distribute
@@ -145,11 +159,16 @@ def _train(args: argparse.Namespace) -> int:
         d = result.decision
         print(f"registered {result.model_name} version {result.version}: "
               f"{'champion' if d.promoted else 'challenger'} ({d.reason})")
+    from forecaster import tracking
+
     print(f"look at it: {tracking.ui_command()}")
     return EXIT_OK
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from forecaster.data.io import check_destination
+
+    check_destination(args.output, source=args.input)  # before TensorFlow and MLflow are even imported
     from pipelines.predict import predict
 
     summary = predict(args.model, args.input, args.output, horizon=args.horizon, quantiles=args.quantiles,
@@ -212,9 +231,21 @@ def main(argv: list[str] | None = None) -> int:
                 (ConfigError, "configuration error", EXIT_CONFIG), (errors.ModelError, "model error", EXIT_CONFIG),
                 (errors.DataError, "data error", EXIT_DATA))
     commands = {"train": _train, "predict": _predict, "run": _run, "report": _report}
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return commands[args.command](args)
+    except (KeyboardInterrupt, Terminated) as exc:
+        name, code = ("SIGTERM", EXIT_TERMINATED) if isinstance(exc, Terminated) else ("SIGINT", EXIT_INTERRUPTED)
+        print(f"forecaster: stopped by {name}: its MLflow run (if one began) is marked FAILED, temporary files "
+              f"are removed, and no output was replaced", file=sys.stderr)
+        return code
     except Exception as exc:
+        full = _disk_full(exc)
+        if full is not None:
+            print(f"forecaster: disk full: no space left on the device holding {full} (its MLflow run, if one "
+                  f"began, is marked FAILED where the store can still be written); free space and run again",
+                  file=sys.stderr)
+            return EXIT_ERROR
         for cls, what, code in failures:
             if isinstance(exc, cls):
                 print(f"forecaster: {what}: {exc}", file=sys.stderr)
@@ -230,7 +261,23 @@ def main(argv: list[str] | None = None) -> int:
         first = (str(exc).strip().splitlines() or [""])[0][:500]
         print(f"forecaster: failed: {type(exc).__name__}: {first} (FORECASTER_DEBUG=1 shows the traceback)",
               file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return EXIT_ERROR
+
+
+def _disk_full(exc: BaseException) -> str | None:
+    """The file (or "the store") of an ENOSPC anywhere in ``exc``'s chain of causes, else None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return str(current.filename) if current.filename else "the output or the MLflow store"
+        if "No space left on device" in str(current) or "database or disk is full" in str(current):
+            return "the MLflow store"
+        current = current.__cause__ or current.__context__
+    return None
 
 if __name__ == "__main__":
     sys.exit(main())

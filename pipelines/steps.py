@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import tempfile
 import warnings
@@ -130,7 +131,7 @@ def load_source(config: ModelConfig) -> pd.DataFrame:
     elif source.startswith("package:"):
         raise ConfigError(f"unknown packaged dataset {source!r}; available: package:m4_hourly")
     else:
-        frame = read_frame(source)
+        frame = read_frame(source, config.data.id)
     limit = config.data.series_limit
     if limit:
         if config.data.id not in frame.columns:
@@ -155,10 +156,28 @@ def prepare(config: ModelConfig, raw: pd.DataFrame | None = None,
             raise MissingColumnError(f"missing column {columns.time!r}; input has {list(raw.columns)}",
                                      column=columns.time)
         times = parse_times(raw[columns.time], columns.time)
-        raw = raw[(times <= splits.as_of_timestamp(as_of, times)).to_numpy()]
+        cut = splits.as_of_timestamp(as_of, times)
+        kept = (times <= cut).to_numpy()
+        if len(raw) and not kept.any():
+            raise ConfigError(f"as-of {as_of} is before any data: the first time in the source is {times.min()}; "
+                              f"nothing is known at the as-of")
+        raw = raw[kept]
     step = config.backtest.step or config.horizon
     vframe = validate_frame(raw, columns, freq=config.data.freq, missing_policy=config.data.missing_policy)
+    if as_of is not None:
+        _check_as_of_near_end(config, vframe, cut)
     return Prepared(config, raw, vframe, seasonal_period(vframe.freq), step)
+
+
+def _check_as_of_near_end(config: ModelConfig, vframe: ValidatedFrame, cut: pd.Timestamp) -> None:
+    """ConfigError when the as-of is more than a horizon after the data's last time: the forecasts would
+    start after the data's end, not after the as-of (an as-of in 2030 on data ending in 2024)."""
+    end = vframe.frame[config.data.columns().time].max()
+    reach = end + config.horizon * pd.tseries.frequencies.to_offset(vframe.freq)
+    if cut > reach:
+        raise ConfigError(f"as-of {cut} is more than the horizon ({config.horizon} steps of {vframe.freq}) after the "
+                          f"data's last time {end}: the forecasts would start at {end}, not at the as-of. Give an "
+                          f"as-of at most {reach}, or bring the data up to date")
 
 
 # --------------------------------------------------------------------------- fit and backtest
@@ -315,11 +334,15 @@ class ChampionComparison:
     basis: str
 
 
-def compare_with_champion(client: MlflowClient, prepared: Prepared,
-                          result: BacktestResult) -> ChampionComparison | None:
-    """Score the champion where it has not seen the data (see `forecaster.registry`); None if there is none."""
+def compare_with_champion(client: MlflowClient, prepared: Prepared, result: BacktestResult,
+                          versus: str | None = registry.CHAMPION) -> ChampionComparison | None:
+    """Score the champion where it has not seen the data (see `forecaster.registry`); None if there is none.
+
+    ``versus`` is the version to compare with: the one holding `champion` (the default), a version
+    number (the scheduled job's champion for a past as-of: `pipelines.run.usable_version`), or None.
+    """
     config = prepared.config
-    version = registry.champion_version(client, config.name)
+    version = registry.champion_version(client, config.name) if versus == registry.CHAMPION else versus
     if version is None:
         return None
     metric = config.promotion.metric
@@ -350,11 +373,13 @@ def compare_with_champion(client: MlflowClient, prepared: Prepared,
                               "recorded out-of-sample backtests (no window after the champion's training data)")
 
 
-def judge(client: MlflowClient, prepared: Prepared, result: BacktestResult) -> registry.PromotionDecision:
-    """The rule's decision (`forecaster.registry`) on a model whose backtest is ``result``."""
+def judge(client: MlflowClient, prepared: Prepared, result: BacktestResult,
+          champion: str | None = registry.CHAMPION) -> registry.PromotionDecision:
+    """The rule's decision (`forecaster.registry`) on a model whose backtest is ``result``, against
+    ``champion`` (see `compare_with_champion`)."""
     config = prepared.config
     metric = config.promotion.metric
-    versus = compare_with_champion(client, prepared, result)
+    versus = compare_with_champion(client, prepared, result, champion)
     return registry.decide(
         metric, config.promotion.margin, float(result.summary[LSTM][metric]),
         float(result.summary[BASELINE][metric]),
@@ -363,12 +388,14 @@ def judge(client: MlflowClient, prepared: Prepared, result: BacktestResult) -> r
         challenger_on_basis=None if versus is None else versus.challenger)
 
 
-def promote(client: MlflowClient, name: str, version: str, decision: registry.PromotionDecision) -> None:
-    """Tag ``version`` with the decision, then move the aliases it calls for.
+def promote(client: MlflowClient, name: str, version: str, decision: registry.PromotionDecision,
+            move_aliases: bool = True) -> None:
+    """Tag ``version`` with the decision, then move the aliases it calls for (unless ``move_aliases`` is
+    False: a version trained for a past as-of, older than the champion's data, takes no alias).
 
     Call `judge`, `register` and this under one `registry.promotion_lock`.
     """
-    registry.apply_decision(client, name, version, decision)
+    registry.apply_decision(client, name, version, decision, move_aliases)
 
 
 def mark_abandoned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
@@ -510,13 +537,25 @@ def fetch_verified(uri: str, into: Path) -> str:
     return str(local)
 
 
+MODEL_COPY_PREFIX = "forecaster-model-"  # + pid + "-": the checked copies `load` makes in $TMPDIR
+
+
+def _clear_stale_model_copies() -> None:
+    """Remove the checked copies that processes no longer alive left (a SIGKILL skips every cleanup)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{MODEL_COPY_PREFIX}*-*"):
+        pid = path.name[len(MODEL_COPY_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def load(model_uri: str) -> LoadedModel:
     """Resolve ``model_uri`` against the configured registry, check its files, and load that version once."""
     tracking.configure()
     name, version, uri = resolve(model_uri)
     try:
         # The checked copy is what loads; the model reads all of it into memory, so it goes afterwards.
-        with tempfile.TemporaryDirectory(prefix="forecaster-model-") as tmp:
+        _clear_stale_model_copies()
+        with tempfile.TemporaryDirectory(prefix=f"{MODEL_COPY_PREFIX}{os.getpid()}-") as tmp:
             pyfunc = mlflow.pyfunc.load_model(uri if version == "local" else fetch_verified(uri, Path(tmp)))
     except ModelError:
         raise

@@ -38,13 +38,17 @@ class TrainResult:
 
 def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int = 1,
                  initial: LSTMForecaster | None = None, warm_epochs: int | None = None,
-                 say: Callable[[str], None] = log.info) -> TrainResult:
+                 say: Callable[[str], None] = log.info, champion: str | None = registry.CHAMPION,
+                 move_aliases: bool = True) -> TrainResult:
     """The training steps inside the active MLflow run (the scheduled job calls this within its own run).
 
     ``initial`` warm-starts the final fit from a fitted forecaster's weights for ``warm_epochs`` epochs
     (default: the config's), and the backtest fit too when that forecaster's training data ended before
     the backtest's first origin (else the backtest would score it on data it has seen; it is then fitted
-    from scratch, with the config's epochs). ``say`` hears one line as each step ends.
+    from scratch, with the config's epochs). ``say`` hears one line as each step ends. ``champion`` is
+    the version the new one is compared with (`steps.judge`) and ``move_aliases`` whether the decision
+    moves the aliases: the scheduled job's past as-of compares with the version that was champion then
+    and leaves today's champion where it is.
     """
     config = prepared.config
     warm = config if warm_epochs is None else replace(config, training=replace(config.training, epochs=warm_epochs))
@@ -83,12 +87,12 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
         # Judge against the champion, register and move the aliases: one step per model at a time, and
         # judged first, so that a failure to judge leaves no version without a decision.
         with registry.promotion_lock(tracking.tracking_uri(), config.name):
-            decision = steps.judge(client, prepared, result)
+            decision = steps.judge(client, prepared, result, champion)
             version = steps.register(model_uri, config.name)
             say(f"register: version {version}")
-            steps.promote(client, config.name, version, decision)
+            steps.promote(client, config.name, version, decision, move_aliases)
             say(f"promote: version {version} {'champion' if decision.promoted else 'challenger'} "
-                f"({decision.reason})")
+                f"({decision.reason})" + ("" if move_aliases else "; aliases left as they are (a past as-of)"))
         mlflow.set_tags({"registry.version": version, **decision.tags()})
     return TrainResult(run.info.run_id, config.name, version, decision, result, final, short)
 
