@@ -25,16 +25,52 @@ from forecaster.errors import ConfigError
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_DATA, EXIT_LOCKED, EXIT_NOTHING_TO_DO = 0, 1, 2, 3, 75, 99
 EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
+#: How long a stopping process waits for the tracking store to take its run's end.
+_STOP_TIMEOUT = 10.0
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived: raised in the main thread like Ctrl-C's KeyboardInterrupt, so that every ``with``
-    block unwinds (the MLflow run ends FAILED, temporary files and folders go). Not an ``Exception``: no
-    ``except Exception`` on the way swallows it."""
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM or SIGINT: end the active MLflow run as KILLED, remove this process's temporary files and
+    folders, say so in one line and exit 143 or 130 at once.
+
+    Not by raising into the running code: an exception unwinding through a TensorFlow fit in progress
+    can corrupt its runtime's heap as its objects go (seen: ``free(): invalid next size``, SIGABRT, before
+    any line of ours), and its threads cannot be stopped cleanly; ``os._exit`` leaves them be. Outputs are
+    written to temporary names and renamed whole, so none is half replaced.
+    """
+    import threading
+
+    from forecaster.data.io import remove_temporaries
+
+    name = signal.Signals(signum).name
+    mlflow = sys.modules.get("mlflow")
+    run = mlflow.active_run() if mlflow is not None else None  # per thread: read here, in the main one
+    outcome: list[bool] = []
+    ended = threading.Thread(target=lambda: outcome.append(_end_run(None if run is None else run.info.run_id)),
+                             daemon=True)
+    ended.start()
+    ended.join(_STOP_TIMEOUT)
+    remove_temporaries()
+    said = "its MLflow run (if one began) is marked KILLED" if outcome == [True] else \
+        "its MLflow run could not be ended (the next training on this host marks it FAILED)"
+    print(f"forecaster: stopped by {name}: {said}, temporary files are removed, and no output was replaced",
+          file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED)
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
+def _end_run(run_id: str | None) -> bool:
+    """Mark MLflow run ``run_id`` KILLED; whether that was done (or there was no run). Best effort: a store
+    that cannot be reached keeps it RUNNING, and the next training on this host marks it FAILED
+    (`pipelines.steps.mark_abandoned_runs`)."""
+    if run_id is None:
+        return True
+    try:
+        sys.modules["mlflow"].MlflowClient().set_terminated(run_id, status="KILLED")
+    except Exception:  # the store is gone or busy: see the docstring
+        return False
+    return True
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -231,14 +267,9 @@ def main(argv: list[str] | None = None) -> int:
                 (ConfigError, "configuration error", EXIT_CONFIG), (errors.ModelError, "model error", EXIT_CONFIG),
                 (errors.DataError, "data error", EXIT_DATA))
     commands = {"train": _train, "predict": _predict, "run": _run, "report": _report}
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return commands[args.command](args)
-    except (KeyboardInterrupt, Terminated) as exc:
-        name, code = ("SIGTERM", EXIT_TERMINATED) if isinstance(exc, Terminated) else ("SIGINT", EXIT_INTERRUPTED)
-        print(f"forecaster: stopped by {name}: its MLflow run (if one began) is marked FAILED, temporary files "
-              f"are removed, and no output was replaced", file=sys.stderr)
-        return code
     except Exception as exc:
         full = _disk_full(exc)
         if full is not None:
@@ -262,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"forecaster: failed: {type(exc).__name__}: {first} (FORECASTER_DEBUG=1 shows the traceback)",
               file=sys.stderr)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return EXIT_ERROR
 
 

@@ -28,7 +28,7 @@ import pandas as pd
 
 from forecaster import locks
 from forecaster.config import ModelConfig
-from forecaster.data.io import check_distinct
+from forecaster.data.io import check_distinct, temporary
 from forecaster.errors import ConfigError, NoChampionError
 from forecaster.splits import as_of_timestamp, parse_as_of
 
@@ -327,7 +327,7 @@ def monitor(config: ModelConfig, prepared: Any, stamp: pd.Timestamp, champion: s
 def _tempdir() -> Any:
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="forecaster-run-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="forecaster-run-") as tmp, temporary(tmp):
         yield Path(tmp)
 
 
@@ -357,7 +357,6 @@ def write(config: ModelConfig, prepared: Any, stamp: pd.Timestamp, target: Path,
           run_id: str, version: str, promise: dict[str, float]) -> None:
     """The as-of folder, whole or not at all: written beside its name, synced, renamed into place."""
     from forecaster.contract import AS_OF_COLUMN, MODEL_COLUMN, conform, quantiles_in
-    from forecaster.data.io import fsync_dir
 
     columns = prepared.columns
     out = forecasts.assign(**{AS_OF_COLUMN: as_of_timestamp(stamp, forecasts[columns.time])})
@@ -369,6 +368,14 @@ def write(config: ModelConfig, prepared: Any, stamp: pd.Timestamp, target: Path,
     staging = target.parent / f".{target.name}.{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
+    with temporary(staging):
+        _publish(staging, target, out, manifest)
+
+
+def _publish(staging: Path, target: Path, out: pd.DataFrame, manifest: dict[str, Any]) -> None:
+    """Write the folder's files into ``staging``, sync them, and rename it to ``target``."""
+    from forecaster.data.io import fsync_dir
+
     try:
         out.to_parquet(staging / FORECASTS_FILE, index=False)
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, default=str) + "\n")

@@ -54,7 +54,7 @@ from forecaster.contract import (
     quantile_name,
 )
 from forecaster.data.frequency import seasonal_period
-from forecaster.data.io import read_frame
+from forecaster.data.io import read_frame, temporary
 from forecaster.data.schema import Columns
 from forecaster.data.validation import ValidatedFrame, parse_times, validate_frame
 from forecaster.errors import ConfigError, MissingColumnError, ModelError
@@ -555,7 +555,7 @@ def load(model_uri: str) -> LoadedModel:
     try:
         # The checked copy is what loads; the model reads all of it into memory, so it goes afterwards.
         _clear_stale_model_copies()
-        with tempfile.TemporaryDirectory(prefix=f"{MODEL_COPY_PREFIX}{os.getpid()}-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"{MODEL_COPY_PREFIX}{os.getpid()}-") as tmp, temporary(tmp):
             pyfunc = mlflow.pyfunc.load_model(uri if version == "local" else fetch_verified(uri, Path(tmp)))
     except ModelError:
         raise

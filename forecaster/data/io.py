@@ -6,7 +6,7 @@ import contextlib
 import glob
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,6 +21,37 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 #: What a temporary file's name adds to the output's (`_write_atomic`): "." + "." + pid (up to 7 digits)
 #: + "." + mkstemp's 8 characters + ".tmp".
 _TMP_NAME_EXTRA = 1 + 1 + 7 + 1 + 8 + 4
+
+
+#: Temporary files and folders this process is writing now (`temporary`): what a signal's handler
+#: removes before the process ends (`remove_temporaries`), since it ends without unwinding.
+_TEMPORARIES: set[str] = set()
+
+
+@contextlib.contextmanager
+def temporary(path: str | os.PathLike) -> Iterator[Path]:
+    """Record ``path`` as this process's temporary file or folder while the block runs."""
+    name = os.fspath(path)
+    _TEMPORARIES.add(name)
+    try:
+        yield Path(name)
+    finally:
+        _TEMPORARIES.discard(name)
+
+
+def remove_temporaries() -> list[str]:
+    """Remove every temporary file and folder recorded by `temporary` now; returns their paths."""
+    import shutil
+
+    removed = sorted(_TEMPORARIES)
+    for name in removed:
+        if os.path.isdir(name) and not os.path.islink(name):
+            shutil.rmtree(name, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+    _TEMPORARIES.clear()
+    return removed
 
 
 def _kind(path: Path) -> str | None:
@@ -193,12 +224,12 @@ def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     _clear_stale_tmp(path)
     fd, tmp_name = tempfile.mkstemp(prefix=_tmp_prefix(path, os.getpid()), suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with temporary(tmp_name), os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fchmod(handle.fileno(), _file_mode(path))
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+            os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
