@@ -51,6 +51,7 @@ def _stop(signum: int, frame: object) -> None:
     ended.start()
     ended.join(_STOP_TIMEOUT)
     remove_temporaries()
+    _remove_autograph_files()
     said = "its MLflow run (if one began) is marked KILLED" if outcome == [True] else \
         "its MLflow run could not be ended (the next training on this host marks it FAILED)"
     print(f"forecaster: stopped by {name}: {said}, temporary files are removed, and no output was replaced",
@@ -58,6 +59,21 @@ def _stop(signum: int, frame: object) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED)
+
+
+def _remove_autograph_files() -> None:
+    """The source files TensorFlow's autograph wrote for this process's functions (it removes them at a
+    normal exit, which `_stop` skips): each is the ``__file__`` of a module it put in ``sys.modules``."""
+    import contextlib
+    import tempfile
+
+    folder = os.path.realpath(tempfile.gettempdir())
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None) or ""
+        if os.path.basename(path).startswith("__autograph_generated_file") and \
+                os.path.realpath(os.path.dirname(path)) == folder:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def _end_run(run_id: str | None) -> bool:
