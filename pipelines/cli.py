@@ -275,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # tf.distribute logs each all-reduce at INFO
+    if not os.environ.get("FORECASTER_DEBUG"):
+        # MLflow logs each database error with its whole traceback, then raises it: our one line says it.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     from forecaster import errors
 
     # Our errors, most specific first: (class, what the line says, exit code).
@@ -289,9 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         full = _disk_full(exc)
         if full is not None:
-            print(f"forecaster: disk full: no space left on the device holding {full} (its MLflow run, if one "
-                  f"began, is marked FAILED where the store can still be written); free space and run again",
-                  file=sys.stderr)
+            print(f"forecaster: disk full: no space left on the device holding {full}; {_fail_open_run()}; "
+                  f"free space and run again", file=sys.stderr)
             return EXIT_ERROR
         for cls, what, code in failures:
             if isinstance(exc, cls):
@@ -312,6 +314,24 @@ def main(argv: list[str] | None = None) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return EXIT_ERROR
+
+
+def _fail_open_run() -> str:
+    """Mark FAILED the MLflow run that a failure left open (its end could not be written), and say how it
+    stands: a store whose disk is full cannot take it, and the next training on this host marks it."""
+    mlflow = sys.modules.get("mlflow")
+    try:  # the run this process began last, as the store has it (MLflow forgets it even when its end failed)
+        run = mlflow.last_active_run() if mlflow is not None else None
+    except Exception:
+        run = None
+    if run is None or run.info.status != "RUNNING":
+        return "its MLflow run (if one began) is marked FAILED"
+    try:
+        mlflow.MlflowClient().set_terminated(run.info.run_id, status="FAILED")
+    except Exception:  # the store is on the full disk
+        return (f"its MLflow run {run.info.run_id} is left RUNNING (the store cannot take its end): the next "
+                f"training of this model on this host marks it FAILED")
+    return "its MLflow run is marked FAILED"
 
 
 def _disk_full(exc: BaseException) -> str | None:

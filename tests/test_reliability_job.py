@@ -126,3 +126,57 @@ def test_checked_model_copies_a_killed_process_left_are_cleared_by_the_next_load
     steps.load("models:/copies@champion")
     assert sorted(p.name for p in tmpdir.iterdir()) == [alive.name]
     assert Path(str(left)).exists() is False
+
+
+_FILL_DURING_TRAINING = r"""
+set -u
+mount -t tmpfs -o size=64m tmpfs "$STORE_DIR" || exit 90
+"$PYTHON" -m pipelines.cli train "$CONFIG" --quiet > "$LOGS/out" 2> "$LOGS/err" &
+pid=$!
+while ! grep -q "backtest:" "$LOGS/err"; do kill -0 $pid 2> /dev/null || break; sleep 0.2; done
+free=$(df -k --output=avail "$STORE_DIR" | tail -1)
+head -c $(( (free - 100) * 1024 )) /dev/zero > "$STORE_DIR/filler" 2> /dev/null
+wait $pid
+echo $? > "$LOGS/rc"
+statuses='
+from forecaster import tracking; tracking.configure()
+import mlflow; from mlflow import MlflowClient
+e = mlflow.get_experiment_by_name("full")
+print(" ".join(r.info.status for r in MlflowClient().search_runs([e.experiment_id])))'
+"$PYTHON" -c "$statuses" > "$LOGS/statuses"
+rm "$STORE_DIR/filler"
+"$PYTHON" -c "
+from forecaster import tracking; tracking.configure()
+import mlflow; from mlflow import MlflowClient
+from pipelines.steps import mark_abandoned_runs
+mark_abandoned_runs(MlflowClient(), mlflow.get_experiment_by_name('full').experiment_id)" > /dev/null 2>&1
+"$PYTHON" -c "$statuses" > "$LOGS/statuses_after"
+"""
+
+
+def test_a_disk_filling_up_during_training_is_one_line_and_the_run_is_not_left_running(tmp_path):
+    """A real full file system: a 64 MB tmpfs holding the store, filled to its last 100 KB once the
+    backtest is done, in a mount namespace of its own (`unshare`: no mount is left on this machine)."""
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("this machine cannot make a mount namespace (unshare -rm) for a small tmpfs")
+    config = _job(tmp_path, "full")
+    store_dir, logs = tmp_path / "store", tmp_path / "logs"
+    store_dir.mkdir()
+    logs.mkdir()
+    env = {**os.environ, "FORECASTER_MLRUNS": str(store_dir / "mlruns"), "STORE_DIR": str(store_dir),
+           "LOGS": str(logs), "CONFIG": str(config), "PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("FORECASTER_DEBUG", None)
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", _FILL_DURING_TRAINING], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    stderr = (logs / "err").read_text()
+    assert (logs / "rc").read_text().strip() == "1", stderr
+    assert "Traceback" not in stderr
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("forecaster: disk full: no space left on the device holding "), stderr
+    status = (logs / "statuses").read_text().split()
+    # Marked FAILED where the store could take it; else the line says so, and the next training does it.
+    assert status == ["FAILED"] or (status == ["RUNNING"] and "is left RUNNING (the store cannot take its end)"
+                                    in line), (status, line)
+    assert (logs / "statuses_after").read_text().split() == ["FAILED"]
