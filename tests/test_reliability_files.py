@@ -257,3 +257,26 @@ def test_numpy_scalars_and_arrays_are_taken_where_numbers_are_checked():
     for wrong in (np.bool_(True), True, np.float64(12.5)):
         with pytest.raises(ConfigError, match="horizon must be an integer"):
             check_value("", "horizon", wrong, int)
+
+
+# --------------------------------------------------------------------------- daylight saving time
+
+
+def test_a_naive_local_spring_gap_and_autumn_repeat_say_daylight_saving_and_not_fill():
+    from forecaster.data.schema import Columns
+    from forecaster.data.validation import validate_frame
+    from forecaster.errors import DuplicateRowsError, GapError
+
+    spring = pd.date_range("2024-03-30", periods=60, freq="h")
+    gap = pd.DataFrame({"unique_id": "S", "ds": spring[spring != pd.Timestamp("2024-03-31 02:00")], "y": 1.0})
+    with pytest.raises(GapError, match="clocks spring forward for daylight saving time") as caught:
+        validate_frame(gap, Columns(), freq="h")
+    assert "missing_policy='fill'" not in str(caught.value) and "tz_localize" in str(caught.value)
+    autumn = pd.date_range("2024-10-26", periods=60, freq="h")
+    repeat = pd.DataFrame({"unique_id": "S", "ds": [*autumn, pd.Timestamp("2024-10-27 02:00")], "y": 1.0})
+    with pytest.raises(DuplicateRowsError, match="clocks fall back for daylight saving time"):
+        validate_frame(repeat, Columns(), freq="h")
+    other = pd.DataFrame({"unique_id": "S", "ds": autumn[autumn != pd.Timestamp("2024-10-26 13:00")], "y": 1.0})
+    with pytest.raises(GapError, match=r"missing inside series \(use missing_policy='fill' or 'mask'\)") as caught:
+        validate_frame(other, Columns(), freq="h")  # an ordinary gap keeps its advice
+    assert "daylight" not in str(caught.value)

@@ -126,6 +126,33 @@ def _id_column(col: pd.Series, name: str) -> pd.Series:
     raise ColumnTypeError(f"id column must hold strings or integers, not {col.dtype}", column=name)
 
 
+#: Zones whose daylight saving changes `_daylight_saving` recognises in naive times (one per rule).
+_DST_ZONES = ("Europe/Berlin", "Europe/London", "America/New_York", "America/Chicago", "America/Denver",
+              "America/Los_Angeles", "Australia/Sydney", "Pacific/Auckland", "America/Santiago", "Asia/Tehran")
+
+
+def _daylight_saving(stamps: pd.DatetimeIndex, kind: str) -> str:
+    """When every one of ``stamps`` (naive times missing from, or repeated in, the data) is an hour that
+    does not exist ("nonexistent": clocks spring forward) or exists twice ("ambiguous": they fall back)
+    in a zone with daylight saving time, what to do about it; else "". Local wall-clock times cannot
+    be one regular series: 'fill' would invent the spring hour and nothing can merge the autumn one."""
+    if stamps.tz is not None or not len(stamps):
+        return ""
+    for zone in _DST_ZONES:
+        try:
+            local = stamps.tz_localize(zone, nonexistent="NaT", ambiguous="NaT")
+        except (ValueError, TypeError):
+            continue
+        if local.isna().all():
+            change, wrong = (("spring forward", "do not fill the gap, which would invent an hour")
+                             if kind == "nonexistent" else
+                             ("fall back", "do not drop a repeat, which would lose an hour"))
+            return (f": these are local wall-clock times where clocks {change} for daylight saving time (as in "
+                    f"{zone}); give the times with their UTC offset, or localise them "
+                    f"(pandas: ds.dt.tz_localize('{zone}', ambiguous='infer')), or give UTC times; {wrong}")
+    return ""
+
+
 def _refuse_unconverted(col: pd.Series, converted: pd.Series, name: str, problem: str) -> None:
     """ColumnTypeError naming the rows whose value the conversion turned into NaN (it was not missing)."""
     bad = (converted.isna() & col.notna()).to_numpy()
@@ -304,7 +331,7 @@ def validate_frame(
     if same.any():
         rows = np.flatnonzero(same) + 1
         raise DuplicateRowsError(
-            f"{len(rows)} duplicate (id, time) row(s)",
+            f"{len(rows)} duplicate (id, time) row(s)" + _daylight_saving(time_index[rows], "ambiguous"),
             column=f"{columns.id}, {columns.time}",
             series=_series_at(labels, codes[rows]),
             timestamps=list(time_index[rows]),
@@ -354,7 +381,8 @@ def validate_frame(
     if n_gaps and missing_policy == "error":
         gap_rows = np.flatnonzero(~present)
         raise GapError(
-            f"{n_gaps} timestamp(s) missing inside series (use missing_policy='fill' or 'mask')",
+            f"{n_gaps} timestamp(s) missing inside series"
+            + (_daylight_saving(grid.times[gap_rows], "nonexistent") or " (use missing_policy='fill' or 'mask')"),
             column=columns.time,
             series=_series_at(labels, grid_codes[gap_rows]),
             timestamps=list(grid.times[gap_rows]),
