@@ -168,6 +168,7 @@ def _run_locked(config: ModelConfig, stamp: pd.Timestamp, target: Path, raw: pd.
                 say(f"retrain: warm start from version {champion}, {config.schedule.warm_epochs} epoch(s)")
             # Training needs the backtest's length of every series: checked now, on the same rows.
             to_fit = steps.prepare(config, raw=prepared.raw)
+            steps.check_learnable(to_fit)
             trained = train_in_run(to_fit, register=True, verbose=verbose, initial=initial,
                                    warm_epochs=config.schedule.warm_epochs, say=say, champion=champion,
                                    move_aliases=not past)

@@ -57,7 +57,7 @@ from forecaster.data.frequency import seasonal_period
 from forecaster.data.io import read_frame, temporary
 from forecaster.data.schema import Columns
 from forecaster.data.validation import ValidatedFrame, parse_times, validate_frame
-from forecaster.errors import ConfigError, MissingColumnError, ModelError
+from forecaster.errors import ConfigError, DataError, MissingColumnError, ModelError
 from forecaster.forecaster import LSTMForecaster
 from forecaster.integrity import MODEL_HASHES_TAG, artifact_hashes, changed_files
 
@@ -178,6 +178,27 @@ def _check_as_of_near_end(config: ModelConfig, vframe: ValidatedFrame, cut: pd.T
         raise ConfigError(f"as-of {cut} is more than the horizon ({config.horizon} steps of {vframe.freq}) after the "
                           f"data's last time {end}: the forecasts would start at {end}, not at the as-of. Give an "
                           f"as-of at most {reach}, or bring the data up to date")
+
+
+def check_learnable(prepared: Prepared) -> None:
+    """DataError, before a training, when every series is constant: there is nothing to learn, and
+    MASE (its scale is 0) is undefined for each, so no version could ever be promoted."""
+    c = prepared.columns
+    spread = prepared.frame.groupby(c.id, sort=False)[c.target].agg(lambda y: np.nanmax(y) - np.nanmin(y))
+    if len(spread) and not (spread > 0).any():
+        raise DataError(f"every series is constant ({len(spread)} series): there is nothing to learn, and MASE "
+                        f"is undefined for each (its scale is 0); nothing trained or registered",
+                        column=c.target, series=list(spread.index[:5]))
+
+
+def undefined_scores(result: BacktestResult, columns: Columns, metric: str) -> list[str]:
+    """The series whose backtest ``metric`` is undefined (NaN: constant or all-zero histories for MASE),
+    which the mean over series leaves out."""
+    rows = result.per_series
+    if metric not in rows.columns:
+        return []
+    lstm = rows[rows[MODEL_COLUMN] == LSTM]
+    return sorted({str(i) for i in lstm.loc[lstm[metric].isna(), columns.id]})
 
 
 # --------------------------------------------------------------------------- fit and backtest

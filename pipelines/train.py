@@ -63,6 +63,13 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
     metric = config.promotion.metric
     say(f"backtest: lstm {metric} {result.summary[LSTM][metric]:.4f}, seasonal naive "
         f"{result.summary[BASELINE][metric]:.4f}" + (" (warm start)" if bt_initial is not None else ""))
+    undefined = steps.undefined_scores(result, prepared.columns, metric)
+    if undefined:
+        say(f"backtest: {metric} undefined for {len(undefined)} series (constant or all-zero history: its "
+            f"scale is 0), left out of the mean the promotion compares: {', '.join(undefined[:5])}"
+            + (", ..." if len(undefined) > 5 else ""))
+        if run is not None:
+            mlflow.log_metric(f"backtest.undefined_{metric}_series", len(undefined))
     final, start = _final_fit(prepared, bt_model, verbose, initial, warm)
     say(f"fit: {len(final.history_.get('loss', []))} epoch(s) on all the data" + _STARTS[start])
     if final.resolved_.derived:
@@ -120,6 +127,7 @@ def train(config: ModelConfig, register: bool = True, verbose: int = 1) -> Train
     name = config.training.strategy
     distribute.strategy(name)  # made before TensorFlow runs anything; checks TF_CONFIG
     prepared = steps.prepare(config)
+    steps.check_learnable(prepared)
     if not distribute.is_chief(name):
         return _train_beside_the_chief(prepared, verbose)
     # The store is touched only once the data has passed its checks: bad data leaves nothing behind.

@@ -21,6 +21,7 @@ from forecaster.config import load_config
 from pipelines import run as job
 from pipelines import steps
 from pipelines.cli import EXIT_INTERRUPTED, EXIT_TERMINATED
+from tests.synthetic import hourly_frame
 from tests.test_scheduled_job import _job
 
 pytestmark = pytest.mark.slow
@@ -180,3 +181,25 @@ def test_a_disk_filling_up_during_training_is_one_line_and_the_run_is_not_left_r
     assert status == ["FAILED"] or (status == ["RUNNING"] and "is left RUNNING (the store cannot take its end)"
                                     in line), (status, line)
     assert (logs / "statuses_after").read_text().split() == ["FAILED"]
+
+
+def test_constant_series_are_counted_and_said_and_an_all_constant_frame_is_refused(tmp_path, job_store, caplog):
+    from forecaster.errors import DataError
+    from pipelines.train import train
+
+    data = hourly_frame(n_series=3, length=300)
+    flat = data.assign(y=0.0)
+    config = load_config(_job(tmp_path, "flat", data=flat))
+    with pytest.raises(DataError, match=r"every series is constant \(3 series\): there is nothing to learn"):
+        train(config, verbose=0)
+    assert mlflow.get_experiment_by_name("flat") is None  # refused before the store was touched
+
+    data.loc[data["unique_id"] == "S2", "y"] = 0.0  # one all-zero series among others
+    config = load_config(_job(tmp_path, "onezero", data=data))
+    with caplog.at_level("INFO", logger="forecaster.train"):
+        result = train(config, verbose=0)
+    said = [r.getMessage() for r in caplog.records if "undefined" in r.getMessage()]
+    assert said == ["backtest: mase undefined for 1 series (constant or all-zero history: its scale is 0), left "
+                    "out of the mean the promotion compares: S2"]
+    metrics = MlflowClient().get_run(result.run_id).data.metrics
+    assert metrics["backtest.undefined_mase_series"] == 1
