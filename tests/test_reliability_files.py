@@ -280,3 +280,18 @@ def test_a_naive_local_spring_gap_and_autumn_repeat_say_daylight_saving_and_not_
     with pytest.raises(GapError, match=r"missing inside series \(use missing_policy='fill' or 'mask'\)") as caught:
         validate_frame(other, Columns(), freq="h")  # an ordinary gap keeps its advice
     assert "daylight" not in str(caught.value)
+
+
+def test_daily_data_stamped_at_local_midnight_with_its_offsets_is_daily(tmp_path):
+    from forecaster.data.schema import Columns
+    from forecaster.data.validation import validate_frame
+
+    days = pd.date_range("2024-03-20", periods=30, freq="D", tz="Europe/Berlin")  # crosses 2024-03-31
+    frame = pd.DataFrame({"unique_id": "S", "ds": [d.isoformat() for d in days], "y": np.arange(30.0)})
+    frame.to_csv(tmp_path / "daily.csv", index=False)
+    checked = validate_frame(read_frame(tmp_path / "daily.csv"), Columns())
+    assert checked.freq == "D"
+    assert list(checked.frame["ds"]) == list(pd.date_range("2024-03-20", periods=30, freq="D"))  # the dates
+    hours = pd.date_range("2024-03-30", periods=48, freq="h", tz="Europe/Berlin")  # not midnights: UTC, as before
+    hourly = pd.DataFrame({"unique_id": "S", "ds": [h.isoformat() for h in hours], "y": 1.0})
+    assert str(validate_frame(hourly, Columns()).frame["ds"].dt.tz) == "UTC"

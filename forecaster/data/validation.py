@@ -174,6 +174,20 @@ def _utc_offsets(col: pd.Series) -> pd.Series:
     return text.str.extract(_OFFSET, expand=False).replace("Z", "+00:00").str.replace(":", "", regex=False)
 
 
+def _local_dates(col: pd.Series, utc: pd.Series) -> pd.Series:
+    """Times written with several UTC offsets, every one at local midnight (daily or coarser data of a
+    zone with daylight saving: ``2024-03-30T00:00+01:00``, ``2024-03-31T00:00+02:00``) are dates: their
+    local dates as written, naive, so that a day stays a day (in UTC they are 23 or 25 hours apart and
+    no frequency fits). Any other times: ``utc``, unchanged."""
+    text = col.astype("string").str.strip()
+    offset = text.str.extract(_OFFSET, expand=False)
+    wall = pd.to_datetime([t[: len(t) - len(o)] if isinstance(o, str) else t for t, o in zip(text, offset)],
+                          errors="coerce")
+    if wall.isna().any() or not (wall == wall.normalize()).all():
+        return utc
+    return pd.Series(wall, index=col.index)
+
+
 def parse_times(col: pd.Series, name: str) -> pd.Series:
     """A raw time column parsed as validation parses it (typed errors naming the rows at fault)."""
     return _time_column(col, name)
@@ -200,6 +214,8 @@ def _time_column(col: pd.Series, name: str) -> pd.Series:
         except (TypeError, ValueError) as exc:
             raise ColumnTypeError(f"time column cannot be parsed as datetimes: {exc}", column=name) from exc
         _refuse_unconverted(col, parsed, name, "time column has values that are not datetimes")
+        if to_utc:
+            parsed = _local_dates(col, parsed)
     else:
         raise ColumnTypeError(
             f"time column must be datetime64 or datetime strings, not {col.dtype}", column=name
