@@ -149,6 +149,7 @@ class ModelConfig:
     base_dir: str = "."
 
     def __post_init__(self) -> None:
+        check_model_name(self.name)
         if self.horizon <= 0:
             raise ConfigError(f"horizon must be a positive integer, got {self.horizon}")
         if any(not 0.0 < q < 1.0 for q in self.quantiles):
@@ -206,6 +207,35 @@ class ModelConfig:
             for key, value in asdict(part).items():
                 out[f"{section}.{key}"] = value
         return out
+
+
+#: Characters a registered model's name cannot hold: MLflow's own refusals ('/' and ':'), '@', which
+#: `models:/<name>@<alias>` reads as the alias, and the quote that would end the name in a registry search.
+_NAME_FORBIDDEN = ("/", ":", "@", "'", "\\")
+
+
+def check_model_name(name: str) -> str:
+    """Refuse, before any work, a model name the registry cannot use: ConfigError naming the key.
+
+    MLflow registers a name only when it holds no '/' or ':' and is not changed by path normalisation
+    (`mlflow.utils.validation._validate_model_name`, not imported here: it costs seconds of start-up);
+    a name with '@' registers but no `models:/<name>@<alias>` can ever load it. The test suite checks
+    that every name accepted here MLflow accepts too.
+    """
+    bad = [c for c in _NAME_FORBIDDEN if c in name]
+    if not name.strip() or bad or any(not c.isprintable() for c in name):
+        why = f"it holds {', '.join(repr(c) for c in bad)}" if bad else "it is empty or holds unprintable characters"
+        raise ConfigError(f"[model] name {name!r} cannot be a registered model's name: {why} (use letters, digits, "
+                          f"'-', '_', '.', e.g. {_suggest(name)!r})")
+    if name.strip() != name or name in (".", "..") or name.startswith("."):
+        raise ConfigError(f"[model] name {name!r} cannot be a registered model's name: it must not begin with '.' "
+                          f"or begin or end with a space (e.g. {_suggest(name)!r})")
+    return name
+
+
+def _suggest(name: str) -> str:
+    """A usable spelling of ``name``: every other character than letters, digits, '-', '_' and '.' as '_'."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.strip()).lstrip(".") or "model"
 
 
 def _duration(key: str, text: str) -> pd.Timedelta:

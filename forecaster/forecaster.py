@@ -40,7 +40,7 @@ from forecaster.errors import ConfigError, ModelError, ShortHistoryError, ValueR
 from forecaster.integrity import sha256
 from forecaster.losses import PointAndQuantileLoss
 from forecaster.network import NetworkSpec, build_network
-from forecaster.params import check_fields
+from forecaster.params import check_fields, check_value
 
 MODEL_FILES = ("network.keras", "scaler.json", "forecaster.json")
 MANIFEST = "manifest.json"
@@ -261,7 +261,9 @@ class LSTMForecaster:
         """
         checked = ("horizon", "input_size", "quantiles", "epochs", "batch_size", "learning_rate", "patience",
                    "max_windows_per_series", "seed", "ensemble", "time_budget")
-        check_fields(type(self).__init__, {k: getattr(self, k) for k in checked})
+        # Conformed values go back: np.int64(12) becomes 12, which the saved description's JSON can hold.
+        for key, value in check_fields(type(self).__init__, {k: getattr(self, k) for k in checked}).items():
+            setattr(self, key, value)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         check_combine(self.combine)
@@ -458,7 +460,7 @@ class LSTMForecaster:
         head's own).
         """
         self._check_fitted()
-        horizon = self.horizon if horizon is None else int(horizon)
+        horizon = self.horizon if horizon is None else check_value("", "horizon", horizon, int)
         if not 1 <= horizon <= self.horizon:
             raise ConfigError(f"horizon must be between 1 and the trained horizon {self.horizon}, got {horizon}")
         wanted = self.quantiles_ if quantiles is None else tuple(float(q) for q in quantiles)

@@ -7,6 +7,7 @@ what it must be and what it got, so that `epochs = "ten"` or `--epochs -3` never
 
 from __future__ import annotations
 
+import numbers
 import types
 import typing
 from collections.abc import Callable
@@ -51,6 +52,8 @@ def _conform(value: Any, hint: Any) -> Any:
                 continue
         raise TypeError
     if origin is tuple:
+        if hasattr(value, "tolist") and getattr(value, "ndim", 0) == 1:  # a numpy array
+            value = value.tolist()
         if not isinstance(value, list | tuple):
             raise TypeError
         return tuple(_conform(v, typing.get_args(hint)[0]) for v in value)
@@ -58,16 +61,18 @@ def _conform(value: Any, hint: Any) -> Any:
         if value is not None:
             raise TypeError
         return None
+    # numpy's scalars (np.int64(12), np.float32(0.1), np.bool_(True)) are what users pass: accepted, and
+    # returned as Python's own types; a bool is not taken for a number.
     if hint is bool:
-        if not isinstance(value, bool):
+        if type(value).__name__ not in ("bool", "bool_"):
             raise TypeError
-        return value
+        return bool(value)
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if _is_bool(value) or not isinstance(value, numbers.Integral):
             raise TypeError
-        return value
+        return int(value)
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if _is_bool(value) or not isinstance(value, numbers.Real):
             raise TypeError
         return float(value)
     if hint is str:
@@ -75,6 +80,10 @@ def _conform(value: Any, hint: Any) -> Any:
             raise TypeError
         return value
     return value
+
+
+def _is_bool(value: Any) -> bool:
+    return type(value).__name__ in ("bool", "bool_")
 
 
 def check_value(where: str, key: str, value: Any, hint: Any) -> Any:

@@ -97,13 +97,17 @@ def aliases(client: MlflowClient, name: str) -> dict[str, str]:
     return {alias: str(v) for alias, v in client.get_registered_model(name).aliases.items()}
 
 
-def apply_decision(client: MlflowClient, name: str, version: str, decision: PromotionDecision) -> None:
-    """Tag the version with the decision, then move aliases: `challenger` always, `champion` if promoted.
+def apply_decision(client: MlflowClient, name: str, version: str, decision: PromotionDecision,
+                   move_aliases: bool = True) -> None:
+    """Tag the version with the decision, then move aliases: `challenger` always, `champion` if promoted
+    (neither when ``move_aliases`` is False).
 
     Tags go first, so that a version never holds `champion` without the figures that put it there.
     """
     for key, value in decision.tags().items():
         client.set_model_version_tag(name, version, key, value)
+    if not move_aliases:
+        return
     client.set_registered_model_alias(name, CHALLENGER, version)
     if decision.promoted:
         client.set_registered_model_alias(name, CHAMPION, version)

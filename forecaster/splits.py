@@ -89,13 +89,25 @@ def before_first_origin(frame: pd.DataFrame, columns: Columns, horizon: int, n_w
 
 
 def parse_as_of(as_of: str | pd.Timestamp) -> pd.Timestamp:
-    """An as-of time as given (with its UTC offset, if any); ConfigError if it is not a timestamp."""
+    """An as-of time as given (with its UTC offset, if any); ConfigError if it is not a timestamp.
+
+    Only a written date and time: a relative one (``now``, ``today``) would be a new as-of at each call
+    and undo the job's idempotence; a fraction of a second is refused, since an as-of is done per second
+    (its folder's name), and ``...T00:00:00.700`` would count as the done ``...T00:00:00``.
+    """
+    text = str(as_of).strip() if isinstance(as_of, str) else None
+    if text is not None and not text[:4].isdigit():
+        raise ConfigError(f"as-of {as_of!r} is not a written time: give the date and time, e.g. 2026-11-26T00:00 "
+                          f"(a relative time such as 'now' would make each run a new as-of)")
     try:
         stamp = pd.Timestamp(as_of)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"as-of {as_of!r} is not a timestamp (e.g. 2026-11-26T00:00): {exc}") from None
     if stamp is pd.NaT:
         raise ConfigError(f"as-of {as_of!r} is not a timestamp (e.g. 2026-11-26T00:00)")
+    if stamp != stamp.floor("s"):
+        raise ConfigError(f"as-of {as_of!r} has a fraction of a second: as-of times are whole seconds "
+                          f"(give {stamp.floor('s').isoformat()})")
     return stamp
 
 

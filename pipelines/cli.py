@@ -7,20 +7,86 @@ Exit codes (the README lists them too):
   3  bad input data
   75 another live run of the same job holds its lock (EX_TEMPFAIL: try again later)
   99 nothing to do: this as-of was done already (Airflow's BashOperator marks 99 as skipped)
+  130 interrupted (SIGINT, Ctrl-C), 143 terminated (SIGTERM, what Airflow and Kubernetes send)
 Each error prints one line on stderr, never a traceback (FORECASTER_DEBUG=1 shows one for a failure).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 from forecaster.errors import ConfigError
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_DATA, EXIT_LOCKED, EXIT_NOTHING_TO_DO = 0, 1, 2, 3, 75, 99
+EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
+#: How long a stopping process waits for the tracking store to take its run's end.
+_STOP_TIMEOUT = 10.0
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM or SIGINT: end the active MLflow run as KILLED, remove this process's temporary files and
+    folders, say so in one line and exit 143 or 130 at once.
+
+    Not by raising into the running code: an exception unwinding through a TensorFlow fit in progress
+    can corrupt its runtime's heap as its objects go (seen: ``free(): invalid next size``, SIGABRT, before
+    any line of ours), and its threads cannot be stopped cleanly; ``os._exit`` leaves them be. Outputs are
+    written to temporary names and renamed whole, so none is half replaced.
+    """
+    import threading
+
+    from forecaster.data.io import remove_temporaries
+
+    name = signal.Signals(signum).name
+    mlflow = sys.modules.get("mlflow")
+    run = mlflow.active_run() if mlflow is not None else None  # per thread: read here, in the main one
+    outcome: list[bool] = []
+    ended = threading.Thread(target=lambda: outcome.append(_end_run(None if run is None else run.info.run_id)),
+                             daemon=True)
+    ended.start()
+    ended.join(_STOP_TIMEOUT)
+    remove_temporaries()
+    _remove_autograph_files()
+    said = "its MLflow run (if one began) is marked KILLED" if outcome == [True] else \
+        "its MLflow run could not be ended (the next training on this host marks it FAILED)"
+    print(f"forecaster: stopped by {name}: {said}, temporary files are removed, and no output was replaced",
+          file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED)
+
+
+def _remove_autograph_files() -> None:
+    """The source files TensorFlow's autograph wrote for this process's functions (it removes them at a
+    normal exit, which `_stop` skips): each is the ``__file__`` of a module it put in ``sys.modules``."""
+    import contextlib
+    import tempfile
+
+    folder = os.path.realpath(tempfile.gettempdir())
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None) or ""
+        if os.path.basename(path).startswith("__autograph_generated_file") and \
+                os.path.realpath(os.path.dirname(path)) == folder:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def _end_run(run_id: str | None) -> bool:
+    """Mark MLflow run ``run_id`` KILLED; whether that was done (or there was no run). Best effort: a store
+    that cannot be reached keeps it RUNNING, and the next training on this host marks it FAILED
+    (`pipelines.steps.mark_abandoned_runs`)."""
+    if run_id is None:
+        return True
+    try:
+        sys.modules["mlflow"].MlflowClient().set_terminated(run_id, status="KILLED")
+    except Exception:  # the store is gone or busy: see the docstring
+        return False
+    return True
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -107,10 +173,8 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from forecaster import tracking
     from forecaster.config import load_config, model_config_from_dict
     from forecaster.params import check_value
-    from pipelines.train import train
 
     if (args.config is None) == (args.data is None):
         raise ConfigError("give either a config file or --data FILE --horizon H")
@@ -129,6 +193,8 @@ def _train(args: argparse.Namespace) -> int:
         config = replace(config, training=replace(config.training, epochs=args.epochs))
     if args.strategy is not None:
         config = replace(config, training=replace(config.training, strategy=args.strategy))
+    from pipelines.train import train  # TensorFlow and MLflow: imported once the arguments are checked
+
     result = train(config, register=not args.no_register, verbose=_verbose(args.quiet))
     if result.run_id is None:
         from forecaster import distribute
@@ -146,11 +212,16 @@ def _train(args: argparse.Namespace) -> int:
         d = result.decision
         print(f"registered {result.model_name} version {result.version}: "
               f"{'champion' if d.promoted else 'challenger'} ({d.reason})")
+    from forecaster import tracking
+
     print(f"look at it: {tracking.ui_command()}")
     return EXIT_OK
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from forecaster.data.io import check_destination
+
+    check_destination(args.output, source=args.input)  # before TensorFlow and MLflow are even imported
     from pipelines.predict import predict
 
     summary = predict(args.model, args.input, args.output, horizon=args.horizon, quantiles=args.quantiles,
@@ -208,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # tf.distribute logs each all-reduce at INFO
     logging.getLogger("alembic").setLevel(logging.WARNING)  # MLflow's schema migrations, step by step
+    if not os.environ.get("FORECASTER_DEBUG"):
+        # MLflow logs each database error with its whole traceback, then raises it: our one line says it.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     from forecaster import errors
 
     # Our errors, most specific first: (class, what the line says, exit code).
@@ -216,9 +290,15 @@ def main(argv: list[str] | None = None) -> int:
                 (ConfigError, "configuration error", EXIT_CONFIG), (errors.ModelError, "model error", EXIT_CONFIG),
                 (errors.DataError, "data error", EXIT_DATA))
     commands = {"train": _train, "predict": _predict, "run": _run, "report": _report}
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return commands[args.command](args)
     except Exception as exc:
+        full = _disk_full(exc)
+        if full is not None:
+            print(f"forecaster: disk full: no space left on the device holding {full}; {_fail_open_run()}; "
+                  f"free space and run again", file=sys.stderr)
+            return EXIT_ERROR
         for cls, what, code in failures:
             if isinstance(exc, cls):
                 print(f"forecaster: {what}: {exc}", file=sys.stderr)
@@ -234,7 +314,42 @@ def main(argv: list[str] | None = None) -> int:
         first = (str(exc).strip().splitlines() or [""])[0][:500]
         print(f"forecaster: failed: {type(exc).__name__}: {first} (FORECASTER_DEBUG=1 shows the traceback)",
               file=sys.stderr)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return EXIT_ERROR
+
+
+def _fail_open_run() -> str:
+    """Mark FAILED the MLflow run that a failure left open (its end could not be written), and say how it
+    stands: a store whose disk is full cannot take it, and the next training on this host marks it."""
+    mlflow = sys.modules.get("mlflow")
+    try:  # the run this process began last, as the store has it (MLflow forgets it even when its end failed)
+        run = mlflow.last_active_run() if mlflow is not None else None
+    except Exception:
+        run = None
+    if run is None or run.info.status != "RUNNING":
+        return "its MLflow run (if one began) is marked FAILED"
+    try:
+        mlflow.MlflowClient().set_terminated(run.info.run_id, status="FAILED")
+    except Exception:  # the store is on the full disk
+        return (f"its MLflow run {run.info.run_id} is left RUNNING (the store cannot take its end): the next "
+                f"training of this model on this host marks it FAILED")
+    return "its MLflow run is marked FAILED"
+
+
+def _disk_full(exc: BaseException) -> str | None:
+    """The file (or "the store") of an ENOSPC anywhere in ``exc``'s chain of causes, else None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return str(current.filename) if current.filename else "the output or the MLflow store"
+        if "No space left on device" in str(current) or "database or disk is full" in str(current):
+            return "the MLflow store"
+        current = current.__cause__ or current.__context__
+    return None
 
 if __name__ == "__main__":
     sys.exit(main())

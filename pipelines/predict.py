@@ -23,7 +23,7 @@ def predict(model_uri: str, input_path: str | Path, output_path: str | Path, hor
     if engine not in ("local", "spark"):
         raise ConfigError(f"engine must be 'local' or 'spark', got {engine!r}")
     started = time.perf_counter()
-    check_destination(output_path)
+    check_destination(output_path, source=input_path)
     if engine == "local":  # the Spark engine also reads a folder of Parquet parts, and checks it itself
         check_source(input_path)
     model = steps.load(model_uri)
@@ -32,7 +32,8 @@ def predict(model_uri: str, input_path: str | Path, output_path: str | Path, hor
 
         summary = predict_spark(model, input_path, output_path, horizon=horizon, quantiles=quantiles)
     else:
-        out = steps.forecast(model, read_frame(input_path), horizon=horizon, quantiles=quantiles)
+        history = read_frame(input_path, model.forecaster.columns_.id)
+        out = steps.forecast(model, history, horizon=horizon, quantiles=quantiles)
         write_frame_atomic(out, output_path)
         summary = {"rows": len(out), "series": int(out[model.forecaster.columns_.id].nunique()),
                    "fallback_series": int(out.loc[out["model"] != "lstm", model.forecaster.columns_.id].nunique())}

@@ -36,13 +36,25 @@ def history(config: ModelConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, 
     return table, scored.by_step, scored.overall
 
 
+#: What `--plot` may be: the image types the plot is written as (by its suffix).
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 SHOWN = 5  # as-of rows in the compact report
+
+
+def check_plot_path(path: Path) -> None:
+    """ConfigError, before any work, for a plot path of a type we do not write (matplotlib would fail
+    only after the scoring)."""
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ConfigError(f"cannot write the plot {str(path)!r}: unsupported file type {path.suffix!r} "
+                          f"(use {', '.join(PLOT_SUFFIXES)})")
 
 
 def report(config: ModelConfig, plot_path: Path | None = None, full: bool = False) -> str:
     """The history as text: by default a compact summary (the overall scores, the latest as-of times,
     the horizon steps in a few bands); ``full`` the whole tables. The plot is written to ``plot_path``
     (default ``<output>/_report/accuracy.png``)."""
+    if plot_path is not None:
+        check_plot_path(plot_path)
     by_as_of, by_step, overall = history(config)
     metric = config.monitor.metric
     if by_as_of.empty:

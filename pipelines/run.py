@@ -28,6 +28,7 @@ import pandas as pd
 
 from forecaster import locks
 from forecaster.config import ModelConfig
+from forecaster.data.io import check_distinct, temporary
 from forecaster.errors import ConfigError, NoChampionError
 from forecaster.splits import as_of_timestamp, parse_as_of
 
@@ -36,6 +37,7 @@ LOCK_FILE = ".lock"
 LABEL_FORMAT = "%Y%m%dT%H%M%S"  # ISO 8601 basic: sortable, and no ':' (which Hadoop paths refuse)
 JOB_TAG, AS_OF_TAG = "forecaster.job", "forecaster.as_of"
 CONFIG_TAG, DATA_TAG = "forecaster.config_sha256", "forecaster.data_sha256"
+FORECAST_REASON_TAG = "forecaster.forecast_reason"  # why that version forecast this as-of
 
 
 @dataclass
@@ -90,6 +92,7 @@ def run(config: ModelConfig, as_of: str | pd.Timestamp, force: bool = False, raw
     if config.training.strategy == "multi_worker":
         raise ConfigError("training.strategy = 'multi_worker' is for `forecaster train` started on every worker; "
                           "the scheduled job trains in one process (use 'none' or 'mirrored')")
+    check_sink(config)
     stamp = parse_as_of(as_of)
     target = folder_for(config, stamp)
     label = target.name[len("as_of="):]
@@ -111,6 +114,13 @@ def run(config: ModelConfig, as_of: str | pd.Timestamp, force: bool = False, raw
         outcome = _run_locked(config, stamp, target, raw, verbose, lambda line: say(f"[{label}] {line}"))
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def check_sink(config: ModelConfig) -> None:
+    """ConfigError, before any work, if the job's output folder is its data source or holds it."""
+    source = config.source_path()
+    if not source.startswith("package:"):
+        check_distinct(config.output_dir(), source)
 
 
 def _clear_stale(root: Path) -> None:
@@ -144,35 +154,53 @@ def _run_locked(config: ModelConfig, stamp: pd.Timestamp, target: Path, raw: pd.
     name = f"run {config.name} {stamp:%Y-%m-%dT%H:%M}"
     with steps.start_run(config.name, tags=tags, kind="run", name=name) as active:
         outcome.run_id = active.info.run_id
-        champion = registry.champion_version(client, config.name)
+        current = registry.champion_version(client, config.name)
+        champion, chosen = usable_version(client, config, stamp, current)
+        past = current is not None and champion != current  # today's champion saw data after this as-of
         promise = _promise(client, config, champion)
-        last = _last_training_as_of(client, config)
+        last = _last_training_as_of(client, config, stamp)
         degraded, why = monitor(config, prepared, stamp, champion, promise, last, say)
-        due, reason, seen_future = _retrain_due(client, config, stamp, champion, last, degraded, why)
+        due, reason = _retrain_due(config, stamp, champion, chosen, last, degraded, why)
         mlflow.set_tag("forecaster.retrain", reason)
         if due:
             say(f"retrain: {reason}")
             initial = None
-            if config.schedule.warm_start and champion is not None and not seen_future:
+            if config.schedule.warm_start and champion is not None:
                 initial = steps.load(f"models:/{config.name}/{champion}").forecaster
                 say(f"retrain: warm start from version {champion}, {config.schedule.warm_epochs} epoch(s)")
             # Training needs the backtest's length of every series: checked now, on the same rows.
             to_fit = steps.prepare(config, raw=prepared.raw)
-            train_in_run(to_fit, register=True, verbose=verbose, initial=initial,
-                         warm_epochs=config.schedule.warm_epochs, say=say)
+            steps.check_learnable(to_fit)
+            trained = train_in_run(to_fit, register=True, verbose=verbose, initial=initial,
+                                   warm_epochs=config.schedule.warm_epochs, say=say, champion=champion,
+                                   move_aliases=not past)
             outcome.retrained = True
-            champion = registry.champion_version(client, config.name)
+            if past:
+                if trained.decision is not None and trained.decision.promoted:
+                    champion, chosen = trained.version, (
+                        "trained now on the data up to the as-of and promoted over "
+                        + (f"version {champion}" if champion else "seasonal naive")
+                        + f"; today's champion (version {current}) was trained on data after the as-of "
+                        f"and keeps its alias")
+                elif champion is not None:
+                    chosen += f"; version {trained.version}, trained now, was not promoted over it"
+            else:
+                champion = registry.champion_version(client, config.name)
+                chosen = ("the champion, trained now" if champion == trained.version
+                          else f"the champion; version {trained.version}, trained now, was not promoted over it")
             promise = _promise(client, config, champion)
         else:
             say(f"retrain: not due ({reason})")
             mlflow.log_params({k: str(v)[:500] for k, v in {**config.to_params(), **fp}.items()})
         if champion is None:
-            raise NoChampionError(f"model {config.name!r} has no champion to forecast with: its retrained version "
-                                  f"was not promoted (its tag promotion.reason says why); no forecasts written. "
+            raise NoChampionError(f"model {config.name!r} has no version to forecast as of {stamp} with: its "
+                                  f"retrained version was not promoted (its tag promotion.reason says why) and no "
+                                  f"version trained on data at or before the as-of was; no forecasts written. "
                                   f"Set the alias by hand, or revisit [promotion] margin")
         model = steps.load(f"models:/{config.name}/{champion}")  # the version whose promise was read
         forecasts = steps.forecast(model, prepared.raw)
-        say(f"predict: version {model.version}, {len(forecasts)} rows")
+        say(f"predict: version {model.version} ({chosen}), {len(forecasts)} rows")
+        mlflow.set_tag(FORECAST_REASON_TAG, chosen[:5000])
         write(config, prepared, stamp, target, forecasts, outcome.run_id, model.version, promise)
         say(f"write: {target}")
         outcome.model_version = model.version
@@ -192,24 +220,50 @@ def _promise(client: Any, config: ModelConfig, version: str | None) -> dict[str,
     return {k[len(prefix):]: v for k, v in run.data.metrics.items() if k.startswith(prefix)}
 
 
-def _retrain_due(client: Any, config: ModelConfig, stamp: pd.Timestamp, champion: str | None,
-                 last: pd.Timestamp | None, degraded: bool, why: str) -> tuple[bool, str, bool]:
-    """(due, why, whether the champion was trained on data after the as-of)."""
+def usable_version(client: Any, config: ModelConfig, stamp: pd.Timestamp,
+                   champion: str | None) -> tuple[str | None, str]:
+    """The version that may forecast as of ``stamp`` and be compared with a new one, and why it.
+
+    Only a version trained on data at or before the as-of: the champion when it was; else (a past
+    as-of, a backfill) the newest version that was promoted when it was trained, on such data; None
+    when there is none (then the job trains one).
+    """
     if champion is None:
-        return True, "no champion registered yet", False
-    trained_until = _trained_until(client, config, champion)
+        return None, "no champion registered yet"
     now = utc_wall_clock(stamp)
-    if trained_until is not None and trained_until > now:
-        return True, (f"the champion (version {champion}) was trained on data up to {trained_until}, after the "
-                      f"as-of: its forecasts would have seen the future"), True
+    until = _trained_until(client, config, champion)
+    if until is None or until <= now:
+        return champion, "the champion" + ("" if until is None else f", trained on data up to {until}")
+    earlier = []
+    for v in client.search_model_versions(f"name = '{config.name}'"):
+        if (v.tags or {}).get("promotion.decision") != "champion":
+            continue
+        end = _trained_until(client, config, str(v.version))
+        if end is not None and end <= now:
+            earlier.append((int(v.version), end))
+    seen = (f"the champion (version {champion}) was trained on data up to {until}, after the as-of: its "
+            f"forecasts would have seen the future")
+    if not earlier:
+        return None, f"{seen}, and no promoted version was trained on data at or before the as-of"
+    version, end = max(earlier)
+    return str(version), (f"{seen}; version {version} is the newest version promoted when it was trained, "
+                          f"on data up to {end}")
+
+
+def _retrain_due(config: ModelConfig, stamp: pd.Timestamp, champion: str | None, chosen: str,
+                 last: pd.Timestamp | None, degraded: bool, why: str) -> tuple[bool, str]:
+    """(due, why): ``champion`` is the version usable at the as-of (`usable_version`, which said ``chosen``)."""
+    if champion is None:
+        return True, chosen
+    now = utc_wall_clock(stamp)
     if degraded:
-        return True, f"accuracy degraded: {why}", False
+        return True, f"accuracy degraded: {why}"
     interval = config.retrain_interval()
     if interval is not None and last is None:
-        return True, "cadence: no training of this job recorded", False
+        return True, "cadence: no training of this job recorded"
     if interval is not None and now - last >= interval:
-        return True, f"cadence: {now - last} since the last training (as of {last}), every {interval}", False
-    return False, "within the cadence" + ("" if interval is None else f" of {interval}") + f"; {why}", False
+        return True, f"cadence: {now - last} since the last training (as of {last}), every {interval}"
+    return False, "within the cadence" + ("" if interval is None else f" of {interval}") + f"; {why}"
 
 
 def _trained_until(client: Any, config: ModelConfig, version: str) -> pd.Timestamp | None:
@@ -220,20 +274,18 @@ def _trained_until(client: Any, config: ModelConfig, version: str) -> pd.Timesta
     return None
 
 
-def _last_training_as_of(client: Any, config: ModelConfig) -> pd.Timestamp | None:
-    """The as-of (else the data end) of the newest decided version's training."""
-    decided = [v for v in client.search_model_versions(f"name = '{config.name}'")
-               if (v.tags or {}).get("promotion.decision") in ("champion", "challenger")]
-    if not decided:  # versions whose training died before deciding do not count
-        return None
-    newest = max(decided, key=lambda v: int(v.version))
-    data = client.get_run(newest.run_id).data
-    text = data.tags.get(AS_OF_TAG) or data.params.get("data.end")
-    if not text:
-        return None
-    with contextlib.suppress(ValueError, TypeError):
-        return utc_wall_clock(pd.Timestamp(text))
-    return None
+def _last_training_as_of(client: Any, config: ModelConfig, stamp: pd.Timestamp) -> pd.Timestamp | None:
+    """The newest as-of (else data end) at or before ``stamp`` of a decided version's training."""
+    now, times = utc_wall_clock(stamp), []
+    for v in client.search_model_versions(f"name = '{config.name}'"):
+        if (v.tags or {}).get("promotion.decision") not in ("champion", "challenger"):
+            continue  # versions whose training died before deciding do not count
+        data = client.get_run(v.run_id).data
+        text = data.tags.get(AS_OF_TAG) or data.params.get("data.end")
+        with contextlib.suppress(ValueError, TypeError):
+            if text and utc_wall_clock(pd.Timestamp(text)) <= now:
+                times.append(utc_wall_clock(pd.Timestamp(text)))
+    return max(times, default=None)
 
 
 def earlier_forecasts(config: ModelConfig, before: pd.Timestamp) -> pd.DataFrame:
@@ -281,7 +333,7 @@ def monitor(config: ModelConfig, prepared: Any, stamp: pd.Timestamp, champion: s
 def _tempdir() -> Any:
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="forecaster-run-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="forecaster-run-") as tmp, temporary(tmp):
         yield Path(tmp)
 
 
@@ -334,7 +386,6 @@ def write(config: ModelConfig, prepared: Any, stamp: pd.Timestamp, target: Path,
           run_id: str, version: str, promise: dict[str, float]) -> None:
     """The as-of folder, whole or not at all: written beside its name, synced, renamed into place."""
     from forecaster.contract import AS_OF_COLUMN, MODEL_COLUMN, conform, quantiles_in
-    from forecaster.data.io import fsync_dir
 
     columns = prepared.columns
     out = forecasts.assign(**{AS_OF_COLUMN: as_of_timestamp(stamp, forecasts[columns.time])})
@@ -346,6 +397,14 @@ def write(config: ModelConfig, prepared: Any, stamp: pd.Timestamp, target: Path,
     staging = target.parent / f".{target.name}.{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
+    with temporary(staging):
+        _publish(staging, target, out, manifest)
+
+
+def _publish(staging: Path, target: Path, out: pd.DataFrame, manifest: dict[str, Any]) -> None:
+    """Write the folder's files into ``staging``, sync them, and rename it to ``target``."""
+    from forecaster.data.io import fsync_dir
+
     try:
         out.to_parquet(staging / FORECASTS_FILE, index=False)
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
@@ -369,7 +428,11 @@ def backfill(config: ModelConfig, start: str, end: str, every: str, force: bool 
              say: Callable[[str], None] = print) -> list[Outcome]:
     """Each as-of from ``start`` to ``end`` (inclusive) ``every`` apart, oldest first; done ones are
     skipped, and the first failure stops the backfill (raised), so a re-run resumes where it stopped."""
+    check_sink(config)
     first, last = parse_as_of(start), parse_as_of(end)
+    if (first.tzinfo is None) != (last.tzinfo is None):
+        raise ConfigError(f"--from {start!r} and --to {end!r}: give both with a UTC offset or neither (one with "
+                          f"and one without cannot be compared)")
     try:
         step = pd.Timedelta(every)
     except (TypeError, ValueError):

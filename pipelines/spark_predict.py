@@ -100,12 +100,16 @@ def _worker_forecaster(job: _Job) -> Any:
     return _MODELS[path]
 
 
-def _like_read_csv(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text columns (Spark read the CSV as text) converted as ``pandas.read_csv`` would: numeric when
-    every value parses as a number, else left as text for the forecaster's validation to parse."""
+def _like_read_csv(frame: pd.DataFrame, id_column: str) -> pd.DataFrame:
+    """Text columns (Spark read the CSV as text) converted as `forecaster.data.io.read_frame` would: the
+    ids stay text as written (`001` is not `1`), others numeric when every value parses as a number, else
+    left as text for the forecaster's validation to parse."""
     out = {}
     for name in frame.columns:
         column = frame[name]
+        if name == id_column:
+            out[name] = column
+            continue
         try:
             out[name] = pd.to_numeric(column)
         except (TypeError, ValueError):
@@ -118,7 +122,7 @@ def _forecast_bucket(pdf: pd.DataFrame, job: _Job) -> pd.DataFrame:
     forecaster = _worker_forecaster(job)
     history = pdf.drop(columns="_bucket")
     if job.csv_input:
-        history = _like_read_csv(history)
+        history = _like_read_csv(history, job.id_column)
     elif job.time_ns:
         history[job.time_column] = pd.to_datetime(history[job.time_column], unit="ns", utc=job.time_zone is not None)
     elif job.time_zone is not None:  # Spark hands zoned timestamps over as UTC wall clock (session zone)

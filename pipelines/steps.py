@@ -57,10 +57,10 @@ from forecaster.contract import (
     quantile_name,
 )
 from forecaster.data.frequency import seasonal_period
-from forecaster.data.io import read_frame
+from forecaster.data.io import read_frame, temporary
 from forecaster.data.schema import Columns
 from forecaster.data.validation import ValidatedFrame, parse_times, validate_frame
-from forecaster.errors import ConfigError, MissingColumnError, ModelError
+from forecaster.errors import ConfigError, DataError, MissingColumnError, ModelError
 from forecaster.forecaster import LSTMForecaster
 from forecaster.integrity import MODEL_HASHES_TAG, artifact_hashes, changed_files, read_mlmodel, saved_forecaster
 
@@ -134,7 +134,7 @@ def load_source(config: ModelConfig) -> pd.DataFrame:
     elif source.startswith("package:"):
         raise ConfigError(f"unknown packaged dataset {source!r}; available: package:m4_hourly")
     else:
-        frame = read_frame(source)
+        frame = read_frame(source, config.data.id)
     limit = config.data.series_limit
     if limit:
         if config.data.id not in frame.columns:
@@ -159,10 +159,49 @@ def prepare(config: ModelConfig, raw: pd.DataFrame | None = None,
             raise MissingColumnError(f"missing column {columns.time!r}; input has {list(raw.columns)}",
                                      column=columns.time)
         times = parse_times(raw[columns.time], columns.time)
-        raw = raw[(times <= splits.as_of_timestamp(as_of, times)).to_numpy()]
+        cut = splits.as_of_timestamp(as_of, times)
+        kept = (times <= cut).to_numpy()
+        if len(raw) and not kept.any():
+            raise ConfigError(f"as-of {as_of} is before any data: the first time in the source is {times.min()}; "
+                              f"nothing is known at the as-of")
+        raw = raw[kept]
     step = config.backtest.step or config.horizon
     vframe = validate_frame(raw, columns, freq=config.data.freq, missing_policy=config.data.missing_policy)
+    if as_of is not None:
+        _check_as_of_near_end(config, vframe, cut)
     return Prepared(config, raw, vframe, seasonal_period(vframe.freq), step)
+
+
+def _check_as_of_near_end(config: ModelConfig, vframe: ValidatedFrame, cut: pd.Timestamp) -> None:
+    """ConfigError when the as-of is more than a horizon after the data's last time: the forecasts would
+    start after the data's end, not after the as-of (an as-of in 2030 on data ending in 2024)."""
+    end = vframe.frame[config.data.columns().time].max()
+    reach = end + config.horizon * pd.tseries.frequencies.to_offset(vframe.freq)
+    if cut > reach:
+        raise ConfigError(f"as-of {cut} is more than the horizon ({config.horizon} steps of {vframe.freq}) after the "
+                          f"data's last time {end}: the forecasts would start at {end}, not at the as-of. Give an "
+                          f"as-of at most {reach}, or bring the data up to date")
+
+
+def check_learnable(prepared: Prepared) -> None:
+    """DataError, before a training, when every series is constant: there is nothing to learn, and
+    MASE (its scale is 0) is undefined for each, so no version could ever be promoted."""
+    c = prepared.columns
+    spread = prepared.frame.groupby(c.id, sort=False)[c.target].agg(lambda y: np.nanmax(y) - np.nanmin(y))
+    if len(spread) and not (spread > 0).any():
+        raise DataError(f"every series is constant ({len(spread)} series): there is nothing to learn, and MASE "
+                        f"is undefined for each (its scale is 0); nothing trained or registered",
+                        column=c.target, series=list(spread.index[:5]))
+
+
+def undefined_scores(result: BacktestResult, columns: Columns, metric: str) -> list[str]:
+    """The series whose backtest ``metric`` is undefined (NaN: constant or all-zero histories for MASE),
+    which the mean over series leaves out."""
+    rows = result.per_series
+    if metric not in rows.columns:
+        return []
+    lstm = rows[rows[MODEL_COLUMN] == LSTM]
+    return sorted({str(i) for i in lstm.loc[lstm[metric].isna(), columns.id]})
 
 
 # --------------------------------------------------------------------------- fit and backtest
@@ -412,11 +451,15 @@ class ChampionComparison:
     basis: str
 
 
-def compare_with_champion(client: MlflowClient, prepared: Prepared,
-                          result: BacktestResult) -> ChampionComparison | None:
-    """Score the champion where it has not seen the data (see `forecaster.registry`); None if there is none."""
+def compare_with_champion(client: MlflowClient, prepared: Prepared, result: BacktestResult,
+                          versus: str | None = registry.CHAMPION) -> ChampionComparison | None:
+    """Score the champion where it has not seen the data (see `forecaster.registry`); None if there is none.
+
+    ``versus`` is the version to compare with: the one holding `champion` (the default), a version
+    number (the scheduled job's champion for a past as-of: `pipelines.run.usable_version`), or None.
+    """
     config = prepared.config
-    version = registry.champion_version(client, config.name)
+    version = registry.champion_version(client, config.name) if versus == registry.CHAMPION else versus
     if version is None:
         return None
     metric = config.promotion.metric
@@ -447,11 +490,13 @@ def compare_with_champion(client: MlflowClient, prepared: Prepared,
                               "recorded out-of-sample backtests (no window after the champion's training data)")
 
 
-def judge(client: MlflowClient, prepared: Prepared, result: BacktestResult) -> registry.PromotionDecision:
-    """The rule's decision (`forecaster.registry`) on a model whose backtest is ``result``."""
+def judge(client: MlflowClient, prepared: Prepared, result: BacktestResult,
+          champion: str | None = registry.CHAMPION) -> registry.PromotionDecision:
+    """The rule's decision (`forecaster.registry`) on a model whose backtest is ``result``, against
+    ``champion`` (see `compare_with_champion`)."""
     config = prepared.config
     metric = config.promotion.metric
-    versus = compare_with_champion(client, prepared, result)
+    versus = compare_with_champion(client, prepared, result, champion)
     return registry.decide(
         metric, config.promotion.margin, float(result.summary[LSTM][metric]),
         float(result.summary[BASELINE][metric]),
@@ -460,12 +505,14 @@ def judge(client: MlflowClient, prepared: Prepared, result: BacktestResult) -> r
         challenger_on_basis=None if versus is None else versus.challenger)
 
 
-def promote(client: MlflowClient, name: str, version: str, decision: registry.PromotionDecision) -> None:
-    """Tag ``version`` with the decision, then move the aliases it calls for.
+def promote(client: MlflowClient, name: str, version: str, decision: registry.PromotionDecision,
+            move_aliases: bool = True) -> None:
+    """Tag ``version`` with the decision, then move the aliases it calls for (unless ``move_aliases`` is
+    False: a version trained for a past as-of, older than the champion's data, takes no alias).
 
     Call `judge`, `register` and this under one `registry.promotion_lock`.
     """
-    registry.apply_decision(client, name, version, decision)
+    registry.apply_decision(client, name, version, decision, move_aliases)
 
 
 def mark_abandoned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
@@ -633,6 +680,17 @@ def fetch_verified(uri: str, into: Path) -> str:
     return str(local)
 
 
+MODEL_COPY_PREFIX = "forecaster-model-"  # + pid + "-": the checked copies `load` makes in $TMPDIR
+
+
+def _clear_stale_model_copies() -> None:
+    """Remove the checked copies that processes no longer alive left (a SIGKILL skips every cleanup)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{MODEL_COPY_PREFIX}*-*"):
+        pid = path.name[len(MODEL_COPY_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def load(model_uri: str) -> LoadedModel:
     """Resolve ``model_uri`` against the configured registry, check its files, and load that version once.
 
@@ -642,9 +700,16 @@ def load(model_uri: str) -> LoadedModel:
     """
     tracking.configure()
     name, version, uri = resolve(model_uri)
-    # The model reads all of its files into memory, so the checked copy goes afterwards.
-    with tempfile.TemporaryDirectory(prefix="forecaster-model-") as tmp:
-        model = LSTMForecaster.load(saved_forecaster(fetch_verified(uri, Path(tmp) / "model"), uri))
+    try:
+        # The checked copy is what loads; the model reads all of its files into memory, so it goes afterwards
+        # (recorded as this process's temporary, so a signal removes it too, and a killed run's is cleared).
+        _clear_stale_model_copies()
+        with tempfile.TemporaryDirectory(prefix=f"{MODEL_COPY_PREFIX}{os.getpid()}-") as tmp, temporary(tmp):
+            model = LSTMForecaster.load(saved_forecaster(fetch_verified(uri, Path(tmp) / "model"), uri))
+    except ModelError:
+        raise
+    except mlflow.exceptions.MlflowException as exc:
+        raise ModelError(f"cannot load {uri}: {(exc.message.strip().splitlines() or [''])[0][:300]}") from None
     return LoadedModel(name, version, uri, model)
 
 

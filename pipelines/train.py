@@ -38,13 +38,17 @@ class TrainResult:
 
 def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int = 1,
                  initial: LSTMForecaster | None = None, warm_epochs: int | None = None,
-                 say: Callable[[str], None] = log.info) -> TrainResult:
+                 say: Callable[[str], None] = log.info, champion: str | None = registry.CHAMPION,
+                 move_aliases: bool = True) -> TrainResult:
     """The training steps inside the active MLflow run (the scheduled job calls this within its own run).
 
     ``initial`` warm-starts the final fit from a fitted forecaster's weights for ``warm_epochs`` epochs
     (default: the config's), and the backtest fit too when that forecaster's training data ended before
     the backtest's first origin (else the backtest would score it on data it has seen; it is then fitted
-    from scratch, with the config's epochs). ``say`` hears one line as each step ends.
+    from scratch, with the config's epochs). ``say`` hears one line as each step ends. ``champion`` is
+    the version the new one is compared with (`steps.judge`) and ``move_aliases`` whether the decision
+    moves the aliases: the scheduled job's past as-of compares with the version that was champion then
+    and leaves today's champion where it is.
     """
     config = prepared.config
     warm = config if warm_epochs is None else replace(config, training=replace(config.training, epochs=warm_epochs))
@@ -61,6 +65,13 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
     metric = config.promotion.metric
     say(f"backtest: lstm {metric} {result.summary[LSTM][metric]:.4f}, seasonal naive "
         f"{result.summary[BASELINE][metric]:.4f}" + (" (warm start)" if bt_initial is not None else ""))
+    undefined = steps.undefined_scores(result, prepared.columns, metric)
+    if undefined:
+        say(f"backtest: {metric} undefined for {len(undefined)} series (constant or all-zero history: its "
+            f"scale is 0), left out of the mean the promotion compares: {', '.join(undefined[:5])}"
+            + (", ..." if len(undefined) > 5 else ""))
+        if run is not None:
+            mlflow.log_metric(f"backtest.undefined_{metric}_series", len(undefined))
     final, start = _final_fit(prepared, bt_model, verbose, initial, warm, say)
     say(f"final fit: done, {len(final.history_.get('loss', []))} epoch(s) on all the data" + _STARTS[start])
     if final.resolved_.derived:
@@ -86,12 +97,12 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
         # Judge against the champion, register and move the aliases: one step per model at a time, and
         # judged first, so that a failure to judge leaves no version without a decision.
         with registry.promotion_lock(tracking.tracking_uri(), config.name):
-            decision = steps.judge(client, prepared, result)
+            decision = steps.judge(client, prepared, result, champion)
             version = steps.register(model_uri, config.name)
             say(f"register: version {version}")
-            steps.promote(client, config.name, version, decision)
+            steps.promote(client, config.name, version, decision, move_aliases)
             say(f"promote: version {version} {'champion' if decision.promoted else 'challenger'} "
-                f"({decision.reason})")
+                f"({decision.reason})" + ("" if move_aliases else "; aliases left as they are (a past as-of)"))
         mlflow.set_tags({"registry.version": version, **decision.tags()})
     steps.describe_run(prepared, result, version, decision)
     return TrainResult(run.info.run_id, config.name, version, decision, result, final, short)
@@ -121,6 +132,7 @@ def train(config: ModelConfig, register: bool = True, verbose: int = 1) -> Train
     distribute.strategy(name)  # made before TensorFlow runs anything; checks TF_CONFIG
     prepared = steps.prepare(config)
     steps.check_plot_series(prepared)
+    steps.check_learnable(prepared)
     if not distribute.is_chief(name):
         return _train_beside_the_chief(prepared, verbose)
     # The store is touched only once the data has passed its checks: bad data leaves nothing behind.

@@ -131,6 +131,33 @@ def _id_column(col: pd.Series, name: str) -> pd.Series:
     raise ColumnTypeError(f"id column must hold strings or integers, not {col.dtype}", column=name)
 
 
+#: Zones whose daylight saving changes `_daylight_saving` recognises in naive times (one per rule).
+_DST_ZONES = ("Europe/Berlin", "Europe/London", "America/New_York", "America/Chicago", "America/Denver",
+              "America/Los_Angeles", "Australia/Sydney", "Pacific/Auckland", "America/Santiago", "Asia/Tehran")
+
+
+def _daylight_saving(stamps: pd.DatetimeIndex, kind: str) -> str:
+    """When every one of ``stamps`` (naive times missing from, or repeated in, the data) is an hour that
+    does not exist ("nonexistent": clocks spring forward) or exists twice ("ambiguous": they fall back)
+    in a zone with daylight saving time, what to do about it; else "". Local wall-clock times cannot
+    be one regular series: 'fill' would invent the spring hour and nothing can merge the autumn one."""
+    if stamps.tz is not None or not len(stamps):
+        return ""
+    for zone in _DST_ZONES:
+        try:
+            local = stamps.tz_localize(zone, nonexistent="NaT", ambiguous="NaT")
+        except (ValueError, TypeError):
+            continue
+        if local.isna().all():
+            change, wrong = (("spring forward", "do not fill the gap, which would invent an hour")
+                             if kind == "nonexistent" else
+                             ("fall back", "do not drop a repeat, which would lose an hour"))
+            return (f": these are local wall-clock times where clocks {change} for daylight saving time (as in "
+                    f"{zone}); give the times with their UTC offset, or localise them "
+                    f"(pandas: ds.dt.tz_localize('{zone}', ambiguous='infer')), or give UTC times; {wrong}")
+    return ""
+
+
 def _refuse_unconverted(col: pd.Series, converted: pd.Series, name: str, problem: str) -> None:
     """ColumnTypeError naming the rows whose value the conversion turned into NaN (it was not missing)."""
     bad = (converted.isna() & col.notna()).to_numpy()
@@ -150,6 +177,20 @@ def _utc_offsets(col: pd.Series) -> pd.Series:
     """The UTC offset written at the end of each time string ("+01:00", "Z"), NaN where there is none."""
     text = col.where(col.map(lambda v: isinstance(v, str)), None).astype("string").str.strip()
     return text.str.extract(_OFFSET, expand=False).replace("Z", "+00:00").str.replace(":", "", regex=False)
+
+
+def _local_dates(col: pd.Series, utc: pd.Series) -> pd.Series:
+    """Times written with several UTC offsets, every one at local midnight (daily or coarser data of a
+    zone with daylight saving: ``2024-03-30T00:00+01:00``, ``2024-03-31T00:00+02:00``) are dates: their
+    local dates as written, naive, so that a day stays a day (in UTC they are 23 or 25 hours apart and
+    no frequency fits). Any other times: ``utc``, unchanged."""
+    text = col.astype("string").str.strip()
+    offset = text.str.extract(_OFFSET, expand=False)
+    wall = pd.to_datetime([t[: len(t) - len(o)] if isinstance(o, str) else t for t, o in zip(text, offset)],
+                          errors="coerce")
+    if wall.isna().any() or not (wall == wall.normalize()).all():
+        return utc
+    return pd.Series(wall, index=col.index)
 
 
 def parse_times(col: pd.Series, name: str) -> pd.Series:
@@ -178,6 +219,8 @@ def _time_column(col: pd.Series, name: str) -> pd.Series:
         except (TypeError, ValueError) as exc:
             raise ColumnTypeError(f"time column cannot be parsed as datetimes: {exc}", column=name) from exc
         _refuse_unconverted(col, parsed, name, "time column has values that are not datetimes")
+        if to_utc:
+            parsed = _local_dates(col, parsed)
     else:
         raise ColumnTypeError(
             f"time column must be datetime64 or datetime strings, not {col.dtype}", column=name
@@ -309,7 +352,7 @@ def validate_frame(
     if same.any():
         rows = np.flatnonzero(same) + 1
         raise DuplicateRowsError(
-            f"{len(rows)} duplicate (id, time) row(s)",
+            f"{len(rows)} duplicate (id, time) row(s)" + _daylight_saving(time_index[rows], "ambiguous"),
             column=f"{columns.id}, {columns.time}",
             series=_series_at(labels, codes[rows]),
             timestamps=list(time_index[rows]),
@@ -359,7 +402,8 @@ def validate_frame(
     if n_gaps and missing_policy == "error":
         gap_rows = np.flatnonzero(~present)
         raise GapError(
-            f"{n_gaps} timestamp(s) missing inside series (use missing_policy='fill' or 'mask')",
+            f"{n_gaps} timestamp(s) missing inside series"
+            + (_daylight_saving(grid.times[gap_rows], "nonexistent") or " (use missing_policy='fill' or 'mask')"),
             column=columns.time,
             series=_series_at(labels, grid_codes[gap_rows]),
             timestamps=list(grid.times[gap_rows]),
