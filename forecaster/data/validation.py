@@ -147,6 +147,11 @@ def _utc_offsets(col: pd.Series) -> pd.Series:
     return text.str.extract(_OFFSET, expand=False).replace("Z", "+00:00").str.replace(":", "", regex=False)
 
 
+def parse_ids(col: pd.Series, name: str) -> pd.Series:
+    """A raw id column as validation reads it: text (integers written with ``str``), typed errors otherwise."""
+    return _id_column(col, name)
+
+
 def parse_times(col: pd.Series, name: str) -> pd.Series:
     """A raw time column parsed as validation parses it (typed errors naming the rows at fault)."""
     return _time_column(col, name)
