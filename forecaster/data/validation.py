@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -81,9 +82,9 @@ class ValidatedFrame:
     short_series: list[str] = field(default_factory=list)
     missing_policy: str = "error"
 
-    @property
+    @cached_property
     def ids(self) -> list[str]:
-        """Series ids in frame order."""
+        """Series ids in frame order (computed once: the frame is not to be changed once validated)."""
         return list(pd.unique(self.frame[self.columns.id]))
 
 
@@ -296,7 +297,7 @@ def validate_frame(
     ) if covariates else np.empty((rows_in, 0))
 
     # Sort by (id, time) through integer codes: cheaper than sorting the text column.
-    codes, labels = pd.factorize(ids.to_numpy(), sort=True)
+    codes, labels = pd.factorize(ids, sort=True)  # the Series, not .to_numpy(): no Python object per row
     time_index = pd.DatetimeIndex(times)
     order = np.lexsort((time_index.asi8, codes))
     was_sorted = bool((order == np.arange(rows_in)).all())
@@ -415,7 +416,7 @@ def validate_frame(
 
     frame = pd.DataFrame(
         {
-            columns.id: pd.Series(np.asarray(labels, dtype=object)[grid_codes], dtype=str),
+            columns.id: pd.Series(pd.array(labels, dtype=str).take(grid_codes)),
             columns.time: grid.times,
             columns.target: y,
             **{name: x[:, j] for j, name in enumerate(covariates)},
