@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--quantiles", type=float, nargs="+", help="quantiles to output (among the trained ones)")
     predict.add_argument("--engine", choices=("local", "spark"), default="local",
                          help="local pandas (default) or Spark (series grouped into buckets of ids, applyInPandas)")
+    predict.add_argument("--chunk-series", type=int, default=None, metavar="N",
+                         help="series the local engine reads and forecasts at a time (default 8192); its memory "
+                              "grows with N, not with the input")
 
     run = sub.add_parser(
         "run",
@@ -152,8 +155,9 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from pipelines.predict import predict
 
+    chunk = {} if args.chunk_series is None else {"chunk_series": args.chunk_series}
     summary = predict(args.model, args.input, args.output, horizon=args.horizon, quantiles=args.quantiles,
-                      engine=args.engine)
+                      engine=args.engine, **chunk)
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
     return EXIT_OK
 

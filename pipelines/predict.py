@@ -38,8 +38,9 @@ from forecaster.data.validation import parse_ids
 from forecaster.errors import ConfigError
 from pipelines import steps
 
-DEFAULT_CHUNK_SERIES = 10_000
-"""Series forecast at a time by the streaming engine: ~1.7 M rows of a week of hours, well under 1 GB."""
+DEFAULT_CHUNK_SERIES = 8192
+"""Series forecast at a time by the streaming engine: a whole number of the network's batches
+(``PREDICT_CHUNK``), 1.4 M rows of a week of hours."""
 READ_ROWS = 1 << 19
 """Rows read from the input file at a time (a Parquet record batch or a CSV chunk)."""
 
