@@ -146,10 +146,11 @@ def _scan_ids(path: str | Path, id_name: str) -> tuple[bool, np.ndarray, int]:
         if not len(ids):
             continue
         n_rows += len(ids)
+        codes, labels = pd.factorize(ids, sort=True)  # pandas' string routines, no Python object per row
         if ordered:
-            ordered = ids.is_monotonic_increasing and (last is None or last <= ids.iloc[0])
-        last = ids.iloc[-1]
-        distinct.append(pd.unique(ids.to_numpy(dtype=object)))
+            ordered = bool((np.diff(codes) >= 0).all()) and (last is None or last <= labels[0])
+        last = labels[codes[-1]]
+        distinct.append(np.asarray(labels, dtype=object))
     ids_all = pd.unique(np.concatenate(distinct)) if distinct else np.empty(0, dtype=object)
     return ordered, np.asarray(ids_all, dtype=object), n_rows
 
@@ -161,12 +162,12 @@ def _sorted_chunks(frames: Iterator[pd.DataFrame], id_name: str, chunk_series: i
     for frame in frames:
         if not len(frame):
             continue
-        ids = frame[id_name].to_numpy(dtype=object)
-        begins = np.empty(len(ids), dtype=bool)
-        begins[0] = last is None or ids[0] != last
-        begins[1:] = ids[1:] != ids[:-1]
+        codes, labels = pd.factorize(frame[id_name])  # rows are grouped: a new code opens a series
+        begins = np.empty(len(codes), dtype=bool)
+        begins[0] = last is None or labels[0] != last
+        begins[1:] = codes[1:] != codes[:-1]
         starts = np.flatnonzero(begins)
-        last = ids[-1]
+        last = labels[codes[-1]]
         start, k = 0, chunk_series - count  # starts[k] opens the series one past a full chunk
         while k < len(starts):
             cut = int(starts[k])
