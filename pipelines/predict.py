@@ -16,6 +16,7 @@ read of the input), removed at the end (docs/prediction.md).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Iterator
@@ -84,12 +85,14 @@ def predict_streaming(model: steps.LoadedModel, input_path: str | Path, output_p
     counts = {"rows": 0, "series": 0, "fallback_series": 0}
 
     def forecasts() -> Iterator[pd.DataFrame]:
-        for chunk in history_chunks(input_path, id_name, chunk_series, beside=output_path):
-            out = steps.forecast(model, chunk, horizon=horizon, quantiles=quantiles)
-            counts["rows"] += len(out)
-            counts["series"] += int(out[id_name].nunique())
-            counts["fallback_series"] += int(out.loc[out["model"] != "lstm", id_name].nunique())
-            yield out
+        # closing(): a failed chunk removes the spill folder now, not when the traceback is freed.
+        with contextlib.closing(history_chunks(input_path, id_name, chunk_series, beside=output_path)) as chunks:
+            for chunk in chunks:
+                out = steps.forecast(model, chunk, horizon=horizon, quantiles=quantiles)
+                counts["rows"] += len(out)
+                counts["series"] += int(out[id_name].nunique())
+                counts["fallback_series"] += int(out.loc[out["model"] != "lstm", id_name].nunique())
+                yield out
 
     write_frames_atomic(forecasts(), output_path)
     return counts

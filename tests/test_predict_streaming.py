@@ -19,7 +19,7 @@ import pytest
 
 import pipelines.predict as streaming
 from forecaster.data.io import read_frame, write_frame_atomic
-from forecaster.errors import ConfigError
+from forecaster.errors import ConfigError, DuplicateRowsError
 from pipelines.predict import _sorted_chunks, forecast_in_chunks, history_chunks, predict
 from pipelines.steps import forecast as forecast_frame
 from pipelines.steps import load
@@ -134,6 +134,21 @@ def test_chunk_series_must_be_a_positive_whole_number(registry, tmp_path):
                             env={**os.environ, "MLFLOW_TRACKING_URI": uri})
     assert failed.returncode == 2 and "chunk_series" in failed.stderr and "Traceback" not in failed.stderr
     assert not (tmp_path / "out.parquet").exists()
+
+
+@pytest.mark.slow
+def test_a_bad_chunk_stops_the_run_and_leaves_the_previous_output_and_nothing_else(registry, tmp_path):
+    history = _history(n_new=8)
+    late = history["unique_id"] == "N0007"  # in the 4th chunk of 2 series: 3 chunks are written before it
+    history = pd.concat([history, history[late].iloc[[5]]]).sample(frac=1.0, random_state=5)  # a duplicate row
+    source = tmp_path / "history.parquet"
+    history.to_parquet(source, index=False)
+    out = tmp_path / "forecast.parquet"
+    out.write_bytes(b"the previous output")
+    with pytest.raises(DuplicateRowsError, match="N0007"):
+        predict("models:/tiny_stream@champion", source, out, chunk_series=2)
+    assert out.read_bytes() == b"the previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, out.name])  # no spill, no temp
 
 
 @pytest.mark.slow
