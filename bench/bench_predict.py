@@ -12,8 +12,13 @@ is the row's peak; the JVM and the Python workers are other processes, and the s
 (measured before the session stops) is printed below the table.
 
 Times: ``import`` (Python imports, TensorFlow's included; not in the total), ``load`` (resolve and
-load the registry model), ``read``, ``predict``, ``write`` (local engine; Spark runs read, predict and
-write as one job, shown under ``predict``) and ``total`` = load + read + predict + write. Spark's
+load the registry model), ``read``, ``predict``, ``write`` (a whole-frame local engine; the streaming
+local engine, like Spark, reads, predicts and writes as one job, shown under ``predict``) and
+``total`` = load + read + predict + write.
+
+``--base DIR``: also run the local engine of another checkout (``git archive <commit> | tar -x -C DIR``)
+on the same inputs, first, in the same run and by this same harness (the child imports ``DIR``'s code);
+the rows read ``local (base)``, and this checkout's output must equal the base's row for row (printed). Spark's
 session start is paid once per application: shown apart, not in the total.
 
 Without ``--model``, a model is trained first with ``models/m4_hourly.toml`` but ``--epochs`` epochs,
@@ -21,7 +26,7 @@ into a temporary MLflow store (about a minute on 2 cores).
 
     .venv/bin/python bench/bench_predict.py [--sizes 1000 10000 100000] [--engines local spark]
         [--model models:/m4_hourly/1] [--epochs 1] [--local-limit 10000] [--profile 10000]
-        [--check-sample 1000]
+        [--check-sample 1000] [--base DIR] [--base-limit N] [--chunk-series N]
 
 Equality: after each Spark row, ``--check-sample K`` series drawn at random (seed 0) from that input are
 forecast by the local engine in a fresh process, and Spark's rows for them must equal those (same
