@@ -12,8 +12,13 @@ is the row's peak; the JVM and the Python workers are other processes, and the s
 (measured before the session stops) is printed below the table.
 
 Times: ``import`` (Python imports, TensorFlow's included; not in the total), ``load`` (resolve and
-load the registry model), ``read``, ``predict``, ``write`` (local engine; Spark runs read, predict and
-write as one job, shown under ``predict``) and ``total`` = load + read + predict + write. Spark's
+load the registry model), ``read``, ``predict``, ``write`` (a whole-frame local engine; the streaming
+local engine, like Spark, reads, predicts and writes as one job, shown under ``predict``) and
+``total`` = load + read + predict + write.
+
+``--base DIR``: also run the local engine of another checkout (``git archive <commit> | tar -x -C DIR``)
+on the same inputs, first, in the same run and by this same harness (the child imports ``DIR``'s code);
+the rows read ``local (base)``, and this checkout's output must equal the base's row for row (printed). Spark's
 session start is paid once per application: shown apart, not in the total.
 
 Without ``--model``, a model is trained first with ``models/m4_hourly.toml`` but ``--epochs`` epochs,
@@ -21,7 +26,7 @@ into a temporary MLflow store (about a minute on 2 cores).
 
     .venv/bin/python bench/bench_predict.py [--sizes 1000 10000 100000] [--engines local spark]
         [--model models:/m4_hourly/1] [--epochs 1] [--local-limit 10000] [--profile 10000]
-        [--check-sample 1000]
+        [--check-sample 1000] [--base DIR] [--base-limit N] [--chunk-series N]
 
 Equality: after each Spark row, ``--check-sample K`` series drawn at random (seed 0) from that input are
 forecast by the local engine in a fresh process, and Spark's rows for them must equal those (same
@@ -67,22 +72,31 @@ def model_input_size(model_uri: str) -> int:
     return int(load(model_uri).forecaster.input_size_)
 
 
-def make_input(n_series: int, input_size: int, path: Path) -> None:
-    """``n_series`` M4 Hourly series (last ``input_size`` values), replicated with new ids, as Parquet."""
+def make_input(n_series: int, input_size: int, path: Path, block: int = 50_000) -> None:
+    """``n_series`` M4 Hourly series (last ``input_size`` values), replicated with new ids, as Parquet
+    (written ``block`` series at a time, so a million series need not be one frame here)."""
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from forecaster.datasets import ANCHOR, load_m4_hourly_arrays
 
     arrays = load_m4_hourly_arrays()
     base = np.stack([series[-input_size:] for series in arrays.train if len(series) >= input_size])
-    copy = np.arange(n_series) // len(base)
-    values = base[np.arange(n_series) % len(base)] * (1.0 + copy[:, None] / 1000.0)
     times = pd.date_range(end=ANCHOR - pd.Timedelta(hours=1), periods=input_size, freq="h")
-    ids = np.array([f"B{k:06d}" for k in range(n_series)], dtype=object)
-    frame = pd.DataFrame({"unique_id": np.repeat(ids, input_size), "ds": np.tile(times.to_numpy(), n_series),
-                          "y": values.reshape(-1)})
-    frame.to_parquet(path, index=False)
+    writer = None
+    for first in range(0, n_series, block):
+        k = np.arange(first, min(first + block, n_series))
+        values = base[k % len(base)] * (1.0 + (k // len(base))[:, None] / 1000.0)
+        ids = np.array([f"B{i:06d}" for i in k], dtype=object)
+        frame = pd.DataFrame({"unique_id": np.repeat(ids, input_size), "ds": np.tile(times.to_numpy(), len(k)),
+                              "y": values.reshape(-1)})
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table.cast(writer.schema))
+    if writer is not None:
+        writer.close()
 
 
 def peak_rss_mb(pid: str = "self") -> float:
@@ -137,9 +151,12 @@ def process_kind(pid: int) -> str:
     return Path(words[0]).name if words else "gone"
 
 
-def run_child(args: list[str], env: dict[str, str]) -> dict:
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+def run_child(args: list[str], env: dict[str, str], tree: Path = ROOT) -> dict:
+    """One measured run in a fresh process (this script), importing the code of ``tree`` (this checkout, or
+    ``--base``): both measured by the same harness."""
+    env = {**env, "PYTHONPATH": str(tree)}
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", *args], cwd=tree,
+                          env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child {args} failed:\n{proc.stderr[-4000:]}")
     if "--profile-out" in args:
@@ -184,6 +201,17 @@ def check_sample(spark_out: Path, source: Path, k: int, work: Path, model_uri: s
             f"worst relative difference {worst:.1e})")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (lscpu's), for the record."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def table(rows: list[dict]) -> str:
     head = ("| engine | series | input rows | import s | load s | read s | predict s | write s | total s "
             "| series/s | peak RSS MB | spark start s |")
@@ -208,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=1, help="epochs when training the model here")
     parser.add_argument("--local-limit", type=int, metavar="N", help="skip the local engine above N series")
     parser.add_argument("--profile", type=int, metavar="N", help="also cProfile the local engine on N series")
+    parser.add_argument("--base", type=Path, metavar="DIR",
+                        help="also run the local engine of another checkout (e.g. `git archive` of the previous "
+                             "commit) on the same inputs, in the same run: rows 'local (base)'")
+    parser.add_argument("--base-limit", type=int, metavar="N", help="skip the --base engine above N series")
+    parser.add_argument("--chunk-series", type=int, metavar="N", help="the local engine's chunk (default: its own)")
     parser.add_argument("--check-sample", type=int, default=1000, metavar="K",
                         help="compare Spark's output with the local engine's on K random series (0: no check)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -238,15 +271,31 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.sizes:
             source = work / f"in-{n}.parquet"
             make_input(n, input_size, source)
-            for engine in args.engines:
-                if engine == "local" and args.local_limit and n > args.local_limit:
-                    rows.append({"engine": engine, "series": n, "skipped": f"--local-limit {args.local_limit}"})
+            runs = [(engine, ROOT) for engine in args.engines]
+            if args.base:
+                runs.insert(0, ("local (base)", args.base.resolve()))
+            for engine, tree in runs:
+                limit = args.base_limit if tree != ROOT else args.local_limit if engine == "local" else None
+                if limit and n > limit:
+                    rows.append({"engine": engine, "series": n, "skipped": f"over {limit:,} series"})
                     continue
-                out = work / f"out-{n}-{engine}.parquet"
-                result = run_child(["--engine", engine, "--input", str(source), "--output", str(out),
-                                    "--model", model_uri], env)
+                out = work / f"out-{n}-{engine.split()[0]}{'-base' if tree != ROOT else ''}.parquet"
+                chunk = ["--chunk-series", str(args.chunk_series)] if args.chunk_series and tree == ROOT else []
+                result = run_child(["--engine", engine.split()[0], "--input", str(source), "--output", str(out),
+                                    "--model", model_uri, *chunk], env, tree)
+                result["engine"] = engine
                 rows.append(result)
-                print(f"{engine} {n}: {result['total']:.2f} s", file=sys.stderr)
+                print(f"{engine} {n}: {result['total']:.2f} s, peak {result['maxrss_mb']:,.0f} MB", file=sys.stderr)
+                if tree != ROOT:
+                    continue
+                base_out = work / f"out-{n}-local-base.parquet"
+                if engine == "local" and base_out.exists():
+                    import pandas as pd
+
+                    same = pd.read_parquet(out).equals(pd.read_parquet(base_out))
+                    result["equal"] = f"output {'equals' if same else 'DIFFERS FROM'} the base's, row for row"
+                    print(result["equal"], file=sys.stderr)
+                    base_out.unlink()
                 if engine == "spark" and args.check_sample:
                     result["equal"] = check_sample(out, source, args.check_sample, work, model_uri, env)
                     print(result["equal"], file=sys.stderr)
@@ -258,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
                        "--model", model_uri, "--profile-out", str(work / "profile.out")], env)
     print(table(rows))
     print(f"\nmodel input_size {input_size}, horizon {HORIZON}, {os.cpu_count()} CPUs; command:\n\n    {command}")
+    print(f"CPU: {cpu_model()}")
     for r in rows:
+        if r["engine"] == "local" and r.get("equal"):
+            print(f"local, {r['series']:,} series: {r['equal']}")
         if r["engine"] != "spark" or r.get("skipped"):
             continue
         each = ", ".join(f"{p['kind']} {p['mb']:,.0f} MB" for p in r["others"])
@@ -274,12 +326,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def child(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    import pandas as pd
+    import pyarrow.parquet as pq
 
     import forecaster.forecaster  # noqa: F401  (Keras/TensorFlow: in "import", for both engines alike)
     from forecaster.data.io import read_frame, write_frame_atomic
     from pipelines.steps import forecast as forecast_frame
     from pipelines.steps import load
+
+    try:  # the streaming engine; a --base checkout from before it reads, forecasts and writes whole frames
+        from pipelines.predict import predict_streaming as streaming
+    except ImportError:
+        streaming = None
 
     result: dict = {"engine": args.engine, "import": time.perf_counter() - started, "session": None}
     session = None
@@ -289,7 +346,7 @@ def child(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         session = _session(None)
         result["session"] = time.perf_counter() - t
-    result["rows_in"] = len(pd.read_parquet(args.input, columns=["y"]))
+    result["rows_in"] = pq.ParquetFile(args.input).metadata.num_rows  # from the footer: no rows in memory
 
     def run() -> None:
         t = time.perf_counter()
@@ -298,6 +355,12 @@ def child(args: argparse.Namespace) -> int:
         if args.engine == "spark":
             t = time.perf_counter()
             summary = predict_spark(model, args.input, args.output, horizon=HORIZON)
+            result.update(read=0.0, predict=time.perf_counter() - t, write=0.0, series=summary["series"])
+            return
+        if streaming is not None:  # this checkout's local engine: read, predict and write chunk by chunk
+            t = time.perf_counter()
+            chunk = {"chunk_series": args.chunk_series} if args.chunk_series else {}
+            summary = streaming(model, args.input, args.output, horizon=HORIZON, **chunk)
             result.update(read=0.0, predict=time.perf_counter() - t, write=0.0, series=summary["series"])
             return
         t = time.perf_counter()

@@ -24,13 +24,14 @@ from forecaster.baselines import seasonal_naive_batch, seasonal_naive_intervals_
 from forecaster.calibration import apply_corrections, conformal_corrections
 from forecaster.combination import APPLIED, check_combine, choose, combine, holdout_scores, series_histories
 from forecaster.contract import BASELINE, FORECAST_COLUMN, LSTM, MODEL_COLUMN, quantile_name
-from forecaster.data.frequency import future_indexes, seasonal_period
+from forecaster.data.frequency import future_grid, future_indexes, seasonal_period
 from forecaster.data.scaling import SeriesScaler
 from forecaster.data.schema import Columns
 from forecaster.data.validation import ValidatedFrame, validate_frame
 from forecaster.data.windows import (
     CovariateStats,
     build_feature_arrays,
+    future_calendar,
     future_features,
     last_windows,
     make_window_dataset,
@@ -471,20 +472,24 @@ class LSTMForecaster:
         vframe = validate_frame(df, columns, freq=self.freq_, missing_policy=self.missing_policy,
                                 min_length=self.min_history_, horizon=self.horizon, for_prediction=True)
         short = set(vframe.short_series)
-        parts = []
-        model_ids = [sid for sid in vframe.ids if sid not in short]
+        all_ids = vframe.ids
+        parts, part_ids = [], []
+        model_ids = [sid for sid in all_ids if sid not in short]
         if model_ids:
             parts.append(self._predict_model(vframe, model_ids, calibrated))
+            part_ids += model_ids
         if short:
             parts.append(self._predict_fallback(vframe, sorted(short)))
+            part_ids += sorted(short)
         out = pd.concat(parts, ignore_index=True) if parts else self._empty_output()
-        step = out.groupby(columns.id, sort=False).cumcount()
-        out = out[step < horizon]
+        # Every part holds self.horizon rows per series, in time order, series in ``part_ids`` order:
+        # put the series in frame order and keep their first ``horizon`` steps, by row numbers.
+        rank = {sid: i for i, sid in enumerate(all_ids)}
+        series = np.argsort([rank[sid] for sid in part_ids], kind="stable")
+        rows = (series[:, None] * self.horizon + np.arange(horizon)[None, :]).reshape(-1)
         keep = [columns.id, columns.time, FORECAST_COLUMN]
         keep += [quantile_name(q) for q in self.quantiles_ if any(np.isclose(q, w) for w in wanted)]
-        order = {sid: i for i, sid in enumerate(vframe.ids)}
-        out = out.assign(_order=out[columns.id].map(order)).sort_values(["_order", columns.time], kind="stable")
-        out = out[[*keep, MODEL_COLUMN]].reset_index(drop=True)
+        out = out[[*keep, MODEL_COLUMN]].take(rows).reset_index(drop=True)
         _check_finite(out, keep[2:], columns)
         return out
 
@@ -498,20 +503,21 @@ class LSTMForecaster:
 
     def _predict_model(self, vframe: ValidatedFrame, ids: list[str], calibrated: bool = True) -> pd.DataFrame:
         columns = self.columns_
-        frame = vframe.frame[vframe.frame[columns.id].isin(ids)]
+        frame = vframe.frame if len(ids) == len(vframe.ids) else vframe.frame[vframe.frame[columns.id].isin(ids)]
         sub = ValidatedFrame(frame=frame, freq=vframe.freq, columns=columns, report=vframe.report,
                              missing_policy=vframe.missing_policy)
         scaler = self.scaler_
-        if set(ids) - set(scaler.center_):
+        if any(sid not in scaler.center_ for sid in ids):
             scaler = copy.deepcopy(scaler)
             scaler.fit_missing(frame, columns)
         arrays = build_feature_arrays(sub, scaler, self.horizon, stats=self.stats_)
-        times = self._future_times(vframe, arrays.ids)
+        times = future_grid(arrays.last_times, self.freq_, self.horizon)  # series after series
+        feats: Any
         if columns.known_future and vframe.future is not None:
-            source: Any = vframe.future[vframe.future[columns.id].isin(ids)]
+            feats = future_features(vframe.future[vframe.future[columns.id].isin(ids)], self.freq_, columns,
+                                    self.stats_)
         else:
-            source = times
-        feats = future_features(source, self.freq_, columns, self.stats_)
+            feats = future_calendar(times, self.freq_, self.horizon)
         inputs, order = last_windows(arrays, self.input_size_, self.horizon, feats)
         raw = self._network_outputs(inputs)  # (n, H, 1 + Q), scaled
         n, h, k = raw.shape
@@ -524,8 +530,8 @@ class LSTMForecaster:
             if calibrated and getattr(self, "calibration_", None):
                 values[..., 1:] = apply_corrections(values[..., 1:], self.quantiles_, self.calibration_)
         data = {
-            columns.id: np.repeat(np.asarray(order, dtype=object), h),
-            columns.time: np.concatenate([times[sid].to_numpy() for sid in order]),
+            columns.id: pd.array(order, dtype=str).take(np.repeat(np.arange(n), h)),
+            columns.time: times,
             FORECAST_COLUMN: values[..., 0].reshape(-1),
         }
         for j, q in enumerate(self.quantiles_):

@@ -137,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--quantiles", type=float, nargs="+", help="quantiles to output (among the trained ones)")
     predict.add_argument("--engine", choices=("local", "spark"), default="local",
                          help="local pandas (default) or Spark (series grouped into buckets of ids, applyInPandas)")
+    predict.add_argument("--chunk-series", type=int, default=None, metavar="N",
+                         help="series the local engine reads and forecasts at a time (default 8192); its memory "
+                              "grows with N, not with the input")
 
     run = sub.add_parser(
         "run",
@@ -224,8 +227,9 @@ def _predict(args: argparse.Namespace) -> int:
     check_destination(args.output, source=args.input)  # before TensorFlow and MLflow are even imported
     from pipelines.predict import predict
 
+    chunk = {} if args.chunk_series is None else {"chunk_series": args.chunk_series}
     summary = predict(args.model, args.input, args.output, horizon=args.horizon, quantiles=args.quantiles,
-                      engine=args.engine)
+                      engine=args.engine, **chunk)
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
     return EXIT_OK
 

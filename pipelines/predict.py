@@ -4,24 +4,59 @@ The model URI is resolved to one version first (``models:/name@champion`` -> ``m
 promotion during the run cannot mix two models; the output names that version in every row, and is
 written atomically (temporary file, then rename): a reader never sees half a file, and a failed run
 leaves the previous file as it was.
+
+The local engine streams: it reads the input in chunks of whole series (``chunk_series`` series at a
+time), forecasts each chunk and appends its rows to the temporary output file, so its memory is set by
+the chunk, not by the input. Every series is forecast from its own rows only, so chunking changes no
+number, and chunks go in id order, the order of the whole-frame forecast: the output is the same row for
+row. Input sorted by id is read once; unsorted input is first partitioned by ranges of ids into
+Parquet files in a hidden folder beside the output (one more read of the id column, one write and
+read of the input), removed at the end (docs/prediction.md).
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from forecaster.data.io import check_destination, check_source, read_frame, write_frame_atomic
+import numpy as np
+import pandas as pd
+
+from forecaster.data.io import (
+    check_destination,
+    check_source,
+    column_names,
+    iter_frame,
+    read_frame,
+    spill_folder,
+    write_frames_atomic,
+)
+from forecaster.data.validation import parse_ids
 from forecaster.errors import ConfigError
 from pipelines import steps
 
+DEFAULT_CHUNK_SERIES = 8192
+"""Series forecast at a time by the streaming engine: a whole number of the network's batches
+(``PREDICT_CHUNK``), 1.4 M rows of a week of hours."""
+READ_ROWS = 1 << 19
+"""Rows read from the input file at a time (a Parquet record batch or a CSV chunk)."""
+
 
 def predict(model_uri: str, input_path: str | Path, output_path: str | Path, horizon: int | None = None,
-            quantiles: list[float] | None = None, engine: str = "local") -> dict[str, Any]:
-    """Forecast every series of ``input_path`` into ``output_path`` (CSV or Parquet); returns a summary."""
+            quantiles: list[float] | None = None, engine: str = "local",
+            chunk_series: int = DEFAULT_CHUNK_SERIES) -> dict[str, Any]:
+    """Forecast every series of ``input_path`` into ``output_path`` (CSV or Parquet); returns a summary.
+
+    ``chunk_series``: how many series the local engine forecasts at a time (its memory grows with it).
+    """
     if engine not in ("local", "spark"):
         raise ConfigError(f"engine must be 'local' or 'spark', got {engine!r}")
+    if isinstance(chunk_series, bool) or not isinstance(chunk_series, int) or chunk_series < 1:
+        raise ConfigError(f"chunk_series must be a whole number >= 1, got {chunk_series!r}")
     started = time.perf_counter()
     check_destination(output_path, source=input_path)
     if engine == "local":  # the Spark engine also reads a folder of Parquet parts, and checks it itself
@@ -32,11 +67,140 @@ def predict(model_uri: str, input_path: str | Path, output_path: str | Path, hor
 
         summary = predict_spark(model, input_path, output_path, horizon=horizon, quantiles=quantiles)
     else:
-        history = read_frame(input_path, model.forecaster.columns_.id)
-        out = steps.forecast(model, history, horizon=horizon, quantiles=quantiles)
-        write_frame_atomic(out, output_path)
-        summary = {"rows": len(out), "series": int(out[model.forecaster.columns_.id].nunique()),
-                   "fallback_series": int(out.loc[out["model"] != "lstm", model.forecaster.columns_.id].nunique())}
+        summary = predict_streaming(model, input_path, output_path, horizon=horizon, quantiles=quantiles,
+                                    chunk_series=chunk_series)
     summary.update({"model": model.uri, "output": str(output_path), "engine": engine,
                     "seconds": round(time.perf_counter() - started, 3)})
     return summary
+
+
+def predict_streaming(model: steps.LoadedModel, input_path: str | Path, output_path: str | Path,
+                      horizon: int | None = None, quantiles: list[float] | None = None,
+                      chunk_series: int = DEFAULT_CHUNK_SERIES) -> dict[str, int]:
+    """The local engine: forecast ``input_path`` chunk by chunk into ``output_path``, written atomically.
+
+    Returns the counts of the summary (``rows``, ``series``, ``fallback_series``).
+    """
+    id_name = model.forecaster.columns_.id
+    counts = {"rows": 0, "series": 0, "fallback_series": 0}
+
+    def forecasts() -> Iterator[pd.DataFrame]:
+        # closing(): a failed chunk removes the spill folder now, not when the traceback is freed.
+        with contextlib.closing(history_chunks(input_path, id_name, chunk_series, beside=output_path)) as chunks:
+            for chunk in chunks:
+                out = steps.forecast(model, chunk, horizon=horizon, quantiles=quantiles)
+                counts["rows"] += len(out)
+                counts["series"] += int(out[id_name].nunique())
+                counts["fallback_series"] += int(out.loc[out["model"] != "lstm", id_name].nunique())
+                yield out
+
+    write_frames_atomic(forecasts(), output_path)
+    return counts
+
+
+def forecast_in_chunks(model: steps.LoadedModel, history: pd.DataFrame, horizon: int | None = None,
+                       quantiles: list[float] | None = None,
+                       chunk_series: int = DEFAULT_CHUNK_SERIES) -> pd.DataFrame:
+    """``steps.forecast(model, history)`` computed ``chunk_series`` series at a time (the same frame).
+
+    For a history already in memory (the scheduled job): validation, features and the network's inputs
+    are built for one chunk at a time, so the work's memory is bounded by the chunk, not the input.
+    """
+    id_name = model.forecaster.columns_.id
+    if id_name not in history.columns or len(history) == 0:
+        return steps.forecast(model, history, horizon=horizon, quantiles=quantiles)  # validation says why
+    codes, _ = pd.factorize(parse_ids(history[id_name], id_name).to_numpy(), sort=True)
+    chunk = codes // chunk_series
+    rows = np.argsort(chunk, kind="stable")
+    ends = np.cumsum(np.bincount(chunk))
+    outs = [steps.forecast(model, history.iloc[rows[start:end]], horizon=horizon, quantiles=quantiles)
+            for start, end in zip(np.concatenate([[0], ends[:-1]]), ends)]
+    return pd.concat(outs, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- chunks of whole series
+
+
+def history_chunks(path: str | Path, id_name: str, chunk_series: int, beside: str | Path) -> Iterator[pd.DataFrame]:
+    """The file's rows as frames of at most ``chunk_series`` whole series, the chunks in id order.
+
+    A first pass reads the id column alone: ids sorted (non-decreasing, as validation orders them)
+    stream straight from the file; otherwise the rows are partitioned by ranges of ids into a hidden
+    folder beside ``beside`` (removed at the end, or by the next write of ``beside`` if this process
+    dies). A file without the id column, or without rows, is one chunk: validation names the fault.
+    """
+    if id_name not in column_names(path):
+        yield read_frame(path, id_name)
+        return
+    ordered, ids, n_rows = _scan_ids(path, id_name)
+    if n_rows == 0:
+        yield read_frame(path, id_name)
+    elif ordered:
+        del ids  # not needed to stream sorted rows: a million ids are ~70 MB
+        yield from _sorted_chunks(iter_frame(path, READ_ROWS, id_column=id_name), id_name, chunk_series)
+    else:
+        yield from _partitioned_chunks(path, id_name, np.sort(ids), chunk_series, beside)
+
+
+def _scan_ids(path: str | Path, id_name: str) -> tuple[bool, np.ndarray, int]:
+    """(whether the ids never decrease down the file, the distinct ids, the number of rows)."""
+    ordered, last, n_rows, distinct = True, None, 0, []
+    for frame in iter_frame(path, 4 * READ_ROWS, columns=[id_name], id_column=id_name):
+        ids = parse_ids(frame[id_name], id_name)
+        if not len(ids):
+            continue
+        n_rows += len(ids)
+        codes, labels = pd.factorize(ids, sort=True)  # pandas' string routines, no Python object per row
+        if ordered:
+            ordered = bool((np.diff(codes) >= 0).all()) and (last is None or last <= labels[0])
+        last = labels[codes[-1]]
+        distinct.append(np.asarray(labels, dtype=object))
+    ids_all = pd.unique(np.concatenate(distinct)) if distinct else np.empty(0, dtype=object)
+    return ordered, np.asarray(ids_all, dtype=object), n_rows
+
+
+def _sorted_chunks(frames: Iterator[pd.DataFrame], id_name: str, chunk_series: int) -> Iterator[pd.DataFrame]:
+    """Cut consecutive frames of rows sorted by id into chunks of ``chunk_series`` whole series."""
+    pending: list[pd.DataFrame] = []
+    count, last = 0, None  # series begun in ``pending``, the id of its last row
+    for frame in frames:
+        if not len(frame):
+            continue
+        codes, labels = pd.factorize(frame[id_name])  # rows are grouped: a new code opens a series
+        begins = np.empty(len(codes), dtype=bool)
+        begins[0] = last is None or labels[0] != last
+        begins[1:] = codes[1:] != codes[:-1]
+        starts = np.flatnonzero(begins)
+        last = labels[codes[-1]]
+        start, k = 0, chunk_series - count  # starts[k] opens the series one past a full chunk
+        while k < len(starts):
+            cut = int(starts[k])
+            pending.append(frame.iloc[start:cut])
+            yield pd.concat(pending, ignore_index=True)
+            pending, start, count, k = [], cut, -k, k + chunk_series  # pending holds starts[k:] from here
+        pending.append(frame.iloc[start:])
+        count += len(starts)
+    if pending:
+        yield pd.concat(pending, ignore_index=True)
+
+
+def _partitioned_chunks(path: str | Path, id_name: str, sorted_ids: np.ndarray, chunk_series: int,
+                        beside: str | Path) -> Iterator[pd.DataFrame]:
+    """Chunks of unsorted rows: ranges of ``chunk_series`` ids, spilled to Parquet files, read back in order."""
+    edges = sorted_ids[::chunk_series]  # the first id of each chunk
+    folder = spill_folder(beside)
+    try:
+        for k, frame in enumerate(iter_frame(path, READ_ROWS, id_column=id_name)):
+            chunk = np.searchsorted(edges, parse_ids(frame[id_name], id_name).to_numpy(dtype=object),
+                                    side="right") - 1
+            rows = np.argsort(chunk, kind="stable")
+            present, first = np.unique(chunk[rows], return_index=True)
+            for c, start, end in zip(present, first, [*first[1:], len(rows)]):
+                frame.iloc[rows[start:end]].to_parquet(folder / f"{c:08d}-{k:08d}.parquet", index=False)
+        for c in range(len(edges)):
+            parts = sorted(folder.glob(f"{c:08d}-*.parquet"))
+            yield pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+            for part in parts:
+                part.unlink()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

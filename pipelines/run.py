@@ -141,6 +141,7 @@ def _run_locked(config: ModelConfig, stamp: pd.Timestamp, target: Path, raw: pd.
 
     from forecaster import registry, tracking
     from pipelines import steps
+    from pipelines.predict import forecast_in_chunks
     from pipelines.train import train_in_run
 
     prepared = steps.prepare(config, raw=raw, as_of=stamp)
@@ -198,7 +199,7 @@ def _run_locked(config: ModelConfig, stamp: pd.Timestamp, target: Path, raw: pd.
                                   f"version trained on data at or before the as-of was; no forecasts written. "
                                   f"Set the alias by hand, or revisit [promotion] margin")
         model = steps.load(f"models:/{config.name}/{champion}")  # the version whose promise was read
-        forecasts = steps.forecast(model, prepared.raw)
+        forecasts = forecast_in_chunks(model, prepared.raw)  # bounded work memory (pipelines/predict.py)
         say(f"predict: version {model.version} ({chosen}), {len(forecasts)} rows")
         mlflow.set_tag(FORECAST_REASON_TAG, chosen[:5000])
         write(config, prepared, stamp, target, forecasts, outcome.run_id, model.version, promise)

@@ -122,19 +122,25 @@ def future_index(last_timestamp: pd.Timestamp, freq: str, horizon: int) -> pd.Da
     return pd.date_range(start=last + offset, periods=horizon, freq=offset).as_unit("ns")
 
 
-def future_indexes(last: pd.Series, freq: str, horizon: int) -> dict[str, pd.DatetimeIndex]:
-    """`future_index` for many series at once: ``last`` maps series id -> last timestamp.
+def future_grid(last: pd.DatetimeIndex, freq: str, horizon: int) -> pd.DatetimeIndex:
+    """The ``horizon`` timestamps after each of ``last``, series after series: ``len(last) * horizon``.
 
     Fixed-length steps (hours, minutes, days without a zone) are one array operation for all series;
     calendar steps (months, weeks, zoned days) fall back to one ``date_range`` per series.
     """
-    times = pd.DatetimeIndex(last.to_numpy())
+    times = pd.DatetimeIndex(last)
     step = fixed_step_ns(freq, times.tz)
-    if step is None or horizon <= 0:
-        return {str(sid): future_index(t, freq, horizon) for sid, t in last.items()}
+    if step is None or horizon <= 0 or len(times) == 0:
+        parts = [future_index(t, freq, horizon) for t in times]
+        return parts[0].append(parts[1:]) if parts else pd.DatetimeIndex([], tz=times.tz).as_unit("ns")
     start = times.as_unit("ns").asi8 if times.tz is None else times.tz_convert("UTC").as_unit("ns").asi8
     grid = start[:, None] + step * np.arange(1, horizon + 1, dtype=np.int64)[None, :]
-    flat = _from_i8(grid.reshape(-1), times.tz)
+    return _from_i8(grid.reshape(-1), times.tz)
+
+
+def future_indexes(last: pd.Series, freq: str, horizon: int) -> dict[str, pd.DatetimeIndex]:
+    """`future_index` for many series at once: ``last`` maps series id -> last timestamp."""
+    flat = future_grid(pd.DatetimeIndex(last.to_numpy()), freq, horizon)
     return {str(sid): flat[k * horizon : (k + 1) * horizon] for k, sid in enumerate(last.index)}
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -79,11 +80,12 @@ def check_source(source: str | os.PathLike) -> tuple[Path, str]:
     return path, kind
 
 
-def _read_csv(path: Path, id_column: str) -> pd.DataFrame:
-    """A CSV whose ``id_column`` is read as written: text, so `001`, `01` and `1` are three series and
-    `NA` (a country) is an id; only an empty id is missing. Other columns keep pandas' missing markers.
-    A header naming a column twice is refused (pandas would rename the second `y` to `y.1`)."""
-    header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+def _csv_options(path: Path, id_column: str) -> dict:
+    """How a CSV is read: its ``id_column`` as written, text, so `001`, `01` and `1` are three series and
+    `NA` (a country) is an id, only an empty id missing; other columns keep pandas' missing markers. A
+    header naming a column twice is refused (pandas would rename the second `y` to `y.1`)."""
+    with _reading(path, "csv"):
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
     names = [str(n) for n in header.iloc[0]] if len(header) else []
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -91,23 +93,16 @@ def _read_csv(path: Path, id_column: str) -> pd.DataFrame:
                               f"rename or drop the extra one (which one to use would be a guess)",
                               column=repeated[0])
     if id_column not in names:
-        return pd.read_csv(path)
+        return {}
     missing = {n: ([""] if n == id_column else sorted(STR_NA_VALUES)) for n in names}
-    return pd.read_csv(path, dtype={id_column: str}, keep_default_na=False, na_values=missing)
+    return {"dtype": {id_column: str}, "keep_default_na": False, "na_values": missing}
 
 
-def read_frame(source: pd.DataFrame | str | os.PathLike, id_column: str = Columns.id) -> pd.DataFrame:
-    """Load a frame from a DataFrame (copied, so callers' data is never mutated), CSV or Parquet file.
-
-    Series ids are text as written (`_read_csv`); a Parquet file keeps the types it was written with.
-    """
-    if isinstance(source, pd.DataFrame):
-        return source.copy()
-    path, kind = check_source(source)
+@contextlib.contextmanager
+def _reading(path: Path, kind: str) -> Iterator[None]:
+    """Turn what pandas or pyarrow raise on an unreadable file into a DataError naming ``path``."""
     try:
-        if kind == "csv":
-            return _read_csv(path, id_column)
-        return pd.read_parquet(path, engine="pyarrow")
+        yield
     except DataError:
         raise
     except pd.errors.EmptyDataError:
@@ -120,6 +115,77 @@ def read_frame(source: pd.DataFrame | str | os.PathLike, id_column: str = Column
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise DataError(f"cannot read {str(path)!r}: not a readable {kind} file ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+
+
+def read_frame(source: pd.DataFrame | str | os.PathLike, id_column: str = Columns.id) -> pd.DataFrame:
+    """Load a frame from a DataFrame (copied, so callers' data is never mutated), CSV or Parquet file.
+
+    Series ids are text as written (`_csv_options`); a Parquet file keeps the types it was written with.
+    """
+    if isinstance(source, pd.DataFrame):
+        return source.copy()
+    path, kind = check_source(source)
+    options = _csv_options(path, id_column) if kind == "csv" else {}
+    with _reading(path, kind):
+        if kind == "csv":
+            return pd.read_csv(path, **options)
+        return pd.read_parquet(path, engine="pyarrow")
+    raise AssertionError("unreachable")  # pragma: no cover  (_reading re-raises)
+
+
+def column_names(source: str | os.PathLike) -> list[str]:
+    """The column names of a CSV (its header) or Parquet file, without reading its rows."""
+    path, kind = check_source(source)
+    with _reading(path, kind):
+        if kind == "csv":
+            return [str(name) for name in pd.read_csv(path, nrows=0).columns]
+        import pyarrow.parquet as pq
+
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def iter_frame(source: str | os.PathLike, rows: int, columns: list[str] | None = None,
+               id_column: str = Columns.id) -> Iterator[pd.DataFrame]:
+    """A CSV or Parquet file as consecutive frames of at most ``rows`` rows, in file order.
+
+    Only ``rows`` rows (and the file's buffers) are held at a time. Parquet frames get the types
+    ``read_frame`` gives (the file's pandas metadata applies, index columns included); CSV chunks are
+    typed chunk by chunk, as ``pandas.read_csv`` types a whole file (a column of integers in one chunk
+    may be float in another; validation converts both alike), the ids as text as ``read_frame`` reads
+    them. ``columns``: read only these.
+    """
+    path, kind = check_source(source)
+    if kind == "csv":
+        options = _csv_options(path, id_column)
+        if columns is not None and "na_values" in options:
+            options["na_values"] = {k: v for k, v in options["na_values"].items() if k in columns}
+        with _reading(path, kind):
+            reader = pd.read_csv(path, chunksize=rows, usecols=columns, **options)
+        with reader:
+            while True:
+                with _reading(path, kind):
+                    chunk = next(reader, None)
+                if chunk is None:
+                    return
+                yield chunk
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with _reading(path, kind):
+        parquet = pq.ParquetFile(path)
+        schema = parquet.schema_arrow
+        if columns is not None:
+            schema = pa.schema([schema.field(name) for name in columns], metadata=schema.metadata)
+        batches = parquet.iter_batches(batch_size=rows, columns=columns)
+    with parquet:
+        while True:
+            with _reading(path, kind):
+                batch = next(batches, None)
+                if batch is None:
+                    return
+                frame = pa.Table.from_batches([batch], schema=schema).to_pandas()
+            yield frame
 
 
 def _iso_text(frame: pd.DataFrame) -> pd.DataFrame:
@@ -198,6 +264,9 @@ def _clear_stale_tmp(path: Path) -> None:
         try:
             os.kill(int(pid_text), 0)
         except ProcessLookupError:
+            if stale.is_dir():  # the spill folder of a streaming prediction
+                shutil.rmtree(stale, ignore_errors=True)
+                continue
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
         except PermissionError:
@@ -244,6 +313,48 @@ def write_frame_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
         _write_atomic(target, lambda handle: _iso_text(frame).to_csv(handle, index=False))
     else:
         _write_atomic(target, lambda handle: frame.to_parquet(handle, engine="pyarrow", index=False))
+
+
+def write_frames_atomic(frames: Iterable[pd.DataFrame], path: str | os.PathLike) -> None:
+    """Write consecutive ``frames`` (same columns) as one CSV or Parquet file, atomically, one at a time.
+
+    The file equals ``write_frame_atomic(pd.concat(frames), path)`` read back, but only one frame is
+    in memory at a time (Parquet: a row group per frame, every frame cast to the first one's types).
+    Nothing is written, and ``path`` is left as it was, when the iterator raises; it must yield at
+    least one frame (an empty one gives a file with just the columns).
+    """
+    target = check_destination(path)
+
+    def write_csv(handle: BinaryIO) -> None:
+        for k, frame in enumerate(frames):
+            _iso_text(frame).to_csv(handle, index=False, header=k == 0)
+
+    def write_parquet(handle: BinaryIO) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        writer = None
+        try:
+            for frame in frames:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(handle, table.schema)
+                writer.write_table(table.cast(writer.schema))
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise ValueError("write_frames_atomic needs at least one frame")
+
+    _write_atomic(target, write_csv if _kind(target) == "csv" else write_parquet)
+
+
+def spill_folder(path: str | os.PathLike) -> Path:
+    """A new hidden folder beside ``path`` for a writer's scratch files, named so that the next write of
+    ``path`` removes it if its process died (like a temporary file); the caller removes it when done."""
+    target = Path(path)
+    _clear_stale_tmp(target)
+    return Path(tempfile.mkdtemp(prefix=_tmp_prefix(target, os.getpid()), suffix=".tmp", dir=target.parent))
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> None:

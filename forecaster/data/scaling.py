@@ -91,7 +91,7 @@ class SeriesScaler:
         Known series keep their parameters.  Returns the ids newly fitted.
         """
         ids = frame[columns.id].astype(str)
-        new = sorted(set(ids.unique()) - set(self.center_))
+        new = sorted(set(ids.unique()) - set(self.center_))  # unique first: per series, not per row
         if new:
             self._fit_rows(frame, columns, None, only=new)
         return new
@@ -103,26 +103,28 @@ class SeriesScaler:
         until: pd.Timestamp | dict[Any, pd.Timestamp] | None,
         only: list[str] | None,
     ) -> None:
-        ids = frame[columns.id].astype(str).to_numpy()
+        # The ids stay a Series: pandas' own (Arrow) string routines, not one Python object per row.
+        ids = frame[columns.id].astype(str).reset_index(drop=True)
+        present = set(ids.unique())
         keep = np.ones(len(frame), dtype=bool)
-        if only is not None:
-            keep &= pd.Index(only).get_indexer(ids) >= 0  # a hash lookup; np.isin on strings is quadratic
+        if only is not None and not present <= set(only):
+            keep &= ids.isin(only).to_numpy()  # a hash lookup; np.isin on strings is quadratic
         if OBSERVED in frame.columns:
             keep &= frame[OBSERVED].to_numpy() == 1.0
         times = frame[columns.time]
         if isinstance(until, dict):
             limits = {str(k): pd.Timestamp(v) for k, v in until.items()}
-            absent = sorted(set(ids) - set(limits))
+            absent = sorted(present - set(limits))
             if absent:
                 raise ConfigError(f"`until` has no cutoff for series {absent[:5]} ({len(absent)} in all)")
-            limit_per_row = pd.to_datetime(pd.Series(ids).map(limits))
+            limit_per_row = pd.to_datetime(ids.map(limits))
             keep &= (times.reset_index(drop=True) <= limit_per_row).to_numpy()
         elif until is not None:
             keep &= (times <= pd.Timestamp(until)).to_numpy()
         y = frame[columns.target].to_numpy(dtype=np.float64)
         keep &= np.isfinite(y)
 
-        wanted = sorted(set(ids)) if only is None else list(only)
+        wanted = sorted(present) if only is None else list(only)
         codes, labels = pd.factorize(ids[keep], sort=True)
         center, scale = (
             _series_stats(self.method, pd.Series(y[keep]), codes) if len(codes) else (np.array([]),) * 2
@@ -151,6 +153,12 @@ class SeriesScaler:
         center = np.fromiter(self.center_.values(), dtype=np.float64, count=len(keys))[where]
         scale = np.fromiter(self.scale_.values(), dtype=np.float64, count=len(keys))[where]
         return center, scale
+
+    def series_params(self, ids: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(center, scale) of each series of ``ids``: one lookup per series, where `transform` makes
+        one per row (rows of a series share them: repeat them over its rows)."""
+        ids = list(ids)
+        return self._params(ids, len(ids))
 
     def transform(self, values: np.ndarray, ids: Iterable[Any]) -> np.ndarray:
         """Scale ``values`` (shape (n,) or (n, k)); row ``i`` uses the parameters of ``ids[i]``."""

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -86,9 +87,9 @@ class ValidatedFrame:
     short_series: list[str] = field(default_factory=list)
     missing_policy: str = "error"
 
-    @property
+    @cached_property
     def ids(self) -> list[str]:
-        """Series ids in frame order."""
+        """Series ids in frame order (computed once: the frame is not to be changed once validated)."""
         return list(pd.unique(self.frame[self.columns.id]))
 
 
@@ -191,6 +192,11 @@ def _local_dates(col: pd.Series, utc: pd.Series) -> pd.Series:
     if wall.isna().any() or not (wall == wall.normalize()).all():
         return utc
     return pd.Series(wall, index=col.index)
+
+
+def parse_ids(col: pd.Series, name: str) -> pd.Series:
+    """A raw id column as validation reads it: text (integers written with ``str``), typed errors otherwise."""
+    return _id_column(col, name)
 
 
 def parse_times(col: pd.Series, name: str) -> pd.Series:
@@ -339,7 +345,7 @@ def validate_frame(
     ) if covariates else np.empty((rows_in, 0))
 
     # Sort by (id, time) through integer codes: cheaper than sorting the text column.
-    codes, labels = pd.factorize(ids.to_numpy(), sort=True)
+    codes, labels = pd.factorize(ids, sort=True)  # the Series, not .to_numpy(): no Python object per row
     time_index = pd.DatetimeIndex(times)
     order = np.lexsort((time_index.asi8, codes))
     was_sorted = bool((order == np.arange(rows_in)).all())
@@ -469,7 +475,7 @@ def validate_frame(
 
     frame = pd.DataFrame(
         {
-            columns.id: pd.Series(np.asarray(labels, dtype=object)[grid_codes], dtype=str),
+            columns.id: pd.Series(pd.array(labels, dtype=str).take(grid_codes)),
             columns.time: grid.times,
             columns.target: y,
             **{name: x[:, j] for j, name in enumerate(covariates)},

@@ -92,7 +92,7 @@ class SeriesArrays:
     past_flat: np.ndarray
     future_flat: np.ndarray
     static_matrix: np.ndarray
-    times: dict[str, pd.DatetimeIndex]
+    time_index: pd.DatetimeIndex
     past_names: list[str]
     future_names: list[str]
     static_names: list[str]
@@ -103,6 +103,16 @@ class SeriesArrays:
 
     def _views(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         return {sid: flat[self.offsets[s] : self.offsets[s + 1]] for s, sid in enumerate(self.ids)}
+
+    @cached_property
+    def times(self) -> dict[str, pd.DatetimeIndex]:
+        """Per series timestamps (built on first use: a slice per series is costly at many series)."""
+        return {sid: self.time_index[self.offsets[s] : self.offsets[s + 1]] for s, sid in enumerate(self.ids)}
+
+    @property
+    def last_times(self) -> pd.DatetimeIndex:
+        """Each series' last timestamp, in ``ids`` order."""
+        return self.time_index[self.offsets[1:] - 1]
 
     @cached_property
     def past(self) -> dict[str, np.ndarray]:
@@ -163,15 +173,17 @@ def build_feature_arrays(
         raise ConfigError(f"horizon must be >= 1, got {horizon}")
     cols = vframe.columns
     frame = vframe.frame
-    ids_col = frame[cols.id].astype(str)
-    codes, labels = pd.factorize(ids_col.to_numpy(), sort=False)
+    # Factorized as a Series (pandas' string routines), and scaled per series, not per row's id.
+    codes, labels = pd.factorize(frame[cols.id].astype(str), sort=False)
     ids = [str(x) for x in labels]
     offsets = np.searchsorted(codes, np.arange(len(ids) + 1))
     if not (np.diff(codes) >= 0).all():
         raise DataError("frame is not grouped by series; pass the frame returned by validate_frame")
 
     observed = frame[OBSERVED].to_numpy(dtype=np.float64)
-    y_scaled = scaler.transform(frame[cols.target].to_numpy(dtype=np.float64), ids_col.to_numpy())
+    center, scale = scaler.series_params(ids)
+    lengths = np.diff(offsets)
+    y_scaled = (frame[cols.target].to_numpy(dtype=np.float64) - np.repeat(center, lengths)) / np.repeat(scale, lengths)
     if vframe.missing_policy == "mask":
         y_scaled = np.where(observed == 1.0, y_scaled, 0.0)
 
@@ -202,7 +214,7 @@ def build_feature_arrays(
         past_flat=past_flat,
         future_flat=future_flat,
         static_matrix=static.astype(np.float32),
-        times={sid: times_index[offsets[s] : offsets[s + 1]] for s, sid in enumerate(ids)},
+        time_index=times_index,
         past_names=["y_scaled", OBSERVED, *calendar_names, *cols.past_only, *cols.known_future],
         future_names=[*calendar_names, *cols.known_future],
         static_names=list(cols.static),
@@ -335,6 +347,14 @@ def make_window_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def future_calendar(times: pd.DatetimeIndex, freq: str, horizon: int) -> np.ndarray:
+    """(N, H, K) calendar features of ``N * horizon`` future timestamps, series after series (on each
+    series' local clock), as `future_features` computes them from a dict of per-series indexes."""
+    wall = times.tz_localize(None) if times.tz is not None else times
+    calendar, _ = calendar_features(wall, freq)
+    return calendar.reshape(len(times) // horizon if horizon else 0, horizon, -1)
+
+
 def future_features(
     source: pd.DataFrame | dict[str, pd.DatetimeIndex],
     freq: str,
@@ -376,9 +396,11 @@ def last_windows(
     arrays: SeriesArrays,
     input_size: int,
     horizon: int,
-    future_feats: dict[str, np.ndarray] | None = None,
+    future_feats: dict[str, np.ndarray] | np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Inference inputs: the last ``input_size`` steps of every series and its horizon features.
+
+    ``future_feats``: per series (H, K) arrays, or one (N, H, K) array in ``arrays.ids`` order.
 
     Returns ``({"past": (N, L, P), "future": (N, H, K), "static": (N, S)}, ids)``.  Short series are
     left-padded with zeros.  Without ``future_feats`` the horizon gets calendar features only, which
@@ -393,6 +415,13 @@ def last_windows(
     valid = rows >= arrays.offsets[:-1, None]
     past = arrays.past_flat[np.where(valid, rows, 0)] * valid[..., None]
     width = len(arrays.future_names)
+    if isinstance(future_feats, np.ndarray):  # (N, H, K) in ``arrays.ids`` order
+        if future_feats.shape != (len(arrays.ids), horizon, width):
+            raise CovariateError(f"future features must have shape ({len(arrays.ids)}, {horizon}, {width}); "
+                                 f"got {future_feats.shape}")
+        inputs = {"past": past.astype(np.float32), "future": future_feats.astype(np.float32, copy=False),
+                  "static": arrays.static_matrix.copy()}
+        return inputs, list(arrays.ids)
     missing = [sid for sid in arrays.ids if sid not in future_feats]
     if missing:
         raise CovariateError("no future features for some series", series=missing)

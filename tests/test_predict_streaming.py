@@ -1,0 +1,209 @@
+"""The streaming local engine: chunks of whole series give the whole frame's forecast, row for row.
+
+Real parts: a tiny model trained into a temporary MLflow store, real CSV and Parquet files, a real
+`forecaster predict` subprocess killed with SIGKILL in the middle of its run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pipelines.predict as streaming
+from forecaster.data.io import read_frame, write_frame_atomic
+from forecaster.errors import ConfigError, DuplicateRowsError
+from pipelines.predict import _sorted_chunks, forecast_in_chunks, history_chunks, predict
+from pipelines.steps import forecast as forecast_frame
+from pipelines.steps import load
+from tests.synthetic import hourly_frame, tiny_registry
+
+# --------------------------------------------------------------------------- chunks of whole series (no model)
+
+
+def _frames(frame: pd.DataFrame, rows: int) -> list[pd.DataFrame]:
+    return [frame.iloc[i : i + rows].reset_index(drop=True) for i in range(0, len(frame), rows)]
+
+
+@pytest.mark.parametrize("rows", [1, 3, 7, 50])
+@pytest.mark.parametrize("chunk_series", [1, 2, 3, 10])
+def test_sorted_frames_are_cut_into_whole_series(rows, chunk_series):
+    lengths = [5, 1, 9, 2, 4, 13, 1]  # series longer and shorter than a read, so many span two or more
+    frame = pd.DataFrame({"unique_id": np.repeat([f"s{k}" for k in range(len(lengths))], lengths),
+                          "y": np.arange(sum(lengths), dtype=float)})
+    chunks = list(_sorted_chunks(iter(_frames(frame, rows)), "unique_id", chunk_series))
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), frame)
+    seen: set[str] = set()
+    for chunk in chunks:
+        ids = set(chunk["unique_id"])
+        assert 1 <= len(ids) <= chunk_series
+        assert not ids & seen  # a series never spans two chunks
+        seen |= ids
+    assert len(chunks) == -(-len(lengths) // chunk_series)
+
+
+def test_unsorted_file_is_partitioned_into_id_ranges_and_the_spill_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(streaming, "READ_ROWS", 7)
+    frame = hourly_frame(n_series=5, length=10).sample(frac=1.0, random_state=3)
+    frame["unique_id"] = frame["unique_id"].map({"S0": 40, "S1": 3, "S2": 100, "S3": 7, "S4": 1000})  # integers
+    source = tmp_path / "history.csv"
+    frame.to_csv(source, index=False)
+    out = tmp_path / "forecast.parquet"
+    chunks = list(history_chunks(source, "unique_id", 2, beside=out))
+    # Ids are text to validation, so "1000" < "3" < "40": the chunks follow that order.
+    assert [sorted(set(c["unique_id"].astype(str))) for c in chunks] == [["100", "1000"], ["3", "40"], ["7"]]
+    assert all(len(c) == 10 * c["unique_id"].nunique() for c in chunks)
+    assert list(tmp_path.iterdir()) == [source]  # the spill folder is gone
+
+
+# --------------------------------------------------------------------------- against the whole frame
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    root = tmp_path_factory.mktemp("streaming")
+    with tiny_registry(root, name="tiny_stream") as (uri, _):
+        yield uri, root
+
+
+def _history(n_new: int = 0) -> pd.DataFrame:
+    """The six trained series, ``n_new`` never seen in training, one too short for the network."""
+    parts = [hourly_frame()]
+    for k in range(n_new):
+        parts.append(hourly_frame(n_series=1, length=60 + k % 50, seed=100 + k).assign(unique_id=f"N{k:04d}"))
+    parts.append(hourly_frame(n_series=1, length=20, seed=3).assign(unique_id="SHORT"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _whole(model, path: Path, out: Path, **kwargs) -> pd.DataFrame:
+    """What the non-streaming engine writes: the whole file forecast as one frame, read back."""
+    write_frame_atomic(forecast_frame(model, read_frame(path), **kwargs), out)
+    return pd.read_parquet(out) if out.suffix == ".parquet" else pd.read_csv(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_streamed_forecast_equals_the_whole_frame_row_for_row(registry, tmp_path, monkeypatch, suffix, shuffled):
+    monkeypatch.setattr(streaming, "READ_ROWS", 97)  # every series spans reads: 60 to 240 rows each
+    history = _history(n_new=9)
+    if shuffled:
+        history = history.sample(frac=1.0, random_state=0)
+    source = tmp_path / f"history{suffix}"
+    history.to_csv(source, index=False) if suffix == ".csv" else history.to_parquet(source, index=False)
+    model = load("models:/tiny_stream@champion")
+    expected = _whole(model, source, tmp_path / f"whole{suffix}", horizon=7, quantiles=[0.1, 0.9])
+
+    out = tmp_path / f"forecast{suffix}"
+    summary = predict("models:/tiny_stream@champion", source, out, horizon=7, quantiles=[0.1, 0.9], chunk_series=4)
+    got = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    if suffix == ".csv":
+        assert out.read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    assert summary["rows"] == len(expected) == 16 * 7
+    assert summary["series"] == 16 and summary["fallback_series"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, f"whole{suffix}", out.name])
+
+
+@pytest.mark.slow
+def test_the_scheduled_jobs_chunked_forecast_equals_the_whole_frame(registry):
+    model = load("models:/tiny_stream@champion")
+    history = _history(n_new=5).sample(frac=1.0, random_state=1)
+    pd.testing.assert_frame_equal(forecast_in_chunks(model, history, chunk_series=3), forecast_frame(model, history),
+                                  check_exact=True)
+
+
+@pytest.mark.slow
+def test_chunk_series_must_be_a_positive_whole_number(registry, tmp_path):
+    source = tmp_path / "history.parquet"
+    _history().to_parquet(source)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="chunk_series"):
+            predict("models:/tiny_stream@champion", source, tmp_path / "out.parquet", chunk_series=bad)
+    uri, _ = registry
+    cmd = [sys.executable, "-m", "pipelines.cli", "predict", "--model", "models:/tiny_stream@champion",
+           "--input", str(source), "--output", str(tmp_path / "out.parquet"), "--chunk-series", "0"]
+    failed = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+    assert failed.returncode == 2 and "chunk_series" in failed.stderr and "Traceback" not in failed.stderr
+    assert not (tmp_path / "out.parquet").exists()
+
+
+@pytest.mark.slow
+def test_a_bad_chunk_stops_the_run_and_leaves_the_previous_output_and_nothing_else(registry, tmp_path):
+    history = _history(n_new=8)
+    late = history["unique_id"] == "N0007"  # in the 4th chunk of 2 series: 3 chunks are written before it
+    history = pd.concat([history, history[late].iloc[[5]]]).sample(frac=1.0, random_state=5)  # a duplicate row
+    source = tmp_path / "history.parquet"
+    history.to_parquet(source, index=False)
+    out = tmp_path / "forecast.parquet"
+    out.write_bytes(b"the previous output")
+    with pytest.raises(DuplicateRowsError, match="N0007"):
+        predict("models:/tiny_stream@champion", source, out, chunk_series=2)
+    assert out.read_bytes() == b"the previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, out.name])  # no spill, no temp
+
+
+@pytest.mark.slow
+def test_a_killed_streaming_run_leaves_the_previous_output_intact(registry, tmp_path):
+    uri, _ = registry
+    source = tmp_path / "history.parquet"
+    _history(n_new=300).sample(frac=1.0, random_state=2).to_parquet(source)  # unsorted: a spill folder too
+    out = tmp_path / "forecast.parquet"
+    out.write_bytes(b"the previous output")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    cmd = [sys.executable, "-m", "pipelines.cli", "predict", "--model", "models:/tiny_stream@champion",
+           "--input", str(source), "--output", str(out), "--chunk-series", "1"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # Mid-run: the temporary output holds a chunk's rows (Parquet's writer opens on the first chunk).
+        deadline = time.monotonic() + 600
+        while proc.poll() is None and time.monotonic() < deadline:
+            partial = [p for p in tmp_path.glob(".forecast.parquet.*.tmp") if p.is_file() and p.stat().st_size]
+            if partial:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()[-2000:]
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert out.read_bytes() == b"the previous output"
+    left = {p.name for p in tmp_path.iterdir()} - {source.name, out.name}
+    assert left and all(name.startswith(".forecast.parquet.") for name in left)  # its temporary file and spill
+
+    # The next run replaces the output whole and removes what the killed one left.
+    ok = subprocess.run(cmd[:-1] + ["50"], env=env, capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, out.name])
+    assert len(pd.read_parquet(out)) == 307 * 12
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_spark_output_equals_the_streaming_engines_on_a_sample(registry, tmp_path):
+    pytest.importorskip("pyspark")
+    source = tmp_path / "history.parquet"
+    _history(n_new=20).sample(frac=1.0, random_state=4).to_parquet(source, index=False)
+    local = tmp_path / "local.parquet"
+    predict("models:/tiny_stream@champion", source, local, chunk_series=5)
+    spark_out = tmp_path / "spark.parquet"
+    predict("models:/tiny_stream@champion", source, spark_out, engine="spark")
+    keys = ["unique_id", "ds"]
+    want = pd.read_parquet(local)
+    got = pd.read_parquet(spark_out).sort_values(keys, kind="stable").reset_index(drop=True)
+    got["ds"] = got["ds"].astype(want["ds"].dtype)
+    assert list(got.columns) == list(want.columns) and len(got) == len(want) == 27 * 12
+    for name in ("unique_id", "model", "model_name", "model_version"):
+        assert (got[name].astype(str) == want[name].astype(str)).all(), name
+    assert (got["ds"] == want["ds"]).all()
+    for name in ("forecast", "q0.1", "q0.5", "q0.9"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-9)
