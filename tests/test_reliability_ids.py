@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,7 +25,8 @@ from tests.synthetic import hourly_frame, tiny_registry
 def model(tmp_path_factory):
     root = tmp_path_factory.mktemp("ids")
     with tiny_registry(root) as (uri, _):
-        yield uri, root, steps.load("models:/tiny@champion")
+        # The pyfunc: what `mlflow models serve` and the Spark engine's workers load.
+        yield uri, root, steps.load("models:/tiny@champion"), mlflow.pyfunc.load_model("models:/tiny@champion")
 
 
 def _history(ids: list[str]) -> pd.DataFrame:
@@ -45,7 +47,7 @@ IDS = st.lists(st.one_of(_PADDED, _WORDS, _TEXT), min_size=1, max_size=4, unique
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ids=IDS)
 def test_ids_come_back_exactly_as_given_through_csv_parquet_and_the_pyfunc(model, ids):
-    _, _, loaded = model
+    _, _, loaded, pyfunc = model
     history = _history(ids)
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("history.csv", "history.parquet"):
@@ -57,13 +59,13 @@ def test_ids_come_back_exactly_as_given_through_csv_parquet_and_the_pyfunc(model
             assert sorted(pd.unique(back["unique_id"])) == sorted(ids), name  # output: sorted by id
             assert len(back) == 3 * len(ids) and back["forecast"].notna().all()
     # The pyfunc (what `mlflow models serve` and Spark call) with the frame a JSON request decodes to.
-    served = loaded.pyfunc.predict(history[["unique_id", "ds", "y"]], params={"horizon": 3})
+    served = pyfunc.predict(history[["unique_id", "ds", "y"]], params={"horizon": 3})
     assert sorted(pd.unique(served["unique_id"])) == sorted(ids)
 
 
 @pytest.mark.slow
 def test_zero_padded_and_na_ids_are_separate_series_through_the_cli(model, tmp_path):
-    uri, _, _ = model
+    uri, _, _, _ = model
     ids = ["001", "01", "1", "NA"]
     source = tmp_path / "hist.csv"
     _history(ids).to_csv(source, index=False)
