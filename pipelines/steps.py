@@ -56,6 +56,7 @@ from forecaster.data.frequency import seasonal_period
 from forecaster.data.io import read_frame
 from forecaster.data.schema import Columns
 from forecaster.data.validation import ValidatedFrame, parse_times, validate_frame
+from forecaster.defaults import expected_seconds
 from forecaster.errors import ConfigError, MissingColumnError, ModelError
 from forecaster.forecaster import LSTMForecaster
 from forecaster.integrity import MODEL_HASHES_TAG, artifact_hashes, changed_files
@@ -600,4 +601,5 @@ def describe_resolved(model: LSTMForecaster) -> str:
     skip = f"seasonal skip {n.skip_period}" if n.seasonal_skip else "no seasonal skip"
     return (f"input_size {r.input_size}, {skip}, window_norm {n.window_norm}, "
             f"{r.max_windows_per_series} windows per series, up to {r.epochs} epochs "
-            f"(budget {model.time_budget:.0f} s a fit)")
+            f"(budget {r.budget_windows} window-epochs a fit, about "
+            f"{expected_seconds(r.budget_windows, r.input_size):.0f} s on 2 cores)")
