@@ -599,7 +599,9 @@ def describe_resolved(model: LSTMForecaster) -> str:
     r = model.resolved_
     n = r.network
     skip = f"seasonal skip {n.skip_period}" if n.seasonal_skip else "no seasonal skip"
+    budget = ""
+    if {"epochs", "max_windows_per_series"} & set(r.derived) and r.budget_windows:
+        budget = (f" (budget {r.budget_windows} window-epochs a fit, about "
+                  f"{expected_seconds(r.budget_windows, r.input_size):.0f} s on 2 cores)")
     return (f"input_size {r.input_size}, {skip}, window_norm {n.window_norm}, "
-            f"{r.max_windows_per_series} windows per series, up to {r.epochs} epochs "
-            f"(budget {r.budget_windows} window-epochs a fit, about "
-            f"{expected_seconds(r.budget_windows, r.input_size):.0f} s on 2 cores)")
+            f"{r.max_windows_per_series} windows per series, up to {r.epochs} epochs{budget}")
