@@ -18,7 +18,7 @@ from forecaster.data.schema import Columns
 from forecaster.distribute import check_name as check_strategy
 from forecaster.errors import ConfigError
 from forecaster.network_spec import NetworkSpec
-from forecaster.params import check_fields, check_value
+from forecaster.params import check_fields, check_not_removed, check_value
 
 
 @dataclass(frozen=True)
@@ -49,17 +49,19 @@ class TrainingConfig:
     """How the network is trained."""
 
     input_size: int | None = None  # default: derived from the frequency and horizon (forecaster.defaults)
-    epochs: int | None = None  # default: derived from the time budget (forecaster.defaults)
+    epochs: int | None = None  # default: derived from the training budget (forecaster.defaults)
     batch_size: int = 256
     learning_rate: float = 1e-3
     patience: int = 5
     scaler: str = "standard"
     point_loss: str = "mae"
-    max_windows_per_series: int | None = None  # default: derived from the time budget
+    max_windows_per_series: int | None = None  # default: derived from the training budget
     seed: int = 0
     ensemble: int = 1  # train this many networks (seeds seed, seed+1000, ...) and average their outputs
     lr_schedule: str = "constant"  # or "cosine": decay from learning_rate to 5 % of it over the epochs
-    time_budget: float = 150.0  # seconds a fit may take when epochs are derived (the pipeline fits twice)
+    # Window-epochs one fit may train when epochs or windows per series are derived, never a clock
+    # (default: forecaster.defaults.default_budget, 321,428 at a 168-step window; the pipeline fits twice).
+    budget_windows: int | None = None
     strategy: str = "none"  # or "mirrored" (GPUs of one machine), "multi_worker" (TF_CONFIG): forecaster.distribute
     # The pipeline's final fit: "warm" (from the backtest model), "full" (from scratch) or "auto" (warm
     # when the backtest held back at most a fifth of the median series: forecaster.defaults.warm_final_fit)
@@ -251,6 +253,7 @@ def _duration(key: str, text: str) -> pd.Timedelta:
 def _section(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"[{where}] must be a table of keys, got {raw!r}")
+    check_not_removed(f"[{where}] ", raw)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(raw) - known)
     if unknown:

@@ -13,14 +13,15 @@
   can fill after fit's holdout and one horizon of targets (``median length - 2 horizons``, not below
   one horizon or two seasons): short series make short windows, and periods longer than the window
   are left out of the skip.
-- ``max_windows_per_series`` and ``epochs``, from the **time budget** of one fit (``time_budget``
-  seconds; the training pipeline fits twice): the affordable window-epochs ``E = time_budget /
-  (COST_PER_STEP * input_size)`` at the cost measured on the 2-core development machine. With every
-  window for ``MIN_EPOCHS`` epochs within ``E``: every window, and as many epochs as fit, up to
-  ``MAX_EPOCHS``; else ``MIN_EPOCHS`` epochs and the largest per-series cap on windows that fits. Early
-  stopping still ends training sooner, and a fit whose next epoch would overrun the budget stops
-  (`LSTMForecaster`'s time-budget callback), so a slower machine trains fewer epochs rather than for longer
-  (except across workers, which must stop at the same epoch: there the derived epochs are run).
+- ``max_windows_per_series`` and ``epochs``, from the **training budget** of one fit in work units,
+  ``budget_windows`` window-epochs (windows seen in training, summed over epochs; an ensemble's members
+  share it), never from a clock: the same data and seed train the same weights on an idle and on a
+  loaded machine. Its default is `BUDGET_WINDOW_STEPS` input steps over the window, ``E = 54e6 /
+  input_size`` (321,428 at hourly's 168 steps, about as much as the README's main job trains), the
+  amount the former 150 s time budget bought on the 2-core development machine. With every window
+  for ``MIN_EPOCHS`` epochs within ``E``: every window, and as many epochs as fit, up to
+  ``MAX_EPOCHS``; else ``MIN_EPOCHS`` epochs and the largest per-series cap on windows that fits.
+  Early stopping on the validation loss still ends training sooner (it is deterministic too).
 """
 
 from __future__ import annotations
@@ -31,11 +32,26 @@ from typing import Any
 import numpy as np
 
 from forecaster.data.frequency import seasonal_periods
+from forecaster.data.windows import window_ends
 from forecaster.network_spec import NetworkSpec
 
-COST_PER_STEP = 2.5e-6  # seconds per window per epoch per input step (M4 Hourly, 2 Xeon cores, 64 units)
 MIN_EPOCHS, MAX_EPOCHS = 10, 30
-FIXED_SECONDS = 15.0  # per fit: validation, windows, graph building (not spent on epochs)
+# The default budget of one fit, in window-epochs times input steps: what 135 s of epochs bought at the
+# cost below (the former 150 s time budget less 15 s of validation, windows and graph building).
+BUDGET_WINDOW_STEPS = 54_000_000
+# Seconds per window-epoch per input step on the 2-core development machine (M4 Hourly, 64 units): only
+# to tell users what a budget is expected to take (`expected_seconds`); it never steers training.
+SECONDS_PER_WINDOW_STEP = 2.5e-6
+
+
+def default_budget(input_size: int) -> int:
+    """The window-epochs of one fit when ``budget_windows`` is not given (`BUDGET_WINDOW_STEPS`)."""
+    return max(BUDGET_WINDOW_STEPS // max(int(input_size), 1), 1)
+
+
+def expected_seconds(budget_windows: int, input_size: int) -> float:
+    """About how long a budget's epochs take on 2 cores (for messages and docs; never for training)."""
+    return budget_windows * input_size * SECONDS_PER_WINDOW_STEP
 
 
 @dataclass(frozen=True)
@@ -47,22 +63,24 @@ class Derived:
     max_windows_per_series: int | None
     epochs: int
     derived: tuple[str, ...]
+    budget_windows: int | None = None  # the window-epochs budget of the fit (None: saved before it existed)
 
     def to_dict(self) -> dict[str, Any]:
         return {"network": self.network.to_dict(), "input_size": self.input_size,
                 "max_windows_per_series": self.max_windows_per_series, "epochs": self.epochs,
-                "derived": list(self.derived)}
+                "derived": list(self.derived), "budget_windows": self.budget_windows}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Derived:
         return cls(NetworkSpec.from_dict(data["network"]), int(data["input_size"]),
-                   data["max_windows_per_series"], int(data["epochs"]), tuple(data["derived"]))
+                   data["max_windows_per_series"], int(data["epochs"]), tuple(data["derived"]),
+                   data.get("budget_windows"))
 
     def params(self) -> dict[str, Any]:
         """Flat ``derived.<name>`` values for MLflow (the network's keys as ``network.<key>``)."""
         out: dict[str, Any] = {f"network.{k}": v for k, v in self.network.to_dict().items()}
         out.update(input_size=self.input_size, max_windows_per_series=self.max_windows_per_series,
-                   epochs=self.epochs)
+                   epochs=self.epochs, budget_windows=self.budget_windows)
         return {**{f"resolved.{k}": v for k, v in out.items()}, "resolved.derived": ",".join(self.derived)}
 
 
@@ -124,15 +142,20 @@ def default_network(freq: str, input_size: int) -> NetworkSpec:
 
 
 def windows_available(lengths: np.ndarray, input_size: int, horizon: int, min_context: int) -> np.ndarray:
-    """Training windows each series gives after fit's validation holdout (left-padded ones included)."""
-    first = np.minimum(input_size, min_context)
-    return np.maximum(lengths - 2 * horizon - first + 1, 0)
+    """Training windows each series gives after fit's validation holdout (its last horizon): the window
+    index's own count (`forecaster.data.windows.window_ends`: full windows, left-padded ones only in
+    series too short for any). Windows whose targets are all missing, which the index drops, are counted."""
+    e_min, e_max = window_ends(np.asarray(lengths) - horizon, input_size, horizon, min_context)
+    return np.maximum(e_max - e_min + 1, 0)
 
 
 def derive(freq: str, horizon: int, lengths: np.ndarray, min_context: int, *, network: NetworkSpec | None,
            input_size: int | None, max_windows_per_series: int | None, epochs: int | None,
-           time_budget: float) -> Derived:
-    """Fill the settings left at None (module doc); ``lengths`` are the training series' lengths."""
+           budget_windows: int | None = None, ensemble: int = 1) -> Derived:
+    """Fill the settings left at None (module doc); ``lengths`` are the training series' lengths.
+
+    Decided from the data's size alone, before training: each of ``ensemble`` members gets an equal
+    share of ``budget_windows`` (default `default_budget`)."""
     derived = []
     if input_size is None:
         input_size = default_input_size(freq, horizon, lengths)
@@ -140,13 +163,14 @@ def derive(freq: str, horizon: int, lengths: np.ndarray, min_context: int, *, ne
     if network is None:
         network = default_network(freq, input_size)
         derived.append("network")
+    budget = int(budget_windows) if budget_windows is not None else default_budget(input_size)
     if epochs is None or max_windows_per_series is None:
         available = windows_available(np.asarray(lengths), input_size, horizon, min_context)
-        affordable = max(time_budget - FIXED_SECONDS, 1.0) / (COST_PER_STEP * input_size)
+        affordable = max(budget // max(int(ensemble), 1), 1)
         total = int(available.sum())
         if max_windows_per_series is None:
             if total * MIN_EPOCHS <= affordable:
-                max_windows_per_series = int(available.max()) if len(available) else 1
+                max_windows_per_series = max(int(available.max()), 1) if len(available) else 1
             else:
                 max_windows_per_series = _cap(available, affordable / MIN_EPOCHS)
             derived.append("max_windows_per_series")
@@ -154,7 +178,7 @@ def derive(freq: str, horizon: int, lengths: np.ndarray, min_context: int, *, ne
             used = int(np.minimum(available, max_windows_per_series).sum())
             epochs = int(np.clip(affordable // max(used, 1), MIN_EPOCHS, MAX_EPOCHS))
             derived.append("epochs")
-    return Derived(network, int(input_size), max_windows_per_series, int(epochs), tuple(derived))
+    return Derived(network, int(input_size), max_windows_per_series, int(epochs), tuple(derived), budget)
 
 
 def _cap(available: np.ndarray, windows: float) -> int:

@@ -10,7 +10,6 @@ import copy
 import inspect
 import json
 import os
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from forecaster.errors import ConfigError, ModelError, ShortHistoryError, ValueR
 from forecaster.integrity import sha256
 from forecaster.losses import PointAndQuantileLoss
 from forecaster.network import NetworkSpec, build_network
-from forecaster.params import check_fields, check_value
+from forecaster.params import check_fields, check_not_removed, check_value
 
 MODEL_FILES = ("network.keras", "scaler.json", "forecaster.json")
 MANIFEST = "manifest.json"
@@ -102,6 +101,7 @@ def _params_to_json(params: dict[str, Any]) -> dict[str, Any]:
 
 def _params_from_json(data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)
+    out.pop("time_budget", None)  # saved before training budgets were counted in windows: unused by predict
     if out.get("network") is not None:
         out["network"] = NetworkSpec.from_dict(out["network"])
     if out.get("columns") is not None:
@@ -109,26 +109,6 @@ def _params_from_json(data: dict[str, Any]) -> dict[str, Any]:
     if out.get("quantiles") is not None:
         out["quantiles"] = tuple(out["quantiles"])
     return out
-
-
-class _TimeBudget(keras.callbacks.Callback):
-    """Stops a fit before an epoch that would end after ``seconds`` from its start (judged by the last
-    epoch's duration): derived epochs fit the time budget on any machine."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__()
-        self.seconds = seconds
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.started = self.epoch_started = time.perf_counter()
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch_started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        now = time.perf_counter()
-        if (now - self.started) + (now - self.epoch_started) > self.seconds:
-            self.model.stop_training = True
 
 
 class LSTMForecaster:
@@ -144,6 +124,9 @@ class LSTMForecaster:
     optimised Theta model's, static and dynamic, and exponential smoothing's (``"otm+dotm+ets"``), or the
     latter unless the network alone is far better on the fit's holdout (``"auto"``, the default:
     `forecaster.combination`); the fitted choice is ``combine_``, its holdout scores ``combine_scores_``.
+    ``budget_windows``: the window-epochs a fit may train where ``epochs`` or ``max_windows_per_series``
+    are left to be derived (`forecaster.defaults`): training is decided by the data's size, never by a
+    clock, so a seeded fit gives the same weights on an idle and on a loaded machine.
     """
 
     def __init__(
@@ -167,7 +150,7 @@ class LSTMForecaster:
         ensemble: int = 1,
         lr_schedule: str = "constant",
         strategy: str = "none",
-        time_budget: float = 150.0,
+        budget_windows: int | None = None,
         combine: str = "auto",
     ) -> None:
         self.horizon = horizon
@@ -189,7 +172,7 @@ class LSTMForecaster:
         self.ensemble = ensemble
         self.lr_schedule = lr_schedule
         self.strategy = strategy
-        self.time_budget = time_budget
+        self.budget_windows = budget_windows
         self.combine = combine
 
     # ------------------------------------------------------------------ parameters
@@ -204,6 +187,7 @@ class LSTMForecaster:
 
     def set_params(self, **params: Any) -> LSTMForecaster:
         """Set constructor parameters by name; ConfigError naming any that do not exist."""
+        check_not_removed("LSTMForecaster.", params)
         unknown = sorted(set(params) - set(self._param_names()))
         if unknown:
             raise ConfigError(f"LSTMForecaster has no parameters {unknown}; it has {self._param_names()}")
@@ -222,7 +206,7 @@ class LSTMForecaster:
             learning_rate=t.learning_rate, patience=t.patience, scaler=t.scaler, point_loss=t.point_loss,
             missing_policy=config.data.missing_policy, max_windows_per_series=t.max_windows_per_series,
             seed=t.seed, verbose=verbose, ensemble=t.ensemble, lr_schedule=t.lr_schedule, strategy=t.strategy,
-            time_budget=t.time_budget, combine=config.combine,
+            budget_windows=t.budget_windows, combine=config.combine,
         )
 
     # ------------------------------------------------------------------ fit
@@ -261,7 +245,7 @@ class LSTMForecaster:
         data instead of a refit from random weights (the scaler is fitted afresh on ``df``).
         """
         checked = ("horizon", "input_size", "quantiles", "epochs", "batch_size", "learning_rate", "patience",
-                   "max_windows_per_series", "seed", "ensemble", "time_budget")
+                   "max_windows_per_series", "seed", "ensemble", "budget_windows")
         # Conformed values go back: np.int64(12) becomes 12, which the saved description's JSON can hold.
         for key, value in check_fields(type(self).__init__, {k: getattr(self, k) for k in checked}).items():
             setattr(self, key, value)
@@ -292,7 +276,7 @@ class LSTMForecaster:
             network = initial.resolved_.network
         resolved = derive(freq, self.horizon, lengths, min_history, network=network, input_size=input_size,
                           max_windows_per_series=self.max_windows_per_series, epochs=self.epochs,
-                          time_budget=self.time_budget)
+                          budget_windows=self.budget_windows, ensemble=self.ensemble)
         not_given = [name for name in ("input_size", "network") if getattr(self, name) is None]
         resolved = replace(resolved, derived=(*not_given, *(d for d in resolved.derived if d not in not_given)))
         epochs, max_windows = resolved.epochs, resolved.max_windows_per_series
@@ -328,15 +312,12 @@ class LSTMForecaster:
                 member.optimizer.build(member.trainable_variables)
             distribute.prepare_model(member, self.strategy)
             stop = keras.callbacks.EarlyStopping(patience=self.patience, restore_best_weights=True)
-            # Not across workers: each would judge its own clock and one could stop alone mid-collective.
-            timed = "epochs" in resolved.derived and self.strategy != "multi_worker"
-            budget = [_TimeBudget(self.time_budget / self.ensemble)] if timed else []
             data = train_ds if k == 0 else distribute.shard_by_data(make_window_dataset(
                 arrays, input_size, self.horizon, self.batch_size, cutoff=cutoff, shuffle=True, seed=seed,
                 max_windows_per_series=max_windows, min_context=min_history), self.strategy)
             try:
                 history = member.fit(data, validation_data=val_ds, epochs=epochs, verbose=self.verbose,
-                                     shuffle=False, callbacks=[stop, *budget, *(callbacks or [])])
+                                     shuffle=False, callbacks=[stop, *(callbacks or [])])
             except Exception as exc:
                 distribute.raise_if_worker_lost(exc, self.strategy)
                 raise

@@ -111,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--freq", help="pandas frequency alias such as h, D, W-MON, MS (default: inferred)")
     train.add_argument("--name", help="model name (with --data; default: the file's stem)")
     train.add_argument("--epochs", type=int, help="override training.epochs")
+    train.add_argument("--budget-windows", type=int,
+                       help="override training.budget_windows: window-epochs a fit may train when epochs or windows "
+                            "per series are derived (docs/accuracy.md)")
     train.add_argument("--strategy", choices=("none", "mirrored", "multi_worker"),
                        help="override training.strategy: 'multi_worker' trains across the workers TF_CONFIG lists "
                             "(docs/scale-out.md)")
@@ -194,6 +197,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         check_value("--", "epochs", args.epochs, int)
         config = replace(config, training=replace(config.training, epochs=args.epochs))
+    if args.budget_windows is not None:
+        check_value("--", "budget_windows", args.budget_windows, int)
+        config = replace(config, training=replace(config.training, budget_windows=args.budget_windows))
     if args.strategy is not None:
         config = replace(config, training=replace(config.training, strategy=args.strategy))
     from pipelines.train import train  # TensorFlow and MLflow: imported once the arguments are checked

@@ -60,6 +60,7 @@ from forecaster.data.frequency import seasonal_period
 from forecaster.data.io import read_frame, temporary
 from forecaster.data.schema import Columns
 from forecaster.data.validation import ValidatedFrame, parse_times, validate_frame
+from forecaster.defaults import expected_seconds
 from forecaster.errors import ConfigError, DataError, MissingColumnError, ModelError
 from forecaster.forecaster import LSTMForecaster
 from forecaster.integrity import MODEL_HASHES_TAG, artifact_hashes, changed_files, read_mlmodel, saved_forecaster
@@ -858,6 +859,9 @@ def describe_resolved(model: LSTMForecaster) -> str:
     r = model.resolved_
     n = r.network
     skip = f"seasonal skip {n.skip_period}" if n.seasonal_skip else "no seasonal skip"
+    budget = ""
+    if {"epochs", "max_windows_per_series"} & set(r.derived) and r.budget_windows:
+        budget = (f" (budget {r.budget_windows} window-epochs a fit, about "
+                  f"{expected_seconds(r.budget_windows, r.input_size):.0f} s on 2 cores)")
     return (f"input_size {r.input_size}, {skip}, window_norm {n.window_norm}, "
-            f"{r.max_windows_per_series} windows per series, up to {r.epochs} epochs "
-            f"(budget {model.time_budget:.0f} s a fit)")
+            f"{r.max_windows_per_series} windows per series, up to {r.epochs} epochs{budget}")

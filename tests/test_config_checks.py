@@ -77,6 +77,7 @@ def test_integers_where_numbers_are_asked_are_taken_as_numbers():
         (["--epochs", "0"], "--epochs must be a positive integer, got 0"),
         (["--epochs", "-3"], "--epochs must be a positive integer, got -3"),
         (["--horizon", "0"], "[model] horizon must be a positive integer, got 0"),
+        (["--budget-windows", "0"], "--budget_windows must be a positive integer, got 0"),
     ],
 )
 def test_cli_flags_out_of_range_exit_2_and_touch_no_store(argv, message, tmp_path, monkeypatch, capsys):
@@ -101,3 +102,14 @@ def test_a_config_file_with_a_wrong_type_exits_2_before_any_run(tmp_path, monkey
     assert main(["train", str(path), "--quiet"]) == EXIT_CONFIG
     assert "[training] epochs must be an integer or none, got 'ten'" in capsys.readouterr().err
     assert not store.exists()
+
+
+def test_the_former_time_budget_in_a_config_file_exits_2_saying_what_to_use(tmp_path, monkeypatch, capsys):
+    store = tmp_path / "store.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    path = tmp_path / "m.toml"
+    path.write_text('[model]\nname = "m"\nhorizon = 6\n[training]\ntime_budget = 150\n')
+    assert main(["train", str(path), "--quiet"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "[training] time_budget is no longer a parameter" in err and "set budget_windows" in err
+    assert "Traceback" not in err and not store.exists()

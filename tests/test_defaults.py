@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from forecaster.config import model_config_from_dict
-from forecaster.defaults import MAX_EPOCHS, MIN_EPOCHS, WARM_FINAL_MAX_SHARE, derive, warm_final_fit
-from forecaster.forecaster import LSTMForecaster
+from forecaster.data.scaling import SeriesScaler
+from forecaster.data.schema import Columns
+from forecaster.data.validation import validate_frame
+from forecaster.data.windows import build_feature_arrays, window_index
+from forecaster.defaults import (
+    MAX_EPOCHS,
+    MIN_EPOCHS,
+    WARM_FINAL_MAX_SHARE,
+    default_budget,
+    derive,
+    expected_seconds,
+    warm_final_fit,
+    windows_available,
+)
+from forecaster.errors import ConfigError
+from forecaster.forecaster import MANIFEST, LSTMForecaster
+from forecaster.integrity import sha256
 from forecaster.network_spec import NetworkSpec
 from tests.synthetic import hourly_frame
 
 
 def _derive(freq, horizon, lengths, **given):
-    options = {"network": None, "input_size": None, "max_windows_per_series": None, "epochs": None,
-               "time_budget": 150.0, **given}
+    options = {"network": None, "input_size": None, "max_windows_per_series": None, "epochs": None, **given}
     return derive(freq, horizon, np.asarray(lengths), min(horizon, 24), **options)
 
 
@@ -45,12 +62,34 @@ def test_short_series_make_short_windows():
     assert _derive("MS", 18, [40] * 10).input_size == 24  # never below two seasons
 
 
-def test_the_budget_sets_windows_and_epochs():
-    small = _derive("MS", 18, [120] * 100)  # 100 series x ~67 windows: everything, and more epochs
-    assert small.max_windows_per_series == 120 - 36 - 18 + 1 and small.epochs == MAX_EPOCHS
+def test_the_budget_in_window_epochs_sets_windows_and_epochs():
+    small = _derive("MS", 18, [120] * 100)  # 100 series x 49 windows: everything, and more epochs
+    assert small.max_windows_per_series == 120 - 2 * 18 - 36 + 1 and small.epochs == MAX_EPOCHS
     big = _derive("h", 48, [1000] * 414)  # M4 Hourly: the cap on windows binds at the minimum epochs
     assert big.epochs == MIN_EPOCHS and 50 <= big.max_windows_per_series <= 120
-    assert _derive("h", 48, [1000] * 414, time_budget=300.0).max_windows_per_series > big.max_windows_per_series
+    assert big.budget_windows == default_budget(168) == 321_428
+    assert big.epochs * big.max_windows_per_series * 414 <= big.budget_windows
+    assert 120 <= expected_seconds(big.budget_windows, 168) <= 150  # what the former 150 s a fit bought
+    more = _derive("h", 48, [1000] * 414, budget_windows=2 * big.budget_windows)
+    assert more.max_windows_per_series > big.max_windows_per_series
+    members = _derive("h", 48, [1000] * 414, budget_windows=2 * big.budget_windows, ensemble=2)
+    assert members.max_windows_per_series == big.max_windows_per_series, "an ensemble's members share it"
+
+
+def test_the_windows_counted_for_the_budget_are_the_ones_the_window_index_makes():
+    """Full windows only where a series has room for one; left-padded ones only in shorter series (the
+    count once added the padded windows of long series too: 120 too many a series on M4 Hourly)."""
+    horizon, input_size, min_context = 12, 48, 24
+    lengths = [300, 120, 72, 60, 48]  # full windows; full; one full window; left-padded; one left-padded
+    frame = pd.concat([hourly_frame(n_series=1, length=n, seed=i).assign(unique_id=f"S{i}")
+                       for i, n in enumerate(lengths)], ignore_index=True)
+    vframe = validate_frame(frame, Columns(), freq="h")
+    arrays = build_feature_arrays(vframe, SeriesScaler("standard").fit(vframe.frame, Columns()), horizon)
+    cutoff = {sid: n - horizon - 1 for sid, n in zip(arrays.ids, arrays.lengths)}  # fit's holdout
+    table = window_index(arrays, input_size, horizon, cutoff=cutoff, min_context=min_context)
+    made = np.bincount(table[:, 2], minlength=len(lengths))
+    counted = windows_available(arrays.lengths, input_size, horizon, min_context)
+    assert made.tolist() == counted.tolist() == [300 - 24 - 47, 120 - 24 - 47, 72 - 24 - 47, 60 - 24 - 23, 48 - 24 - 23]
 
 
 def test_given_settings_are_kept():
@@ -69,21 +108,42 @@ def test_a_config_without_a_network_section_leaves_it_to_the_data():
     assert given.network == NetworkSpec(units=8)
 
 
-def test_a_fit_uses_and_reports_the_derived_settings_and_stops_at_its_time_budget(tmp_path):
+def test_a_fit_uses_and_reports_the_derived_settings_within_its_budget(tmp_path):
     frame = hourly_frame(n_series=3, length=300)
-    model = LSTMForecaster(horizon=12, freq="h", verbose=0, time_budget=1e-3).fit(frame)
+    model = LSTMForecaster(horizon=12, freq="h", verbose=0, budget_windows=30).fit(frame)
     resolved = model.resolved_
     assert resolved.derived == ("input_size", "network", "max_windows_per_series", "epochs")
     assert model.input_size_ == resolved.input_size == 168 and resolved.network.skip_period == (24, 168)
     assert [layer.name for layer in model.model_.layers if layer.name in ("window_norm", "seasonal_skip")] == [
         "window_norm", "seasonal_skip"]
-    assert resolved.epochs >= MIN_EPOCHS and len(model.history_["loss"]) == 1, "the budget stopped it"
+    assert (resolved.budget_windows, resolved.max_windows_per_series, resolved.epochs) == (30, 1, MIN_EPOCHS)
+    assert 1 <= len(model.history_["loss"]) <= MIN_EPOCHS
     assert LSTMForecaster.load(model.save(tmp_path / "derived")).resolved_ == resolved
     params = resolved.params()
     assert params["resolved.epochs"] == resolved.epochs and params["resolved.network.window_norm"] == "standard"
-    given = LSTMForecaster(horizon=12, freq="h", verbose=0, epochs=2, time_budget=1e-3, input_size=48,
-                           network=NetworkSpec(units=8), max_windows_per_series=5).fit(frame)
-    assert len(given.history_["loss"]) == 2, "given epochs are not cut by the budget"
+    assert params["resolved.budget_windows"] == 30
+    given = LSTMForecaster(horizon=12, freq="h", verbose=0, epochs=2, budget_windows=1, input_size=48,
+                           network=NetworkSpec(units=8), max_windows_per_series=5, patience=5).fit(frame)
+    assert len(given.history_["loss"]) == 2, "given epochs and windows are taken as written"
+
+
+def test_the_former_time_budget_is_refused_saying_what_to_use(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[training\] time_budget is no longer a parameter.*budget_windows"):
+        model_config_from_dict({"model": {"name": "m", "horizon": 6}, "training": {"time_budget": 150.0}})
+    with pytest.raises(ConfigError, match="budget_windows must be a positive integer"):
+        model_config_from_dict({"model": {"name": "m", "horizon": 6}, "training": {"budget_windows": 0}})
+    with pytest.raises(ConfigError, match="time_budget is no longer a parameter"):
+        LSTMForecaster(horizon=6).set_params(time_budget=150.0)
+    # A model saved before the change still loads: its time_budget played no part in prediction.
+    model = LSTMForecaster(horizon=12, freq="h", verbose=0, epochs=1, input_size=48, network=NetworkSpec(units=8),
+                           max_windows_per_series=2).fit(hourly_frame(n_series=2, length=120))
+    path = model.save(tmp_path / "old")
+    meta = json.loads((path / "forecaster.json").read_text())
+    meta["params"]["time_budget"] = 150.0
+    (path / "forecaster.json").write_text(json.dumps(meta))
+    manifest = json.loads((path / MANIFEST).read_text())
+    (path / MANIFEST).write_text(json.dumps({**manifest, "forecaster.json": sha256(path / "forecaster.json")}))
+    assert LSTMForecaster.load(path).get_params()["budget_windows"] is None
 
 
 def test_the_final_fit_goes_on_from_the_backtest_model_only_where_that_saw_most_of_each_series():

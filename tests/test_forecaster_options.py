@@ -321,13 +321,15 @@ def test_the_config_builds_the_estimator_with_every_training_key():
         "data": {"source": "package:m4_hourly", "freq": "h"},
         "network": {"units": 4, "window_norm": "level"},
         "training": {"epochs": 4, "scaler": "robust", "lr_schedule": "cosine", "ensemble": 2,
-                     "max_windows_per_series": 9, "strategy": "mirrored", "point_loss": "mse"}})
+                     "max_windows_per_series": 9, "strategy": "mirrored", "point_loss": "mse",
+                     "budget_windows": 5000}})
     params = LSTMForecaster.from_config(config, verbose=0).get_params()
     training = config.to_params()
     for key, value in params.items():
         if f"training.{key}" in training:
             assert value == training[f"training.{key}"], key
     assert params["network"] == config.network and params["quantiles"] == (0.2, 0.8) and params["horizon"] == 6
+    assert params["budget_windows"] == training["training.budget_windows"] == 5000
     assert make_forecaster(config, verbose=0).get_params() == params
 
 

@@ -243,6 +243,17 @@ def _per_series_index(arrays: SeriesArrays, values: dict | None, default: int, n
     return out
 
 
+def window_ends(usable: Any, input_size: int, horizon: int, min_context: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last end step ``e`` of the training windows of series with ``usable`` steps (before
+    the cutoff): full windows only, unless a series is too short for any, then left-padded ones with at
+    least ``min_context`` real steps.  The one statement of which windows a series gives: the window
+    index reads it, and so does the training budget (`forecaster.defaults.windows_available`)."""
+    usable = np.asarray(usable)
+    e_max = usable - horizon - 1
+    e_min = np.where(usable >= input_size + horizon, input_size - 1, max(min(min_context, input_size), 1) - 1)
+    return e_min, e_max
+
+
 def window_index(
     arrays: SeriesArrays,
     input_size: int,
@@ -268,9 +279,7 @@ def window_index(
         raise ConfigError("input_size, horizon and stride must be >= 1")
     lengths = arrays.lengths
     limit = np.minimum(_per_series_index(arrays, cutoff, 1 << 62, "cutoff"), lengths - 1)
-    n_eff = limit + 1
-    e_max = n_eff - horizon - 1
-    e_min = np.where(n_eff >= input_size + horizon, input_size - 1, max(min(min_context, input_size), 1) - 1)
+    e_min, e_max = window_ends(limit + 1, input_size, horizon, min_context)
     if start_after is not None:
         e_min = np.maximum(e_min, _per_series_index(arrays, start_after, -1, "start_after"))
     count = np.where(e_max >= e_min, (e_max - e_min) // stride + 1, 0)
