@@ -417,6 +417,7 @@ def run_fused(
     In training the forward pass keeps what the backward pass needs; in inference it keeps nothing,
     and a gradient, if one is asked for all the same, runs the keeping forward pass again first.
     """
+    sequences = cell.promote_inputs(sequences)
     dtype = sequences.dtype
     if dtype in (tf.float16, tf.bfloat16) and not _on_gpu():
         # Mixed precision on a CPU: XLA's CPU code for a half-precision loop is many times slower than
