@@ -190,6 +190,15 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         var = ops.mean(ops.square(x - mean), axis=-1, keepdims=True)
         return (x - mean) * ops.rsqrt(var + self.layer_norm_epsilon) * gamma + beta
 
+    def is_plain(self) -> bool:
+        """Whether this is Keras' own LSTM cell (sigmoid gates, tanh, no extras): the loops differentiate
+        it by hand."""
+        return (
+            not self.extra_weights()
+            and self.activation is activations.tanh
+            and self.recurrent_activation is activations.sigmoid
+        )
+
     def extra_weights(self) -> dict[str, Any]:
         """The weights beyond Keras' three (peephole, normalisation, projection), by name."""
         names = ("peephole_kernel", "gate_norm_gamma", "gate_norm_beta", "cell_norm_gamma",
