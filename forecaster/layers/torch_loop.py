@@ -5,7 +5,8 @@ replays every one of them. Here, for the plain cell (sigmoid gates, tanh, no ext
 one `torch.autograd.Function`:
 
 - forward: x W + b for every step in one product before the loop; a step is then one ``addmm`` and
-  the gating, written into buffers preallocated for all steps (no autograd graph is recorded);
+  the gating (no autograd graph is recorded; what the backward needs is kept only where a gradient
+  can be asked for);
 - backward: the gating's local derivatives for all steps in a few whole-sequence operations, then a
   loop of five small operations and one product per step (dz_t, dh_{t-1} = dz_t U^T, dc_{t-1}); the
   input's and the weights' gradients are three products over all steps after the loop.
@@ -32,52 +33,51 @@ class _PlainLSTM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, steps, h0, c0, kernel, recurrent_kernel, bias, steps_mask, return_sequences,
                 zero_output_for_mask):
-        num_steps, batch, _ = steps.shape
+        num_steps = steps.shape[0]
         u = c0.shape[1]
         xz = torch.matmul(steps, kernel)
         if bias is not None:
             xz = xz + bias
-        # Everything a step writes, for all steps: the states entering each step (h_states[t], c_states[t]),
-        # the gates' sigmoids (the candidate's slot unused), the candidate, tanh(c_t) unmasked.
-        h_states = steps.new_empty((num_steps + 1, batch, u))
-        c_states = steps.new_empty((num_steps + 1, batch, u))
-        sig = steps.new_empty((num_steps, batch, 4 * u))
-        cand = steps.new_empty((num_steps, batch, u))
-        tanh_c = steps.new_empty((num_steps, batch, u))
-        h_states[0], c_states[0] = h0, c0
-        outputs = steps.new_empty((num_steps if return_sequences else 1, batch, u))
-        out = torch.zeros_like(h0)
+        # What the backward pass needs of each step, only where a gradient can be asked for: the states
+        # entering it, the gates' sigmoids (the candidate's slot unused), the candidate, tanh(c_t) unmasked.
+        keep = any(ctx.needs_input_grad[:6])
+        kept: tuple[list, ...] = ([], [], [], [], [])
+        outs = []
+        h, c, out = h0, c0, torch.zeros_like(h0)
         for t in range(num_steps):
-            z = torch.addmm(xz[t], h_states[t], recurrent_kernel)
-            s = torch.sigmoid(z, out=sig[t])
-            g = torch.tanh(z[:, 2 * u : 3 * u], out=cand[t])
-            c = torch.addcmul(s[:, u : 2 * u] * c_states[t], s[:, :u], g)
-            tc = torch.tanh(c, out=tanh_c[t])
-            h = s[:, 3 * u :] * tc
+            z = torch.addmm(xz[t], h, recurrent_kernel)
+            s = torch.sigmoid(z)
+            g = torch.tanh(z[:, 2 * u : 3 * u])
+            c_new = torch.addcmul(s[:, u : 2 * u] * c, s[:, :u], g)
+            tc = torch.tanh(c_new)
+            h_new = s[:, 3 * u :] * tc
+            if keep:
+                for kept_list, value in zip(kept, (h, c, s, g, tc)):
+                    kept_list.append(value)
             if steps_mask is None:
-                h_states[t + 1], c_states[t + 1], out = h, c, h
+                h, c, out = h_new, c_new, h_new
             else:
                 m = steps_mask[t]
-                torch.where(m, h, h_states[t], out=h_states[t + 1])
-                torch.where(m, c, c_states[t], out=c_states[t + 1])
-                out = torch.where(m, h, torch.zeros_like(h) if zero_output_for_mask else out)
+                h, c = torch.where(m, h_new, h), torch.where(m, c_new, c)
+                out = torch.where(m, h_new, torch.zeros_like(h_new) if zero_output_for_mask else out)
             if return_sequences:
-                outputs[t] = out
-        if not return_sequences:
-            outputs[0] = out
-        ctx.save_for_backward(steps, kernel, recurrent_kernel, steps_mask, h_states, c_states, sig, cand, tanh_c)
+                outs.append(out)
+        outputs = torch.stack(outs) if return_sequences else out.unsqueeze(0)
+        if keep:
+            ctx.save_for_backward(steps, kernel, recurrent_kernel, steps_mask, *(torch.stack(k) for k in kept))
         ctx.options = (bias is not None, return_sequences, zero_output_for_mask)
-        return out, outputs, h_states[-1].clone(), c_states[-1].clone()
+        return out.clone(), outputs, h.clone(), c.clone()
 
     @staticmethod
     def backward(ctx, d_last, d_outputs, d_h, d_c):
         steps, kernel, recurrent_kernel, steps_mask, h_states, c_states, sig, cand, tanh_c = ctx.saved_tensors
+        # h_states[t], c_states[t]: the states entering step t.
         has_bias, return_sequences, zero_output_for_mask = ctx.options
         num_steps, batch, _ = steps.shape
         u = cand.shape[2]
         i, f, o = sig[..., :u], sig[..., u : 2 * u], sig[..., 3 * u :]
         # The local derivatives of every step's gating at once (see fused_loop._plain_local_derivatives).
-        q = torch.cat([cand * i * (1 - i), c_states[:-1] * f * (1 - f), i * (1 - cand * cand),
+        q = torch.cat([cand * i * (1 - i), c_states * f * (1 - f), i * (1 - cand * cand),
                        tanh_c * o * (1 - o)], dim=2)
         p = o * (1 - tanh_c * tanh_c)
         zero = torch.zeros_like(d_h)
@@ -112,7 +112,7 @@ class _PlainLSTM(torch.autograd.Function):
         flat_dz = dz.reshape(num_steps * batch, 4 * u)
         d_steps = torch.matmul(dz, kernel.t())
         d_kernel = steps.reshape(num_steps * batch, -1).t() @ flat_dz
-        d_recurrent = h_states[:-1].reshape(num_steps * batch, u).t() @ flat_dz
+        d_recurrent = h_states.reshape(num_steps * batch, u).t() @ flat_dz
         d_bias = flat_dz.sum(0) if has_bias else None
         return d_steps, dh, dc, d_kernel, d_recurrent, d_bias, None, None, None
 
