@@ -32,15 +32,14 @@ class _PlainLSTM(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, steps, h0, c0, kernel, recurrent_kernel, bias, steps_mask, return_sequences,
-                zero_output_for_mask):
+                zero_output_for_mask, keep):
         num_steps = steps.shape[0]
         u = c0.shape[1]
         xz = torch.matmul(steps, kernel)
         if bias is not None:
             xz = xz + bias
-        # What the backward pass needs of each step, only where a gradient can be asked for: the states
-        # entering it, the gates' sigmoids (the candidate's slot unused), the candidate, tanh(c_t) unmasked.
-        keep = any(ctx.needs_input_grad[:6])
+        # What the backward pass needs of each step, only where a gradient can be asked for (``keep``): the
+        # states entering it, the gates' sigmoids (the candidate's slot unused), the candidate, tanh(c_t).
         kept: tuple[list, ...] = ([], [], [], [], [])
         outs = []
         h, c, out = h0, c0, torch.zeros_like(h0)
@@ -114,7 +113,7 @@ class _PlainLSTM(torch.autograd.Function):
         d_kernel = steps.reshape(num_steps * batch, -1).t() @ flat_dz
         d_recurrent = h_states.reshape(num_steps * batch, u).t() @ flat_dz
         d_bias = flat_dz.sum(0) if has_bias else None
-        return d_steps, dh, dc, d_kernel, d_recurrent, d_bias, None, None, None
+        return d_steps, dh, dc, d_kernel, d_recurrent, d_bias, None, None, None, None
 
 
 def run_loop(
@@ -145,8 +144,12 @@ def run_loop(
     if go_backwards:
         steps = steps.flip(0)
         steps_mask = None if steps_mask is None else steps_mask.flip(0)
+    inputs = (steps.contiguous(), h0.to(dtype), c0.to(dtype), kernel, recurrent_kernel, bias)
+    # Inside the function grad mode is off and needs_input_grad says True even under no_grad (predict):
+    # whether a gradient can be asked for is read here.
+    keep = torch.is_grad_enabled() and any(v is not None and v.requires_grad for v in inputs)
     last, outputs, h, c = _PlainLSTM.apply(
-        steps.contiguous(), h0.to(dtype), c0.to(dtype), kernel, recurrent_kernel, bias,
-        None if steps_mask is None else steps_mask.contiguous(), return_sequences, zero_output_for_mask,
+        *inputs, None if steps_mask is None else steps_mask.contiguous(), return_sequences, zero_output_for_mask,
+        keep,
     )
     return last, outputs.transpose(0, 1), [h, c]
