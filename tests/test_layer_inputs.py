@@ -172,3 +172,14 @@ def test_refuses_what_keras_refuses(case):
     assert kind_t == "error", f"Keras took the {case} input: the case no longer tests a refusal"
     assert kind_o == "error", f"ours answered the {case} input Keras refuses"
     assert issubclass(error_o, error_t) or issubclass(error_t, error_o), (error_t, error_o)
+
+
+def test_predict_gives_keras_answer():
+    """``predict_on_batch`` (under torch: no_grad, where our torch loop keeps nothing for a backward)."""
+    rng = np.random.default_rng(9)
+    x = rng.integers(-3, 4, size=(5, 7, 3)).astype("int32")
+    theirs, ours = _layers(4, x.shape, 9, return_sequences=True)
+    models = [keras.Sequential([keras.Input((7, 3), dtype="int32"), layer]) for layer in (theirs, ours)]
+    a, b = (m.predict_on_batch(x) for m in models)
+    assert np.asarray(b).dtype == np.asarray(a).dtype == np.float32
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5, rtol=1e-5)
