@@ -20,7 +20,8 @@ was before the kernel).
 
 Under ``KERAS_BACKEND=jax`` or ``=torch`` the bench is ``--fit`` (there are no tf.function steps): the same
 models trained by ``model.fit`` over NumPy arrays (``shuffle=False``) and ``predict_on_batch``, Keras'
-LSTM under that backend against ours.
+LSTM under that backend against ours. On a machine shared with other work, ``OMP_NUM_THREADS=1`` for
+torch: its OpenMP threads otherwise wait on each other for most of each small product.
 
 Every row also gives the arithmetic rate of ours and of Keras' LSTM: a forward pass is
 8 x units x (features + units) x timesteps x batch floating-point operations (the four gates' products),
