@@ -17,6 +17,17 @@ it builds) and with its XLA loops (``FORECASTER_CPU_KERNEL=0`` while that model 
 was before the kernel).
 
     .venv/bin/python bench/bench_layer.py --fit [--repeats 3] [--steps 40] [--epochs 2]
+
+Under ``KERAS_BACKEND=jax`` or ``=torch`` the bench is ``--fit`` (there are no tf.function steps): the same
+models trained by ``model.fit`` over NumPy arrays (``shuffle=False``) and ``predict_on_batch``, Keras'
+LSTM under that backend against ours. On a machine shared with other work, ``OMP_NUM_THREADS=1`` for
+torch: its OpenMP threads otherwise wait on each other for most of each small product.
+
+Every row also gives the arithmetic rate of ours and of Keras' LSTM: a forward pass is
+8 x units x (features + units) x timesteps x batch floating-point operations (the four gates' products),
+a training step about three times that (the backward pass does two products per forward one), and the
+share of this machine's single-precision matrix-product peak, measured in the same run (the best of a
+few NumPy float32 4096 x 4096 products, before the shapes and after; the larger is the peak).
 """
 
 from __future__ import annotations
@@ -33,9 +44,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from forecaster.layers import LSTM, cpu_kernel
+
+BACKEND = keras.backend.backend()
+if BACKEND == "tensorflow":
+    import tensorflow as tf
 
 SHAPES = [(48, 64), (48, 128), (168, 64), (168, 128)]
 
@@ -99,7 +113,7 @@ def bench_shape(timesteps: int, units: int, batch: int, features: int, repeats: 
     return {"shape": (timesteps, units), "median_ms": med, "times": times, "max_abs_diff": drift}
 
 
-def _fit_model(layer: keras.layers.Layer, timesteps: int, features: int, jit: bool) -> keras.Model:
+def _fit_model(layer: keras.layers.Layer, timesteps: int, features: int, jit: bool | str) -> keras.Model:
     inputs = keras.Input((timesteps, features))
     model = keras.Model(inputs, keras.layers.Dense(1)(layer(inputs)))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=jit)
@@ -174,6 +188,62 @@ def bench_fit_shape(timesteps: int, units: int, batch: int, features: int, repea
     return {"shape": (timesteps, units), "median_ms": med, "times": times, "max_abs_diff": drift}
 
 
+def bench_fit_shape_any_backend(timesteps: int, units: int, batch: int, features: int, repeats: int,
+                                steps: int, epochs: int) -> dict:
+    """`bench_fit_shape` under JAX or torch: NumPy arrays instead of tf.data, Keras' LSTM against ours."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch * steps, timesteps, features)).astype("float32")
+    y = rng.normal(size=(batch * steps, 1)).astype("float32")
+    keras.utils.set_random_seed(0)
+    models = {"keras": _fit_model(keras.layers.LSTM(units), timesteps, features, jit="auto")}
+    models["ours"] = _fit_model(LSTM(units), timesteps, features, jit="auto")
+    models["ours"].set_weights(models["keras"].get_weights())
+    probe = x[:batch]
+    drift = float(np.abs(models["ours"].predict_on_batch(probe) - models["keras"].predict_on_batch(probe)).max())
+    fit = {"batch_size": batch, "shuffle": False, "verbose": 0}
+    for model in models.values():
+        model.fit(x, y, epochs=1, **fit)  # tracing, compilation
+    times: dict[str, dict[str, list[float]]] = {k: {"infer": [], "train": []} for k in models}
+    calls = max(2, int(400 / timesteps))
+    for _ in range(repeats):
+        for name, model in models.items():
+            clock = _EpochClock()
+            model.fit(x, y, epochs=epochs, callbacks=[clock], **fit)
+            times[name]["train"].append(clock.seconds / (epochs * steps) * 1e3)
+            start = time.perf_counter()
+            for i in range(calls):
+                model.predict_on_batch(x[(i % steps) * batch:(i % steps + 1) * batch])
+            times[name]["infer"].append((time.perf_counter() - start) / calls * 1e3)
+    med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in times.items()}
+    return {"shape": (timesteps, units), "median_ms": med, "times": times, "max_abs_diff": drift}
+
+
+def forward_gflop(timesteps: int, units: int, batch: int, features: int) -> float:
+    """A forward pass's floating-point operations, in GFLOP: the four gates' products, 2 x 4u x (F + u)
+    a row and step (the gating's elementwise work is a few percent of it and left out)."""
+    return 8 * units * (features + units) * timesteps * batch / 1e9
+
+
+# A training step: the forward products and the backward's two per forward one (d inputs and d weights).
+TRAIN_FACTOR = 3
+
+
+def sgemm_peak_gflops(size: int = 4096, repeats: int = 3) -> float:
+    """This machine's single-precision matrix-product rate in GFLOP/s: the best of ``repeats`` NumPy
+    float32 ``size`` x ``size`` products (NumPy's BLAS, all cores)."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.normal(size=(size, size)).astype("float32") for _ in range(2))
+    a @ b  # warm-up: the BLAS's threads and buffers
+    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def paired_ratio(times: dict[str, dict[str, list[float]]], slow: str, fast: str, mode: str) -> float:
     """The median over repeats of ``slow``'s time over ``fast``'s in the same repeat: a machine whose
     cores change speed for stretches (both development machines do) slows both sides of a pair alike."""
@@ -204,31 +274,56 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="--fit: timed epochs per repeat")
     args = parser.parse_args()
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
-    print("command: .venv/bin/python " + " ".join(sys.argv))
+    tensorflow = BACKEND == "tensorflow"
+    fit = args.fit or not tensorflow
+    print("command: " + (f"KERAS_BACKEND={BACKEND} " if not tensorflow else "")
+          + ".venv/bin/python " + " ".join(sys.argv))
     print(f"CPU: {cpu_description()}")
-    print(f"the CPU kernel's products: {cpu_kernel.products()} (FORECASTER_KERNEL_PRODUCTS chooses)")
-    print(f"tensorflow {tf.__version__}, keras {keras.__version__}, batch {args.batch}, "
-          f"{args.features} features, {args.repeats} interleaved repeats (ms: medians; ratios: medians of "
-          "the ratios within a repeat)"
-          + (f", model.fit of {args.steps} steps x {args.epochs} epochs (Adam), predict_on_batch" if args.fit
+    peak_before = sgemm_peak_gflops()
+    print(f"SGEMM peak (NumPy float32 4096 x 4096, best of 3): {peak_before:.0f} GFLOP/s")
+    if tensorflow:
+        print(f"the CPU kernel's products: {cpu_kernel.products()} (FORECASTER_KERNEL_PRODUCTS chooses)")
+    versions = {"tensorflow": lambda: tf.__version__, "jax": lambda: __import__("jax").__version__,
+                "torch": lambda: __import__("torch").__version__}
+    print(f"backend {BACKEND} {versions.get(BACKEND, lambda: '?')()}, keras {keras.__version__}, "
+          f"batch {args.batch}, {args.features} features, {args.repeats} interleaved repeats (ms: medians; "
+          "ratios: medians of the ratios within a repeat; GFLOP/s and % of peak: of the median ms)"
+          + (f", model.fit of {args.steps} steps x {args.epochs} epochs (Adam), predict_on_batch" if fit
              else ", tf.function steps (SGD)"))
-    header = ("| (T, units) | mode | keras ms | keras+XLA ms | ours ms | keras/ours | keras+XLA/ours "
-              "| max abs diff |")
-    if args.fit:
+    others = ["keras", "keras_xla"] if tensorflow else ["keras"]
+    header = ("| (T, units) | mode | " + " | ".join(f"{n} ms" for n in others) + " | ours ms | "
+              + " | ".join(f"{n}/ours" for n in others) + " | ours GFLOP/s | ours % of peak "
+              "| keras GFLOP/s | keras % of peak | max abs diff |")
+    if args.fit and tensorflow:
         header += " ours, XLA loops ms | XLA loops/ours |"
     print(header)
-    print("|" + "---|" * (10 if args.fit else 8))
+    print("|" + "---|" * (header.count("|") - 1))
+    rows = []
     for t, u in shapes:
-        r = (bench_fit_shape(t, u, args.batch, args.features, args.repeats, args.steps, args.epochs) if args.fit
-             else bench_shape(t, u, args.batch, args.features, args.repeats))
+        if not tensorflow:
+            r = bench_fit_shape_any_backend(t, u, args.batch, args.features, args.repeats, args.steps, args.epochs)
+        elif args.fit:
+            r = bench_fit_shape(t, u, args.batch, args.features, args.repeats, args.steps, args.epochs)
+        else:
+            r = bench_shape(t, u, args.batch, args.features, args.repeats)
         for mode in ("infer", "train"):
-            k, kx, o = (r["median_ms"][n][mode] for n in ("keras", "keras_xla", "ours"))
-            ratio = {n: paired_ratio(r["times"], n, "ours", mode) for n in r["times"] if n != "ours"}
-            row = (f"| ({t}, {u}) | {mode} | {k:.1f} | {kx:.1f} | {o:.1f} | {ratio['keras']:.2f}x "
-                   f"| {ratio['keras_xla']:.2f}x | {r['max_abs_diff']:.1e} |")
-            if args.fit:
-                row += f" {r['median_ms']['ours_xla'][mode]:.1f} | {ratio['ours_xla']:.2f}x |"
+            gflop = forward_gflop(t, u, args.batch, args.features) * (TRAIN_FACTOR if mode == "train" else 1)
+            ms = {n: r["median_ms"][n][mode] for n in r["median_ms"]}
+            ratio = {n: paired_ratio(r["times"], n, "ours", mode) for n in others}
+            rate = {n: gflop / (ms[n] / 1e3) for n in ("ours", "keras")}
+            rows.append((t, u, mode, ms, ratio, rate, r, gflop))
+            row = (f"| ({t}, {u}) | {mode} | " + " | ".join(f"{ms[n]:.1f}" for n in others) + f" | {ms['ours']:.1f} | "
+                   + " | ".join(f"{ratio[n]:.2f}x" for n in others)
+                   + f" | {rate['ours']:.0f} | {100 * rate['ours'] / peak_before:.0f} % | {rate['keras']:.0f} "
+                   f"| {100 * rate['keras'] / peak_before:.0f} % | {r['max_abs_diff']:.1e} |")
+            if args.fit and tensorflow:
+                row += f" {ms['ours_xla']:.1f} | {paired_ratio(r['times'], 'ours_xla', 'ours', mode):.2f}x |"
             print(row, flush=True)
+    peak_after = sgemm_peak_gflops()
+    print(f"SGEMM peak after the shapes: {peak_after:.0f} GFLOP/s (before: {peak_before:.0f}); the % of peak "
+          f"above is of the first; of the larger ({max(peak_before, peak_after):.0f}), ours in training: "
+          + ", ".join(f"({t}, {u}) {100 * rate['ours'] / max(peak_before, peak_after):.0f} %"
+                      for t, u, mode, _, _, rate, _, _ in rows if mode == "train"))
 
 
 if __name__ == "__main__":

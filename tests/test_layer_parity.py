@@ -16,6 +16,8 @@ from tests.layer_support import outputs_and_grads
 
 pytestmark = pytest.mark.layer
 TOL = {"atol": 1e-5, "rtol": 1e-5}
+# Any backend's tensor as NumPy (a torch tensor that requires grad included).
+_numpy = keras.ops.convert_to_numpy
 
 
 def _pair(units: int, input_shape: tuple, weight_seed: int = 0, **kwargs) -> tuple:
@@ -88,11 +90,15 @@ def test_outputs_states_and_gradients_equal_keras(
         np.testing.assert_allclose(b, a, **TOL)
 
 
-def test_our_loop_runs_under_tensorflow_and_jax():
-    """The parity tests exercise our own loop, not Keras' generic one, on both compiled backends."""
+def test_our_loop_runs_under_every_backend():
+    """The parity tests exercise our own loop, not Keras' generic one, under TensorFlow, JAX and torch
+    (under torch for Keras' own cell; a cell with extras is stepped by Keras' loop there)."""
     ours = LSTM(3)
-    expected = keras.backend.backend() if keras.backend.backend() in ("tensorflow", "jax") else None
-    assert ours._own_loop() == expected
+    ours.build((None, 4, 2))
+    assert ours._own_loop() == keras.backend.backend()
+    with_extras = LSTM(3, peephole=True)
+    with_extras.build((None, 4, 2))
+    assert with_extras._own_loop() == (None if keras.backend.backend() == "torch" else keras.backend.backend())
     assert LSTM(3, recurrent_dropout=0.2)._own_loop() is None
     assert LSTM(3, unroll=True)._own_loop() is None
 
@@ -175,7 +181,7 @@ def test_batch_of_unknown_size_split_across_cores_equals_keras(batch, monkeypatc
             return out, tape.gradient(loss, [xv, *layer.trainable_variables])
 
         out, grads = outputs_and_grads(tf.constant(x))
-        return [np.asarray(out)], [np.asarray(g) for g in grads]
+        return [_numpy(out)], [_numpy(g) for g in grads]
 
     (out_t, grads_t), (out_o, grads_o) = run(theirs), run(ours)
     for a, b in zip(out_t + grads_t, out_o + grads_o):
@@ -190,16 +196,16 @@ def test_weights_round_trip_both_ways():
     fresh = keras.layers.LSTM(4)
     fresh.build(x.shape)
     fresh.set_weights(ours.get_weights())
-    np.testing.assert_allclose(np.asarray(fresh(x)), np.asarray(ours(x)), **TOL)
+    np.testing.assert_allclose(_numpy(fresh(x)), _numpy(ours(x)), **TOL)
 
 
 def test_unit_forget_bias_initialisation_matches_keras():
     ours = LSTM(3, bias_initializer="ones")
     ours.build((1, 2, 2))
-    np.testing.assert_array_equal(np.asarray(ours.cell.bias), [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(_numpy(ours.cell.bias), [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
     ours = LSTM(3)
     ours.build((1, 2, 2))
-    np.testing.assert_array_equal(np.asarray(ours.cell.bias), [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(_numpy(ours.cell.bias), [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
 
 
 def test_golden_constant_initialisers_like_keras_own_test():
@@ -208,7 +214,7 @@ def test_golden_constant_initialisers_like_keras_own_test():
     kwargs = dict(kernel_initializer=keras.initializers.Constant(0.01),
                   recurrent_initializer=keras.initializers.Constant(0.02),
                   bias_initializer=keras.initializers.Constant(0.03), return_sequences=True)
-    np.testing.assert_allclose(np.asarray(LSTM(3, **kwargs)(x)), np.asarray(keras.layers.LSTM(3, **kwargs)(x)),
+    np.testing.assert_allclose(_numpy(LSTM(3, **kwargs)(x)), _numpy(keras.layers.LSTM(3, **kwargs)(x)),
                                **TOL)
 
 
@@ -217,13 +223,13 @@ def test_stateful_calls_across_batches_match_keras():
     chunks = [rng.normal(size=(2, 4, 3)).astype("float32") for _ in range(3)]
     theirs, ours = _pair(5, (2, 4, 3), stateful=True, return_sequences=True)
     for chunk in chunks:
-        np.testing.assert_allclose(np.asarray(ours(chunk)), np.asarray(theirs(chunk)), **TOL)
-    np.testing.assert_allclose(np.asarray(ours.states[0]), np.asarray(theirs.states[0]), **TOL)
+        np.testing.assert_allclose(_numpy(ours(chunk)), _numpy(theirs(chunk)), **TOL)
+    np.testing.assert_allclose(_numpy(ours.states[0]), _numpy(theirs.states[0]), **TOL)
     ours.reset_state()
     theirs.reset_state()
-    np.testing.assert_allclose(np.asarray(ours(chunks[0])), np.asarray(theirs(chunks[0])), **TOL)
+    np.testing.assert_allclose(_numpy(ours(chunks[0])), _numpy(theirs(chunks[0])), **TOL)
     # State carried over is not the same as a fresh start: the test above can fail.
-    assert not np.allclose(np.asarray(ours(chunks[0])), np.asarray(theirs(chunks[1])))
+    assert not np.allclose(_numpy(ours(chunks[0])), _numpy(theirs(chunks[1])))
 
 
 @pytest.mark.parametrize("recurrent_dropout", [0.0, 0.3])
@@ -231,12 +237,12 @@ def test_dropout_draws_the_same_masks_as_keras_for_the_same_seed(recurrent_dropo
     x = np.random.default_rng(3).normal(size=(4, 6, 5)).astype("float32")
     theirs, ours = _pair(6, x.shape, dropout=0.4, recurrent_dropout=recurrent_dropout, seed=7,
                          return_sequences=True)
-    a = np.asarray(theirs(x, training=True))
-    b = np.asarray(ours(x, training=True))
+    a = _numpy(theirs(x, training=True))
+    b = _numpy(ours(x, training=True))
     np.testing.assert_allclose(b, a, **TOL)
     # Dropout is active (training differs from inference) and off at inference.
-    assert not np.allclose(b, np.asarray(ours(x, training=False)), atol=1e-3)
-    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), **TOL)
+    assert not np.allclose(b, _numpy(ours(x, training=False)), atol=1e-3)
+    np.testing.assert_allclose(_numpy(ours(x)), _numpy(theirs(x)), **TOL)
 
 
 def test_bidirectional_matches_keras():
@@ -247,7 +253,7 @@ def test_bidirectional_matches_keras():
     ours.build(x.shape)
     ours.set_weights(theirs.get_weights())
     mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=bool)
-    np.testing.assert_allclose(np.asarray(ours(x, mask=mask)), np.asarray(theirs(x, mask=mask)), **TOL)
+    np.testing.assert_allclose(_numpy(ours(x, mask=mask)), _numpy(theirs(x, mask=mask)), **TOL)
 
 
 def test_mixed_precision_matches_keras():
@@ -256,7 +262,7 @@ def test_mixed_precision_matches_keras():
     a, b = theirs(x), ours(x)
     assert keras.backend.standardize_dtype(b.dtype) == "float16"
     assert ours.cell.kernel.dtype == "float32"
-    np.testing.assert_allclose(np.asarray(b, "float32"), np.asarray(a, "float32"), atol=2e-3)
+    np.testing.assert_allclose(_numpy(b).astype("float32"), _numpy(a).astype("float32"), atol=2e-3)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])

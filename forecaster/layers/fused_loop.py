@@ -32,7 +32,6 @@ import weakref
 from typing import Any
 
 import tensorflow as tf
-from keras import activations
 from tensorflow.python.ops import control_flow_util
 
 from forecaster.layers import cpu_kernel
@@ -45,15 +44,6 @@ _PLAIN: dict[int, tuple[Any, Any]] = {}
 UNROLL = 4
 # The fewest batch rows worth a core of their own (see `_shard_count`).
 MIN_SHARD_ROWS = 32
-
-
-def _is_plain(cell: LSTMCell) -> bool:
-    """Whether the cell is Keras' own LSTM (sigmoid gates, tanh, no extras): its backward is done by hand."""
-    return (
-        not cell.extra_weights()
-        and cell.activation is activations.tanh
-        and cell.recurrent_activation is activations.sigmoid
-    )
 
 
 def _plain_local_derivatives(c_prev, i, f, g, o, c):
@@ -340,7 +330,7 @@ def _compiled(cell: LSTMCell) -> tuple[Any, Any]:
     that fits several networks in one process (the backtest's, then the final one; ensemble members)
     compiles each loop once instead of once per network. Other cells get a pair of their own.
     """
-    plain = _is_plain(cell)
+    plain = cell.is_plain()
     pair = _PLAIN.get(cell.units) if plain else _COMPILED.get(cell)
     if pair is None:
         # Every choice a trace makes from shapes (the unroll factor) comes in as an argument, taken from
@@ -370,7 +360,7 @@ def _kernel_loops(cell: LSTMCell, dtype: tf.DType) -> tuple[Any, Any] | None:
     ``jit_compile=True``) an op XLA cannot compile would fail the whole function, so there, as on a GPU,
     the XLA loops run.
     """
-    if not _is_plain(cell) or dtype != tf.float32 or _on_gpu():
+    if not cell.is_plain() or dtype != tf.float32 or _on_gpu():
         return None
     if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
         return None
@@ -417,6 +407,7 @@ def run_fused(
     In training the forward pass keeps what the backward pass needs; in inference it keeps nothing,
     and a gradient, if one is asked for all the same, runs the keeping forward pass again first.
     """
+    sequences = cell.promote_inputs(sequences)
     dtype = sequences.dtype
     if dtype in (tf.float16, tf.bfloat16) and not _on_gpu():
         # Mixed precision on a CPU: XLA's CPU code for a half-precision loop is many times slower than

@@ -50,6 +50,7 @@ def run_scan(
     zero_output_for_mask: bool,
 ) -> tuple[Any, Any, list[Any]]:
     """The `(last_output, outputs, [h, c])` triple of `keras.layers.RNN.inner_loop`, under JAX."""
+    sequences = cell.promote_inputs(sequences)
     dtype = sequences.dtype
     kernel = ops.cast(ops.convert_to_tensor(cell.kernel), dtype)
     recurrent_kernel = ops.cast(ops.convert_to_tensor(cell.recurrent_kernel), dtype)

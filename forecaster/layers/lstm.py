@@ -3,9 +3,11 @@
 The layer is a `keras.layers.RNN`, so masking, initial and stateful states, `go_backwards`,
 `return_sequences`/`return_state`, `Bidirectional` and serialisation behave as Keras' own LSTM.
 What differs is the loop: under the TensorFlow backend, the recurrence runs in `fused_loop.py`
-(forward and backward loops compiled with XLA); under JAX in `jax_loop.py` (the input projection
-out of the loop, one `lax.scan`); under torch, and for recurrent dropout or `unroll=True`, the cell
-is stepped by Keras' generic loop.
+(forward and backward loops compiled with XLA); under JAX in `jax_loop.py` (one `lax.scan`); under
+torch in `torch_loop.py` (one autograd function, its backward by hand) for Keras' own cell. For
+recurrent dropout, `unroll=True`, and under torch for a cell with extras, the cell is stepped by
+Keras' generic loop. `Bidirectional` runs this layer once per direction (Keras sends only its own
+LSTM class to a backend's fused bidirectional kernel).
 """
 
 from __future__ import annotations
@@ -128,7 +130,9 @@ class LSTM(keras.layers.RNN):
     def _own_loop(self) -> str | None:
         """The backend whose loop of ours runs this layer, or None for Keras' generic loop."""
         backend = keras.backend.backend()
-        if backend in ("tensorflow", "jax") and not self.unroll and self.cell.recurrent_dropout == 0.0:
+        if self.unroll or self.cell.recurrent_dropout != 0.0:
+            return None
+        if backend in ("tensorflow", "jax") or (backend == "torch" and self.cell.is_plain()):
             return backend
         return None
 
@@ -144,6 +148,10 @@ class LSTM(keras.layers.RNN):
         args = (self.cell, sequences, initial_state[0], initial_state[1], mask)
         options = {"return_sequences": self.return_sequences, "go_backwards": self.go_backwards,
                    "zero_output_for_mask": self.zero_output_for_mask}
+        if own_loop == "torch":
+            from forecaster.layers.torch_loop import run_loop
+
+            return run_loop(*args, **options)
         if own_loop == "jax":
             from forecaster.layers.jax_loop import run_scan
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-from keras import activations, constraints, initializers, ops, regularizers
+from keras import activations, backend, constraints, initializers, ops, regularizers
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
 GATES = ("input", "forget", "candidate", "output")
@@ -190,6 +190,15 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         var = ops.mean(ops.square(x - mean), axis=-1, keepdims=True)
         return (x - mean) * ops.rsqrt(var + self.layer_norm_epsilon) * gamma + beta
 
+    def is_plain(self) -> bool:
+        """Whether this is Keras' own LSTM cell (sigmoid gates, tanh, no extras): the loops differentiate
+        it by hand."""
+        return (
+            not self.extra_weights()
+            and self.activation is activations.tanh
+            and self.recurrent_activation is activations.sigmoid
+        )
+
     def extra_weights(self) -> dict[str, Any]:
         """The weights beyond Keras' three (peephole, normalisation, projection), by name."""
         names = ("peephole_kernel", "gate_norm_gamma", "gate_norm_beta", "cell_norm_gamma",
@@ -229,8 +238,22 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
             h = ops.matmul(h, w["projection_kernel"])
         return h, c, (i, f, g, o)
 
+    def promote_inputs(self, inputs: Any) -> Any:
+        """``inputs`` in the dtype the cell computes in: integer and boolean inputs as the compute dtype.
+
+        Keras' LSTM takes an int or bool array and computes in its float compute dtype (its
+        ``ops.matmul`` promotes); never the other way round, which would truncate the weights.
+        Floating inputs are left as they come (the layer's autocast has already made them the
+        compute dtype where Keras would).
+        """
+        inputs = ops.convert_to_tensor(inputs)
+        if "float" in str(backend.standardize_dtype(inputs.dtype)):
+            return inputs
+        return ops.cast(inputs, self.compute_dtype)
+
     def preactivations(self, inputs: Any, h_prev: Any, training: bool = False) -> Any:
         """z = x W + h U + b, with Keras' dropout masks on x and h when training."""
+        inputs = self.promote_inputs(inputs)
         dropout_x = training and 0.0 < self.dropout < 1.0
         dropout_h = training and 0.0 < self.recurrent_dropout < 1.0
         if self.recurrent_dropout != 0.0:
