@@ -44,6 +44,20 @@ def _seed_and_policy():
     keras.config.set_dtype_policy("float32")
 
 
+@pytest.fixture
+def job_store(tmp_path, monkeypatch):
+    """An embedded store in the test's folder (``FORECASTER_MLRUNS``, inherited by the processes it
+    starts), the working directory there too, as a scheduled job's host has them; yields its path."""
+    path = tmp_path / "mlruns"
+    monkeypatch.setenv("FORECASTER_MLRUNS", str(path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    from forecaster import tracking
+
+    tracking.configure()
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def postgres_mlflow():
     """A real `mlflow server` on a throwaway PostgreSQL cluster (tests/postgres_server.py), for the tests

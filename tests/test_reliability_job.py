@@ -27,18 +27,6 @@ from tests.test_scheduled_job import _job
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def job_store(tmp_path, monkeypatch):
-    path = tmp_path / "mlruns"
-    monkeypatch.setenv("FORECASTER_MLRUNS", str(path))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.chdir(tmp_path)
-    from forecaster import tracking
-
-    tracking.configure()
-    return str(path)
-
-
 def _data_end(client: MlflowClient, name: str, version: str) -> pd.Timestamp:
     return pd.Timestamp(client.get_run(client.get_model_version(name, version).run_id).data.params["data.end"])
 

@@ -90,15 +90,8 @@ def _store_state(name: str) -> tuple[int, list[str], dict[str, str]]:
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    path = tmp_path / "mlruns"
-    monkeypatch.setenv("FORECASTER_MLRUNS", str(path))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.chdir(tmp_path)
-    from forecaster import tracking
-
-    tracking.configure()
-    return str(path)
+def store(job_store):
+    return job_store
 
 
 def test_a_run_writes_one_whole_folder_and_a_rerun_changes_nothing(tmp_path, store, capsys):
