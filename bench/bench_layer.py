@@ -150,6 +150,23 @@ class _EpochClock(keras.callbacks.Callback):
         self.seconds += time.perf_counter() - self._start
 
 
+
+def _time_models(models: dict, fit_model, x: np.ndarray, batch: int, steps: int, epochs: int, repeats: int,
+                 calls: int) -> dict[str, dict[str, list[float]]]:
+    """Per model, ``repeats`` times: ms a training step (``fit_model(model, epochs, clock)``, timed from
+    each epoch's start to its end) and ms a ``predict_on_batch`` call, the models interleaved."""
+    times: dict[str, dict[str, list[float]]] = {k: {"infer": [], "train": []} for k in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            clock = _EpochClock()
+            fit_model(model, epochs, clock)
+            times[name]["train"].append(clock.seconds / (epochs * steps) * 1e3)
+            start = time.perf_counter()
+            for i in range(calls):
+                model.predict_on_batch(x[(i % steps) * batch:(i % steps + 1) * batch])
+            times[name]["infer"].append((time.perf_counter() - start) / calls * 1e3)
+    return times
+
 def bench_fit_shape(timesteps: int, units: int, batch: int, features: int, repeats: int, steps: int,
                     epochs: int) -> dict:
     rng = np.random.default_rng(0)
@@ -173,17 +190,9 @@ def bench_fit_shape(timesteps: int, units: int, batch: int, features: int, repea
             if name.startswith("ours"):
                 drift = max(drift, float(np.abs(model.predict_on_batch(probe) - expected).max()))
             model.fit(data, epochs=1, verbose=0)  # tracing, compilation, dataset cache
-    times: dict[str, dict[str, list[float]]] = {k: {"infer": [], "train": []} for k in models}
     calls = max(2, int(400 / timesteps))
-    for _ in range(repeats):
-        for name, model in models.items():
-            clock = _EpochClock()
-            model.fit(data, epochs=epochs, verbose=0, callbacks=[clock])
-            times[name]["train"].append(clock.seconds / (epochs * steps) * 1e3)
-            start = time.perf_counter()
-            for i in range(calls):
-                model.predict_on_batch(x[(i % steps) * batch:(i % steps + 1) * batch])
-            times[name]["infer"].append((time.perf_counter() - start) / calls * 1e3)
+    times = _time_models(models, lambda m, n, clock: m.fit(data, epochs=n, verbose=0, callbacks=[clock]),
+                         x, batch, steps, epochs, repeats, calls)
     med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in times.items()}
     return {"shape": (timesteps, units), "median_ms": med, "times": times, "max_abs_diff": drift}
 
@@ -203,17 +212,9 @@ def bench_fit_shape_any_backend(timesteps: int, units: int, batch: int, features
     fit = {"batch_size": batch, "shuffle": False, "verbose": 0}
     for model in models.values():
         model.fit(x, y, epochs=1, **fit)  # tracing, compilation
-    times: dict[str, dict[str, list[float]]] = {k: {"infer": [], "train": []} for k in models}
     calls = max(2, int(400 / timesteps))
-    for _ in range(repeats):
-        for name, model in models.items():
-            clock = _EpochClock()
-            model.fit(x, y, epochs=epochs, callbacks=[clock], **fit)
-            times[name]["train"].append(clock.seconds / (epochs * steps) * 1e3)
-            start = time.perf_counter()
-            for i in range(calls):
-                model.predict_on_batch(x[(i % steps) * batch:(i % steps + 1) * batch])
-            times[name]["infer"].append((time.perf_counter() - start) / calls * 1e3)
+    times = _time_models(models, lambda m, n, clock: m.fit(x, y, epochs=n, callbacks=[clock], **fit),
+                         x, batch, steps, epochs, repeats, calls)
     med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in times.items()}
     return {"shape": (timesteps, units), "median_ms": med, "times": times, "max_abs_diff": drift}
 
