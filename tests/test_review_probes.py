@@ -116,3 +116,30 @@ def test_an_mlmodel_over_a_mebibyte_is_not_read(folder):
         file.write("#" * 2**21 + "\n")
     with pytest.raises(ModelError, match=r"its MLmodel is \d+ bytes, ours is a few thousand: not a forecaster"):
         fetch_verified(str(folder), folder.parent / "copy")
+
+
+# --------------------------------------------------------------------------- the startup hook
+
+
+def test_with_the_startup_hook_looking_tensorflow_up_imports_nothing_and_its_import_stays_quiet(tmp_path):
+    # Libraries ask importlib.util.find_spec("tensorflow") whether it is installed (mlflow.transformers
+    # does): with the hook in the environment that imported all of TensorFlow (10 s) in any program.
+    import subprocess
+    import sys
+
+    from forecaster.quiet import install_startup_hook
+
+    install_startup_hook(tmp_path)
+    code = (f"import site; site.addsitedir({str(tmp_path)!r})\n"
+            "import importlib.util, sys\n"
+            "spec = importlib.util.find_spec('tensorflow')\n"
+            "print(spec is not None, 'tensorflow' in sys.modules)\n"
+            "import tensorflow\n"
+            "print(type(tensorflow.__spec__.loader).__name__, type(tensorflow.__loader__).__name__)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["True False", "SourceFileLoader SourceFileLoader"]
+    assert done.stderr == ""
