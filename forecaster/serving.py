@@ -169,13 +169,52 @@ def check_frame_size(frame: Any, id_column: str, limits: Limits | None = None) -
 
     limits = limits or Limits.from_environment()
     if len(frame) > limits.max_rows:
-        raise RequestTooLargeError(f"the request has {len(frame)} rows, over the limit of {limits.max_rows} "
-                                   "(FORECASTER_SERVE_MAX_ROWS): send fewer rows, or use forecaster predict")
+        raise RequestTooLargeError(_too_many_rows(len(frame), limits))
     series = frame[id_column].nunique() if id_column in frame.columns else 0
     if series > limits.max_series:
         raise RequestTooLargeError(f"the request has {series} series, over the limit of {limits.max_series} "
                                    "(FORECASTER_SERVE_MAX_SERIES): split it, or use forecaster predict",
                                    column=id_column)
+
+
+def _too_many_rows(rows: int, limits: Limits) -> str:
+    return (f"the request has {rows} rows, over the limit of {limits.max_rows} (FORECASTER_SERVE_MAX_ROWS): send "
+            "fewer rows, or use forecaster predict")
+
+
+def _parquet_within_limits(parse: Callable[..., Any], limits: Limits) -> Callable[..., Any]:
+    """The server's Parquet reader, refusing (400, our line) a body whose own metadata says it holds more
+    rows than ``limits.max_rows``, or more than ``limits.max_bytes`` of data once decompressed, before
+    reading any of it: a compressed body is no measure of its frame (360 KB of Parquet held 30 million
+    rows, and took the server from 1.1 to 3 GB before the frame's own check). A body that is not
+    Parquet is left to the reader, which says so."""
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST
+
+    mlflow_exception = _mlflow_exception()
+
+    @functools.wraps(parse)
+    def parse_within_limits(parquet_input: Any, *args: Any, **kwargs: Any) -> Any:
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.ParquetFile(parquet_input).metadata
+            rows = meta.num_rows
+            size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        except Exception:  # not Parquet, or unreadable: the reader's own answer
+            rows = size = None
+        finally:
+            if hasattr(parquet_input, "seek"):
+                parquet_input.seek(0)
+        if rows is not None and rows > limits.max_rows:
+            raise mlflow_exception(f"RequestTooLargeError: {_too_many_rows(rows, limits)}", error_code=BAD_REQUEST)
+        if size is not None and size > limits.max_bytes:
+            raise mlflow_exception(f"RequestTooLargeError: the request body holds {size} bytes of data once "
+                                   f"decompressed, over the limit of {limits.max_bytes} (FORECASTER_SERVE_MAX_BYTES)",
+                                   error_code=BAD_REQUEST)
+        return parse(parquet_input, *args, **kwargs)
+
+    parse_within_limits.forecaster_limit = True
+    return parse_within_limits
 
 
 def _limited(invocations: Callable[..., Any], server: Any, limits: Limits) -> Callable[..., Any]:
@@ -262,5 +301,8 @@ def guard_request_parsing() -> bool:
     if (callable(function) and not getattr(function, "forecaster_limit", False)
             and hasattr(server, "InvocationsResponse")):
         server.invocations = _limited(function, server, Limits.from_environment())
+    function = getattr(server, "parse_parquet_input", None)
+    if callable(function) and not getattr(function, "forecaster_limit", False):
+        server.parse_parquet_input = _parquet_within_limits(function, Limits.from_environment())
     _bound_body_reads(Limits.from_environment())
     return True

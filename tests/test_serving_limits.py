@@ -5,6 +5,7 @@ client sends oversized and long-history ones. A real server process on 127.0.0.1
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -202,3 +203,38 @@ def test_a_body_too_large_is_refused_before_the_server_has_read_it(server):
                                              "the limit of 400000 (FORECASTER_SERVE_MAX_BYTES)")
     status, _ = _post(url, _body(data[data["unique_id"] == "S0"].tail(60)))  # and it goes on answering
     assert status == 200
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    frame.to_parquet(out, index=False, compression="zstd")
+    return out.getvalue()
+
+
+def test_a_parquet_body_is_measured_by_what_it_holds_not_by_its_compressed_size(server):
+    # 360 KB of Parquet held 30 million rows: read, they took the server from 1.1 to 3 GB before the
+    # frame's own row check could refuse them. Its metadata says so before anything is read.
+    url, _ = server
+    rows = 10_000_000
+    many = pd.DataFrame({"unique_id": pd.Series(["S0"] * rows, dtype="category"), "y": np.ones(rows)})
+    payload = _parquet(many)
+    assert len(payload) < 400_000  # within the byte limit: only what it holds is over
+    request = urllib.request.Request(url, data=payload, method="POST",
+                                     headers={"Content-Type": "application/vnd.apache.parquet"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=TIMEOUT)
+    assert refused.value.code == 400
+    assert _strict_json(refused.value.read().decode())["message"] == (
+        f"RequestTooLargeError: the request has {rows} rows, over the limit of 6000 (FORECASTER_SERVE_MAX_ROWS): "
+        "send fewer rows, or use forecaster predict")
+    wide = _parquet(pd.DataFrame({"unique_id": ["S0"], "ds": ["2024-01-01"], "y": ["x" * 1_000_000]}))
+    request = urllib.request.Request(url, data=wide, method="POST",
+                                     headers={"Content-Type": "application/vnd.apache.parquet"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=TIMEOUT)
+    assert refused.value.code == 400
+    assert re.fullmatch(r"RequestTooLargeError: the request body holds \d+ bytes of data once decompressed, over "
+                        r"the limit of 400000 \(FORECASTER_SERVE_MAX_BYTES\)",
+                        _strict_json(refused.value.read().decode())["message"])
