@@ -31,7 +31,8 @@ ELSEWHERE = {
     r"forecaster train models/m4_hourly\.toml$": "the main job (scripts/main.sh)",
     r"forecaster train --data ": "tests/test_cli.py (training from a data file without a config)",
     r"forecaster train .* --strategy multi_worker": "tests/test_distributed.py",
-    r"(MLFLOW_TRACKING_URI=\S+ PATH=\S+ )?mlflow models serve ": "tests/test_serving.py",
+    (r"(MLFLOW_TRACKING_URI=\S+ )?(MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false )?(PATH=\S+ )?"
+     r"mlflow models serve "): "tests/test_serving.py",
     r"curl .*/invocations": "tests/test_serving.py",
     r"export MLFLOW_TRACKING_URI=http": "tests/test_postgres.py (a real tracking server)",
     r"pip install mlflow==": "tests/test_postgres.py",
