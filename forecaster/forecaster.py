@@ -111,6 +111,24 @@ def _params_from_json(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def requested_quantiles(trained: tuple[float, ...], quantiles: Any = None) -> tuple[float, ...]:
+    """The trained quantiles a request asks for (all when ``quantiles`` is None), in trained order;
+    ConfigError naming those that were not trained. Matched in one array operation, so a request's
+    list of a million entries costs milliseconds, not a Python loop of ``np.isclose`` per entry."""
+    if quantiles is None:
+        return tuple(trained)
+    try:
+        wanted = np.asarray(quantiles, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise ConfigError(f"quantiles must be numbers, got {str(quantiles)[:100]}") from None
+    match = np.isclose(wanted[:, None], np.asarray(trained, dtype=float)[None, :])
+    unknown = wanted[~match.any(axis=1)]
+    if unknown.size:
+        shown = ", ".join(str(q) for q in unknown[:5]) + (f" and {unknown.size - 5} more" if unknown.size > 5 else "")
+        raise ConfigError(f"quantiles [{shown}] were not trained; available: {list(trained)}")
+    return tuple(q for q, asked in zip(trained, match.any(axis=0)) if asked)
+
+
 class LSTMForecaster:
     """A global LSTM forecaster over a long frame of many series (`fit(df)`, `predict(df)`).
 
@@ -445,10 +463,7 @@ class LSTMForecaster:
         horizon = self.horizon if horizon is None else check_value("", "horizon", horizon, int)
         if not 1 <= horizon <= self.horizon:
             raise ConfigError(f"horizon must be between 1 and the trained horizon {self.horizon}, got {horizon}")
-        wanted = self.quantiles_ if quantiles is None else tuple(float(q) for q in quantiles)
-        unknown = [q for q in wanted if not any(np.isclose(q, t) for t in self.quantiles_)]
-        if unknown:
-            raise ConfigError(f"quantiles {unknown} were not trained; available: {list(self.quantiles_)}")
+        wanted = requested_quantiles(self.quantiles_, quantiles)
         columns = self.columns_
         vframe = validate_frame(df, columns, freq=self.freq_, missing_policy=self.missing_policy,
                                 min_length=self.min_history_, horizon=self.horizon, for_prediction=True)
@@ -469,7 +484,7 @@ class LSTMForecaster:
         series = np.argsort([rank[sid] for sid in part_ids], kind="stable")
         rows = (series[:, None] * self.horizon + np.arange(horizon)[None, :]).reshape(-1)
         keep = [columns.id, columns.time, FORECAST_COLUMN]
-        keep += [quantile_name(q) for q in self.quantiles_ if any(np.isclose(q, w) for w in wanted)]
+        keep += [quantile_name(q) for q in wanted]
         out = out[[*keep, MODEL_COLUMN]].take(rows).reset_index(drop=True)
         _check_finite(out, keep[2:], columns)
         return out

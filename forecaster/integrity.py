@@ -20,8 +20,9 @@ DOWNLOAD_METADATA = frozenset({"registered_model_meta"})
 
 
 def sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of one file, hex."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """The SHA-256 of one file, hex; read in chunks, so a file of any size costs no memory."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def artifact_hashes(model_dir: str | os.PathLike) -> dict[str, str]:
@@ -38,12 +39,29 @@ def changed_files(expected: dict[str, str], folder: str | os.PathLike) -> list[s
     return sorted(k for k in names if expected.get(k) != found.get(k))
 
 
+def unlisted_entries(expected: dict[str, str], folder: str | os.PathLike) -> list[str]:
+    """The entries of ``folder`` that ``expected`` cannot match, from its listing alone (nothing read):
+    files missing or added, and anything neither a regular file nor a folder (a link, a pipe, a device).
+    Checked before a folder is copied, so that an added file of any size is refused without a byte of it
+    copied or hashed."""
+    root = Path(folder)
+    found, odd = set(), set()
+    for p in root.rglob("*"):
+        name = str(p.relative_to(root))
+        if p.is_symlink() or not (p.is_file() or p.is_dir()):
+            odd.add(name)
+        elif p.is_file():
+            found.add(name)
+    return sorted(((expected.keys() ^ found) - DOWNLOAD_METADATA) | odd)
+
+
 # --------------------------------------------------------------------------- model folders
 
 #: How every model of ours is logged: MLflow's models-from-code loader, our code file, one artifact.
 CODE_LOADER = "mlflow.pyfunc.loaders.code_model"
 CODE_FILE = "mlflow_model.py"
 FORECASTER_ARTIFACT = "forecaster"
+MLMODEL_MAX_BYTES = 2**20  # ours is ~3 KB: a larger one is not read into memory at all
 
 
 def _refuse(folder: Path | str, why: str) -> None:
@@ -59,6 +77,8 @@ def read_mlmodel(folder: str | os.PathLike, name: str | None = None) -> dict:
 
     path = Path(folder) / "MLmodel"
     try:
+        if path.stat().st_size > MLMODEL_MAX_BYTES:
+            _refuse(name or str(folder), f"its MLmodel is {path.stat().st_size} bytes, ours is a few thousand")
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]

@@ -62,31 +62,60 @@ def _filtered_stderr() -> Iterator[None]:
                 print("\n".join(kept), file=sys.stderr)
 
 
-class _AlreadyImported:
-    """Hands the import system the module that `_QuietTensorFlow` has just imported."""
+class _QuietLoader:
+    """TensorFlow's own loader, running its import with descriptor 2 filtered. Only an import runs it:
+    ``importlib.util.find_spec("tensorflow")``, which libraries call to see whether TensorFlow is there,
+    gets the spec and imports nothing (importing it there took 10 s)."""
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        return sys.modules[spec.name]
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.loader, name)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
-        pass
-
-
-class _QuietTensorFlow:
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
-        if fullname != "tensorflow":
-            return None
         uninstall()
+        # TensorFlow's own loader again, for whatever reads the module's loader later.
+        module.__loader__ = self.loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         with _filtered_stderr():
-            import tensorflow  # noqa: F401
+            self.loader.exec_module(module)
         import logging
 
         # Each loaded or fitted forecaster compiles its own predict function (reduce_retracing is set);
         # TF counts them together and warns of "retracing" in a job that forecasts with several models.
         logging.getLogger("tensorflow").addFilter(
             lambda record: "triggered tf.function retracing" not in record.getMessage())
-        return importlib.machinery.ModuleSpec("tensorflow", _AlreadyImported())
+
+
+class _QuietTensorFlow:
+    def __init__(self) -> None:
+        self._finding = False
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
+        """TensorFlow's spec as the finders after this one give it, with its loader wrapped; nothing
+        is imported here."""
+        if fullname != "tensorflow" or self._finding:
+            return None
+        self._finding = True  # a finder after this one may look the name up again: not through here
+        try:
+            for finder in sys.meta_path:
+                find = getattr(finder, "find_spec", None)
+                if finder is self or find is None:
+                    continue
+                spec = find(fullname, path, target)
+                if spec is not None:
+                    if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                        spec.loader = _QuietLoader(spec.loader)
+                    return spec
+            return None
+        finally:
+            self._finding = False
 
 
 _FINDER = _QuietTensorFlow()

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from forecaster.contract import (
@@ -53,6 +52,7 @@ from forecaster.contract import (
 )
 from forecaster.data.io import CSV_SUFFIXES, PARQUET_SUFFIXES
 from forecaster.errors import ConfigError, DataError, ForecasterError, MissingColumnError
+from forecaster.forecaster import requested_quantiles
 from forecaster.integrity import saved_forecaster
 from pipelines.steps import LoadedModel, fetch_verified
 
@@ -196,12 +196,7 @@ def _checked_request(forecaster: Any, horizon: int | None,
     horizon = forecaster.horizon if horizon is None else int(horizon)
     if not 1 <= horizon <= forecaster.horizon:
         raise ConfigError(f"horizon must be between 1 and the trained horizon {forecaster.horizon}, got {horizon}")
-    trained = tuple(forecaster.quantiles_)
-    wanted = trained if quantiles is None else tuple(float(q) for q in quantiles)
-    unknown = [q for q in wanted if not any(np.isclose(q, t) for t in trained)]
-    if unknown:
-        raise ConfigError(f"quantiles {unknown} were not trained; available: {list(trained)}")
-    return horizon, tuple(q for q in trained if any(np.isclose(q, w) for w in wanted))
+    return horizon, requested_quantiles(forecaster.quantiles_, quantiles)
 
 
 def _artifact_path(model_dir: Path) -> str:

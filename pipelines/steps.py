@@ -63,7 +63,15 @@ from forecaster.data.validation import ValidatedFrame, parse_times, validate_fra
 from forecaster.defaults import expected_seconds
 from forecaster.errors import ConfigError, DataError, MissingColumnError, ModelError
 from forecaster.forecaster import LSTMForecaster
-from forecaster.integrity import MODEL_HASHES_TAG, artifact_hashes, changed_files, read_mlmodel, saved_forecaster
+from forecaster.integrity import (
+    DOWNLOAD_METADATA,
+    MODEL_HASHES_TAG,
+    artifact_hashes,
+    changed_files,
+    read_mlmodel,
+    saved_forecaster,
+    unlisted_entries,
+)
 
 log = logging.getLogger("forecaster.steps")
 PINNED = ("tensorflow", "keras", "numpy", "pandas", "pyarrow", "scikit-learn", "mlflow")
@@ -645,6 +653,21 @@ def _local_folder(uri: str) -> Path | None:
     return None if "://" in uri or uri.startswith(("models:/", "runs:/")) else Path(uri)
 
 
+def _recorded_hashes(run_id: object) -> dict[str, str] | None:
+    """The SHA-256 record of the model files that run ``run_id`` logged, None if it has none here."""
+    try:
+        recorded = None if run_id is None else MlflowClient().get_run(str(run_id)).data.tags.get(MODEL_HASHES_TAG)
+    except mlflow.exceptions.MlflowException:
+        recorded = None
+    return None if recorded is None else json.loads(recorded)
+
+
+def _refuse_changed(uri: str, run_id: object, changed: list[str]) -> None:
+    if changed:
+        raise ModelError(f"{uri}: files {changed[:5]} differ from the SHA-256 recorded in run {run_id} when "
+                         f"the model was logged (changed, removed or added): refusing to load it")
+
+
 def fetch_verified(uri: str, into: Path) -> str:
     """Copy the model at ``uri`` into ``into`` (a download, or a copy of a local folder), check that loading
     it runs only our code (`integrity.saved_forecaster`) and every file against the SHA-256 recorded in
@@ -654,9 +677,23 @@ def fetch_verified(uri: str, into: Path) -> str:
     it is refused: a folder on its own vouches for nothing.
     """
     folder = _local_folder(uri)
+    run_id = recorded = None
+    if folder is not None:
+        # The folder as found, from its listing and MLmodel alone: why it is not ours, and any file its
+        # record lacks, before a byte of it is copied or hashed. The copy is then checked in full.
+        saved_forecaster(folder, uri)
+        run_id = read_mlmodel(folder, uri).get("run_id")
+        recorded = _recorded_hashes(run_id)
+        if recorded is None:
+            raise ModelError(f"{uri}: no SHA-256 record of its files: its MLmodel names run {run_id!r}, which has "
+                             f"none in the tracking store {mlflow.get_tracking_uri()}; point MLFLOW_TRACKING_URI at "
+                             f"the store that logged it, or load it from there (models:/<name>/<version>)")
+        _refuse_changed(uri, run_id, unlisted_entries(recorded, folder))
     try:
         if folder is not None:
-            shutil.copytree(folder, into, symlinks=True, dirs_exist_ok=True)
+            # MLflow's download metadata is in no record and read by nothing here: not copied either.
+            shutil.copytree(folder, into, symlinks=True, dirs_exist_ok=True,
+                            ignore=lambda at, ns: [n for n in ns if Path(at) == folder and n in DOWNLOAD_METADATA])
             local = into
         else:
             local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(into)))
@@ -664,20 +701,11 @@ def fetch_verified(uri: str, into: Path) -> str:
         message = exc.message if isinstance(exc, mlflow.exceptions.MlflowException) else str(exc)
         raise ModelError(f"cannot fetch {uri}: {(message.strip().splitlines() or [''])[0][:300]}") from None
     saved_forecaster(local, uri)  # before any hash: says why a folder is not ours
-    run_id = _run_of(uri) if folder is None else read_mlmodel(local, uri).get("run_id")
-    try:
-        recorded = None if run_id is None else MlflowClient().get_run(str(run_id)).data.tags.get(MODEL_HASHES_TAG)
-    except mlflow.exceptions.MlflowException:
-        recorded = None
-    if folder is not None and recorded is None:
-        raise ModelError(f"{uri}: no SHA-256 record of its files: its MLmodel names run {run_id!r}, which has none "
-                         f"in the tracking store {mlflow.get_tracking_uri()}; point MLFLOW_TRACKING_URI at the "
-                         f"store that logged it, or load it from there (models:/<name>/<version>)")
+    if folder is None:
+        run_id = _run_of(uri)
+        recorded = _recorded_hashes(run_id)
     if recorded is not None:
-        changed = changed_files(json.loads(recorded), local)
-        if changed:
-            raise ModelError(f"{uri}: files {changed[:5]} differ from the SHA-256 recorded in run {run_id} when "
-                             f"the model was logged (changed, removed or added): refusing to load it")
+        _refuse_changed(uri, run_id, changed_files(recorded, local))
     return str(local)
 
 

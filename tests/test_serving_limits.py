@@ -5,6 +5,7 @@ client sends oversized and long-history ones. A real server process on 127.0.0.1
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -164,3 +165,76 @@ def test_the_limits_come_from_the_environment_and_a_bad_one_is_refused(monkeypat
     monkeypatch.setenv("FORECASTER_SERVE_MAX_ROWS", "ten")
     with pytest.raises(ConfigError, match=r"FORECASTER_SERVE_MAX_ROWS must be a positive integer, got 'ten'"):
         Limits.from_environment()
+
+
+def _unfinished(url: str, head: dict[str, str], sent: bytes) -> tuple[int, str]:
+    """Send a request's headers and the first ``sent`` bytes of its body, never the rest, and read the
+    answer: only a server that stops reading at the limit can give one (else the client's timeout)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    connection = http.client.HTTPConnection(where.hostname, where.port, timeout=TIMEOUT)
+    try:
+        connection.putrequest("POST", where.path)
+        for key, value in {"Content-Type": "application/json", **head}.items():
+            connection.putheader(key, value)
+        connection.endheaders()
+        connection.send(sent)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_a_body_too_large_is_refused_before_the_server_has_read_it(server):
+    # A body is read whole before MLflow's invocations sees it: a 1.5 GB one sent in chunks took the
+    # server from 1.1 to 4.2 GB before its 413. Both bodies here are never finished: the answer proves
+    # the server stopped reading at the limit.
+    url, data = server
+    chunk = b" " * 100_000
+    status, text = _unfinished(url, {"Transfer-Encoding": "chunked"}, (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 5)
+    assert status == 413, text
+    assert _strict_json(text) == {"error_code": "BAD_REQUEST", "message": "RequestTooLargeError: the request body is "
+                                  "over the limit of 400000 bytes (FORECASTER_SERVE_MAX_BYTES)"}
+    status, text = _unfinished(url, {"Content-Length": str(10 * 2**30)}, b'{"dataframe_split": ')
+    assert status == 413, text
+    assert _strict_json(text)["message"] == (f"RequestTooLargeError: the request body is {10 * 2**30} bytes, over "
+                                             "the limit of 400000 (FORECASTER_SERVE_MAX_BYTES)")
+    status, _ = _post(url, _body(data[data["unique_id"] == "S0"].tail(60)))  # and it goes on answering
+    assert status == 200
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    frame.to_parquet(out, index=False, compression="zstd")
+    return out.getvalue()
+
+
+def test_a_parquet_body_is_measured_by_what_it_holds_not_by_its_compressed_size(server):
+    # 360 KB of Parquet held 30 million rows: read, they took the server from 1.1 to 3 GB before the
+    # frame's own row check could refuse them. Its metadata says so before anything is read.
+    url, _ = server
+    rows = 10_000_000
+    many = pd.DataFrame({"unique_id": pd.Series(["S0"] * rows, dtype="category"), "y": np.ones(rows)})
+    payload = _parquet(many)
+    assert len(payload) < 400_000  # within the byte limit: only what it holds is over
+    request = urllib.request.Request(url, data=payload, method="POST",
+                                     headers={"Content-Type": "application/vnd.apache.parquet"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=TIMEOUT)
+    assert refused.value.code == 400
+    assert _strict_json(refused.value.read().decode())["message"] == (
+        f"RequestTooLargeError: the request has {rows} rows, over the limit of 6000 (FORECASTER_SERVE_MAX_ROWS): "
+        "send fewer rows, or use forecaster predict")
+    wide = _parquet(pd.DataFrame({"unique_id": ["S0"], "ds": ["2024-01-01"], "y": ["x" * 1_000_000]}))
+    request = urllib.request.Request(url, data=wide, method="POST",
+                                     headers={"Content-Type": "application/vnd.apache.parquet"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=TIMEOUT)
+    assert refused.value.code == 400
+    assert re.fullmatch(r"RequestTooLargeError: the request body holds \d+ bytes of data once decompressed, over "
+                        r"the limit of 400000 \(FORECASTER_SERVE_MAX_BYTES\)",
+                        _strict_json(refused.value.read().decode())["message"])
