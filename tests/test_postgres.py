@@ -231,23 +231,24 @@ def test_two_trainings_at_once_both_register_their_first_version(server, trained
 
 def test_the_scheduled_job_runs_against_the_server_and_a_rerun_changes_nothing(server, trained, tmp_path):
     """`forecaster run` with the server as its store: the champion trained by `forecaster train` forecasts
-    (its data ended before the as-of, and a week has not passed), the job's run is on the server."""
+    (its data ended 7 hours before the as-of, within a horizon, and a week has not passed), the job's run is
+    on the server."""
     assert trained["pg_beta"]["returncode"] == 0, trained["pg_beta"]["stderr"][-3000:]
     config = tmp_path / "pg_beta_job.toml"
     config.write_text(CONFIG.format(name="pg_beta", series=SERIES, horizon=HORIZON)
                       + f'\n[output]\npath = "{tmp_path / "out"}"\n')
-    command = [*cli_command(), "run", str(config), "--as-of", "2017-01-03T00:00"]
+    command = [*cli_command(), "run", str(config), "--as-of", "2017-01-01T06:00"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "retrain: not due" in done.stdout and "predict: version 1" in done.stdout
-    frame = pd.read_parquet(tmp_path / "out" / "as_of=20170103T000000" / "forecasts.parquet")
+    frame = pd.read_parquet(tmp_path / "out" / "as_of=20170101T060000" / "forecasts.parquet")
     assert len(frame) == SERIES * HORIZON and set(frame["model_version"]) == {"1"}
 
     client = _client(server.uri)
     experiment = client.get_experiment_by_name("pg_beta").experiment_id
     (job_run,) = client.search_runs([experiment], filter_string="tags.`forecaster.job` = 'pg_beta'")
     assert job_run.info.status == "FINISHED"
-    assert job_run.data.tags["forecaster.as_of"] == "2017-01-03 00:00:00"
+    assert job_run.data.tags["forecaster.as_of"] == "2017-01-01 06:00:00"
     again = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ})
     assert again.returncode == 99, again.stderr[-3000:]
     assert len(client.search_runs([experiment], filter_string="tags.`forecaster.job` = 'pg_beta'")) == 1

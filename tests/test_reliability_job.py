@@ -80,15 +80,16 @@ def test_a_signal_during_training_ends_with_one_line_a_failed_run_and_no_tempora
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "train", str(config)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+                            stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
     deadline = time.monotonic() + 300
+    seen = []
     for line in proc.stdout:
-        if line.startswith("Epoch 2/"):  # a run is open and the network is training
+        seen.append(line)
+        if "backtest fit: epoch 2/" in line:  # a run is open and the network is training
             proc.send_signal(sig)
             break
         assert time.monotonic() < deadline
-    proc.stdout.read()
-    stderr = proc.stderr.read()
+    stderr = "".join(seen) + proc.stdout.read()  # both streams: the log's lines and ours
     proc.wait(timeout=120)
     assert proc.returncode == code, stderr
     ours = [line for line in stderr.splitlines() if line.startswith("forecaster:")]

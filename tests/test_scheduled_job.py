@@ -99,7 +99,7 @@ def test_a_run_writes_one_whole_folder_and_a_rerun_changes_nothing(tmp_path, sto
     done = _cli("run", str(config), "--as-of", A, env_store=store)
     assert done.returncode == EXIT_OK, done.stderr
     label = "20240111T000000"
-    for stage in ("prepare", "monitor", "retrain", "backtest", "fit", "log", "register", "promote", "predict",
+    for stage in ("prepare", "monitor", "retrain", "backtest", "final fit", "log", "register", "promote", "predict",
                   "write"):
         assert f"[{label}] {stage}:" in done.stdout, (stage, done.stdout)
     folder = tmp_path / "out" / f"as_of={label}"
