@@ -13,7 +13,7 @@ jax_log=$(mktemp "${TMPDIR:-/tmp}/forecaster-jax-tests.XXXXXX")
 KERAS_BACKEND=jax .venv/bin/python -m pytest -q -p no:cacheprovider -m layer tests/test_layer_*.py \
     tests/test_gpu_cudnn.py "$@" >"$jax_log" 2>&1 &
 jax_pid=$!
-trap 'kill "$jax_pid" 2>/dev/null; rm -f "$jax_log"' EXIT
+trap 'kill "$jax_pid" 2>/dev/null || true; rm -f "$jax_log"' EXIT
 # Two worker processes, each test file on one of them (its fixtures start once), files with end-to-end tests
 # handed out first (tests/conftest.py orders them; xdist's own reordering by test count would put them last).
 tf=0
