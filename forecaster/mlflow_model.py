@@ -20,9 +20,10 @@ class ForecasterPyfunc(mlflow.pyfunc.PythonModel):
         from forecaster.forecaster import LSTMForecaster
         from forecaster.serving import guard_request_parsing
 
-        # In `mlflow models serve`: a request body MLflow cannot read gets 400 and our short message.
-        guard_request_parsing()
         self.forecaster = LSTMForecaster.load(context.artifacts["forecaster"])
+        # In `mlflow models serve`: a request body MLflow cannot read gets 400 and our short message, and
+        # a CSV body's ids are read as written.
+        guard_request_parsing(self.forecaster.columns_.id)
         config = context.model_config or {}
         self.model_name = config.get("model_name", "")
         self.model_version = _registered_version(self.model_name, config.get("run_id", ""))

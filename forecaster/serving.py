@@ -287,12 +287,51 @@ def _bound_body_reads(limits: Limits) -> None:
     Request.body = body
 
 
-def guard_request_parsing() -> bool:
-    """Wrap the scoring server's body readers and bound its requests (see the module); False outside
-    the scoring server."""
+def _csv_ids_as_text(parse: Callable[..., Any], id_column: str) -> Callable[..., Any]:
+    """The server's CSV reader with the model's id column read as written, as `forecaster predict` reads a
+    CSV file (`forecaster.data.io.csv_id_options`): `001` stays `001` and `NA` is an id. (MLflow's reader
+    typed the columns by the model's signature, which pandas refuses for its datetime column.)"""
+    import csv
+    import io
+
+    import pandas as pd
+
+    from forecaster.data.io import csv_id_options
+
+    @functools.wraps(parse)
+    def parse_csv_input(csv_input: Any, schema: Any = None) -> Any:
+        text = csv_input if isinstance(csv_input, str) else csv_input.read()
+        names = next(csv.reader(io.StringIO(text)), [])
+        options = csv_id_options([str(name) for name in names], id_column)
+        if not options:
+            return parse(io.StringIO(text), schema)
+        if schema is not None:  # the signature's types, datetimes parsed as dates (pandas has no such dtype)
+            types = [(n, t, getattr(pd.api.types.pandas_dtype(t), "kind", "O"))
+                     for n, t in zip(schema.input_names(), schema.pandas_types()) if n in names]
+            options["parse_dates"] = [n for n, _, kind in types if kind == "M"]
+            options["dtype"] = {**{n: t for n, t, kind in types if kind != "M"}, **options["dtype"]}
+        try:
+            return pd.read_csv(io.StringIO(text), **options)
+        except Exception as exc:
+            from mlflow.protos.databricks_pb2 import BAD_REQUEST
+
+            raise _mlflow_exception()("the request body is not a readable CSV table",
+                                      error_code=BAD_REQUEST) from exc
+
+    parse_csv_input.forecaster_ids = True
+    return parse_csv_input
+
+
+def guard_request_parsing(id_column: str | None = None) -> bool:
+    """Wrap the scoring server's body readers and bound its requests (see the module); with ``id_column``,
+    a CSV body's ids are read as written. False outside the scoring server."""
     server = sys.modules.get(SCORING_SERVER)
     if server is None:
         return False
+    function = getattr(server, "parse_csv_input", None)
+    if id_column and callable(function) and not getattr(function, "forecaster_ids", False) and not getattr(
+            function, "forecaster_guard", False):
+        server.parse_csv_input = _csv_ids_as_text(function, id_column)
     for name, (what, failure_of) in _GUARDED.items():
         function = getattr(server, name, None)
         if callable(function) and not getattr(function, "forecaster_guard", False):

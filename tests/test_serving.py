@@ -133,3 +133,15 @@ def test_an_unreadable_body_gets_400_with_one_short_message_and_the_server_keeps
     assert "Traceback" not in text and "\\x00" not in text and len(text) < 600, text  # the body not echoed
     ok, _ = _post(f"{base}/invocations", {"dataframe_split": _history(data, 1).to_dict(orient="split", index=False)})
     assert ok == 200
+
+
+def test_a_csv_body_keeps_its_ids_as_written(server):
+    """Ids are text in a served CSV body too (`001` stays `001`, `NA` is an id), as in `forecaster predict`;
+    MLflow's own CSV reader typed the columns by the signature, which pandas refuses for a datetime."""
+    base, data = server
+    history = _history(data, 2)
+    history = history.assign(unique_id=history["unique_id"].map({"S0": "001", "S1": "NA"}))
+    status, text = _post_raw(f"{base}/invocations", history.to_csv(index=False).encode(), "text/csv")
+    assert status == 200, text
+    out = pd.DataFrame(json.loads(text)["predictions"])
+    assert sorted(set(out["unique_id"])) == ["001", "NA"] and len(out) == 2 * 12
