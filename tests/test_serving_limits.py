@@ -34,13 +34,22 @@ def _strict_json(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
-def _post(url: str, payload: bytes) -> tuple[int, str]:
+#: What `_post` records when the server answered and closed before the client had sent the whole body
+#: (it stops reading at the byte limit): the client's send fails and the 413 may never be read.
+CLOSED = "closed before the body was read"
+
+
+def _post(url: str, payload: bytes) -> tuple[int | str, str]:
     request = urllib.request.Request(url, data=payload, method="POST", headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
+    except urllib.error.URLError as err:
+        if isinstance(err.reason, BrokenPipeError | ConnectionResetError):
+            return CLOSED, str(err.reason)
+        raise
 
 
 def _body(frame: pd.DataFrame, **params) -> bytes:
@@ -78,7 +87,9 @@ def test_json_depth_is_counted_without_parsing_and_ignores_brackets_in_strings()
 def test_a_body_over_the_byte_limit_gets_413_with_our_line(server):
     url, _ = server
     payload = b'{"dataframe_split": {"columns": ["unique_id"], "data": [["' + b"x" * 500_000 + b'"]]}}'
-    status, text = _post(url, payload)
+    # Sent in part and the answer read: a server that refuses a body at the limit closes the connection,
+    # and a client still sending the rest may never see the 413 (`_post`'s CLOSED).
+    status, text = _unfinished(url, {"Content-Length": str(len(payload))}, payload[:65536])
     assert status == 413, text
     body = _strict_json(text)
     assert body["message"] == (f"RequestTooLargeError: the request body is {len(payload)} bytes, over the limit "
@@ -151,8 +162,12 @@ def test_small_requests_keep_answering_while_another_client_sends_big_ones(serve
     print("big requests (status, s): " + ", ".join(f"{c} {s:.3f}" for c, s in heavy))
     assert not thread.is_alive() and len(heavy) == 9
     assert [c for c, _ in light] == [200] * len(light)  # every small request answered within the timeout
-    assert sorted({c for c, _ in heavy}) == [200, 400, 413]  # long but allowed: answered; over: refused
-    assert [c for c, _ in heavy] == [200, 413, 400] * 3
+    # Long but allowed: answered; over the byte limit: refused unread (413, or the connection closed while
+    # the client was still sending: which one the client sees is a race of the two sockets); too many rows:
+    # 400.
+    statuses = [c for c, _ in heavy]
+    assert statuses[0::3] == [200] * 3 and statuses[2::3] == [400] * 3
+    assert set(statuses[1::3]) <= {413, CLOSED}, statuses
 
 
 def test_the_limits_come_from_the_environment_and_a_bad_one_is_refused(monkeypatch):
