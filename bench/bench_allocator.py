@@ -41,8 +41,9 @@ def faults_per_call(use_bfc: str | None) -> float:
 
 
 def main() -> None:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    from forecaster.layers.cpu_kernel import cpu_info
+
+    cpu = cpu_info("model name") or platform.processor()
     print(f"cpu: {cpu}; libc: {' '.join(platform.libc_ver())}; kernel: {platform.release()}")
     print(f"pooling allocator (the layers' default): {faults_per_call(None):,.1f} faults a call")
     print(f"TF_CPU_ALLOCATOR_USE_BFC=0:              {faults_per_call('0'):,.1f} faults a call")

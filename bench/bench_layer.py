@@ -38,7 +38,6 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -253,12 +252,7 @@ def paired_ratio(times: dict[str, dict[str, list[float]]], slow: str, fast: str,
 
 def cpu_description() -> str:
     """The CPU's model name and the SIMD flags that matter to XLA and oneDNN (from /proc/cpuinfo)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown CPU"
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    model, flags = cpu_kernel.cpu_info("model name") or "?", cpu_kernel.cpu_info("flags").split()
     wanted = [f for f in flags if f.startswith(("avx", "fma", "amx")) or f in ("sse4_2",)]
     return f"{model}; {os.cpu_count()} CPUs; flags {' '.join(sorted(set(wanted)))}"
 

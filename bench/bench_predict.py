@@ -203,13 +203,9 @@ def check_sample(spark_out: Path, source: Path, k: int, work: Path, model_uri: s
 
 def cpu_model() -> str:
     """The CPU's model name (lscpu's), for the record."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
+    from forecaster.layers.cpu_kernel import cpu_info
+
+    return cpu_info("model name") or "unknown"
 
 
 def table(rows: list[dict]) -> str:

@@ -60,14 +60,19 @@ def cache_dir() -> Path:
     return Path(base) / "forecaster"
 
 
-def _cpu_flags() -> str:
+def cpu_info(field: str) -> str:
+    """A field of ``/proc/cpuinfo`` for the first core ("flags", "model name"), empty where there is none."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
+            if line.startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return ""
+
+
+def _cpu_flags() -> str:
+    return cpu_info("flags")
 
 
 def products() -> str:
