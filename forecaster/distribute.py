@@ -43,9 +43,10 @@ class Cluster:
 
 
 def check_name(name: str) -> str:
-    if name not in STRATEGIES:
-        raise ConfigError(f"training.strategy must be one of {STRATEGIES}, got {name!r}")
-    return name
+    """``name`` if it is a strategy: the parameter table's check of ``training.strategy``."""
+    from forecaster.params import param  # the table reads STRATEGIES from here: imported when used
+
+    return param("training", "strategy").check(name)
 
 
 def cluster() -> Cluster:
