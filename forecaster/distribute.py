@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from forecaster.errors import ConfigError, WorkerLostError
+from forecaster.params import param
 
-STRATEGIES = ("none", "mirrored", "multi_worker")
 _MADE: dict[str, Any] = {}
 
 
@@ -44,8 +44,6 @@ class Cluster:
 
 def check_name(name: str) -> str:
     """``name`` if it is a strategy: the parameter table's check of ``training.strategy``."""
-    from forecaster.params import param  # the table reads STRATEGIES from here: imported when used
-
     return param("training", "strategy").check(name)
 
 

@@ -22,7 +22,6 @@ from typing import Any
 from forecaster.combination import COMBINES
 from forecaster.data.scaling import METHODS as SCALERS
 from forecaster.data.validation import POLICIES
-from forecaster.distribute import STRATEGIES
 from forecaster.errors import ConfigError
 
 #: A range: the test a conformed value passes, and what it must be, in words.
@@ -37,6 +36,7 @@ QUANTILES: Rule = (lambda v: all(0 < q < 1 for q in v), "a list of numbers stric
 #: Names the sections' choices hold (their owners: the modules that implement them, imported above).
 POINT_LOSSES = ("mae", "mse")
 LR_SCHEDULES = ("constant", "cosine")
+STRATEGIES = ("none", "mirrored", "multi_worker")  # forecaster.distribute makes them
 WINDOW_NORMS = ("none", "level", "standard")
 FINAL_FITS = ("auto", "warm", "full")
 PROMOTION_METRICS = ("mae", "rmse", "smape", "mase", "pinball")
