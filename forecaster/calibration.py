@@ -26,23 +26,9 @@ import pandas as pd
 
 from forecaster.contract import FALLBACK_COLUMN, WINDOW_COLUMN, quantile_name
 from forecaster.data.schema import Columns
+from forecaster.metrics import intervals
 
 MIN_PER_STEP = 30
-
-
-def interval_pairs(quantiles: tuple[float, ...]) -> list[tuple[float, float]]:
-    """The symmetric pairs ``(q, 1 - q)``, q < 0.5, among ``quantiles`` (matched to 1e-9)."""
-    pairs = []
-    for q in sorted(quantiles):
-        if q < 0.5:
-            upper = [u for u in quantiles if abs(u - (1 - q)) < 1e-9]
-            if upper:
-                pairs.append((q, upper[0]))
-    return pairs
-
-
-def pair_key(lo: float, hi: float) -> str:
-    return f"{quantile_name(lo)}-{quantile_name(hi)}"
 
 
 def _correction(scores: np.ndarray, coverage: float) -> float:
@@ -54,7 +40,8 @@ def _correction(scores: np.ndarray, coverage: float) -> float:
 
 def conformal_corrections(forecasts: pd.DataFrame, columns: Columns, quantiles: tuple[float, ...],
                           horizon: int) -> dict[str, list[float]]:
-    """Per interval pair (``"q0.1-q0.9"``), the ``horizon`` width multipliers ``c_j`` (see the module doc).
+    """Per interval (its `forecaster.metrics.Interval.key`, ``"q0.1-q0.9"``), the ``horizon`` width
+    multipliers ``c_j`` (see the module doc).
 
     ``forecasts`` is a backtest's forecast frame: id, time, target, ``window``, the quantile columns and
     ``fallback``, each (series, window) with its steps in time order.
@@ -65,20 +52,21 @@ def conformal_corrections(forecasts: pd.DataFrame, columns: Columns, quantiles: 
     step = rows.groupby([columns.id, WINDOW_COLUMN], sort=False).cumcount().to_numpy()
     y = rows[columns.target].to_numpy("float64")
     out: dict[str, list[float]] = {}
-    for lo, hi in interval_pairs(quantiles):
+    for interval in intervals(quantiles):
+        lo, hi = interval.lo, interval.hi
         low, high = rows[quantile_name(lo)].to_numpy("float64"), rows[quantile_name(hi)].to_numpy("float64")
         width = high - low
         usable = np.isfinite(y) & np.isfinite(width) & (width > 0)
         scores = np.maximum(low - y, y - high)[usable] / width[usable]
         steps = step[usable]
-        coverage = hi - lo
+        coverage = interval.nominal
         if not len(scores):
             continue
         per_step = [scores[steps == j] for j in range(horizon)]
         if min(len(s) for s in per_step) < MIN_PER_STEP:
-            out[pair_key(lo, hi)] = [_correction(scores, coverage)] * horizon
+            out[interval.key] = [_correction(scores, coverage)] * horizon
         else:
-            out[pair_key(lo, hi)] = [_correction(s, coverage) for s in per_step]
+            out[interval.key] = [_correction(s, coverage) for s in per_step]
     return out
 
 
@@ -92,11 +80,12 @@ def apply_corrections(values: np.ndarray, quantiles: tuple[float, ...],
     h = values.shape[1]
     median = next((i for q, i in index.items() if abs(q - 0.5) < 1e-9), None)
     inner_lo = inner_hi = None
-    for lo, hi in sorted(interval_pairs(quantiles), key=lambda pair: -pair[0]):
+    for interval in sorted(intervals(quantiles), key=lambda pair: -pair.lo):
+        lo, hi = interval.lo, interval.hi
         low, high = values[..., index[lo]], values[..., index[hi]]
         if inner_lo is None:
             inner_lo = inner_hi = values[..., median] if median is not None else (low + high) / 2
-        c = corrections.get(pair_key(lo, hi))
+        c = corrections.get(interval.key)
         if c is not None:
             c = np.asarray(c[:h], dtype=values.dtype)[None, :]
             width = high - low
@@ -104,10 +93,3 @@ def apply_corrections(values: np.ndarray, quantiles: tuple[float, ...],
             out[..., index[hi]] = np.maximum(high + c * width, inner_hi)
         inner_lo, inner_hi = out[..., index[lo]], out[..., index[hi]]
     return out
-
-
-def coverage(frame: pd.DataFrame, columns: Columns, lo: float, hi: float) -> float:
-    """Share of the target values of ``frame`` inside ``[q_lo, q_hi]``."""
-    y = frame[columns.target].to_numpy("float64")
-    inside = (y >= frame[quantile_name(lo)].to_numpy("float64")) & (y <= frame[quantile_name(hi)].to_numpy("float64"))
-    return float(inside[np.isfinite(y)].mean()) if np.isfinite(y).any() else float("nan")

@@ -79,6 +79,11 @@ def quantiles_in(names: Sequence[str]) -> list[float]:
     return sorted(levels)
 
 
+def fallback_series(forecasts: pd.DataFrame, id_column: str) -> int:
+    """How many series of a forecast frame the network did not forecast (their ``model`` is not `LSTM`)."""
+    return int(forecasts.loc[forecasts[MODEL_COLUMN] != LSTM, id_column].nunique())
+
+
 def output_schema(columns: Columns, quantiles: Sequence[float], as_of: bool = False) -> list[tuple[str, str]]:
     """(name, type) of every output column, in order: the one schema of pandas, Spark and MLflow outputs."""
     out = [(columns.id, STRING), (columns.time, DATETIME), (FORECAST_COLUMN, DOUBLE)]

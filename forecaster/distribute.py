@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from forecaster.errors import ConfigError, WorkerLostError
+from forecaster.params import param
 
-STRATEGIES = ("none", "mirrored", "multi_worker")
 _MADE: dict[str, Any] = {}
 
 
@@ -43,9 +43,8 @@ class Cluster:
 
 
 def check_name(name: str) -> str:
-    if name not in STRATEGIES:
-        raise ConfigError(f"training.strategy must be one of {STRATEGIES}, got {name!r}")
-    return name
+    """``name`` if it is a strategy: the parameter table's check of ``training.strategy``."""
+    return param("training", "strategy").check(name)
 
 
 def cluster() -> Cluster:

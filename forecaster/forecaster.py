@@ -21,7 +21,7 @@ import pandas as pd
 from forecaster import distribute, splits
 from forecaster.baselines import seasonal_naive_batch, seasonal_naive_intervals_batch
 from forecaster.calibration import apply_corrections, conformal_corrections
-from forecaster.combination import APPLIED, check_combine, choose, combine, holdout_scores, series_histories
+from forecaster.combination import APPLIED, choose, combine, holdout_scores, series_histories
 from forecaster.contract import BASELINE, FORECAST_COLUMN, LSTM, MODEL_COLUMN, quantile_name
 from forecaster.data.frequency import future_grid, future_indexes, seasonal_period
 from forecaster.data.scaling import SeriesScaler
@@ -40,7 +40,8 @@ from forecaster.errors import ConfigError, ModelError, ShortHistoryError, ValueR
 from forecaster.integrity import sha256
 from forecaster.losses import PointAndQuantileLoss
 from forecaster.network import NetworkSpec, build_network
-from forecaster.params import check_fields, check_not_removed, check_value
+from forecaster.params import check_estimator, check_not_removed, requested_horizon
+from forecaster.params import estimator_default as _D
 
 MODEL_FILES = ("network.keras", "scaler.json", "forecaster.json")
 MANIFEST = "manifest.json"
@@ -71,7 +72,6 @@ def _check_files(path: Path) -> None:
 
 
 PREDICT_CHUNK = 8192
-LR_SCHEDULES = ("constant", "cosine")
 
 
 def _check_finite(out: pd.DataFrame, value_columns: list[str], columns: Any) -> None:
@@ -150,26 +150,26 @@ class LSTMForecaster:
     def __init__(
         self,
         horizon: int,
-        input_size: int | None = None,
-        freq: str | None = None,
+        input_size: int | None = _D("input_size"),
+        freq: str | None = _D("freq"),
         columns: Columns | None = None,
-        quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
+        quantiles: tuple[float, ...] = _D("quantiles"),
         network: NetworkSpec | None = None,
-        epochs: int | None = None,
-        batch_size: int = 256,
-        learning_rate: float = 1e-3,
-        patience: int = 5,
-        scaler: str = "standard",
-        point_loss: str = "mae",
-        missing_policy: str = "error",
-        max_windows_per_series: int | None = None,
-        seed: int = 0,
-        verbose: int = 2,
-        ensemble: int = 1,
-        lr_schedule: str = "constant",
-        strategy: str = "none",
-        budget_windows: int | None = None,
-        combine: str = "auto",
+        epochs: int | None = _D("epochs"),
+        batch_size: int = _D("batch_size"),
+        learning_rate: float = _D("learning_rate"),
+        patience: int = _D("patience"),
+        scaler: str = _D("scaler"),
+        point_loss: str = _D("point_loss"),
+        missing_policy: str = _D("missing_policy"),
+        max_windows_per_series: int | None = _D("max_windows_per_series"),
+        seed: int = _D("seed"),
+        verbose: int = _D("verbose"),
+        ensemble: int = _D("ensemble"),
+        lr_schedule: str = _D("lr_schedule"),
+        strategy: str = _D("strategy"),
+        budget_windows: int | None = _D("budget_windows"),
+        combine: str = _D("combine"),
     ) -> None:
         self.horizon = horizon
         self.input_size = input_size
@@ -214,7 +214,7 @@ class LSTMForecaster:
         return self
 
     @classmethod
-    def from_config(cls, config: Any, verbose: int = 2) -> LSTMForecaster:
+    def from_config(cls, config: Any, verbose: int = _D("verbose")) -> LSTMForecaster:
         """The unfitted forecaster a `forecaster.config.ModelConfig` describes: the one way the config,
         the pipelines and the benches make estimators."""
         t = config.training
@@ -262,14 +262,10 @@ class LSTMForecaster:
         the same network (a single member), warm-starts training from its weights: a fine-tune on new
         data instead of a refit from random weights (the scaler is fitted afresh on ``df``).
         """
-        checked = ("horizon", "input_size", "quantiles", "epochs", "batch_size", "learning_rate", "patience",
-                   "max_windows_per_series", "seed", "ensemble", "budget_windows")
-        # Conformed values go back: np.int64(12) becomes 12, which the saved description's JSON can hold.
-        for key, value in check_fields(type(self).__init__, {k: getattr(self, k) for k in checked}).items():
+        # Every parameter checked before the data is read; conformed values go back (np.int64(12)
+        # becomes 12, which the saved description's JSON can hold).
+        for key, value in check_estimator(self).items():
             setattr(self, key, value)
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        check_combine(self.combine)
         strategy = distribute.strategy(self.strategy)  # first: a multi-worker strategy precedes any TF work
         columns = self.columns or Columns()
         keras.utils.set_random_seed(self.seed)
@@ -282,8 +278,7 @@ class LSTMForecaster:
         input_size, min_history = rules.input_size, rules.min_history
         frame, untrained = self._trainable(vframe, rules)
         if untrained:  # they stay out of training, scaler and covariate statistics alike
-            vframe = ValidatedFrame(frame=frame, freq=freq, columns=columns, report=vframe.report,
-                                    missing_policy=vframe.missing_policy)
+            vframe = vframe.subset(set(vframe.ids) - set(untrained))
         # The validation split: each series' last horizon rows score the epochs, unseen by training and scaler.
         last_train = splits.holdout_cutoffs(frame, columns, self.horizon)
         until = {str(k): v for k, v in last_train.items()}
@@ -460,9 +455,7 @@ class LSTMForecaster:
         head's own).
         """
         self._check_fitted()
-        horizon = self.horizon if horizon is None else check_value("", "horizon", horizon, int)
-        if not 1 <= horizon <= self.horizon:
-            raise ConfigError(f"horizon must be between 1 and the trained horizon {self.horizon}, got {horizon}")
+        horizon = requested_horizon(self.horizon, horizon)
         wanted = requested_quantiles(self.quantiles_, quantiles)
         columns = self.columns_
         vframe = validate_frame(df, columns, freq=self.freq_, missing_policy=self.missing_policy,
@@ -499,9 +492,8 @@ class LSTMForecaster:
 
     def _predict_model(self, vframe: ValidatedFrame, ids: list[str], calibrated: bool = True) -> pd.DataFrame:
         columns = self.columns_
-        frame = vframe.frame if len(ids) == len(vframe.ids) else vframe.frame[vframe.frame[columns.id].isin(ids)]
-        sub = ValidatedFrame(frame=frame, freq=vframe.freq, columns=columns, report=vframe.report,
-                             missing_policy=vframe.missing_policy)
+        sub = vframe.subset(ids)
+        frame = sub.frame
         scaler = self.scaler_
         if any(sid not in scaler.center_ for sid in ids):
             scaler = copy.deepcopy(scaler)

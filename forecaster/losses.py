@@ -7,6 +7,10 @@ from typing import Any
 import keras
 from keras import ops
 
+from forecaster.params import param
+
+_POINT_LOSS = param("training", "point_loss")
+
 
 @keras.saving.register_keras_serializable(package="forecaster")
 class PointAndQuantileLoss(keras.losses.Loss):
@@ -18,10 +22,10 @@ class PointAndQuantileLoss(keras.losses.Loss):
     over the horizon with the per-step sample weight (0 for unobserved targets).
     """
 
-    def __init__(self, quantiles: tuple[float, ...] = (), point_loss: str = "mae", **kwargs: Any) -> None:
+    def __init__(self, quantiles: tuple[float, ...] = (), point_loss: str = _POINT_LOSS.default,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if point_loss not in ("mae", "mse"):
-            raise ValueError(f"point_loss must be 'mae' or 'mse', got {point_loss!r}")
+        point_loss = _POINT_LOSS.check(point_loss, where="")  # the table's check (a config checked it already)
         self.quantiles = tuple(float(q) for q in quantiles)
         self.point_loss = point_loss
 

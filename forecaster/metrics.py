@@ -20,15 +20,20 @@ Quantile columns are named by `forecaster.contract.quantile_name` ("q0.1", "q0.9
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from forecaster.contract import quantile_name
 
 ArrayLike = np.ndarray | Sequence[float]
 Insample = np.ndarray | Sequence[np.ndarray]
 
 __all__ = [
+    "Interval",
     "coverage",
+    "intervals",
     "mae",
     "mase",
     "mase_scale",
@@ -263,19 +268,53 @@ def owa(smape: float, mase: float, smape_naive2: float, mase_naive2: float) -> f
 # --------------------------------------------------------------------------- per-series table
 
 
-def interval_pairs(quantiles: np.ndarray) -> list[tuple[str, int, int]]:
-    """(column name, lower index, upper index) for each symmetric pair q / 1 - q, by nominal level."""
-    pairs = []
-    for i, q in enumerate(quantiles):
+#: What an interval's coverage metric is named with: ``coverage_80`` (`Interval.metric`).
+COVERAGE_PREFIX = "coverage_"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A central interval: the symmetric pair of quantiles ``lo`` and ``hi = 1 - lo`` (matched to 1e-9),
+    at positions ``lo_index`` and ``hi_index`` of the quantiles it was found in. The one statement of
+    the intervals a set of quantiles holds and of their names: the metrics' coverage columns
+    (`metric`), calibration's corrections (`key`) and monitoring read them from `intervals`."""
+
+    lo: float
+    hi: float
+    lo_index: int
+    hi_index: int
+
+    @property
+    def nominal(self) -> float:
+        """Its nominal coverage, ``hi - lo`` (0.8 for q0.1-q0.9)."""
+        return self.hi - self.lo
+
+    @property
+    def metric(self) -> str:
+        """The name of its coverage metric: ``coverage_`` + the nominal level in percent (``coverage_80``,
+        ``coverage_97.5``)."""
+        level = round(float(self.nominal) * 100.0, 9)
+        return f"{COVERAGE_PREFIX}{int(level) if level.is_integer() else level!r}"
+
+    @property
+    def key(self) -> str:
+        """The name of its calibration (``q0.1-q0.9``), from the quantile columns' names."""
+        return f"{quantile_name(self.lo)}-{quantile_name(self.hi)}"
+
+
+def intervals(quantiles: Sequence[float] | np.ndarray) -> list[Interval]:
+    """The central intervals among ``quantiles`` (each ``q < 0.5`` with a partner ``1 - q``), narrowest
+    first."""
+    qs = np.asarray(quantiles, dtype=np.float64)
+    found = []
+    for i, q in enumerate(qs):
         if q >= 0.5 or np.isclose(q, 0.5):
             continue
-        partners = np.flatnonzero(np.isclose(quantiles, 1.0 - q, rtol=0.0, atol=1e-9))
+        partners = np.flatnonzero(np.isclose(qs, 1.0 - q, rtol=0.0, atol=1e-9))
         if partners.size:
-            level = round(float(quantiles[partners[0]] - q) * 100.0, 9)
-            label = str(int(level)) if level.is_integer() else repr(level)
-            pairs.append((level, f"coverage_{label}", i, int(partners[0])))
-    pairs.sort()
-    return [(name, i, j) for _, name, i, j in pairs]
+            j = int(partners[0])
+            found.append(Interval(float(quantiles[i]), float(quantiles[j]), i, j))
+    return sorted(found, key=lambda interval: (round(interval.nominal * 100.0, 9), interval.lo_index))
 
 
 def per_series_metrics(
@@ -308,8 +347,9 @@ def per_series_metrics(
         yq, qp, qs = _quantile_inputs(y, quantile_preds, quantiles)
         mask = np.broadcast_to(~np.isnan(yq)[..., None], qp.shape).reshape(y.shape[0], -1)
         columns["pinball"] = _masked_mean(_pinball_losses(yq, qp, qs).reshape(y.shape[0], -1), mask)
-        for name, lo, hi in interval_pairs(qs):
-            columns[name] = coverage(y, qp[..., lo], qp[..., hi], per_series=True)
+        for interval in intervals(qs):
+            columns[interval.metric] = coverage(y, qp[..., interval.lo_index], qp[..., interval.hi_index],
+                                                per_series=True)
     if index is not None and len(index) != y.shape[0]:
         raise ValueError(f"index has {len(index)} labels for {y.shape[0]} series")
     return pd.DataFrame(columns, index=index)

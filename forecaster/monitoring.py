@@ -23,7 +23,7 @@ from forecaster.contract import (
     quantiles_in,
 )
 from forecaster.data.schema import OBSERVED, Columns
-from forecaster.metrics import interval_pairs, mase_scale
+from forecaster.metrics import intervals, mase_scale
 
 STEP = "step"
 
@@ -43,8 +43,7 @@ def score(forecasts: pd.DataFrame, frame: pd.DataFrame, columns: Columns, season
     """Score ``forecasts`` (the output contract's columns plus ``as_of``) against a validated ``frame``."""
     c = columns
     levels = quantiles_in(list(forecasts.columns))
-    pairs = [(name, quantile_name(levels[i]), quantile_name(levels[j]))
-             for name, i, j in interval_pairs(np.asarray(levels))]
+    pairs = [(i.metric, quantile_name(i.lo), quantile_name(i.hi)) for i in intervals(levels)]
     f = forecasts.sort_values([AS_OF_COLUMN, c.id, c.time], kind="stable").copy()
     f[STEP] = f.groupby([AS_OF_COLUMN, c.id], sort=False).cumcount() + 1
     actual = frame[[c.id, c.time, c.target]][frame[OBSERVED].to_numpy() > 0] if OBSERVED in frame else \

@@ -8,7 +8,7 @@ it must forecast. Every split in the product is made here:
 - the backtest's rolling origins: window k (0 = oldest) of ``n_windows``, ``step`` apart, holds out the
   last ``origin_offset(horizon, n_windows, step, k)`` rows, so the newest window forecasts exactly the
   last ``horizon`` rows of each series; windows are aligned on each series' own end;
-- the scheduled job's as-of cut: the rows at or before the as-of time (`as_of_cut`).
+- the scheduled job's as-of cut: the rows at or before the as-of time (`as_of_cut`, `as_of_split`).
 
 Frames are validated frames: one row per series and time step, sorted by series then time.
 """
@@ -20,7 +20,8 @@ import pandas as pd
 
 from forecaster.contract import CUTOFF_COLUMN, WINDOW_COLUMN
 from forecaster.data.schema import Columns
-from forecaster.errors import ConfigError
+from forecaster.data.validation import parse_times
+from forecaster.errors import ConfigError, MissingColumnError
 
 
 def origin_offset(horizon: int, n_windows: int, step: int, k: int) -> int:
@@ -127,6 +128,24 @@ def as_of_timestamp(as_of: str | pd.Timestamp, like: pd.Series) -> pd.Timestamp:
 
 
 def as_of_cut(frame: pd.DataFrame, columns: Columns, as_of: str | pd.Timestamp) -> pd.DataFrame:
-    """The rows known at ``as_of``: those at or before it."""
-    stamp = as_of_timestamp(as_of, frame[columns.time])
-    return frame[(frame[columns.time] <= stamp).to_numpy()]
+    """The rows known at ``as_of``: those at or before it (`as_of_split` says where it cut)."""
+    return as_of_split(frame, columns, as_of)[0]
+
+
+def as_of_split(frame: pd.DataFrame, columns: Columns,
+                as_of: str | pd.Timestamp) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """The rows of ``frame`` (raw or validated) known at ``as_of``, those at or before it, and the cut as
+    a timestamp comparable with its time column: the one place the scheduled job's data is cut.
+
+    The time column is read as validation reads it (typed errors naming the rows at fault);
+    MissingColumnError when it is absent, ConfigError when the as-of is before every row."""
+    if columns.time not in frame.columns:
+        raise MissingColumnError(f"missing column {columns.time!r}; input has {list(frame.columns)}",
+                                 column=columns.time)
+    times = parse_times(frame[columns.time], columns.time)
+    stamp = as_of_timestamp(as_of, times)
+    kept = (times <= stamp).to_numpy()
+    if len(frame) and not kept.any():
+        raise ConfigError(f"as-of {as_of} is before any data: the first time in the source is {times.min()}; "
+                          f"nothing is known at the as-of")
+    return frame[kept], stamp

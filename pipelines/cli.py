@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from forecaster.errors import ConfigError
+from forecaster.params import FLAGS, Param, param
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_DATA, EXIT_LOCKED, EXIT_NOTHING_TO_DO = 0, 1, 2, 3, 75, 99
 EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
@@ -107,16 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("config", nargs="?", type=Path, help="models/<name>.toml")
     train.add_argument("--data", help="a CSV or Parquet long frame (unique_id, ds, y) instead of a config")
-    train.add_argument("--horizon", type=int, help="steps to forecast (with --data)")
-    train.add_argument("--freq", help="pandas frequency alias such as h, D, W-MON, MS (default: inferred)")
+    train.add_argument("--horizon", type=int, help=f"{param('model', 'horizon').help} (with --data)")
+    train.add_argument("--freq", help=param("data", "freq").help)
     train.add_argument("--name", help="model name (with --data; default: the file's stem)")
-    train.add_argument("--epochs", type=int, help="override training.epochs")
-    train.add_argument("--budget-windows", type=int,
-                       help="override training.budget_windows: window-epochs a fit may train when epochs or windows "
-                            "per series are derived (docs/accuracy.md)")
-    train.add_argument("--strategy", choices=("none", "mirrored", "multi_worker"),
-                       help="override training.strategy: 'multi_worker' trains across the workers TF_CONFIG lists "
-                            "(docs/scale-out.md)")
+    for p in FLAGS:  # the override flags: one per parameter the table marks, its help and choices from there
+        train.add_argument(f"--{p.name.replace('_', '-')}", type=_flag_type(p), choices=p.choices,
+                           help=f"override {p.section}.{p.name}: {p.help}".replace("%", "%%"))
     train.add_argument("--no-register", action="store_true", help="log the run but do not register the model")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -176,11 +173,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _flag_type(p: Param) -> type:
+    """What argparse reads a flag's text as: the parameter's type, without its ``None``."""
+    return int if p.type in (int, int | None) else float if p.type in (float, float | None) else str
+
+
 def _train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from forecaster.config import load_config, model_config_from_dict
-    from forecaster.params import check_value
 
     if (args.config is None) == (args.data is None):
         raise ConfigError("give either a config file or --data FILE --horizon H")
@@ -194,14 +195,11 @@ def _train(args: argparse.Namespace) -> int:
             data["freq"] = args.freq
         config = model_config_from_dict({"model": {"name": args.name or Path(args.data).stem,
                                                    "horizon": args.horizon}, "data": data})
-    if args.epochs is not None:
-        check_value("--", "epochs", args.epochs, int)
-        config = replace(config, training=replace(config.training, epochs=args.epochs))
-    if args.budget_windows is not None:
-        check_value("--", "budget_windows", args.budget_windows, int)
-        config = replace(config, training=replace(config.training, budget_windows=args.budget_windows))
-    if args.strategy is not None:
-        config = replace(config, training=replace(config.training, strategy=args.strategy))
+    for p in FLAGS:
+        value = getattr(args, p.name)
+        if value is not None:
+            value = p.check(value, where="--")
+            config = replace(config, **{p.section: replace(getattr(config, p.section), **{p.name: value})})
     from pipelines.train import train  # TensorFlow and MLflow: imported once the arguments are checked
 
     result = train(config, register=not args.no_register, verbose=_verbose(args.quiet))
@@ -214,9 +212,11 @@ def _train(args: argparse.Namespace) -> int:
         return EXIT_OK
     if result.short:
         print(result.short)
-    print(f"run {result.run_id}: backtest {config.promotion.metric} "
-          f"lstm {result.backtest.summary['lstm'][config.promotion.metric]:.4f}, "
-          f"seasonal naive {result.backtest.summary['seasonal_naive'][config.promotion.metric]:.4f}")
+    from forecaster.contract import BASELINE, LSTM
+
+    metric, summary = config.promotion.metric, result.backtest.summary
+    print(f"run {result.run_id}: backtest {metric} {LSTM} {summary[LSTM][metric]:.4f}, "
+          f"seasonal naive {summary[BASELINE][metric]:.4f}")
     if result.version is not None:
         d = result.decision
         print(f"registered {result.model_name} version {result.version}: "

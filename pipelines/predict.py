@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from forecaster.contract import fallback_series
 from forecaster.data.io import (
     check_destination,
     check_source,
@@ -91,7 +92,7 @@ def predict_streaming(model: steps.LoadedModel, input_path: str | Path, output_p
                 out = steps.forecast(model, chunk, horizon=horizon, quantiles=quantiles)
                 counts["rows"] += len(out)
                 counts["series"] += int(out[id_name].nunique())
-                counts["fallback_series"] += int(out.loc[out["model"] != "lstm", id_name].nunique())
+                counts["fallback_series"] += fallback_series(out, id_name)
                 yield out
 
     write_frames_atomic(forecasts(), output_path)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from forecaster.config import ModelConfig
 from forecaster.errors import ConfigError
+from forecaster.metrics import COVERAGE_PREFIX
 from pipelines import run as job
 
 
@@ -72,7 +73,7 @@ def report(config: ModelConfig, plot_path: Path | None = None, full: bool = Fals
              "overall: " + ", ".join(f"{k} {v:.4f}" for k, v in overall.items())]
     if full:
         shown = ["as_of", "model_version", "n_series", "steps_arrived", "complete", metric, naive,
-                 f"backtest_{metric}", *[c for c in by_as_of.columns if c.startswith("coverage_")],
+                 f"backtest_{metric}", *[c for c in by_as_of.columns if c.startswith(COVERAGE_PREFIX)],
                  "worst_series", "worst_series_mase"]
         lines += ["", table(by_as_of[shown]), "", "per horizon step:", table(by_step[["step", metric, naive]])]
     else:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from forecaster import locks
 from forecaster.config import ModelConfig
+from forecaster.contract import LSTM
 from forecaster.data.io import check_distinct, temporary
 from forecaster.errors import ConfigError, NoChampionError
 from forecaster.splits import as_of_timestamp, parse_as_of
@@ -169,10 +170,8 @@ def _run_locked(config: ModelConfig, stamp: pd.Timestamp, target: Path, raw: pd.
             if config.schedule.warm_start and champion is not None:
                 initial = steps.load(f"models:/{config.name}/{champion}").forecaster
                 say(f"retrain: warm start from version {champion}, {config.schedule.warm_epochs} epoch(s)")
-            # Training needs the backtest's length of every series: checked now, on the same rows.
-            to_fit = steps.prepare(config, raw=prepared.raw)
-            steps.check_learnable(to_fit)
-            trained = train_in_run(to_fit, register=True, verbose=verbose, initial=initial,
+            steps.check_learnable(prepared)  # validated once, above: the rows known at the as-of
+            trained = train_in_run(prepared, register=True, verbose=verbose, initial=initial,
                                    warm_epochs=config.schedule.warm_epochs, say=say, champion=champion,
                                    move_aliases=not past)
             outcome.retrained = True
@@ -217,7 +216,7 @@ def _promise(client: Any, config: ModelConfig, version: str | None) -> dict[str,
     if version is None:
         return {}
     run = client.get_run(client.get_model_version(config.name, version).run_id)
-    prefix = "backtest.lstm."
+    prefix = f"backtest.{LSTM}."
     return {k[len(prefix):]: v for k, v in run.data.metrics.items() if k.startswith(prefix)}
 
 
@@ -386,14 +385,14 @@ def plot(table: pd.DataFrame, promise: float | None, metric: str, path: Path) ->
 def write(config: ModelConfig, prepared: Any, stamp: pd.Timestamp, target: Path, forecasts: pd.DataFrame,
           run_id: str, version: str, promise: dict[str, float]) -> None:
     """The as-of folder, whole or not at all: written beside its name, synced, renamed into place."""
-    from forecaster.contract import AS_OF_COLUMN, MODEL_COLUMN, conform, quantiles_in
+    from forecaster.contract import AS_OF_COLUMN, conform, fallback_series, quantiles_in
 
     columns = prepared.columns
     out = forecasts.assign(**{AS_OF_COLUMN: as_of_timestamp(stamp, forecasts[columns.time])})
     out = conform(out, columns, quantiles_in(list(forecasts.columns)), as_of=True)
     manifest = {"as_of": str(stamp), "run_id": run_id, "model_name": config.name, "model_version": version,
                 "rows": len(out), "series": int(out[columns.id].nunique()),
-                "fallback_series": int(out.loc[out[MODEL_COLUMN] != "lstm", columns.id].nunique()),
+                "fallback_series": fallback_series(out, columns.id),
                 "config_sha256": config_hash(config), "data": prepared.fingerprint(), "backtest": promise}
     staging = target.parent / f".{target.name}.{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)

@@ -54,6 +54,7 @@ from forecaster.data.io import CSV_SUFFIXES, PARQUET_SUFFIXES
 from forecaster.errors import ConfigError, DataError, ForecasterError, MissingColumnError
 from forecaster.forecaster import requested_quantiles
 from forecaster.integrity import saved_forecaster
+from forecaster.params import requested_horizon
 from pipelines.steps import LoadedModel, fetch_verified
 
 DEFAULT_MASTER = "local[2]"
@@ -191,12 +192,10 @@ def _kind(path: Path, what: str) -> str:
 
 def _checked_request(forecaster: Any, horizon: int | None,
                      quantiles: list[float] | None) -> tuple[int, tuple[float, ...]]:
-    """Horizon and quantiles checked on the driver (same rules as `LSTMForecaster.predict`), so a bad
-    request fails before Spark starts any work."""
-    horizon = forecaster.horizon if horizon is None else int(horizon)
-    if not 1 <= horizon <= forecaster.horizon:
-        raise ConfigError(f"horizon must be between 1 and the trained horizon {forecaster.horizon}, got {horizon}")
-    return horizon, requested_quantiles(forecaster.quantiles_, quantiles)
+    """Horizon and quantiles checked on the driver by the checks `LSTMForecaster.predict` makes (their
+    one statement: `params.requested_horizon`, `requested_quantiles`), so that a bad request fails before
+    Spark starts any work."""
+    return requested_horizon(forecaster.horizon, horizon), requested_quantiles(forecaster.quantiles_, quantiles)
 
 
 def _artifact_path(model_dir: Path) -> str:

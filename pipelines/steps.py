@@ -40,7 +40,6 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 import forecaster
 from forecaster import registry, splits, tracking
 from forecaster.backtest import BacktestResult, run_backtest, summary_of
-from forecaster.calibration import coverage, interval_pairs, pair_key
 from forecaster.config import ModelConfig
 from forecaster.contract import (
     BASELINE,
@@ -59,7 +58,7 @@ from forecaster.contract import (
 from forecaster.data.frequency import seasonal_period
 from forecaster.data.io import read_frame, temporary
 from forecaster.data.schema import Columns
-from forecaster.data.validation import ValidatedFrame, parse_times, validate_frame
+from forecaster.data.validation import ValidatedFrame, validate_frame
 from forecaster.defaults import expected_seconds
 from forecaster.errors import ConfigError, DataError, MissingColumnError, ModelError
 from forecaster.forecaster import LSTMForecaster
@@ -72,6 +71,7 @@ from forecaster.integrity import (
     saved_forecaster,
     unlisted_entries,
 )
+from forecaster.metrics import coverage, intervals
 
 log = logging.getLogger("forecaster.steps")
 PINNED = ("tensorflow", "keras", "numpy", "pandas", "pyarrow", "scikit-learn", "mlflow")
@@ -164,16 +164,7 @@ def prepare(config: ModelConfig, raw: pd.DataFrame | None = None,
     raw = load_source(config) if raw is None else raw
     columns = config.data.columns()
     if as_of is not None:
-        if columns.time not in raw.columns:
-            raise MissingColumnError(f"missing column {columns.time!r}; input has {list(raw.columns)}",
-                                     column=columns.time)
-        times = parse_times(raw[columns.time], columns.time)
-        cut = splits.as_of_timestamp(as_of, times)
-        kept = (times <= cut).to_numpy()
-        if len(raw) and not kept.any():
-            raise ConfigError(f"as-of {as_of} is before any data: the first time in the source is {times.min()}; "
-                              f"nothing is known at the as-of")
-        raw = raw[kept]
+        raw, cut = splits.as_of_split(raw, columns, as_of)
     step = config.backtest.step or config.horizon
     vframe = validate_frame(raw, columns, freq=config.data.freq, missing_policy=config.data.missing_policy)
     if as_of is not None:
@@ -290,12 +281,13 @@ def calibrate(model: LSTMForecaster, result: BacktestResult) -> str | None:
     if not model.calibration_:
         return None
     parts = []
-    for lo, hi in interval_pairs(model.quantiles_):
-        key = pair_key(lo, hi)
+    scored = result.forecasts[~result.forecasts[FALLBACK_COLUMN]]
+    for interval in intervals(model.quantiles_):
+        key, lo, hi = interval.key, interval.lo, interval.hi
         if key not in model.calibration_:
             continue
         corrections = model.calibration_[key]
-        before = coverage(result.forecasts[~result.forecasts[FALLBACK_COLUMN]], model.columns_, lo, hi)
+        before = coverage(scored[model.columns_.target], scored[quantile_name(lo)], scored[quantile_name(hi)])
         mean = float(np.mean(corrections))
         parts.append(f"{key} covered {before:.3f} of the backtest (nominal {hi - lo:.2f}), width x{1 + 2 * mean:.2f}")
         if mlflow.active_run():
@@ -491,7 +483,7 @@ def compare_with_champion(client: MlflowClient, prepared: Prepared, result: Back
         challenger = summary_of(ours, columns)[metric]
         return ChampionComparison(version, float(scored.summary["champion"][metric]), float(challenger),
                                   f"{len(fresh)} backtest window(s) after the champion's training data")
-    recorded = champion_run.data.metrics.get(f"backtest.lstm.{metric}")
+    recorded = champion_run.data.metrics.get(f"backtest.{LSTM}.{metric}")
     if recorded is None:
         return ChampionComparison(version, float("-inf"), float(result.summary[LSTM][metric]),
                                   "the champion has no recorded backtest: not replaced automatically")

@@ -63,7 +63,7 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
     bt_model, result = steps.backtest(bt_prepared, verbose, initial=bt_initial)
     steps.log_headline(prepared, result)
     metric = config.promotion.metric
-    say(f"backtest: lstm {metric} {result.summary[LSTM][metric]:.4f}, seasonal naive "
+    say(f"backtest: {LSTM} {metric} {result.summary[LSTM][metric]:.4f}, seasonal naive "
         f"{result.summary[BASELINE][metric]:.4f}" + (" (warm start)" if bt_initial is not None else ""))
     undefined = steps.undefined_scores(result, prepared.columns, metric)
     if undefined:

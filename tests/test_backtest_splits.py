@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from forecaster import splits
 from forecaster.data.schema import Columns
-from forecaster.errors import ConfigError
+from forecaster.errors import ConfigError, MissingColumnError
 
 COLUMNS = Columns()
 
@@ -95,3 +95,17 @@ def test_as_of_with_an_offset_against_naive_data_is_read_as_utc_and_the_reverse(
 def test_as_of_that_is_not_a_timestamp_is_a_config_error(bad):
     with pytest.raises(ConfigError, match="as-of"):
         splits.as_of_cut(_frame({"a": 5}), COLUMNS, bad)
+
+
+def test_the_as_of_cut_reads_raw_times_as_validation_does_and_refuses_an_as_of_before_the_data():
+    """The one as-of cut (`splits.as_of_split`) takes the raw frame the pipelines read: times as text
+    stay text in the rows kept, the cut is a timestamp; no time column or no row known is a typed error."""
+    frame = _frame({"a": 48})
+    raw = frame.assign(ds=frame["ds"].dt.strftime("%Y-%m-%d %H:%M"))
+    kept, stamp = splits.as_of_split(raw, COLUMNS, "2026-01-09 12:00")
+    assert stamp == pd.Timestamp("2026-01-09 12:00") and len(kept) == 48 - 12
+    assert kept["ds"].iloc[-1] == "2026-01-09 12:00"
+    with pytest.raises(ConfigError, match="as-of 2020-01-01 is before any data"):
+        splits.as_of_split(raw, COLUMNS, "2020-01-01")
+    with pytest.raises(MissingColumnError, match="'ds'"):
+        splits.as_of_split(raw.drop(columns="ds"), COLUMNS, "2026-01-09 12:00")

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from forecaster.backtest import run_backtest
-from forecaster.calibration import apply_corrections, conformal_corrections, interval_pairs
+from forecaster.calibration import apply_corrections, conformal_corrections
 from forecaster.data.schema import Columns
 from forecaster.errors import ModelError
 from forecaster.forecaster import LSTMForecaster
+from forecaster.metrics import intervals
 from tests.synthetic import hourly_frame
 
 COLS = Columns()
@@ -68,8 +69,11 @@ def test_few_scores_are_pooled_over_steps_and_fallback_rows_are_left_out():
 
 
 def test_pairs_are_the_symmetric_quantiles_only():
-    assert interval_pairs((0.025, 0.1, 0.5, 0.9, 0.975)) == [(0.025, 0.975), (0.1, 0.9)]
-    assert interval_pairs((0.1, 0.5, 0.8)) == []
+    """The one owner of intervals (forecaster.metrics.intervals), narrowest first, with both names."""
+    found = intervals((0.025, 0.1, 0.5, 0.9, 0.975))
+    assert [(i.lo, i.hi) for i in found] == [(0.1, 0.9), (0.025, 0.975)]
+    assert [(i.key, i.metric) for i in found] == [("q0.1-q0.9", "coverage_80"), ("q0.025-q0.975", "coverage_95")]
+    assert intervals((0.1, 0.5, 0.8)) == []
 
 
 def test_a_calibrated_forecaster_widens_its_intervals_keeps_its_median_and_round_trips(tmp_path):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
 from forecaster.config import load_config, model_config_from_dict
 from forecaster.errors import ConfigError
 from forecaster.forecaster import LSTMForecaster
+from forecaster.network_spec import NetworkSpec
+from forecaster.params import PARAMS, REQUIRED, param
 from pipelines.cli import EXIT_CONFIG, main
 from tests.synthetic import hourly_frame
 
@@ -37,8 +43,8 @@ def _config(**sections) -> dict:
         ({"backtest": {"n_windows": 0}}, "[backtest] n_windows must be a positive integer, got 0"),
         ({"backtest": {"step": 0}}, "[backtest] step must be a positive integer, got 0"),
         ({"promotion": {"margin": "high"}}, "[promotion] margin must be a number, got 'high'"),
-        ({"training": {"final_fit": "hot"}}, "training.final_fit must be one of auto, warm, full, got 'hot'"),
-        ({"training": {"final_epochs": 0}}, "training.final_epochs must be >= 1, got 0"),
+        ({"training": {"final_fit": "hot"}}, "[training] final_fit must be one of auto, warm, full, got 'hot'"),
+        ({"training": {"final_epochs": 0}}, "[training] final_epochs must be a positive integer, got 0"),
     ],
 )
 def test_each_wrong_value_names_its_key_and_what_it_must_be(sections, message):
@@ -113,3 +119,58 @@ def test_the_former_time_budget_in_a_config_file_exits_2_saying_what_to_use(tmp_
     err = capsys.readouterr().err
     assert "[training] time_budget is no longer a parameter" in err and "set budget_windows" in err
     assert "Traceback" not in err and not store.exists()
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), [
+    ("training", "point_loss", "huber", "point_loss must be one of mae, mse, got 'huber'"),
+    ("training", "scaler", "zscore", "scaler must be one of standard, robust, minmax, mean_abs, none, got 'zscore'"),
+    ("training", "lr_schedule", "linear", "lr_schedule must be one of constant, cosine, got 'linear'"),
+    ("network", "units", -4, "units must be a positive integer, got -4"),
+    ("network", "head_units", 0, "head_units must be a positive integer, got 0"),
+])
+def test_choices_and_network_sizes_exit_2_naming_the_key_before_any_run(section, key, value, message, tmp_path,
+                                                                        monkeypatch, capsys):
+    """Once checked only when the network compiled (a ValueError, exit 1, its MLflow run begun) or when
+    the scaler was built after validation: now the config refuses them, as the Python API does."""
+    store = tmp_path / "store.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    path = tmp_path / "m.toml"
+    path.write_text(f'[model]\nname = "m"\nhorizon = 6\n[data]\nsource = "absent.csv"\n'
+                    f'[{section}]\n{key} = {value!r}\n'.replace("'", '"'))
+    assert main(["train", str(path), "--quiet"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert f"configuration error: [{section}] {message}" in err and "Traceback" not in err
+    assert not store.exists(), "refused before the store is opened (and before absent.csv is read)"
+
+
+@pytest.mark.parametrize(("param", "value", "message"), [
+    ("point_loss", "huber", "point_loss must be one of mae, mse, got 'huber'"),
+    ("scaler", "zscore", "scaler must be one of standard, robust"),
+    ("lr_schedule", "linear", "lr_schedule must be one of constant, cosine, got 'linear'"),
+    ("combine", "median", "combine must be one of auto, "),
+    ("missing_policy", "drop", "missing_policy must be one of error, fill, mask, got 'drop'"),
+    ("verbose", 3, "verbose must be one of 0, 1, 2, got 3"),
+])
+def test_the_python_api_refuses_bad_choices_before_reading_the_data(param, value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        LSTMForecaster(horizon=6, **{param: value}).fit("not even a frame")
+
+
+def test_a_network_spec_with_a_wrong_size_is_refused_when_built_from_python():
+    with pytest.raises(ConfigError, match=re.escape("[network] units must be a positive integer, got -4")):
+        NetworkSpec(units=-4)
+    with pytest.raises(ConfigError, match=re.escape("[network] dropout must be a number in [0, 1), got 1.5")):
+        replace(NetworkSpec(), dropout=1.5)  # a replaced value is checked too
+    assert NetworkSpec(units=np.int64(8)).units == 8 and type(NetworkSpec(units=np.int64(8)).units) is int
+
+
+def test_every_section_default_is_the_tables_and_each_default_passes_its_own_check():
+    config = model_config_from_dict(_config())
+    for p in PARAMS:
+        if p.section in ("model", "estimator") or p.default is REQUIRED:
+            continue
+        section = NetworkSpec() if p.section == "network" else getattr(config, p.section)
+        assert getattr(section, p.name) == p.default, f"{p.section}.{p.name}"
+        assert p.check(p.default) == p.default
+    assert config.quantiles == param("model", "quantiles").default
+    assert config.combine == param("model", "combine").default

@@ -36,7 +36,8 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import InitVar, dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -69,6 +70,10 @@ POLICIES = ("error", "fill", "mask")
 MAX_ABS_TARGET = 1e15
 
 
+#: Held by the makers of a `ValidatedFrame` (`validate_frame`, `ValidatedFrame.subset`) and nobody else.
+_VOUCHED = object()
+
+
 @dataclass
 class ValidatedFrame:
     """A frame that passed validation, with what validation learnt and did.
@@ -77,6 +82,9 @@ class ValidatedFrame:
     covariates (``columns.covariates()`` order) and ``observed``.  ``future`` holds future rows (id,
     time, known-future columns) for prediction, ``short_series`` the series shorter than
     ``min_length`` when validating for prediction.
+
+    Only `validate_frame` makes one, and `subset` takes some of its series: built by hand (or by
+    `dataclasses.replace`) it would vouch for a frame nobody checked, so that is a TypeError.
     """
 
     frame: pd.DataFrame
@@ -86,6 +94,23 @@ class ValidatedFrame:
     future: pd.DataFrame | None = None
     short_series: list[str] = field(default_factory=list)
     missing_policy: str = "error"
+    _vouched: InitVar[object] = None
+
+    def __post_init__(self, _vouched: object) -> None:
+        if _vouched is not _VOUCHED:
+            raise TypeError("a ValidatedFrame is made by validate_frame (or .subset of one), not by hand: it "
+                            "vouches that its frame passed validation")
+
+    def subset(self, ids: Iterable[str]) -> ValidatedFrame:
+        """The same validated data restricted to the series ``ids`` (frame order kept): the rows of
+        whole series of a valid frame are a valid frame."""
+        wanted = set(ids)
+        frame = self.frame if wanted.issuperset(self.ids) else self.frame[self.frame[self.columns.id].isin(wanted)]
+        future = self.future
+        if future is not None:
+            future = future[future[self.columns.id].isin(wanted)]
+        return ValidatedFrame(frame, self.freq, self.columns, self.report, future,
+                              [s for s in self.short_series if s in wanted], self.missing_policy, _VOUCHED)
 
     @cached_property
     def ids(self) -> list[str]:
@@ -486,7 +511,7 @@ def validate_frame(
         rows_in, frame, labels, grid_codes, present, observed, was_sorted, missing_policy, freq,
         int(is_future.sum()), ignored, len(short_series),
     )
-    return ValidatedFrame(frame, freq, columns, report, future, short_series, missing_policy)
+    return ValidatedFrame(frame, freq, columns, report, future, short_series, missing_policy, _VOUCHED)
 
 
 def _fill_covariates(
