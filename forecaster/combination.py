@@ -159,13 +159,15 @@ def choose(scores: dict[str, float]) -> str:
 
 
 def greedy_weights(actual: np.ndarray, forecasts: dict[str, np.ndarray], scale: np.ndarray,
-                   rounds: int = ROUNDS) -> tuple[dict[str, float], dict[str, float]]:
+                   rounds: int = ROUNDS, start: tuple[str, ...] = ()) -> tuple[dict[str, float], dict[str, float]]:
     """Greedy ensemble selection with replacement (Caruana et al. 2004, as AutoGluon's ensembles):
     ``rounds`` times add the member whose addition makes the mean of those chosen so far closest to
     ``actual`` in MASE (absolute errors over ``scale``, one per row). ``actual`` and each forecast:
     (rows, horizon), a row being one series at one backtest origin. Returns the weights (times chosen
     / rounds, members never chosen left out, in ``forecasts``' order) and each member's own MASE.
-    Ties go to the member first in ``forecasts``; members with a non-finite forecast are not chosen."""
+    Ties go to the member first in ``forecasts``; members with a non-finite forecast are not chosen.
+    ``start``: members counted once each before the first round (an equal-weight mean the selection
+    moves away from only where the windows say so)."""
     keep = np.isfinite(scale) & (scale > 0) & np.isfinite(actual).all(axis=1)
     y, s = actual[keep], scale[keep, None]
     names = [n for n, f in forecasts.items() if np.isfinite(f[keep]).all()]
@@ -174,9 +176,13 @@ def greedy_weights(actual: np.ndarray, forecasts: dict[str, np.ndarray], scale: 
         return {names[0] if names else LSTM: 1.0}, scores
     total = np.zeros_like(y)
     counts = dict.fromkeys(names, 0)
-    for k in range(1, rounds + 1):
+    for name in (n for n in start if n in counts):
+        counts[name] += 1
+        total += forecasts[name][keep]
+    chosen = sum(counts.values())
+    for k in range(chosen + 1, chosen + rounds + 1):
         errors = [np.mean(np.abs(y - (total + forecasts[n][keep]) / k) / s) for n in names]
         best = names[int(np.argmin(errors))]
         counts[best] += 1
         total += forecasts[best][keep]
-    return {n: c / rounds for n, c in counts.items() if c}, scores
+    return {n: c / (chosen + rounds) for n, c in counts.items() if c}, scores

@@ -136,3 +136,32 @@ def test_a_fit_with_learned_weights_weighs_the_members_on_its_holdout(fitted):
     finally:
         fitted.combine_, fitted.weights_ = "learned", chosen
     assert fitted.member_scores_["lstm"] == pytest.approx(mase(actual, network, insample, 24), rel=1e-6)
+
+
+def test_a_training_run_weighs_the_members_on_the_backtest_windows_and_logs_the_weights(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from mlflow import MlflowClient
+
+    from pipelines.train import train
+    from tests.synthetic import tiny_config
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    data = tmp_path / "history.csv"
+    hourly_frame(n_series=4, length=200).to_csv(data, index=False)
+    config = tiny_config(data, epochs=1)
+    result = train(replace(config, combine="learned"), register=False, verbose=0)
+    members = result.backtest.members
+    assert members is not None and set(members["window"]) == {0, 1}
+    final = result.model
+    # the final model carries the weights chosen on the backtest windows (not on its own holdout)
+    expected = LSTMForecaster(**final.get_params())
+    expected._fitted = final._fitted
+    assert final.weights_ == expected.learn_combination(members).weights_
+    assert final.combine_ == "learned" and final.calibration_, "calibrated on the combined forecast"
+    run = MlflowClient().get_run(result.run_id)
+    assert run.data.params["resolved.combine"] == "learned"
+    logged = {k.removeprefix("combine.weight."): float(v) for k, v in run.data.params.items()
+              if k.startswith("combine.weight.")}
+    assert logged == pytest.approx(final.weights_, abs=1e-4)
+    assert {f"combine.member_mase.{m}" for m in ("lstm", *CANDIDATES)} <= set(run.data.metrics)
