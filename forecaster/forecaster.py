@@ -1,7 +1,9 @@
 """`LSTMForecaster`: one global model over many series, with scikit-learn's fit/predict shape.
 
-Data flows one way: raw long frame -> `validate_frame` -> per-series scaled feature arrays ->
-streamed windows -> the network (our LSTM encoder + a horizon head) -> the long forecast frame.
+Data flows one way: raw long frame -> `validate_frame` -> the models of `forecaster.models` (the
+network on per-series scaled windows, the statistical methods on the histories, seasonal naive for
+series too short for the network) -> their combination -> the conformal calibration -> the long
+forecast frame. The forecaster orchestrates; each model owns its own forecasts.
 """
 
 from __future__ import annotations
@@ -147,7 +149,10 @@ class LSTMForecaster:
     Theta method's (``"theta"``), with Theta's and exponential smoothing's (``"theta+ets"``) or with the
     optimised Theta model's, static and dynamic, and exponential smoothing's (``"otm+dotm+ets"``), or the
     latter unless the network alone is far better on the fit's holdout (``"auto"``, the default:
-    `forecaster.combination`); the fitted choice is ``combine_``, its holdout scores ``combine_scores_``.
+    `forecaster.combination`), or weighed by greedy ensemble selection (``"learned"``: on the fit's
+    holdout, or on backtest windows with `learn_combination`); the fitted choice is ``combine_``, its
+    holdout scores ``combine_scores_``, the members' weights ``weights_``. The orchestrator of the
+    models of `forecaster.models`: its fitted state is one `forecaster.models.state.FittedState`.
     ``budget_windows``: the window-epochs a fit may train where ``epochs`` or ``max_windows_per_series``
     are left to be derived (`forecaster.defaults`): training is decided by the data's size, never by a
     clock, so a seeded fit gives the same weights on an idle and on a loaded machine.
