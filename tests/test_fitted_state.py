@@ -91,3 +91,30 @@ def test_fit_scores_the_holdout_without_its_own_predict():
                        epochs=1, batch_size=64, max_windows_per_series=10, verbose=0, combine="auto")
     model.fit(hourly_frame(n_series=3, length=120))
     assert set(model.combine_scores_) == {"none", "theta", "theta+ets", "otm+dotm+ets"}
+
+
+def test_a_folder_saved_before_the_new_fields_loads_with_their_defaults(tmp_path):
+    import json
+
+    from forecaster.integrity import sha256
+
+    frame = hourly_frame(n_series=3, length=120)
+    model = LSTMForecaster(horizon=HORIZON, input_size=48, freq="h", network=NetworkSpec(units=8, head_units=16),
+                           epochs=1, batch_size=64, max_windows_per_series=10, verbose=0, combine="theta")
+    path = model.fit(frame).save(tmp_path / "old")
+    meta = json.loads((path / "forecaster.json").read_text())
+    new = ("padded", "member_histories", "report", "weights", "member_scores")
+    (path / "forecaster.json").write_text(json.dumps({k: v for k, v in meta.items() if k not in new}))
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["forecaster.json"] = sha256(path / "forecaster.json")
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    loaded = LSTMForecaster.load(path)
+    assert loaded.weights_ == model.weights_ == {"lstm": 0.5, "theta": 0.5}, "a named combination's weights"
+    assert loaded.member_histories_ == [model.history_] and loaded.report_ == {} and not loaded.padded_
+    np.testing.assert_allclose(loaded.predict(frame)["forecast"], model.predict(frame)["forecast"], rtol=1e-6)
+    meta["weights"] = {"lstm": -1.0}
+    (path / "forecaster.json").write_text(json.dumps(meta))
+    manifest["forecaster.json"] = sha256(path / "forecaster.json")
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="weights"):
+        LSTMForecaster.load(path)
