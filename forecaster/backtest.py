@@ -33,11 +33,14 @@ from forecaster.metrics import per_series_metrics, summarize
 
 @dataclass
 class BacktestResult:
-    """Per-series metrics (one row per window, series and model), their means, and the forecasts."""
+    """Per-series metrics (one row per window, series and model), their means, and the forecasts;
+    ``members``, where a learned combination was weighed on these windows, each member's forecasts
+    there (`LSTMForecaster.cross_validation`)."""
 
     per_series: pd.DataFrame
     summary: dict[str, dict[str, float]]
     forecasts: pd.DataFrame
+    members: pd.DataFrame | None = None
 
 
 def run_backtest(

@@ -1,16 +1,17 @@
 """`LSTMForecaster`: one global model over many series, with scikit-learn's fit/predict shape.
 
-Data flows one way: raw long frame -> `validate_frame` -> per-series scaled feature arrays ->
-streamed windows -> the network (our LSTM encoder + a horizon head) -> the long forecast frame.
+Data flows one way: raw long frame -> `validate_frame` -> the models of `forecaster.models` (the
+network on per-series scaled windows, the statistical methods on the histories, seasonal naive for
+series too short for the network) -> their combination -> the conformal calibration -> the long
+forecast frame. The forecaster orchestrates; each model owns its own forecasts.
 """
 
 from __future__ import annotations
 
-import copy
 import inspect
 import json
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +20,45 @@ import numpy as np
 import pandas as pd
 
 from forecaster import distribute, splits
-from forecaster.baselines import seasonal_naive_batch, seasonal_naive_intervals_batch
 from forecaster.calibration import apply_corrections, conformal_corrections
-from forecaster.combination import APPLIED, choose, combine, holdout_scores, series_histories
-from forecaster.contract import BASELINE, FORECAST_COLUMN, LSTM, MODEL_COLUMN, quantile_name
-from forecaster.data.frequency import future_grid, future_indexes, seasonal_period
+from forecaster.combination import (
+    CANDIDATES,
+    LEARNED,
+    choose,
+    combine,
+    greedy_weights,
+    holdout_scores,
+    member_forecasts,
+    series_histories,
+    weights_of,
+)
+from forecaster.contract import (
+    BASELINE,
+    CUTOFF_COLUMN,
+    FORECAST_COLUMN,
+    LSTM,
+    MODEL_COLUMN,
+    WINDOW_COLUMN,
+    quantile_name,
+)
+from forecaster.data.frequency import future_indexes, seasonal_period
 from forecaster.data.scaling import SeriesScaler
 from forecaster.data.schema import Columns
 from forecaster.data.validation import ValidatedFrame, validate_frame
-from forecaster.data.windows import (
-    CovariateStats,
-    build_feature_arrays,
-    future_calendar,
-    future_features,
-    last_windows,
-    make_window_dataset,
-)
+from forecaster.data.windows import build_feature_arrays
 from forecaster.defaults import Derived, SeriesRules, default_input_size, derive
 from forecaster.errors import ConfigError, ModelError, ShortHistoryError, ValueRangeError
 from forecaster.integrity import sha256
-from forecaster.losses import PointAndQuantileLoss
-from forecaster.network import NetworkSpec, build_network
+from forecaster.metrics import mase_scale
+from forecaster.models.base import SeriesBatch
+from forecaster.models.naive import SeasonalNaive
+from forecaster.models.network import NetworkModel, TrainingPlan
+from forecaster.models.state import NETWORK_FILE, SCALER_FILE, FittedState, json_value
+from forecaster.network import NetworkSpec
 from forecaster.params import check_estimator, check_not_removed, requested_horizon
 from forecaster.params import estimator_default as _D
 
-MODEL_FILES = ("network.keras", "scaler.json", "forecaster.json")
+MODEL_FILES = (NETWORK_FILE, SCALER_FILE, "forecaster.json")
 MANIFEST = "manifest.json"
 
 
@@ -71,7 +86,6 @@ def _check_files(path: Path) -> None:
                          f"(truncated, corrupted or replaced): refusing to load them")
 
 
-PREDICT_CHUNK = 8192
 
 
 def _check_finite(out: pd.DataFrame, value_columns: list[str], columns: Any) -> None:
@@ -81,13 +95,6 @@ def _check_finite(out: pd.DataFrame, value_columns: list[str], columns: Any) -> 
         raise ValueRangeError("the forecast is not finite: the series' values are beyond what the model can "
                               "carry", column=FORECAST_COLUMN, series=pd.unique(out.loc[bad, columns.id]),
                               timestamps=list(out.loc[bad, columns.time]))
-
-
-def _average_members(members: list[keras.Model]) -> keras.Model:
-    """One Keras model whose output is the mean of the members' outputs (an ensemble, saved as one file)."""
-    inputs = {name: keras.Input(tensor.shape[1:], name=name) for name, tensor in members[0].input.items()}
-    outs = [member(inputs) for member in members]
-    return keras.Model(inputs, keras.layers.Average(name="ensemble_mean")(outs), name="lstm_ensemble")
 
 
 def _params_to_json(params: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +148,10 @@ class LSTMForecaster:
     Theta method's (``"theta"``), with Theta's and exponential smoothing's (``"theta+ets"``) or with the
     optimised Theta model's, static and dynamic, and exponential smoothing's (``"otm+dotm+ets"``), or the
     latter unless the network alone is far better on the fit's holdout (``"auto"``, the default:
-    `forecaster.combination`); the fitted choice is ``combine_``, its holdout scores ``combine_scores_``.
+    `forecaster.combination`), or weighed by greedy ensemble selection (``"learned"``: on the fit's
+    holdout, or on backtest windows with `learn_combination`); the fitted choice is ``combine_``, its
+    holdout scores ``combine_scores_``, the members' weights ``weights_``. The orchestrator of the
+    models of `forecaster.models`: its fitted state is one `forecaster.models.state.FittedState`.
     ``budget_windows``: the window-epochs a fit may train where ``epochs`` or ``max_windows_per_series``
     are left to be derived (`forecaster.defaults`): training is decided by the data's size, never by a
     clock, so a seeded fit gives the same weights on an idle and on a loaded machine.
@@ -261,21 +271,36 @@ class LSTMForecaster:
         learning rate to 5 % of ``learning_rate`` over ``epochs``. ``initial``, a fitted forecaster with
         the same network (a single member), warm-starts training from its weights: a fine-tune on new
         data instead of a refit from random weights (the scaler is fitted afresh on ``df``).
+
+        The steps: check the parameters, prepare the data (`_prepare`), train the network
+        (`forecaster.models.network.NetworkModel`), then score the combinations on the holdout and
+        choose one (`_combination`); the fitted state is set once, at the end.
         """
         # Every parameter checked before the data is read; conformed values go back (np.int64(12)
         # becomes 12, which the saved description's JSON can hold).
         for key, value in check_estimator(self).items():
             setattr(self, key, value)
         strategy = distribute.strategy(self.strategy)  # first: a multi-worker strategy precedes any TF work
-        columns = self.columns or Columns()
         keras.utils.set_random_seed(self.seed)
+        if initial is not None:
+            initial._check_fitted()
+        data = self._prepare(df, initial)
+        network = NetworkModel(self).fit(data.batch, plan=data.plan, strategy=strategy, callbacks=callbacks,
+                                         initial=None if initial is None else initial.model_)
+        self._predict_fn = None
+        state = self._trained_state(data, network)
+        self._fitted = self._combination(state, data)
+        return self
+
+    def _prepare(self, df: pd.DataFrame, initial: LSTMForecaster | None) -> _Prepared:
+        """Validate, apply the length rules, derive the settings left open, fit the scaler on the data
+        before the holdout (each series' last horizon, unseen by training and scaler) and build the
+        feature arrays the network trains on."""
+        columns = self.columns or Columns()
         vframe = validate_frame(df, columns, freq=self.freq, missing_policy=self.missing_policy)
         freq = vframe.freq
         all_lengths = vframe.frame.groupby(columns.id, sort=False).size().to_numpy()
-        if initial is not None:
-            initial._check_fitted()
         rules = self.series_rules(freq, all_lengths, initial)
-        input_size, min_history = rules.input_size, rules.min_history
         frame, untrained = self._trainable(vframe, rules)
         if untrained:  # they stay out of training, scaler and covariate statistics alike
             vframe = vframe.subset(set(vframe.ids) - set(untrained))
@@ -287,102 +312,133 @@ class LSTMForecaster:
         network = self.network
         if network is None and initial is not None and getattr(initial, "resolved_", None) is not None:
             network = initial.resolved_.network
-        resolved = derive(freq, self.horizon, lengths, min_history, network=network, input_size=input_size,
-                          max_windows_per_series=self.max_windows_per_series, epochs=self.epochs,
-                          budget_windows=self.budget_windows, ensemble=self.ensemble)
+        resolved = derive(freq, self.horizon, lengths, rules.min_history, network=network,
+                          input_size=rules.input_size, max_windows_per_series=self.max_windows_per_series,
+                          epochs=self.epochs, budget_windows=self.budget_windows, ensemble=self.ensemble)
         not_given = [name for name in ("input_size", "network") if getattr(self, name) is None]
         resolved = replace(resolved, derived=(*not_given, *(d for d in resolved.derived if d not in not_given)))
-        epochs, max_windows = resolved.epochs, resolved.max_windows_per_series
         scaler = SeriesScaler(self.scaler).fit(frame, columns, until=until)
         arrays = build_feature_arrays(vframe, scaler, self.horizon, until=until)
         seen = {str(k): int(n) for k, n in splits.rows_until(frame, columns, last_train).items()}
-        cutoff = {sid: seen[sid] - 1 for sid in arrays.ids}  # index of each series' last training row
-        train_ds = make_window_dataset(arrays, input_size, self.horizon, self.batch_size, cutoff=cutoff,
-                                       shuffle=True, seed=self.seed, max_windows_per_series=max_windows,
-                                       min_context=min_history)
-        val_ds = make_window_dataset(arrays, input_size, self.horizon, self.batch_size, shuffle=False,
-                                     start_after=cutoff, min_context=min_history)
-        padded = bool(rules.padded(arrays.lengths).any())
-        train_ds, val_ds = (distribute.shard_by_data(d, self.strategy) for d in (train_ds, val_ds))
-        quantiles = tuple(sorted(float(q) for q in self.quantiles))
-        spec = resolved.network
-        shapes = (len(arrays.past_names), len(arrays.future_names), len(arrays.static_names), len(quantiles))
-        steps = int(train_ds.cardinality().numpy())
-        members, histories = [], []
-        for k in range(self.ensemble):
-            seed = self.seed + 1000 * k
-            keras.utils.set_random_seed(seed)
-            with strategy.scope():
-                member = build_network(spec, input_size, self.horizon, *shapes, seed=seed,
-                                       season=seasonal_period(freq), mask_padding=padded,
-                                       name=f"member_{k}" if self.ensemble > 1 else "lstm_forecaster")
-                if initial is not None:
-                    self._warm_start(member, initial, self.ensemble)
-                member.compile(optimizer=keras.optimizers.Adam(self._learning_rate(steps, epochs), clipnorm=1.0),
-                               loss=PointAndQuantileLoss(quantiles, point_loss=self.point_loss))
-                # Its slots made now, not inside the first traced step: TensorFlow traces a step that
-                # creates variables twice, which is most of a short fit's time.
-                member.optimizer.build(member.trainable_variables)
-            distribute.prepare_model(member, self.strategy)
-            stop = keras.callbacks.EarlyStopping(patience=self.patience, restore_best_weights=True)
-            data = train_ds if k == 0 else distribute.shard_by_data(make_window_dataset(
-                arrays, input_size, self.horizon, self.batch_size, cutoff=cutoff, shuffle=True, seed=seed,
-                max_windows_per_series=max_windows, min_context=min_history), self.strategy)
-            try:
-                history = member.fit(data, validation_data=val_ds, epochs=epochs, verbose=self.verbose,
-                                     shuffle=False, callbacks=[stop, *(callbacks or [])])
-            except Exception as exc:
-                distribute.raise_if_worker_lost(exc, self.strategy)
-                raise
-            members.append(member)
-            histories.append({key: [float(v) for v in vals] for key, vals in history.history.items()})
-        model = members[0] if len(members) == 1 else _average_members(members)
-        self.model_ = model
-        self.scaler_ = scaler
-        self.stats_ = arrays.stats
-        self.freq_ = freq
-        self.columns_ = columns
-        self.input_size_ = input_size
-        self.min_history_ = min_history
-        self.resolved_ = resolved
-        self.untrained_series_ = untrained
-        self.padded_ = padded
-        self.quantiles_ = quantiles
-        self.history_ = histories[0]
-        self.member_histories_ = histories
-        val = self.history_.get("val_loss", [])
-        self.best_epoch_ = int(np.argmin(val)) + 1 if val else len(self.history_.get("loss", []))
-        self.report_ = vframe.report
-        self.data_end_ = str(frame[columns.time].max())  # the newest time it was trained on
-        self.calibration_: dict[str, list[float]] = {}
-        self._predict_fn = None
-        # Scored whatever was asked, so that a run can show what the other choice would have done.
-        self.combine_scores_ = self._holdout_scores(frame, last_train)
-        self.combine_ = choose(self.combine_scores_) if self.combine == "auto" else self.combine
-        return self
+        plan = TrainingPlan(arrays=arrays, cutoff={sid: seen[sid] - 1 for sid in arrays.ids},
+                            spec=resolved.network, input_size=rules.input_size, horizon=int(self.horizon),
+                            min_history=rules.min_history, quantiles=tuple(sorted(float(q) for q in self.quantiles)),
+                            epochs=resolved.epochs, max_windows=resolved.max_windows_per_series,
+                            padded=bool(rules.padded(arrays.lengths).any()), season=seasonal_period(freq))
+        return _Prepared(vframe=vframe, frame=frame, rules=rules, untrained=untrained, last_train=last_train,
+                         resolved=resolved, scaler=scaler, plan=plan)
 
-    def _holdout_scores(self, frame: pd.DataFrame, last_train: pd.Series) -> dict[str, float]:
-        """Each combination's MASE on the fit's holdout (each series' last horizon, which early stopping
-        watched but training never saw), forecast from the history before it."""
-        columns = self.columns_
-        history = splits.history(frame, columns, last_train)
-        self.combine_ = "none"  # the network alone here; fit sets the choice right after
-        network = self.predict(history, calibrated=False)
-        network = network[network[MODEL_COLUMN] == LSTM]
-        ids = list(pd.unique(network[columns.id]))
+    def _trained_state(self, data: _Prepared, network: NetworkModel) -> FittedState:
+        """The fitted state of the trained network, the network alone (no combination yet)."""
+        histories = network.histories
+        val = histories[0].get("val_loss", [])
+        columns = data.vframe.columns
+        return FittedState(
+            model=network.model, scaler=data.scaler, stats=network.stats, freq=data.vframe.freq, columns=columns,
+            input_size=data.rules.input_size, min_history=data.rules.min_history, quantiles=data.plan.quantiles,
+            resolved=data.resolved, untrained_series=data.untrained, padded=data.plan.padded,
+            history=histories[0], member_histories=histories,
+            best_epoch=int(np.argmin(val)) + 1 if val else len(histories[0].get("loss", [])),
+            report=json.loads(json.dumps(data.vframe.report, default=json_value)),
+            data_end=str(data.frame[columns.time].max()),  # the newest time it was trained on
+            calibration={}, combine="none", combine_scores={}, weights=weights_of("none"), member_scores={})
+
+    def _combination(self, state: FittedState, data: _Prepared) -> FittedState:
+        """``state`` with the combination ``combine`` asks for: each named combination's MASE on the
+        fit's holdout (each series' last horizon, which early stopping watched but training never saw),
+        scored whatever was asked so that a run can show what another choice would have done; "auto"
+        chooses by `forecaster.combination.choose`, "learned" weighs the members on that holdout
+        (`learn_combination` weighs them on backtest windows instead)."""
+        columns = state.columns
+        history = splits.history(data.frame, columns, data.last_train)
+        actual = splits.following(data.frame, columns, data.last_train, self.horizon)
+        ids, points = self._member_points(state, history, learned=self.combine == LEARNED)
         if not ids:
-            return {}
-        actual = splits.following(frame, columns, last_train, self.horizon)
+            chosen = choose({}) if self.combine == "auto" else self.combine
+            return replace(state, combine=chosen, weights=weights_of("none" if chosen == LEARNED else chosen))
         actual = actual.set_index(columns.id).loc[ids, columns.target].to_numpy("float64").reshape(len(ids), -1)
-        point = network[FORECAST_COLUMN].to_numpy("float64").reshape(len(ids), -1)
         histories = series_histories(history, columns, ids)
-        return holdout_scores(actual, point, histories, seasonal_period(self.freq_))
+        scores = holdout_scores(actual, points[LSTM], histories, seasonal_period(state.freq))
+        if self.combine == LEARNED:
+            scale = mase_scale(histories, seasonal_period(state.freq))
+            weights, member_scores = greedy_weights(actual, points, scale)
+            return replace(state, combine=LEARNED, combine_scores=scores, weights=weights,
+                           member_scores=member_scores)
+        chosen = choose(scores) if self.combine == "auto" else self.combine
+        return replace(state, combine=chosen, combine_scores=scores, weights=weights_of(chosen))
+
+    def _member_points(self, state: FittedState, history: pd.DataFrame,
+                       learned: bool = True) -> tuple[list[str], dict[str, np.ndarray]]:
+        """The ids of the series of ``history`` the network forecasts (not the fallback's) and each
+        member's point forecasts (series, horizon) for them: the network's (uncombined, uncalibrated) and,
+        with ``learned``, every candidate's of `forecaster.combination.CANDIDATES`."""
+        vframe = validate_frame(history, state.columns, freq=state.freq, missing_policy=self.missing_policy,
+                                min_length=state.min_history, horizon=self.horizon, for_prediction=True)
+        short = set(vframe.short_series)
+        ids = [sid for sid in vframe.ids if sid not in short]
+        if not ids:
+            return [], {}
+        network = self._network(state)
+        points = {LSTM: network.forecast(SeriesBatch(vframe, ids), self.horizon)[..., 0].astype("float64")}
+        self._predict_fn = network.predict_fn
+        if learned:  # the statistical methods read the history as given (a slice of a validated frame)
+            histories = series_histories(history, state.columns, ids)
+            points.update(member_forecasts(histories, self.horizon, seasonal_period(state.freq), set(CANDIDATES)))
+        return ids, points
 
     def calibrate(self, backtest_forecasts: pd.DataFrame) -> LSTMForecaster:
         """Set the conformal corrections of the intervals from a backtest's out-of-sample forecasts
         (`forecaster.calibration`); `predict` applies them unless ``calibrated=False``."""
         self._check_fitted()
-        self.calibration_ = conformal_corrections(backtest_forecasts, self.columns_, self.quantiles_, self.horizon)
+        self._fitted = replace(self._fitted, calibration=conformal_corrections(
+            backtest_forecasts, self.columns_, self.quantiles_, self.horizon))
+        return self
+
+    def cross_validation(self, df: pd.DataFrame, n_windows: int, step: int | None = None) -> pd.DataFrame:
+        """Each member's out-of-sample point forecasts at ``n_windows`` rolling origins ``step`` apart
+        (`forecaster.splits.backtest_cutoffs`, the backtest's windows): one row per series, origin and
+        step with the id, time, target, ``window``, ``cutoff``, ``scale`` (the series' MASE scale at that
+        origin) and one column per member (``lstm`` and `forecaster.combination.CANDIDATES`). Series the
+        fallback forecasts at an origin are left out of it. What `learn_combination` weighs."""
+        self._check_fitted()
+        state = self._fitted
+        columns = state.columns
+        frame = validate_frame(df, columns, freq=state.freq, missing_policy=self.missing_policy).frame
+        season = seasonal_period(state.freq)
+        parts = []
+        plan = splits.backtest_cutoffs(frame, columns, self.horizon, n_windows, step or self.horizon)
+        for k, window in plan.groupby(WINDOW_COLUMN, sort=True):
+            cutoffs = window.set_index(columns.id)[CUTOFF_COLUMN]
+            history = splits.history(frame, columns, cutoffs)
+            ids, points = self._member_points(state, history)
+            if not ids:
+                continue
+            actual = splits.following(frame, columns, cutoffs, self.horizon).set_index(columns.id).loc[ids]
+            part = actual.reset_index()[[columns.id, columns.time, columns.target]]
+            part[WINDOW_COLUMN] = k
+            part[CUTOFF_COLUMN] = part[columns.id].map(cutoffs)
+            histories = series_histories(history, columns, ids)
+            part["scale"] = np.repeat(mase_scale(histories, season), self.horizon)
+            for name, values in points.items():
+                part[name] = values.reshape(-1)
+            parts.append(part)
+        if not parts:
+            raise ShortHistoryError("no backtest window has a series the network forecasts", column=columns.target)
+        return pd.concat(parts, ignore_index=True)
+
+    def learn_combination(self, members: pd.DataFrame) -> LSTMForecaster:
+        """Set the combination's weights by greedy ensemble selection on ``members``, the members'
+        out-of-sample forecasts of `cross_validation` (of this forecaster or of one fitted on less data,
+        as the backtest's): ``combine_`` becomes "learned", ``weights_`` the weights and
+        ``member_scores_`` each member's MASE there. Calibrate after it: the corrections are for the
+        combined forecast."""
+        self._check_fitted()
+        names = [name for name in (LSTM, *CANDIDATES) if name in members.columns]
+        h = self.horizon
+        actual = members[self.columns_.target].to_numpy("float64").reshape(-1, h)
+        points = {name: members[name].to_numpy("float64").reshape(-1, h) for name in names}
+        weights, scores = greedy_weights(actual, points, members["scale"].to_numpy("float64")[::h])
+        self._fitted = replace(self._fitted, combine=LEARNED, weights=weights, member_scores=scores)
         return self
 
     def _trainable(self, vframe: ValidatedFrame, rules: SeriesRules) -> tuple[pd.DataFrame, list[str]]:
@@ -402,46 +458,12 @@ class LSTMForecaster:
             return frame, []
         return frame[~frame[columns.id].isin(short)], sorted(str(s) for s in short)
 
-    @staticmethod
-    def _warm_start(member: keras.Model, initial: LSTMForecaster, ensemble: int) -> None:
-        """Copy ``initial``'s weights into ``member`` (an ensemble's member k from initial's member k);
-        ConfigError if the networks differ."""
-        source = initial.model_
-        if ensemble > 1:
-            names = [layer.name for layer in source.layers]
-            source = source.get_layer(member.name) if member.name in names else None
-        shapes = None if source is None else [tuple(w.shape) for w in source.weights]
-        if shapes is None or len(member.weights) != len(shapes) or any(
-                tuple(w.shape) != s for w, s in zip(member.weights, shapes)):
-            raise ConfigError("cannot warm-start: the initial forecaster's network differs from this one's "
-                              "(units, layers, input size, horizon, quantiles, covariates or ensemble changed)")
-        member.set_weights(source.get_weights())
-
-    def _learning_rate(self, steps_per_epoch: int,
-                       epochs: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
-        """The constant rate, or a cosine decay from it to 5 % of it over all the epochs' steps."""
-        if self.lr_schedule == "constant" or steps_per_epoch <= 0:
-            return self.learning_rate
-        return keras.optimizers.schedules.CosineDecay(self.learning_rate, steps_per_epoch * epochs, alpha=0.05)
 
     # ------------------------------------------------------------------ predict
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
+        if self.__dict__.get("_fitted") is None:
             raise ModelError("this forecaster is not fitted: call fit(df) or load a saved one")
-
-    def _network_outputs(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """The network on ``inputs`` in chunks, through one compiled function (not `model.predict`)."""
-        if self._predict_fn is None:
-            import tensorflow as tf
-
-            model = self.model_
-            self._predict_fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        n = len(inputs["past"])
-        out = [np.asarray(self._predict_fn({k: v[i : i + PREDICT_CHUNK] for k, v in inputs.items()}))
-               for i in range(0, n, PREDICT_CHUNK)]
-        out = np.concatenate(out) if out else np.zeros((0, self.horizon, 1 + len(self.quantiles_)), "float32")
-        return out.reshape(n, self.horizon, -1)
 
     def predict(self, df: pd.DataFrame, horizon: int | None = None,
                 quantiles: list[float] | tuple[float, ...] | None = None, calibrated: bool = True) -> pd.DataFrame:
@@ -457,18 +479,19 @@ class LSTMForecaster:
         self._check_fitted()
         horizon = requested_horizon(self.horizon, horizon)
         wanted = requested_quantiles(self.quantiles_, quantiles)
-        columns = self.columns_
-        vframe = validate_frame(df, columns, freq=self.freq_, missing_policy=self.missing_policy,
-                                min_length=self.min_history_, horizon=self.horizon, for_prediction=True)
+        state = self._fitted
+        columns = state.columns
+        vframe = validate_frame(df, columns, freq=state.freq, missing_policy=self.missing_policy,
+                                min_length=state.min_history, horizon=self.horizon, for_prediction=True)
         short = set(vframe.short_series)
         all_ids = vframe.ids
         parts, part_ids = [], []
         model_ids = [sid for sid in all_ids if sid not in short]
         if model_ids:
-            parts.append(self._predict_model(vframe, model_ids, calibrated))
+            parts.append(self._predict_model(state, SeriesBatch(vframe, model_ids), calibrated))
             part_ids += model_ids
         if short:
-            parts.append(self._predict_fallback(vframe, sorted(short)))
+            parts.append(self._predict_fallback(state, SeriesBatch(vframe, sorted(short))))
             part_ids += sorted(short)
         out = pd.concat(parts, ignore_index=True) if parts else self._empty_output()
         # Every part holds self.horizon rows per series, in time order, series in ``part_ids`` order:
@@ -486,62 +509,47 @@ class LSTMForecaster:
         names = [quantile_name(q) for q in self.quantiles_]
         return pd.DataFrame(columns=[self.columns_.id, self.columns_.time, FORECAST_COLUMN, *names, MODEL_COLUMN])
 
-    def _future_times(self, vframe: ValidatedFrame, ids: list[str]) -> dict[str, pd.DatetimeIndex]:
-        last = vframe.frame.groupby(self.columns_.id, sort=False)[self.columns_.time].max()
-        return future_indexes(last.loc[ids], self.freq_, self.horizon)
+    def _network(self, state: FittedState) -> NetworkModel:
+        """The network of ``state`` as a model, with the compiled call this forecaster keeps
+        (`_keep_compiled` takes it back after a forecast)."""
+        return NetworkModel(self, state.model, state.scaler, state.stats, state.input_size, state.freq,
+                            state.quantiles, predict_fn=self.__dict__.get("_predict_fn"))
 
-    def _predict_model(self, vframe: ValidatedFrame, ids: list[str], calibrated: bool = True) -> pd.DataFrame:
-        columns = self.columns_
-        sub = vframe.subset(ids)
-        frame = sub.frame
-        scaler = self.scaler_
-        if any(sid not in scaler.center_ for sid in ids):
-            scaler = copy.deepcopy(scaler)
-            scaler.fit_missing(frame, columns)
-        arrays = build_feature_arrays(sub, scaler, self.horizon, stats=self.stats_)
-        times = future_grid(arrays.last_times, self.freq_, self.horizon)  # series after series
-        feats: Any
-        if columns.known_future and vframe.future is not None:
-            feats = future_features(vframe.future[vframe.future[columns.id].isin(ids)], self.freq_, columns,
-                                    self.stats_)
-        else:
-            feats = future_calendar(times, self.freq_, self.horizon)
-        inputs, order = last_windows(arrays, self.input_size_, self.horizon, feats)
-        raw = self._network_outputs(inputs)  # (n, H, 1 + Q), scaled
-        n, h, k = raw.shape
-        values = scaler.inverse_transform(raw.reshape(n, h * k), order).reshape(n, h, k)
-        if self.combine_ != "none":  # the histories are read only for a combination
-            values = combine(values, series_histories(frame, columns, order), self.combine_,
-                             seasonal_period(self.freq_))
+    def _predict_model(self, state: FittedState, batch: SeriesBatch, calibrated: bool = True) -> pd.DataFrame:
+        """The network's forecasts of ``batch``, combined by ``state``'s weights, quantiles sorted and
+        calibrated: the output frame's rows for those series."""
+        columns = state.columns
+        network = self._network(state)
+        values, times = network.forecast_with_times(batch, self.horizon)
+        self._predict_fn = network.predict_fn
+        if set(state.weights) - {LSTM}:  # the histories are read only for a combination
+            values = combine(values, batch.histories, state.weights, batch.season)
+        n, h, k = values.shape
         if k > 1:
             values[..., 1:] = np.sort(values[..., 1:], axis=-1)  # quantiles never cross
-            if calibrated and getattr(self, "calibration_", None):
-                values[..., 1:] = apply_corrections(values[..., 1:], self.quantiles_, self.calibration_)
+            if calibrated and state.calibration:
+                values[..., 1:] = apply_corrections(values[..., 1:], state.quantiles, state.calibration)
         data = {
-            columns.id: pd.array(order, dtype=str).take(np.repeat(np.arange(n), h)),
+            columns.id: pd.array(batch.ids, dtype=str).take(np.repeat(np.arange(n), h)),
             columns.time: times,
             FORECAST_COLUMN: values[..., 0].reshape(-1),
         }
-        for j, q in enumerate(self.quantiles_):
+        for j, q in enumerate(state.quantiles):
             data[quantile_name(q)] = values[..., 1 + j].reshape(-1)
         data[MODEL_COLUMN] = LSTM
         return pd.DataFrame(data)
 
-    def _predict_fallback(self, vframe: ValidatedFrame, ids: list[str]) -> pd.DataFrame:
-        columns = self.columns_
-        m = seasonal_period(self.freq_)
-        times = self._future_times(vframe, ids)
-        frame = vframe.frame[vframe.frame[columns.id].isin(ids)]
-        target = frame[columns.target].to_numpy(dtype="float64")
-        rows = {str(sid): at for sid, at in frame.groupby(columns.id, sort=False).indices.items()}
-        histories = [target[rows[sid]] for sid in ids]
-        # One vectorised call for all of them: 20,000 short series took 46 s one at a time.
-        point = seasonal_naive_batch(histories, self.horizon, m)
-        qs = seasonal_naive_intervals_batch(histories, self.horizon, m, list(self.quantiles_))
+    def _predict_fallback(self, state: FittedState, batch: SeriesBatch) -> pd.DataFrame:
+        """Seasonal naive's forecasts and intervals (`forecaster.models.naive.SeasonalNaive`) for the
+        series of ``batch``, too short for the network."""
+        columns, ids = state.columns, batch.ids
+        last = batch.frame.groupby(columns.id, sort=False)[columns.time].max()
+        times = future_indexes(last.loc[ids], state.freq, self.horizon)
+        values = SeasonalNaive(state.quantiles).forecast(batch, self.horizon)
         data = {columns.id: np.repeat(np.asarray(ids, dtype=object), self.horizon),
                 columns.time: np.concatenate([times[sid].to_numpy() for sid in ids]),
-                FORECAST_COLUMN: point.reshape(-1)}
-        data.update({quantile_name(q): qs[:, :, j].reshape(-1) for j, q in enumerate(self.quantiles_)})
+                FORECAST_COLUMN: values[..., 0].reshape(-1)}
+        data.update({quantile_name(q): values[:, :, 1 + j].reshape(-1) for j, q in enumerate(state.quantiles)})
         data[MODEL_COLUMN] = BASELINE
         return pd.DataFrame(data)
 
@@ -550,34 +558,17 @@ class LSTMForecaster:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the fitted forecaster to a folder: ``network.keras``, ``scaler.json``, ``forecaster.json``.
 
-        No pickles: the network is a Keras file (loaded in safe mode), the rest plain JSON.
+        No pickles: the network is a Keras file (loaded in safe mode), the rest plain JSON. Every field
+        of the fitted state is written (`forecaster.models.state.FittedState`), with the parameters.
         """
         self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.model_.save(path / "network.keras")
-        self.scaler_.save_json(path / "scaler.json")
-        meta = {
-            "format": 1,
-            "horizon": self.horizon,
-            "input_size": self.input_size_,
-            "min_history": self.min_history_,
-            "untrained_series": self.untrained_series_,
-            "freq": self.freq_,
-            "columns": self.columns_.to_dict(),
-            "quantiles": list(self.quantiles_),
-            "missing_policy": self.missing_policy,
-            "covariate_stats": self.stats_.to_dict(),
-            "best_epoch": self.best_epoch_,
-            "ensemble": int(getattr(self, "ensemble", 1)),
-            "history": self.history_,
-            "data_end": getattr(self, "data_end_", None),
-            "params": _params_to_json(self.get_params()),
-            "calibration": getattr(self, "calibration_", {}),
-            "resolved": self.resolved_.to_dict() if hasattr(self, "resolved_") else None,
-            "combine": self.combine_,
-            "combine_scores": getattr(self, "combine_scores_", {}),
-        }
+        state = self._fitted
+        state.save_files(path)
+        meta = {"format": 1, "horizon": self.horizon, "missing_policy": self.missing_policy,
+                "ensemble": int(getattr(self, "ensemble", 1)), "params": _params_to_json(self.get_params()),
+                **state.to_json()}
         (path / "forecaster.json").write_text(json.dumps(meta, indent=2))
         manifest = {name: sha256(path / name) for name in MODEL_FILES}
         (path / MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -593,50 +584,69 @@ class LSTMForecaster:
         try:
             meta = json.loads((path / "forecaster.json").read_text())
             if "params" in meta:  # every parameter it was trained with
-                self = cls(**_params_from_json(meta["params"]))
+                loaded = cls(**_params_from_json(meta["params"]))
             else:  # saved before parameters were recorded: the ones prediction needs
-                self = cls(horizon=int(meta["horizon"]), input_size=int(meta["input_size"]), freq=meta["freq"],
-                           columns=Columns.from_dict(meta["columns"]), quantiles=tuple(meta["quantiles"]),
-                           missing_policy=meta["missing_policy"])
-            stats = CovariateStats.from_dict(meta["covariate_stats"])
-            calibration = {str(k): [float(x) for x in v] for k, v in meta.get("calibration", {}).items()}
-            resolved = Derived.from_dict(meta["resolved"]) if meta.get("resolved") else None
-            combined = meta.get("combine", "none")  # saved before combinations: the network alone
-            if combined not in APPLIED:
-                raise ValueError(f"combine is {combined!r}, not one of {APPLIED}")
-            combine_scores = {str(k): float(v) for k, v in meta.get("combine_scores", {}).items()}
-            if not all(np.isfinite(v).all() for v in calibration.values()):
-                raise ValueError("calibration holds a value that is not a finite number")
+                loaded = cls(horizon=int(meta["horizon"]), input_size=int(meta["input_size"]),
+                              freq=meta["freq"], columns=Columns.from_dict(meta["columns"]),
+                              quantiles=tuple(meta["quantiles"]), missing_policy=meta["missing_policy"])
+            state = FittedState.decode(meta, model=None, scaler=None)
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{path / 'forecaster.json'}: not a forecaster description ({_first_line(exc)})") from None
         try:
-            self.model_ = keras.saving.load_model(path / "network.keras", safe_mode=True, compile=False)
+            model = keras.saving.load_model(path / NETWORK_FILE, safe_mode=True, compile=False)
         except Exception as exc:  # Keras raises ValueError, zipfile and h5 errors alike for a bad file
-            raise ModelError(f"{path / 'network.keras'}: cannot load the network ({_first_line(exc)})") from None
+            raise ModelError(f"{path / NETWORK_FILE}: cannot load the network ({_first_line(exc)})") from None
         try:
-            self.scaler_ = SeriesScaler.load_json(path / "scaler.json")
+            scaler = SeriesScaler.load_json(path / SCALER_FILE)
         except (ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"{path / 'scaler.json'}: not a scaler ({_first_line(exc)})") from None
-        bad = [k for k, v in self.scaler_.scale_.items() if not (np.isfinite(v) and v > 0)]
-        bad += [k for k, v in self.scaler_.center_.items() if not np.isfinite(v)]
+            raise ModelError(f"{path / SCALER_FILE}: not a scaler ({_first_line(exc)})") from None
+        bad = [k for k, v in scaler.scale_.items() if not (np.isfinite(v) and v > 0)]
+        bad += [k for k, v in scaler.center_.items() if not np.isfinite(v)]
         if bad:
-            raise ModelError(f"{path / 'scaler.json'}: scale must be finite and > 0 and center finite, "
+            raise ModelError(f"{path / SCALER_FILE}: scale must be finite and > 0 and center finite, "
                              f"not so for series {sorted(set(bad))[:5]}")
-        self.stats_ = stats
-        self.freq_ = meta["freq"]
-        self.columns_ = Columns.from_dict(meta["columns"])
-        self.input_size_ = int(meta["input_size"])
-        self.min_history_ = int(meta.get("min_history", self.input_size_))  # saved before: the full window
-        self.untrained_series_ = list(meta.get("untrained_series", []))
-        self.calibration_ = calibration
-        self.combine_ = combined
-        self.combine_scores_ = combine_scores
-        if resolved is not None:  # the settings its fit used (saved before: unknown)
-            self.resolved_ = resolved
-        self.quantiles_ = tuple(float(q) for q in meta["quantiles"])
-        self.best_epoch_ = meta.get("best_epoch")
-        self.ensemble = int(meta.get("ensemble", 1))
-        self.history_ = meta.get("history", {})
-        self.data_end_ = meta.get("data_end")
-        self._predict_fn = None
-        return self
+        loaded._fitted = replace(state, model=model, scaler=scaler)
+        loaded._predict_fn = None
+        return loaded
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A fit's data after `LSTMForecaster._prepare`: the trainable series, their length rules, the
+    holdout's cutoffs, the derived settings, the scaler and the network's training plan."""
+
+    vframe: ValidatedFrame
+    frame: pd.DataFrame
+    rules: SeriesRules
+    untrained: list[str]
+    last_train: pd.Series
+    resolved: Derived
+    scaler: SeriesScaler
+    plan: TrainingPlan
+
+    @property
+    def batch(self) -> SeriesBatch:
+        return SeriesBatch(self.vframe, list(self.plan.arrays.ids))
+
+
+def _fitted_attribute(name: str) -> property:
+    """``<name>_``: the fitted state's field ``name`` (AttributeError before a fit, as scikit-learn's
+    fitted attributes). Setting it replaces the state with one holding the new value; setting
+    ``combine_`` to a named combination sets its weights too."""
+
+    def get(self: LSTMForecaster) -> Any:
+        state = self.__dict__.get("_fitted")
+        if state is None:
+            raise AttributeError(f"{name}_: this forecaster is not fitted")
+        return getattr(state, name)
+
+    def set_(self: LSTMForecaster, value: Any) -> None:
+        self._check_fitted()
+        extra = {"weights": weights_of(value)} if name == "combine" and value != LEARNED else {}
+        self._fitted = replace(self._fitted, **{name: value}, **extra)
+
+    return property(get, set_, doc=f"The fitted state's ``{name}`` (`forecaster.models.state.FittedState`).")
+
+
+for _name in FittedState.names():
+    setattr(LSTMForecaster, f"{_name}_", _fitted_attribute(_name))

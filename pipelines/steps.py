@@ -40,6 +40,7 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 import forecaster
 from forecaster import registry, splits, tracking
 from forecaster.backtest import BacktestResult, run_backtest, summary_of
+from forecaster.combination import LEARNED
 from forecaster.config import ModelConfig
 from forecaster.contract import (
     BASELINE,
@@ -266,8 +267,13 @@ def backtest(prepared: Prepared, verbose: int = 1,
              "" if initial is None else " (warm start)")
     model = fit(c, splits.before_first_origin(prepared.frame, columns, c.horizon, n, prepared.step), verbose,
                 prefix="backtest_fit.", initial=initial, label="backtest fit")
+    members = None
+    if model.combine == LEARNED:  # weighed on the backtest's windows, then scored there with those weights
+        members = model.cross_validation(prepared.frame, n, prepared.step)
+        model.learn_combination(members)
     result = run_backtest(model.predict, prepared.frame, columns, c.horizon, n, prepared.step, prepared.season,
                           model.quantiles_)
+    result.members = members
     if mlflow.active_run():
         for name, metrics in result.summary.items():
             mlflow.log_metrics({f"backtest.{name}.{k}": float(v) for k, v in metrics.items() if np.isfinite(v)})

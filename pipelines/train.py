@@ -7,11 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
 from forecaster import distribute, registry, splits, tracking
 from forecaster.backtest import BacktestResult
+from forecaster.combination import LEARNED
 from forecaster.config import ModelConfig
 from forecaster.contract import BASELINE, LSTM
 from forecaster.defaults import warm_final_fit
@@ -76,13 +78,22 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
     say(f"final fit: done, {len(final.history_.get('loss', []))} epoch(s) on all the data" + _STARTS[start])
     if final.resolved_.derived:
         say(f"derived settings ({', '.join(final.resolved_.derived)}): {steps.describe_resolved(final)}")
-    if final.combine_scores_:
+    if result.members is not None:  # the weights the backtest chose on its windows, for the final fit too
+        final.learn_combination(result.members)
+    if final.combine_ == LEARNED:
+        say("combine: learned weights " + ", ".join(f"{k} {v:.2f}" for k, v in final.weights_.items())
+            + " (members' MASE on the backtest windows: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in final.member_scores_.items()) + ")")
+    elif final.combine_scores_:
         scores = final.combine_scores_
         say(f"combine: {final.combine_} (MASE on the final fit's holdout: "
             + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()) + ")")
     if mlflow.active_run():
         mlflow.log_params({**{k: str(v)[:500] for k, v in final.resolved_.params().items()},
-                           "resolved.final_fit": start, "resolved.combine": final.combine_})
+                           "resolved.final_fit": start, "resolved.combine": final.combine_,
+                           **{f"combine.weight.{k}": f"{v:.4f}" for k, v in final.weights_.items()}})
+        mlflow.log_metrics({f"combine.member_mase.{k}": v for k, v in final.member_scores_.items()
+                            if np.isfinite(v)})
     if config.backtest.calibrate:
         calibration = steps.calibrate(final, result)
         if calibration:

@@ -1,0 +1,104 @@
+"""The combination's rule against weights learned on the backtest windows, on the development suite's
+VALIDATION windows (each series' last horizon of the training part; the test part is never read).
+
+Per set: a random subset of ``--series`` series, trained once with ``[model] combine = "learned"`` as
+``forecaster train --data`` would (defaults otherwise; in-process, a temporary MLflow store, nothing
+registered). The backtest chooses the weights on its windows (greedy ensemble selection) and the final
+fit carries them; the same final fit also scored the named combinations on its holdout, so the rule
+(`combination.choose`, what "auto" does) is applied to the very same network: the two differ only in
+how the members are weighed. Prints one JSON line per set: MASE on the validation windows of the
+learned weights, the rule's choice, every named combination and each member alone, the weights and
+the members' backtest MASE.
+
+    .venv/bin/python bench/bench_combination_weights.py --sets m3_yearly m3_quarterly --series 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from bench.bench_dev_suite import SETS, load_set, scores, validation_split, wide  # noqa: E402
+
+
+def run_set(name: str, series: int, seed: int = 0) -> dict:
+    from forecaster.combination import AUTO, LEARNED, MEMBERS, choose, greedy_weights, weights_of
+    from forecaster.config import model_config_from_dict
+    from forecaster.contract import LSTM
+    from pipelines.train import train
+
+    spec = SETS[name]
+    h, season, freq = spec["h"], spec["season"], spec["freq"]
+    full, _ = load_set(name)
+    fit_part, val = validation_split(full, h)
+    ids = list(dict.fromkeys(fit_part["unique_id"]))
+    if series and series < len(ids):
+        ids = sorted(np.random.default_rng(seed).choice(ids, series, replace=False).tolist())
+        fit_part = fit_part[fit_part["unique_id"].isin(ids)].reset_index(drop=True)
+        val = val[val["unique_id"].isin(ids)].reset_index(drop=True)
+    ids = list(dict.fromkeys(fit_part["unique_id"]))
+    insample = [g.to_numpy("float64") for _, g in fit_part.groupby("unique_id", sort=False)["y"]]
+    y = wide(val, ids, "y", h)
+    with tempfile.TemporaryDirectory() as work:
+        os.environ["FORECASTER_MLRUNS"] = work
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        data = Path(work) / f"{name}.csv"
+        fit_part.to_csv(data, index=False)
+        config = model_config_from_dict({"model": {"name": name, "horizon": h, "combine": LEARNED},
+                                         "data": {"source": str(data), "freq": freq}})
+        result = train(config, register=False, verbose=0)
+        model = result.model
+
+    def mase_of(combine: str, weights: dict[str, float] | None = None) -> float:
+        model.combine_ = combine
+        if weights is not None:
+            model.weights_ = weights
+        out = model.predict(fit_part, calibrated=False)
+        return scores(y, wide(out, ids, "forecast", h), insample, season)["mase"]
+
+    learned = dict(model.weights_)
+    members = dict(model.member_scores_)
+    rows = {"learned": mase_of(LEARNED, learned)}
+    # Other ways of weighing the same backtest forecasts (result.members), applied to the same network.
+    cv = result.backtest.members
+    actual = cv["y"].to_numpy("float64").reshape(-1, h)
+    points = {m: cv[m].to_numpy("float64").reshape(-1, h) for m in members}
+    scale = cv["scale"].to_numpy("float64")[::h]
+    variants = {"greedy_from_auto": greedy_weights(actual, points, scale, start=(LSTM, *MEMBERS[AUTO]))[0],
+                "greedy_from_auto_10": greedy_weights(actual, points, scale, rounds=10,
+                                                      start=(LSTM, *MEMBERS[AUTO]))[0]}
+    named = {c: float(np.mean(np.abs(actual - sum(w * points[m] for m, w in weights_of(c).items()))
+                              / scale[:, None])) for c in MEMBERS}
+    variants["best_named_on_backtest"] = weights_of(min(named, key=named.get))
+    for variant, weights in variants.items():
+        rows[variant] = mase_of(LEARNED, weights)
+    rule = choose(model.combine_scores_)
+    rows["rule"] = mase_of(rule)
+    rows.update({f"named:{c}": mase_of(c) for c in MEMBERS})
+    for member in members:  # each member alone, through the same weights path
+        rows[f"alone:{member}"] = mase_of(LEARNED, {member: 1.0})
+    return {"set": name, "series": len(ids), "horizon": h, "rule_chose": rule, "weights": learned,
+            "variant_weights": variants, "backtest_member_mase": members, "validation_mase": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", nargs="+", default=["m3_yearly", "m3_quarterly"], choices=sorted(SETS))
+    parser.add_argument("--series", type=int, default=300, help="a random subset of this many (0: all)")
+    args = parser.parse_args()
+    for name in args.sets:
+        print(json.dumps(run_set(name, args.series)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
