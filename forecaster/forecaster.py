@@ -72,8 +72,8 @@ def _check_files(path: Path) -> None:
 
 PREDICT_CHUNK = 1024
 """Windows per call of the compiled network at prediction. 1,024 rather than 8,192: the LSTM's per-step
-buffers (1,024 x 4 units floats) stay in the core's cache; 8,192 windows ran ~1.5x slower on the 2-core
-Xeon (docs/prediction.md), with bit-identical outputs."""
+buffers (1,024 x 4 units floats) stay in the core's cache; the network alone on 8,192 windows took
+1.3-2.2 s against 1.9-3.4 s (2-core Xeon, loaded; docs/prediction.md), outputs bit-identical."""
 LR_SCHEDULES = ("constant", "cosine")
 
 

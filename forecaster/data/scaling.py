@@ -54,7 +54,7 @@ def _series_stats(method: str, values: pd.Series, codes: np.ndarray) -> tuple[np
 
 def _texts(values: Any) -> list[str]:
     """Text ids as a list of Python strings, converted in one call: iterating an Arrow string array
-    makes one pandas call per element (0.1 s per 8,192 series, three times a chunk in prediction)."""
+    makes one pandas call per element (`fit_missing` of 8,192 series: 0.76 -> 0.51 s, loaded Xeon)."""
     return np.asarray(values, dtype=object).astype(str).tolist()
 
 
