@@ -121,6 +121,20 @@ def test_the_scheduled_jobs_chunked_forecast_equals_the_whole_frame(registry):
 
 
 @pytest.mark.slow
+def test_the_networks_batches_do_not_change_the_forecast(registry, monkeypatch):
+    """The network runs ``PREDICT_CHUNK`` windows a call: batches of 4 (windows split over calls, the
+    last one short) give the forecast of one batch holding them all, rows in the same order."""
+    import forecaster.forecaster as fc
+
+    model = load("models:/tiny_stream@champion")
+    history = _history(n_new=9)
+    whole = forecast_frame(model, history)
+    monkeypatch.setattr(fc, "PREDICT_CHUNK", 4)  # 15 windows: calls of 4, 4, 4 and 3
+    split = forecast_frame(model, history)
+    pd.testing.assert_frame_equal(split, whole, check_exact=False, rtol=1e-6)
+
+
+@pytest.mark.slow
 def test_chunk_series_must_be_a_positive_whole_number(registry, tmp_path):
     source = tmp_path / "history.parquet"
     _history().to_parquet(source)
