@@ -28,7 +28,7 @@ into a temporary MLflow store (about a minute on 2 cores).
 
     .venv/bin/python bench/bench_predict.py [--sizes 1000 10000 100000] [--engines local spark]
         [--model models:/m4_hourly/1] [--epochs 1] [--local-limit 10000] [--profile 10000]
-        [--check-sample 1000] [--base DIR] [--base-limit N] [--chunk-series N]
+        [--check-sample 1000] [--base DIR] [--base-limit N] [--chunk-series N] [--repeat N]
 
 Equality: after each Spark row, ``--check-sample K`` series drawn at random (seed 0) from that input are
 forecast by the local engine in a fresh process, and Spark's rows for them must equal those (same
