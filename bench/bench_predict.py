@@ -14,7 +14,9 @@ is the row's peak; the JVM and the Python workers are other processes, and the s
 Times: ``import`` (Python imports, TensorFlow's included; not in the total), ``load`` (resolve and
 load the registry model), ``read``, ``predict``, ``write`` (a whole-frame local engine; the streaming
 local engine, like Spark, reads, predicts and writes as one job, shown under ``predict``) and
-``total`` = load + read + predict + write.
+``total`` = load + read + predict + write; ``CPU s``: the CPU time (user + system, all its threads) the
+process spent over the same span, which a machine shared with other work inflates less than the wall
+clock (the work is the same; the wait for a core is not counted).
 
 ``--base DIR``: also run the local engine of another checkout (``git archive <commit> | tar -x -C DIR``)
 on the same inputs, first, in the same run and by this same harness (the child imports ``DIR``'s code);
@@ -26,7 +28,7 @@ into a temporary MLflow store (about a minute on 2 cores).
 
     .venv/bin/python bench/bench_predict.py [--sizes 1000 10000 100000] [--engines local spark]
         [--model models:/m4_hourly/1] [--epochs 1] [--local-limit 10000] [--profile 10000]
-        [--check-sample 1000] [--base DIR] [--base-limit N] [--chunk-series N]
+        [--check-sample 1000] [--base DIR] [--base-limit N] [--chunk-series N] [--repeat N]
 
 Equality: after each Spark row, ``--check-sample K`` series drawn at random (seed 0) from that input are
 forecast by the local engine in a fresh process, and Spark's rows for them must equal those (same
@@ -210,16 +212,17 @@ def cpu_model() -> str:
 
 def table(rows: list[dict]) -> str:
     head = ("| engine | series | input rows | import s | load s | read s | predict s | write s | total s "
-            "| series/s | peak RSS MB | spark start s |")
+            "| CPU s | series/s | peak RSS MB | spark start s |")
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in rows:
         if r.get("skipped"):
-            lines.append(f"| {r['engine']} | {r['series']:,} | | | | | | | not run ({r['skipped']}) | | | |")
+            lines.append(f"| {r['engine']} | {r['series']:,} | | | | | | | not run ({r['skipped']}) | | | | |")
             continue
         spark = f"{r['session']:.1f}" if r.get("session") is not None else "-"
         lines.append(f"| {r['engine']} | {r['series']:,} | {r['rows_in']:,} | {r['import']:.2f} | {r['load']:.2f} | "
                      f"{r['read']:.2f} | "
-                     f"{r['predict']:.2f} | {r['write']:.2f} | {r['total']:.2f} | {r['series'] / r['total']:,.0f} | "
+                     f"{r['predict']:.2f} | {r['write']:.2f} | {r['total']:.2f} | {r['cpu']:.2f} | "
+                     f"{r['series'] / r['total']:,.0f} | "
                      f"{r['maxrss_mb']:,.0f} | {spark} |")
     return "\n".join(lines)
 
@@ -236,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run the local engine of another checkout (e.g. `git archive` of the previous "
                              "commit) on the same inputs, in the same run: rows 'local (base)'")
     parser.add_argument("--base-limit", type=int, metavar="N", help="skip the --base engine above N series")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run each size's engines N times, alternating (rows numbered #1..#N)")
     parser.add_argument("--chunk-series", type=int, metavar="N", help="the local engine's chunk (default: its own)")
     parser.add_argument("--check-sample", type=int, default=1000, metavar="K",
                         help="compare Spark's output with the local engine's on K random series (0: no check)")
@@ -270,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             runs = [(engine, ROOT) for engine in args.engines]
             if args.base:
                 runs.insert(0, ("local (base)", args.base.resolve()))
-            for engine, tree in runs:
+            # --repeat: base and this checkout alternate, round after round (a shared machine's load moves)
+            for round_, (engine, tree) in enumerate(runs * args.repeat):
                 limit = args.base_limit if tree != ROOT else args.local_limit if engine == "local" else None
                 if limit and n > limit:
                     rows.append({"engine": engine, "series": n, "skipped": f"over {limit:,} series"})
@@ -279,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 chunk = ["--chunk-series", str(args.chunk_series)] if args.chunk_series and tree == ROOT else []
                 result = run_child(["--engine", engine.split()[0], "--input", str(source), "--output", str(out),
                                     "--model", model_uri, *chunk], env, tree)
-                result["engine"] = engine
+                result["engine"] = engine + (f" #{round_ // len(runs) + 1}" if args.repeat > 1 else "")
                 rows.append(result)
                 print(f"{engine} {n}: {result['total']:.2f} s, peak {result['maxrss_mb']:,.0f} MB", file=sys.stderr)
                 if tree != ROOT:
@@ -305,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nmodel input_size {input_size}, horizon {HORIZON}, {os.cpu_count()} CPUs; command:\n\n    {command}")
     print(f"CPU: {cpu_model()}")
     for r in rows:
-        if r["engine"] == "local" and r.get("equal"):
+        if r["engine"].startswith("local") and "base" not in r["engine"] and r.get("equal"):
             print(f"local, {r['series']:,} series: {r['equal']}")
         if r["engine"] != "spark" or r.get("skipped"):
             continue
@@ -346,6 +352,7 @@ def child(args: argparse.Namespace) -> int:
 
     def run() -> None:
         t = time.perf_counter()
+        result["cpu_start"] = sum(os.times()[:2])
         model = load(args.model)
         result["load"] = time.perf_counter() - t
         if args.engine == "spark":
@@ -381,6 +388,7 @@ def child(args: argparse.Namespace) -> int:
     else:
         run()
     result["total"] = result["load"] + result["read"] + result["predict"] + result["write"]
+    result["cpu"] = sum(os.times()[:2]) - result.pop("cpu_start")
     result["others"] = [{"pid": pid, "kind": process_kind(pid), "mb": peak_rss_mb(str(pid))}
                         for pid in descendants(os.getpid())]
     if session is not None:

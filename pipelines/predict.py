@@ -42,7 +42,7 @@ from pipelines import steps
 
 DEFAULT_CHUNK_SERIES = 8192
 """Series forecast at a time by the streaming engine: a whole number of the network's batches
-(``PREDICT_CHUNK``), 1.4 M rows of a week of hours."""
+(``PREDICT_CHUNK``, 1,024), 1.4 M rows of a week of hours."""
 READ_ROWS = 1 << 19
 """Rows read from the input file at a time (a Parquet record batch or a CSV chunk)."""
 

@@ -121,6 +121,20 @@ def test_the_scheduled_jobs_chunked_forecast_equals_the_whole_frame(registry):
 
 
 @pytest.mark.slow
+def test_the_networks_batches_do_not_change_the_forecast(registry, monkeypatch):
+    """The network runs ``PREDICT_CHUNK`` windows a call: batches of 4 (windows split over calls, the
+    last one short) give the forecast of one batch holding them all, rows in the same order."""
+    import forecaster.models.network as fc
+
+    model = load("models:/tiny_stream@champion")
+    history = _history(n_new=9)
+    whole = forecast_frame(model, history)
+    monkeypatch.setattr(fc, "PREDICT_CHUNK", 4)  # 15 windows: calls of 4, 4, 4 and 3
+    split = forecast_frame(model, history)
+    pd.testing.assert_frame_equal(split, whole, check_exact=False, rtol=1e-6)
+
+
+@pytest.mark.slow
 def test_chunk_series_must_be_a_positive_whole_number(registry, tmp_path):
     source = tmp_path / "history.parquet"
     _history().to_parquet(source)
@@ -207,3 +221,29 @@ def test_spark_output_equals_the_streaming_engines_on_a_sample(registry, tmp_pat
     assert (got["ds"] == want["ds"]).all()
     for name in ("forecast", "q0.1", "q0.5", "q0.9"):
         np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-9)
+
+
+# --------------------------------------------------------------------------- memory (no model)
+
+
+def test_parquet_reads_hold_one_read_not_the_file_read_so_far(tmp_path):
+    """pyarrow's reader, pre-buffering (its default), kept the file's bytes it had read (or read ahead)
+    until closed: ~0.6 KB a series, 0.6 GB over a million. Arrow's own count of the bytes it holds while
+    reading must stay a fraction of the file's size (one read's), not grow to it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from forecaster.data.io import iter_frame
+
+    rng = np.random.default_rng(0)
+    source = tmp_path / "history.parquet"
+    with pq.ParquetWriter(source, pa.schema([("unique_id", pa.string()), ("y", pa.float64())])) as writer:
+        for k in range(40):  # 40 row groups of 20,000 rows (random values: they do not compress away)
+            ids = np.repeat([f"S{k:03d}{j:04d}" for j in range(100)], 200)
+            writer.write_table(pa.table({"unique_id": ids, "y": rng.standard_normal(len(ids))}))
+    held = []
+    for _ in iter_frame(source, 20_000):
+        held.append(pa.total_allocated_bytes())
+    assert len(held) == 40
+    assert max(held) < source.stat().st_size / 4  # pre-buffered, it held the whole file (8 MB); now ~1 MB
+

@@ -52,6 +52,12 @@ def _series_stats(method: str, values: pd.Series, codes: np.ndarray) -> tuple[np
     return np.zeros(n), np.ones(n)
 
 
+def _texts(values: Any) -> list[str]:
+    """Text ids as a list of Python strings, converted in one call: iterating an Arrow string array
+    makes one pandas call per element (`fit_missing` of 8,192 series: 0.76 -> 0.51 s, loaded Xeon)."""
+    return np.asarray(values, dtype=object).astype(str).tolist()
+
+
 def _guard(center: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Replace zero, near-zero (rounding noise of a constant series) or non-finite scales with 1.0."""
     tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(center), 1.0)
@@ -91,7 +97,7 @@ class SeriesScaler:
         Known series keep their parameters.  Returns the ids newly fitted.
         """
         ids = frame[columns.id].astype(str)
-        new = sorted(set(ids.unique()) - set(self.center_))  # unique first: per series, not per row
+        new = sorted(set(_texts(ids.unique())) - set(self.center_))  # unique first: per series, not per row
         if new:
             self._fit_rows(frame, columns, None, only=new)
         return new
@@ -105,7 +111,7 @@ class SeriesScaler:
     ) -> None:
         # The ids stay a Series: pandas' own (Arrow) string routines, not one Python object per row.
         ids = frame[columns.id].astype(str).reset_index(drop=True)
-        present = set(ids.unique())
+        present = set(_texts(ids.unique()))
         keep = np.ones(len(frame), dtype=bool)
         if only is not None and not present <= set(only):
             keep &= ids.isin(only).to_numpy()  # a hash lookup; np.isin on strings is quadratic
@@ -130,7 +136,7 @@ class SeriesScaler:
             _series_stats(self.method, pd.Series(y[keep]), codes) if len(codes) else (np.array([]),) * 2
         )
         scale = _guard(center, scale)
-        fitted = {str(label): (float(c), float(s)) for label, c, s in zip(labels, center, scale, strict=True)}
+        fitted = dict(zip(_texts(labels), zip(center.tolist(), scale.tolist(), strict=True), strict=True))
         for series_id in wanted:
             c, s = fitted.get(series_id, (0.0, 1.0))
             self.center_[series_id] = c
