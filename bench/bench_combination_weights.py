@@ -32,9 +32,9 @@ from bench.bench_dev_suite import SETS, load_set, scores, validation_split, wide
 
 
 def run_set(name: str, series: int, seed: int = 0) -> dict:
-    from forecaster.combination import AUTO, LEARNED, MEMBERS, choose, greedy_weights, weights_of
     from forecaster.config import model_config_from_dict
     from forecaster.contract import LSTM
+    from forecaster.models.combination import AUTO, LEARNED, MEMBERS, choose, greedy_weights, weights_of
     from pipelines.train import train
 
     spec = SETS[name]

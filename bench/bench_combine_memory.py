@@ -19,7 +19,7 @@ import numpy as np
 def _one(chunk: int, series: int, length: int, method: str) -> dict[str, float]:
     import resource
 
-    from forecaster import combination
+    from forecaster.models import combination
 
     rng = np.random.default_rng(0)
     histories = [100.0 + np.cumsum(rng.normal(0.5, 2.0, length)) for _ in range(series)]
@@ -41,7 +41,7 @@ def main() -> int:
     if args.child is not None:
         print(json.dumps(_one(args.child, args.series, args.length, args.method)))
         return 0
-    from forecaster.combination import CHUNK
+    from forecaster.models.combination import CHUNK
 
     print(f"{args.series} series of {args.length} values, horizon 6, combine {args.method!r}")
     print("| series per part | seconds | peak RSS MB (before the combination) |\n|---|---|---|")

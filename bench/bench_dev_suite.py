@@ -87,7 +87,7 @@ def wide(frame: pd.DataFrame, ids: list[str], column: str, h: int) -> np.ndarray
 
 def scores(y: np.ndarray, point: np.ndarray, insample: list[np.ndarray], season: int,
            lo: np.ndarray | None = None, hi: np.ndarray | None = None) -> dict[str, float]:
-    from forecaster.metrics import mase, smape
+    from forecaster.evaluation.metrics import mase, smape
 
     out = {"mase": float(mase(y, point, insample, season)), "smape": float(smape(y, point))}
     if lo is not None:
@@ -201,7 +201,7 @@ def run_set(name: str, work: Path, validate: bool = False, settings: list[str] |
     _keep(keep, name, kept)
     if name == "m4_hourly" and not validate:  # OWA is relative to the official test figures
         from forecaster.datasets.m4_hourly import M4_HOURLY
-        from forecaster.metrics import owa
+        from forecaster.evaluation.metrics import owa
 
         for row in rows.values():
             row["owa"] = owa(row["smape"], row["mase"], float(M4_HOURLY["naive2_smape"]),

@@ -52,7 +52,7 @@ out = {"seconds": seconds, "mase": result.backtest.summary["lstm"]["mase"],
 if config.data.source == "package:m4_hourly":  # the final model on the official test part it never saw
     import numpy as np
     from forecaster.datasets.m4_hourly import load_m4_hourly
-    from forecaster.metrics import mase
+    from forecaster.evaluation.metrics import mase
     from pipelines.steps import prepare
     frame = prepare(config).frame
     ids = list(dict.fromkeys(frame["unique_id"]))

@@ -34,12 +34,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from forecaster.baselines import naive2, seasonal_naive_batch  # noqa: E402
 from forecaster.config import ModelConfig, load_config  # noqa: E402
 from forecaster.contract import quantile_name  # noqa: E402
+from forecaster.data.splits import before_first_origin  # noqa: E402
 from forecaster.datasets.m4_hourly import M4_HOURLY, load_m4_hourly  # noqa: E402
-from forecaster.metrics import coverage, mase, msis, owa, smape  # noqa: E402
-from forecaster.splits import before_first_origin  # noqa: E402
+from forecaster.evaluation.metrics import coverage, mase, msis, owa, smape  # noqa: E402
+from forecaster.models.baselines import naive2, seasonal_naive_batch  # noqa: E402
 from pipelines.steps import make_forecaster  # noqa: E402
 
 PUBLISHED = [  # the README's "Evaluation and Ranks" rows: method, sMAPE, MASE, OWA

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_request_cost.py --model models:/tiny/1 200x1000 2000x100 1x200000 20000x3
 
 Each shape is ``<series>x<points>`` of hourly series (a daily sine plus noise). The figures behind the
-server's default limits (`forecaster.serving.Limits`) and `docs/reliability.md` rows 71-72: within the
+server's default limits (`forecaster.ops.serving.Limits`) and `docs/reliability.md` rows 71-72: within the
 limits a request's work is bounded, since the statistical members read a bounded tail of each series.
 """
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_serving.py [--model models:/m4_hourly@champion] [--series 10] [--requests 30]
 
-Uses the tracking store of `forecaster.tracking` (the embedded mlruns/ unless MLFLOW_TRACKING_URI is set);
+Uses the tracking store of `forecaster.ops.tracking` (the embedded mlruns/ unless MLFLOW_TRACKING_URI is set);
 the history is the last `input_size + 24` hours of M4 Hourly series, sent as `dataframe_split` with params.
 Reports median and 90th percentile after 3 warm-up requests.
 """
@@ -18,8 +18,8 @@ import urllib.request
 from pathlib import Path
 
 from bench.serve_process import start_server, stop_server
-from forecaster import tracking
 from forecaster.datasets import load_m4_hourly
+from forecaster.ops import tracking
 
 
 def main() -> None:

@@ -27,11 +27,11 @@ if str(ROOT) not in sys.path:
 
 import pandas as pd  # noqa: E402
 
-from forecaster import splits  # noqa: E402
-from forecaster.baselines import seasonal_naive_batch  # noqa: E402
 from forecaster.config import load_config  # noqa: E402
+from forecaster.data import splits  # noqa: E402
 from forecaster.datasets import load_m4_hourly  # noqa: E402
-from forecaster.metrics import mase, smape  # noqa: E402
+from forecaster.evaluation.metrics import mase, smape  # noqa: E402
+from forecaster.models.baselines import seasonal_naive_batch  # noqa: E402
 from pipelines import steps  # noqa: E402
 
 

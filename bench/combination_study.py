@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from bench_dev_suite import SETS  # noqa: E402
 
-from forecaster.combination import AUTO, MEMBERS, member_forecasts  # noqa: E402
-from forecaster.metrics import mase  # noqa: E402
+from forecaster.evaluation.metrics import mase  # noqa: E402
+from forecaster.models.combination import AUTO, MEMBERS, member_forecasts  # noqa: E402
 
 _SHORT = {"T": "theta", "O": "otm", "D": "dotm", "E": "ets"}
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from forecaster.data.schema import Columns
 from forecaster.errors import ConfigError
-from forecaster.network_spec import NetworkSpec
+from forecaster.models.network_spec import NetworkSpec
 from forecaster.params import FINAL_FITS, check_not_removed, section_class
 
 __all__ = ["FINAL_FITS", "BacktestConfig", "DataConfig", "ModelConfig", "MonitorConfig", "OutputConfig",

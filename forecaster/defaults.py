@@ -33,7 +33,7 @@ import numpy as np
 
 from forecaster.data.frequency import seasonal_periods
 from forecaster.data.windows import window_ends
-from forecaster.network_spec import NetworkSpec
+from forecaster.models.network_spec import NetworkSpec
 
 MIN_EPOCHS, MAX_EPOCHS = 10, 30
 # The default budget of one fit, in window-epochs times input steps: what 135 s of epochs bought at the

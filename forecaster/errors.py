@@ -146,7 +146,7 @@ class ValueRangeError(DataError):
 
 
 class RequestTooLargeError(DataError):
-    """A request to the model server over one of its documented limits (`forecaster.serving.Limits`)."""
+    """A request to the model server over one of its documented limits (`forecaster.ops.serving.Limits`)."""
 
 
 class ShortHistoryError(DataError):

@@ -19,9 +19,28 @@ import keras
 import numpy as np
 import pandas as pd
 
-from forecaster import distribute, splits
-from forecaster.calibration import apply_corrections, conformal_corrections
-from forecaster.combination import (
+from forecaster.contract import (
+    BASELINE,
+    CUTOFF_COLUMN,
+    FORECAST_COLUMN,
+    LSTM,
+    MODEL_COLUMN,
+    WINDOW_COLUMN,
+    quantile_name,
+)
+from forecaster.data import splits
+from forecaster.data.frequency import future_indexes, seasonal_period
+from forecaster.data.scaling import SeriesScaler
+from forecaster.data.schema import Columns
+from forecaster.data.validation import ValidatedFrame, validate_frame
+from forecaster.data.windows import build_feature_arrays
+from forecaster.defaults import Derived, SeriesRules, default_input_size, derive
+from forecaster.errors import ConfigError, ModelError, ShortHistoryError, ValueRangeError
+from forecaster.evaluation.calibration import apply_corrections, conformal_corrections
+from forecaster.evaluation.metrics import mase_scale
+from forecaster.models import distribute
+from forecaster.models.base import SeriesBatch
+from forecaster.models.combination import (
     CANDIDATES,
     LEARNED,
     choose,
@@ -32,29 +51,11 @@ from forecaster.combination import (
     series_histories,
     weights_of,
 )
-from forecaster.contract import (
-    BASELINE,
-    CUTOFF_COLUMN,
-    FORECAST_COLUMN,
-    LSTM,
-    MODEL_COLUMN,
-    WINDOW_COLUMN,
-    quantile_name,
-)
-from forecaster.data.frequency import future_indexes, seasonal_period
-from forecaster.data.scaling import SeriesScaler
-from forecaster.data.schema import Columns
-from forecaster.data.validation import ValidatedFrame, validate_frame
-from forecaster.data.windows import build_feature_arrays
-from forecaster.defaults import Derived, SeriesRules, default_input_size, derive
-from forecaster.errors import ConfigError, ModelError, ShortHistoryError, ValueRangeError
-from forecaster.integrity import sha256
-from forecaster.metrics import mase_scale
-from forecaster.models.base import SeriesBatch
+from forecaster.models.keras_network import NetworkSpec
 from forecaster.models.naive import SeasonalNaive
 from forecaster.models.network import NetworkModel, TrainingPlan
 from forecaster.models.state import NETWORK_FILE, SCALER_FILE, FittedState, json_value
-from forecaster.network import NetworkSpec
+from forecaster.ops.integrity import sha256
 from forecaster.params import check_estimator, check_not_removed, requested_horizon
 from forecaster.params import estimator_default as _D
 
@@ -148,7 +149,7 @@ class LSTMForecaster:
     Theta method's (``"theta"``), with Theta's and exponential smoothing's (``"theta+ets"``) or with the
     optimised Theta model's, static and dynamic, and exponential smoothing's (``"otm+dotm+ets"``), or the
     latter unless the network alone is far better on the fit's holdout (``"auto"``, the default:
-    `forecaster.combination`), or weighed by greedy ensemble selection (``"learned"``: on the fit's
+    `forecaster.models.combination`), or weighed by greedy ensemble selection (``"learned"``: on the fit's
     holdout, or on backtest windows with `learn_combination`); the fitted choice is ``combine_``, its
     holdout scores ``combine_scores_``, the members' weights ``weights_``. The orchestrator of the
     models of `forecaster.models`: its fitted state is one `forecaster.models.state.FittedState`.
@@ -347,7 +348,7 @@ class LSTMForecaster:
         """``state`` with the combination ``combine`` asks for: each named combination's MASE on the
         fit's holdout (each series' last horizon, which early stopping watched but training never saw),
         scored whatever was asked so that a run can show what another choice would have done; "auto"
-        chooses by `forecaster.combination.choose`, "learned" weighs the members on that holdout
+        chooses by `forecaster.models.combination.choose`, "learned" weighs the members on that holdout
         (`learn_combination` weighs them on backtest windows instead)."""
         columns = state.columns
         history = splits.history(data.frame, columns, data.last_train)
@@ -371,7 +372,7 @@ class LSTMForecaster:
                        learned: bool = True) -> tuple[list[str], dict[str, np.ndarray]]:
         """The ids of the series of ``history`` the network forecasts (not the fallback's) and each
         member's point forecasts (series, horizon) for them: the network's (uncombined, uncalibrated) and,
-        with ``learned``, every candidate's of `forecaster.combination.CANDIDATES`."""
+        with ``learned``, every candidate's of `forecaster.models.combination.CANDIDATES`."""
         vframe = validate_frame(history, state.columns, freq=state.freq, missing_policy=self.missing_policy,
                                 min_length=state.min_history, horizon=self.horizon, for_prediction=True)
         short = set(vframe.short_series)
@@ -388,7 +389,7 @@ class LSTMForecaster:
 
     def calibrate(self, backtest_forecasts: pd.DataFrame) -> LSTMForecaster:
         """Set the conformal corrections of the intervals from a backtest's out-of-sample forecasts
-        (`forecaster.calibration`); `predict` applies them unless ``calibrated=False``."""
+        (`forecaster.evaluation.calibration`); `predict` applies them unless ``calibrated=False``."""
         self._check_fitted()
         self._fitted = replace(self._fitted, calibration=conformal_corrections(
             backtest_forecasts, self.columns_, self.quantiles_, self.horizon))
@@ -396,9 +397,9 @@ class LSTMForecaster:
 
     def cross_validation(self, df: pd.DataFrame, n_windows: int, step: int | None = None) -> pd.DataFrame:
         """Each member's out-of-sample point forecasts at ``n_windows`` rolling origins ``step`` apart
-        (`forecaster.splits.backtest_cutoffs`, the backtest's windows): one row per series, origin and
+        (`forecaster.data.splits.backtest_cutoffs`, the backtest's windows): one row per series, origin and
         step with the id, time, target, ``window``, ``cutoff``, ``scale`` (the series' MASE scale at that
-        origin) and one column per member (``lstm`` and `forecaster.combination.CANDIDATES`). Series the
+        origin) and one column per member (``lstm`` and `forecaster.models.combination.CANDIDATES`). Series the
         fallback forecasts at an origin are left out of it. What `learn_combination` weighs."""
         self._check_fitted()
         state = self._fitted

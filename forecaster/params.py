@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from forecaster.combination import COMBINES
 from forecaster.data.scaling import METHODS as SCALERS
 from forecaster.data.validation import POLICIES
 from forecaster.errors import ConfigError
+from forecaster.models.combination import COMBINES
 
 #: A range: the test a conformed value passes, and what it must be, in words.
 Rule = tuple[Callable[[Any], bool], str]
@@ -36,7 +36,7 @@ QUANTILES: Rule = (lambda v: all(0 < q < 1 for q in v), "a list of numbers stric
 #: Names the sections' choices hold (their owners: the modules that implement them, imported above).
 POINT_LOSSES = ("mae", "mse")
 LR_SCHEDULES = ("constant", "cosine")
-STRATEGIES = ("none", "mirrored", "multi_worker")  # forecaster.distribute makes them
+STRATEGIES = ("none", "mirrored", "multi_worker")  # forecaster.models.distribute makes them
 WINDOW_NORMS = ("none", "level", "standard")
 FINAL_FITS = ("auto", "warm", "full")
 PROMOTION_METRICS = ("mae", "rmse", "smape", "mase", "pinball")
@@ -82,9 +82,10 @@ PARAMS: tuple[Param, ...] = (
     _p("model", "horizon", int, REQUIRED, "steps to forecast", POSITIVE, estimator=True),
     _p("model", "quantiles", tuple[float, ...], (0.1, 0.5, 0.9), "the quantiles forecast beside the point",
        QUANTILES, estimator=True),
-    _p("model", "combine", str, "auto", "what the network's forecasts are averaged with (forecaster.combination): "
-       "'none', 'theta', 'theta+ets', 'otm+dotm+ets', 'auto' (the latter unless the network alone is far "
-       "better on the fit's holdout) or 'learned' (weights chosen on the backtest windows)",
+    _p("model", "combine", str, "auto", "what the network's forecasts are averaged with "
+       "(forecaster.models.combination): 'none', 'theta', 'theta+ets', 'otm+dotm+ets', 'auto' (the latter "
+       "unless the network alone is far better on the fit's holdout) or 'learned' (weights chosen on the "
+       "backtest windows)",
        choices=COMBINES, estimator=True),
     # [data]
     _p("data", "source", str, "package:m4_hourly", "a CSV/Parquet path (relative to the config file) or "
@@ -100,7 +101,7 @@ PARAMS: tuple[Param, ...] = (
     _p("data", "missing_policy", str, "error", "missing targets and gaps: refuse, fill or mask them",
        choices=POLICIES, estimator=True),
     _p("data", "series_limit", _OPT_INT, None, "take the first N series (quick demos)", POSITIVE),
-    # [network]: forecaster.network_spec.NetworkSpec
+    # [network]: forecaster.models.network_spec.NetworkSpec
     _p("network", "units", int, 64, "LSTM units per layer", POSITIVE),
     _p("network", "num_layers", int, 1, "stacked LSTM layers", POSITIVE),
     _p("network", "head_units", int, 128, "units of the horizon head's hidden layer", POSITIVE),

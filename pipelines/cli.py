@@ -204,7 +204,7 @@ def _train(args: argparse.Namespace) -> int:
 
     result = train(config, register=not args.no_register, verbose=_verbose(args.quiet))
     if result.run_id is None:
-        from forecaster import distribute
+        from forecaster.models import distribute
 
         workers = distribute.cluster()
         print(f"worker {workers.index} of {len(workers.workers)}: trained in lockstep with worker 0, "
@@ -221,7 +221,7 @@ def _train(args: argparse.Namespace) -> int:
         d = result.decision
         print(f"registered {result.model_name} version {result.version}: "
               f"{'champion' if d.promoted else 'challenger'} ({d.reason})")
-    from forecaster import tracking
+    from forecaster.ops import tracking
 
     print(f"look at it: {tracking.ui_command()}")
     return EXIT_OK

@@ -10,14 +10,14 @@ import pandas as pd
 
 from forecaster.config import ModelConfig
 from forecaster.errors import ConfigError
-from forecaster.metrics import COVERAGE_PREFIX
+from forecaster.evaluation.metrics import COVERAGE_PREFIX
 from pipelines import run as job
 
 
 def history(config: ModelConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
     """(per as-of, per horizon step, overall) scores of every forecast the job wrote, against the
     actuals now in its data source; per as-of rows carry the backtest figure the model promised."""
-    from forecaster import monitoring
+    from forecaster.evaluation import monitoring
     from pipelines import steps
 
     stamps = job.done_as_ofs(config)

@@ -26,12 +26,12 @@ from typing import Any
 
 import pandas as pd
 
-from forecaster import locks
 from forecaster.config import ModelConfig
 from forecaster.contract import LSTM
 from forecaster.data.io import check_distinct, temporary
+from forecaster.data.splits import as_of_timestamp, parse_as_of
 from forecaster.errors import ConfigError, NoChampionError
-from forecaster.splits import as_of_timestamp, parse_as_of
+from forecaster.ops import locks
 
 FORECASTS_FILE, MANIFEST_FILE = "forecasts.parquet", "manifest.json"
 LOCK_FILE = ".lock"
@@ -140,7 +140,7 @@ def _run_locked(config: ModelConfig, stamp: pd.Timestamp, target: Path, raw: pd.
     import mlflow
     from mlflow import MlflowClient
 
-    from forecaster import registry, tracking
+    from forecaster.ops import registry, tracking
     from pipelines import steps
     from pipelines.predict import forecast_in_chunks
     from pipelines.train import train_in_run
@@ -301,7 +301,7 @@ def monitor(config: ModelConfig, prepared: Any, stamp: pd.Timestamp, champion: s
     """Score earlier forecasts against the actuals known now, log them, and judge degradation."""
     import mlflow
 
-    from forecaster import monitoring
+    from forecaster.evaluation import monitoring
 
     earlier = earlier_forecasts(config, stamp)
     if earlier.empty:
@@ -349,7 +349,7 @@ def with_breaks(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot(table: pd.DataFrame, promise: float | None, metric: str, path: Path) -> None:
-    """Accuracy per as-of (a `forecaster.monitoring` table): the model, seasonal naive, the promise.
+    """Accuracy per as-of (a `forecaster.evaluation.monitoring` table): the model, seasonal naive, the promise.
 
     Lines join only neighbouring as-of times: where the gap to the next is over 1.5 times the usual
     spacing (as-ofs with no forecast, or none with actuals yet) they break. An as-of whose actuals have

@@ -53,7 +53,7 @@ from forecaster.contract import (
 from forecaster.data.io import CSV_SUFFIXES, PARQUET_SUFFIXES
 from forecaster.errors import ConfigError, DataError, ForecasterError, MissingColumnError
 from forecaster.forecaster import requested_quantiles
-from forecaster.integrity import saved_forecaster
+from forecaster.ops.integrity import saved_forecaster
 from forecaster.params import requested_horizon
 from pipelines.steps import LoadedModel, fetch_verified
 

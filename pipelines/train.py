@@ -11,13 +11,15 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
-from forecaster import distribute, registry, splits, tracking
-from forecaster.backtest import BacktestResult
-from forecaster.combination import LEARNED
 from forecaster.config import ModelConfig
 from forecaster.contract import BASELINE, LSTM
+from forecaster.data import splits
 from forecaster.defaults import warm_final_fit
+from forecaster.evaluation.backtest import BacktestResult
 from forecaster.forecaster import LSTMForecaster
+from forecaster.models import distribute
+from forecaster.models.combination import LEARNED
+from forecaster.ops import registry, tracking
 from pipelines import steps
 
 log = logging.getLogger("forecaster.train")

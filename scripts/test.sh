@@ -10,8 +10,8 @@ export TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0
 # for the end: the suite's last files keep one of its two workers busy alone, and these fill the other core.
 # Only the layer's test files: collecting the whole suite would import MLflow, Spark and the pipelines.
 jax_log=$(mktemp "${TMPDIR:-/tmp}/forecaster-jax-tests.XXXXXX")
-KERAS_BACKEND=jax .venv/bin/python -m pytest -q -p no:cacheprovider -m layer tests/test_layer_*.py \
-    tests/test_gpu_cudnn.py "$@" >"$jax_log" 2>&1 &
+KERAS_BACKEND=jax .venv/bin/python -m pytest -q -p no:cacheprovider -m layer tests/models/test_layer_*.py \
+    tests/models/test_gpu_cudnn.py "$@" >"$jax_log" 2>&1 &
 jax_pid=$!
 trap 'kill "$jax_pid" 2>/dev/null || true; rm -f "$jax_log"' EXIT
 # Two worker processes, each test file on one of them (its fixtures start once), files with end-to-end tests

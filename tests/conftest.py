@@ -52,7 +52,7 @@ def job_store(tmp_path, monkeypatch):
     monkeypatch.setenv("FORECASTER_MLRUNS", str(path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    from forecaster import tracking
+    from forecaster.ops import tracking
 
     tracking.configure()
     return str(path)

@@ -1,7 +1,7 @@
 """Fits a small network around our LSTM layer and writes its weights and losses to ``argv[1]`` (.npz).
 
-Run by tests/test_distributed.py: once per worker with ``TF_CONFIG`` (under
-`MultiWorkerMirroredStrategy`, through `forecaster.distribute`) and once without (one process), on the
+Run by tests/models/test_distributed.py: once per worker with ``TF_CONFIG`` (under
+`MultiWorkerMirroredStrategy`, through `forecaster.models.distribute`) and once without (one process), on the
 same data, initial weights and global batch. Inputs are masked (leading steps padded), so the fused
 loop's masked path and its hand-written gradient both run under the strategy.
 """
@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from forecaster import distribute
+from forecaster.models import distribute
 
 NAME = "multi_worker" if os.environ.get("TF_CONFIG") else "none"
 strategy = distribute.strategy(NAME)

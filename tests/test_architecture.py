@@ -47,8 +47,8 @@ def test_the_output_schema_is_built_in_one_place():
     """Spark's schema and the MLflow signature both come from forecaster.contract.output_schema."""
     graph = _imports()
     assert "forecaster.contract" in graph["pipelines.spark_predict"]
-    assert "forecaster.contract" in graph["pipelines.steps"]
-    for path in list((ROOT / "pipelines").glob("*.py")) + list((ROOT / "forecaster").rglob("*.py")):
+    assert "forecaster.contract" in graph["pipelines.steps.run_logging"]
+    for path in list((ROOT / "pipelines").rglob("*.py")) + list((ROOT / "forecaster").rglob("*.py")):
         text = path.read_text()
         assert "[2:-3]" not in text, path
         if path.name != "contract.py":
@@ -110,7 +110,7 @@ def test_parameters_are_defined_in_one_table():
     from forecaster.params import ESTIMATOR, FLAGS, PARAMS
 
     trees = _trees()
-    for name in ("config.py", "network_spec.py"):
+    for name in ("config.py", "models/network_spec.py"):
         tree = trees[ROOT / "forecaster" / name]
         fields = [f"{name}:{node.lineno}" for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef)
                   for node in cls.body if isinstance(node, ast.AnnAssign)]
@@ -149,19 +149,19 @@ def test_window_counts_interval_keys_and_model_names_have_one_owner():
     assert len(_defined("window_ends")) == 1
     assert "window_ends" in _calls(ROOT / "forecaster" / "data" / "windows.py", "window_index")
     assert "window_ends" in _calls(ROOT / "forecaster" / "defaults.py", "windows_available")
-    # Intervals and their names: forecaster.metrics.intervals and Interval, nowhere else.
+    # Intervals and their names: forecaster.evaluation.metrics.intervals and Interval, nowhere else.
     assert len(_defined("intervals")) == 1 and len(_defined("Interval")) == 1
     assert _defined("interval_pairs") == [] and _defined("pair_key") == []
     strays = [f"{path.relative_to(ROOT)}:{line} {text!r}" for path, tree in _trees().items()
               if path.name != "metrics.py" for line, text in _code_strings(tree) if text.startswith("coverage_")]
-    assert strays == [], "an interval's metric name built outside forecaster.metrics.Interval"
+    assert strays == [], "an interval's metric name built outside forecaster.evaluation.metrics.Interval"
     # The output's model names: forecaster.contract.LSTM and BASELINE, no literal elsewhere.
     word = re.compile(r"(?<![\w.])lstm(?![\w])|(?<![\w])lstm\.|^seasonal_naive$")
     strays = [f"{path.relative_to(ROOT)}:{line} {text!r}" for path, tree in _trees().items()
               if path.name != "contract.py" for line, text in _code_strings(tree) if word.search(text)]
     assert strays == [], "a model name spelt outside forecaster.contract"
-    # The as-of cut: forecaster.splits.as_of_split, which the pipelines' prepare calls.
-    assert "as_of_split" in _calls(ROOT / "pipelines" / "steps.py", "prepare")
+    # The as-of cut: forecaster.data.splits.as_of_split, which the pipelines' prepare calls.
+    assert "as_of_split" in _calls(ROOT / "pipelines" / "steps" / "prepare.py", "prepare")
     assert len(_defined("as_of_split")) == 1
 
 
@@ -184,3 +184,19 @@ def test_a_validated_frame_cannot_be_built_by_hand():
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "ValidatedFrame"
              and path.name != "validation.py"]
     assert built == []
+
+
+# --------------------------------------------------------------------------- the layout the docs describe
+
+
+def test_docs_architecture_names_every_module_and_tests_mirror_the_packages():
+    """docs/architecture.md names every module of the library and the jobs by its path, and each folder
+    of tests/ is named after a package (forecaster's subpackages, or pipelines)."""
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    modules = sorted(str(p.relative_to(ROOT)) for package in ("forecaster", "pipelines")
+                     for p in (ROOT / package).rglob("*.py") if p.name != "__init__.py")
+    unnamed = [m for m in modules if m not in page and m.split("/", 1)[1] not in page]
+    assert unnamed == [], "modules docs/architecture.md does not name"
+    packages = {p.name for p in (ROOT / "forecaster").iterdir() if (p / "__init__.py").is_file()} | {"pipelines"}
+    folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    assert folders and folders <= packages, folders - packages

@@ -11,7 +11,7 @@ import pytest
 from forecaster.config import load_config, model_config_from_dict
 from forecaster.errors import ConfigError
 from forecaster.forecaster import LSTMForecaster
-from forecaster.network_spec import NetworkSpec
+from forecaster.models.network_spec import NetworkSpec
 from forecaster.params import PARAMS, REQUIRED, param
 from pipelines.cli import EXIT_CONFIG, main
 from tests.synthetic import hourly_frame

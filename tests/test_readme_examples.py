@@ -1,5 +1,5 @@
 """The README's examples work as written in a fresh checkout: its Python blocks and its cheap shell commands,
-read out of README.md and run in real processes (as tests/test_recipes.py does for the recipes). The
+read out of README.md and run in real processes (as tests/pipelines/test_recipes.py does for the recipes). The
 training example runs on three series for one epoch: each such change is a listed substitution, and a
 substitution that no longer applies fails the test. Every other shell command is named here with the
 test that runs it, so a new README command cannot go untried unnoticed."""
@@ -30,15 +30,15 @@ ELSEWHERE = {
     r"bash scripts/test\.sh": "this suite",
     r"\.venv/bin/python -m pytest -m \"not slow\"": "this suite (its fast tier)",
     r"forecaster train models/m4_hourly\.toml$": "the main job (scripts/main.sh)",
-    r"forecaster train --data ": "tests/test_cli.py (training from a data file without a config)",
-    r"forecaster train .* --strategy multi_worker": "tests/test_distributed.py",
-    r"([A-Z_]+=\S+ )*mlflow models serve ": "tests/test_serving.py",
-    r"curl .*/invocations": "tests/test_serving.py",
-    r"export MLFLOW_TRACKING_URI=http": "tests/test_postgres.py (a real tracking server)",
-    r"pip install mlflow==": "tests/test_postgres.py",
-    r"mlflow server ": "tests/test_postgres.py",
-    r"forecaster run ": "tests/test_scheduled_job.py and tests/test_recipes.py",
-    r"forecaster report ": "tests/test_scheduled_job.py",
+    r"forecaster train --data ": "tests/pipelines/test_cli.py (training from a data file without a config)",
+    r"forecaster train .* --strategy multi_worker": "tests/models/test_distributed.py",
+    r"([A-Z_]+=\S+ )*mlflow models serve ": "tests/ops/test_serving.py",
+    r"curl .*/invocations": "tests/ops/test_serving.py",
+    r"export MLFLOW_TRACKING_URI=http": "tests/ops/test_postgres.py (a real tracking server)",
+    r"pip install mlflow==": "tests/ops/test_postgres.py",
+    r"mlflow server ": "tests/ops/test_postgres.py",
+    r"forecaster run ": "tests/pipelines/test_scheduled_job.py and tests/pipelines/test_recipes.py",
+    r"forecaster report ": "tests/pipelines/test_scheduled_job.py",
 }
 # Commands run here, by the test that runs them.
 HERE = {

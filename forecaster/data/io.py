@@ -98,7 +98,7 @@ def _csv_options(path: Path, id_column: str) -> dict:
 def csv_id_options(names: list[str], id_column: str) -> dict:
     """``pandas.read_csv`` options for a CSV of columns ``names``: ``id_column`` as written (text; only an
     empty id missing), the other columns with pandas' missing markers; none without that column. The one
-    rule for files (`read_frame`, `iter_frame`) and served CSV bodies (`forecaster.serving`)."""
+    rule for files (`read_frame`, `iter_frame`) and served CSV bodies (`forecaster.ops.serving`)."""
     if id_column not in names:
         return {}
     missing = {n: ([""] if n == id_column else sorted(STR_NA_VALUES)) for n in names}

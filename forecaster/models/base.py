@@ -37,7 +37,7 @@ class SeriesBatch:
 
     @cached_property
     def histories(self) -> list[np.ndarray]:
-        from forecaster.combination import series_histories
+        from forecaster.models.combination import series_histories
 
         return series_histories(self.frame, self.vframe.columns, self.ids)
 

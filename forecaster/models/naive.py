@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from forecaster.baselines import seasonal_naive_batch, seasonal_naive_intervals_batch
 from forecaster.contract import BASELINE
 from forecaster.models.base import ForecastModel, SeriesBatch
+from forecaster.models.baselines import seasonal_naive_batch, seasonal_naive_intervals_batch
 
 
 class SeasonalNaive(ForecastModel):

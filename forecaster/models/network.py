@@ -11,7 +11,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from forecaster import distribute
 from forecaster.contract import LSTM
 from forecaster.data.frequency import future_grid
 from forecaster.data.scaling import SeriesScaler
@@ -25,9 +24,10 @@ from forecaster.data.windows import (
     make_window_dataset,
 )
 from forecaster.errors import ConfigError
-from forecaster.losses import PointAndQuantileLoss
+from forecaster.models import distribute
 from forecaster.models.base import ForecastModel, SeriesBatch
-from forecaster.network import NetworkSpec, build_network
+from forecaster.models.keras_network import NetworkSpec, build_network
+from forecaster.models.losses import PointAndQuantileLoss
 
 #: Series per call of the compiled network at prediction.
 PREDICT_CHUNK = 1024

@@ -4,7 +4,7 @@ Every fitted attribute of `forecaster.forecaster.LSTMForecaster` (the names endi
 here and nowhere else. Each field says how it is kept: ``key`` in ``forecaster.json`` with its
 ``encode``/``decode`` (plain JSON), or its own ``file`` (the network's Keras file, the scaler's JSON).
 ``default`` gives the value a file saved before the field existed reads as. So a loaded forecaster
-holds the fitted one's state, value by value (tests/test_fitted_state.py).
+holds the fitted one's state, value by value (tests/models/test_fitted_state.py).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _calibration(data: dict[str, Any]) -> dict[str, list[float]]:
 
 
 def _combine(value: str) -> str:
-    from forecaster.combination import APPLIED
+    from forecaster.models.combination import APPLIED
 
     if value not in APPLIED:
         raise ValueError(f"combine is {value!r}, not one of {APPLIED}")
@@ -63,7 +63,7 @@ def _weights(data: dict[str, Any]) -> dict[str, float]:
 
 
 def _default_weights(meta: dict[str, Any]) -> dict[str, float]:
-    from forecaster.combination import weights_of
+    from forecaster.models.combination import weights_of
 
     return weights_of(_combine(meta.get("combine", "none")))
 

@@ -1,7 +1,7 @@
 """The statistical methods as models: each a local method fitted per series when it forecasts, on at
-most the last `forecaster.baselines.tail_length` values of a series (so its cost does not grow with a
+most the last `forecaster.models.baselines.tail_length` values of a series (so its cost does not grow with a
 history), point forecasts only (a combination moves the network's quantiles with its point). The
-forecaster calls them in parts of `forecaster.combination.CHUNK` series, for bounded memory."""
+forecaster calls them in parts of `forecaster.models.combination.CHUNK` series, for bounded memory."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from functools import partial
 
 import numpy as np
 
-from forecaster.baselines import ets_batch, optimised_theta_batch, theta_batch
 from forecaster.models.base import ForecastModel, SeriesBatch
+from forecaster.models.baselines import ets_batch, optimised_theta_batch, theta_batch
 
 
 class Statistical(ForecastModel):

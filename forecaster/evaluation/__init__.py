@@ -1,0 +1,3 @@
+"""Evaluation: rolling-origin backtests, accuracy metrics, conformal calibration and
+monitoring.
+"""

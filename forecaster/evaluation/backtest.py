@@ -1,0 +1,116 @@
+"""Rolling-origin backtest of any forecast function, always beside seasonal naive on the same windows.
+
+The windows come from `forecaster.data.splits`: window k (0 = oldest) sees each series up to its cutoff and
+forecasts the next H values; every output row carries its ``window`` and ``cutoff``. The forecast function
+is anything that maps a history frame to our forecast frame (a fitted `LSTMForecaster`, the registry's
+champion loaded as pyfunc), so models are compared on exactly the same windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from forecaster.contract import (
+    BASELINE,
+    CUTOFF_COLUMN,
+    FALLBACK_COLUMN,
+    FORECAST_COLUMN,
+    LSTM,
+    MODEL_COLUMN,
+    WINDOW_COLUMN,
+    quantile_name,
+)
+from forecaster.data import splits
+from forecaster.data.schema import Columns
+from forecaster.errors import DataError
+from forecaster.evaluation.metrics import per_series_metrics, summarize
+from forecaster.models.baselines import seasonal_naive_batch, seasonal_naive_intervals
+
+
+@dataclass
+class BacktestResult:
+    """Per-series metrics (one row per window, series and model), their means, and the forecasts;
+    ``members``, where a learned combination was weighed on these windows, each member's forecasts
+    there (`LSTMForecaster.cross_validation`)."""
+
+    per_series: pd.DataFrame
+    summary: dict[str, dict[str, float]]
+    forecasts: pd.DataFrame
+    members: pd.DataFrame | None = None
+
+
+def run_backtest(
+    predict: Callable[[pd.DataFrame], pd.DataFrame],
+    frame: pd.DataFrame,
+    columns: Columns,
+    horizon: int,
+    n_windows: int,
+    step: int,
+    season: int,
+    quantiles: tuple[float, ...] = (),
+    name: str = LSTM,
+) -> BacktestResult:
+    """Score ``predict`` and seasonal naive on ``n_windows`` rolling origins of a validated ``frame``.
+
+    A series is scored on every window before whose origin it has at least one step: series shorter
+    than ``horizon + 1`` steps cannot be scored and are left out (DataError if no series can be).
+    The ``fallback`` column marks the rows where ``predict`` answered with its seasonal-naive fallback
+    (its output's ``model`` column), so that they are counted, not hidden.
+    """
+    if not len(splits.holdout_cutoffs(frame, columns, horizon)):
+        raise DataError(f"no series can be backtested: each needs at least {horizon + 1} steps (horizon + 1)",
+                        column=columns.id)
+    per_series, forecasts = [], []
+    qnames = [quantile_name(q) for q in quantiles]
+    plan = splits.backtest_cutoffs(frame, columns, horizon, n_windows, step)
+    for k, window in plan.groupby(WINDOW_COLUMN, sort=True):
+        cutoffs = window.set_index(columns.id)[CUTOFF_COLUMN]
+        history = splits.history(frame, columns, cutoffs)
+        actual = splits.following(frame, columns, cutoffs, horizon)
+        ids = list(pd.unique(history[columns.id]))
+        y_true = actual[columns.target].to_numpy("float64").reshape(len(ids), horizon)
+        hist_groups = history.groupby(columns.id, sort=False)[columns.target]
+        insample = [hist_groups.get_group(sid).to_numpy("float64") for sid in ids]
+
+        out = predict(history)
+        out = out.set_index(columns.id).loc[ids].reset_index()
+        fell_back = np.zeros(len(ids), dtype=bool)
+        if MODEL_COLUMN in out.columns:
+            fell_back = (out.groupby(columns.id, sort=False)[MODEL_COLUMN].first().loc[ids] == BASELINE).to_numpy()
+        point = out[FORECAST_COLUMN].to_numpy("float64").reshape(len(ids), horizon)
+        qpred = None
+        if qnames:
+            qpred = np.stack([out[c].to_numpy("float64").reshape(len(ids), horizon) for c in qnames], -1)
+        base_point = seasonal_naive_batch(insample, horizon, season)
+        base_q = (np.stack([seasonal_naive_intervals(h, horizon, season, list(quantiles)) for h in insample])
+                  if quantiles else None)
+        for model, p, q in ((name, point, qpred), (BASELINE, base_point, base_q)):
+            metrics = per_series_metrics(y_true, p, insample, season, q, list(quantiles) if quantiles else None,
+                                         index=ids)
+            metrics.insert(0, FALLBACK_COLUMN, fell_back if model == name else False)
+            metrics.insert(0, MODEL_COLUMN, model)
+            metrics.insert(0, CUTOFF_COLUMN, cutoffs.loc[ids].to_numpy())
+            metrics.insert(0, WINDOW_COLUMN, k)
+            per_series.append(metrics.rename_axis(columns.id).reset_index())
+        f = actual[[columns.id, columns.time, columns.target]].copy()
+        f[WINDOW_COLUMN] = k
+        f[CUTOFF_COLUMN] = f[columns.id].map(cutoffs)
+        f[FORECAST_COLUMN] = point.reshape(-1)
+        for j, c in enumerate(qnames):
+            f[c] = qpred[..., j].reshape(-1)
+        f[BASELINE] = base_point.reshape(-1)
+        f[FALLBACK_COLUMN] = np.repeat(fell_back, horizon)
+        forecasts.append(f)
+    table = pd.concat(per_series, ignore_index=True)
+    summary = {model: summary_of(group, columns) for model, group in table.groupby(MODEL_COLUMN, sort=False)}
+    return BacktestResult(per_series=table, summary=summary, forecasts=pd.concat(forecasts, ignore_index=True))
+
+
+def summary_of(rows: pd.DataFrame, columns: Columns) -> dict[str, float]:
+    """The mean of each metric over per-series backtest ``rows`` (their label columns left aside)."""
+    labels = [WINDOW_COLUMN, CUTOFF_COLUMN, MODEL_COLUMN, FALLBACK_COLUMN, columns.id]
+    return summarize(rows.drop(columns=[c for c in labels if c in rows.columns]))

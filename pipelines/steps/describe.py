@@ -1,0 +1,39 @@
+"""One-line descriptions for logs: short series and the settings a fit resolved."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from forecaster.defaults import expected_seconds
+from forecaster.forecaster import LSTMForecaster
+
+log = logging.getLogger("forecaster.steps")
+
+
+def describe_short(lengths: dict[str, Any], shown: int = 5) -> str | None:
+    """One line on the short series of `Prepared.too_short`, or None when there are none."""
+    parts = []
+    for key, what in (("padded", "trained on padded windows"), ("not_trained", "too short to train on"),
+                      ("fallback", "forecast by seasonal naive"), ("not_backtested", "too short to score")):
+        entry = lengths[key]
+        if entry["count"]:
+            names = ", ".join(entry["series"][:shown]) + (", ..." if entry["count"] > shown else "")
+            parts.append(f"{entry['count']} {what} ({names})")
+    if not parts:
+        return None
+    return (f"short series (of {lengths['n_series']}; min_history {lengths['min_history']}, input_size "
+            f"{lengths['input_size']}): " + "; ".join(parts))
+
+
+def describe_resolved(model: LSTMForecaster) -> str:
+    """The settings a fit used, in one line (`forecaster.defaults`)."""
+    r = model.resolved_
+    n = r.network
+    skip = f"seasonal skip {n.skip_period}" if n.seasonal_skip else "no seasonal skip"
+    budget = ""
+    if {"epochs", "max_windows_per_series"} & set(r.derived) and r.budget_windows:
+        budget = (f" (budget {r.budget_windows} window-epochs a fit, about "
+                  f"{expected_seconds(r.budget_windows, r.input_size):.0f} s on 2 cores)")
+    return (f"input_size {r.input_size}, {skip}, window_norm {n.window_norm}, "
+            f"{r.max_windows_per_series} windows per series, up to {r.epochs} epochs{budget}")

@@ -1,0 +1,62 @@
+"""The rolling-origin backtest on its own: window positions, and the baseline beside the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecaster.data.schema import Columns
+from forecaster.data.splits import before_first_origin
+from forecaster.errors import DataError
+from forecaster.evaluation.backtest import run_backtest
+from forecaster.models.baselines import seasonal_naive
+from tests.synthetic import hourly_frame
+
+COLUMNS = Columns()
+
+
+def _seasonal_naive_frame(history: pd.DataFrame, horizon: int = 12) -> pd.DataFrame:
+    rows = []
+    for sid, part in history.groupby("unique_id", sort=False):
+        start = part["ds"].max() + pd.Timedelta("1h")
+        rows.append(pd.DataFrame({"unique_id": sid, "ds": pd.date_range(start, periods=horizon, freq="h"),
+                                  "forecast": seasonal_naive(part["y"].to_numpy(), horizon, 24)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_windows_end_at_the_last_observation_and_the_baseline_is_scored_alike():
+    frame = hourly_frame(n_series=3, length=100)
+    result = run_backtest(_seasonal_naive_frame, frame, COLUMNS, horizon=12, n_windows=3, step=6, season=24,
+                          name="candidate")
+    f = result.forecasts
+    assert sorted(f["window"].unique()) == [0, 1, 2]
+    last = f[f["window"] == 2].groupby("unique_id")["ds"].max()
+    assert (last == frame.groupby("unique_id")["ds"].max()).all()
+    first = f[f["window"] == 0].groupby("unique_id")["ds"].min()
+    assert (first == frame.groupby("unique_id")["ds"].min() + pd.Timedelta(hours=100 - 12 - 12)).all()
+    # A candidate that is seasonal naive scores exactly like the baseline, window by window.
+    a, b = result.summary["candidate"], result.summary["seasonal_naive"]
+    assert set(a) == {"mae", "rmse", "smape", "mase"} and all(np.isclose(a[k], b[k]) for k in a)
+    assert len(result.per_series) == 2 * 3 * 3
+    # Every row names its window's cutoff: the last time the model saw, one step before its first target.
+    first_target = f.groupby(["window", "unique_id"])["ds"].min()
+    assert (f.groupby(["window", "unique_id"])["cutoff"].first() == first_target - pd.Timedelta("1h")).all()
+    scored = result.per_series.set_index(["window", "unique_id"])["cutoff"]
+    assert (scored.groupby(level=[0, 1]).first() == first_target - pd.Timedelta("1h")).all()
+
+
+def test_training_part_stops_before_the_first_origin_and_short_series_are_named():
+    frame = hourly_frame(n_series=2, length=100)
+    train = before_first_origin(frame, COLUMNS, 12, 3, 6)
+    assert (train.groupby("unique_id").size() == 100 - 24).all()
+    # A series shorter than the oldest origin is scored on the windows it reaches; one shorter than
+    # horizon + 1 cannot be scored and is left out; a frame where none can be is refused.
+    mixed = pd.concat([frame, hourly_frame(n_series=1, length=20, seed=1).assign(unique_id="SHORT"),
+                       hourly_frame(n_series=1, length=12, seed=2).assign(unique_id="TINY")])
+    result = run_backtest(_seasonal_naive_frame, mixed, COLUMNS, horizon=12, n_windows=3, step=6, season=24)
+    windows = result.per_series[result.per_series["model"] == "seasonal_naive"].groupby("unique_id")["window"]
+    assert windows.apply(sorted).to_dict() == {"S0": [0, 1, 2], "S1": [0, 1, 2], "SHORT": [1, 2]}
+    with pytest.raises(DataError, match="no series can be backtested: each needs at least 13 steps"):
+        run_backtest(_seasonal_naive_frame, hourly_frame(n_series=2, length=12), COLUMNS, horizon=12,
+                     n_windows=3, step=6, season=24)
