@@ -19,7 +19,7 @@ import sqlalchemy
 
 
 @functools.cache
-def _template() -> Path:
+def template() -> Path:
     """A store MLflow's own migrations built, once per test process (removed with its folder at exit)."""
     import atexit
 
@@ -41,7 +41,7 @@ def seed(database: Path) -> Path:
     """Make ``database`` (an SQLite file that does not exist yet) a fresh, empty MLflow store, for the
     processes a test starts on it; returns it."""
     database.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(_template(), database)
+    shutil.copyfile(template(), database)
     return database
 
 
@@ -55,7 +55,7 @@ def _initialize_from_template(engine: sqlalchemy.engine.Engine) -> None:
         _ORIGINAL(engine)
         return
     engine.dispose()  # no connection keeps the empty file's pages: the next one reads the copy
-    shutil.copyfile(_template(), database)
+    shutil.copyfile(template(), database)
 
 
 def _original():
