@@ -1,10 +1,11 @@
 """Fresh MLflow SQLite stores without replaying MLflow's schema migrations for each one.
 
-MLflow builds a new SQLite store by running its ~60 Alembic migrations one by one: 3-9 s of one core,
-more than a tiny training. The suite makes a fresh store for most tests (each test's own folder), so
-the first one a test process builds is kept as a template, and later fresh stores start as a copy of
-it: the same file MLflow's migrations wrote, made by this very MLflow. Tests about a store's first
-creation by our processes still get MLflow's own (the first-hour and README tests start from nothing).
+MLflow builds a new SQLite store by running its Alembic migrations (68 in 3.17) one by one, each
+committed (synced to disk): 5.5-6.7 s on the shared 2-core test machine, 1.1 s of it CPU, against 0.2 s
+for a copy. The suite makes a fresh store for most tests (each in the test's own folder), so the first
+one a test process builds is kept as a template, and later fresh stores start as a copy of it: the same
+file MLflow's migrations wrote, made by this very MLflow. Tests about a store's first creation by our
+processes still get MLflow's own (the first-hour and README tests start from nothing).
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ def template() -> Path:
     engine = sqlalchemy.create_engine(f"sqlite:///{path}")
     try:
         _ORIGINAL(engine)
+        assert utils._all_tables_exist(engine)
     finally:
         engine.dispose()
-    assert utils._all_tables_exist(sqlalchemy.create_engine(f"sqlite:///{path}"))
     return path
 
 
