@@ -21,9 +21,6 @@ import pytest
 from tests import stores
 
 atexit.register(shutil.rmtree, os.environ["FORECASTER_MLRUNS"], ignore_errors=True)
-# A fresh SQLite store in this process starts as a copy of one MLflow's migrations built once here
-# (tests/stores.py): seconds saved on each of the suite's many fresh stores.
-stores.install()
 
 PROJECT_STORE = Path(__file__).resolve().parent.parent / "mlruns"
 
@@ -87,3 +84,8 @@ def pytest_collection_modifyitems(config, items):
     the end (the job tests' file, alphabetically late, did). The order within a file is kept."""
     heavy = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in heavy)  # stable: files and tests keep their order otherwise
+    # A fresh SQLite store in this process starts as a copy of one MLflow's migrations built once here
+    # (tests/stores.py): seconds saved on each of the suite's many fresh stores. Not in the layer's run
+    # under JAX (scripts/test.sh): it never opens a store, and MLflow's import would be its 1.6 s more.
+    if keras.backend.backend() == "tensorflow":
+        stores.install()

@@ -15,8 +15,10 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import sqlalchemy
+if TYPE_CHECKING:
+    import sqlalchemy
 
 
 @functools.cache
@@ -24,6 +26,7 @@ def template() -> Path:
     """A store MLflow's own migrations built, once per test process (removed with its folder at exit)."""
     import atexit
 
+    import sqlalchemy
     from mlflow.store.db import utils
 
     folder = Path(tempfile.mkdtemp(prefix="forecaster-test-store-template-"))
@@ -31,7 +34,7 @@ def template() -> Path:
     path = folder / "mlflow.db"
     engine = sqlalchemy.create_engine(f"sqlite:///{path}")
     try:
-        _ORIGINAL(engine)
+        _original()(engine)
         assert utils._all_tables_exist(engine)
     finally:
         engine.dispose()
@@ -53,19 +56,22 @@ def _initialize_from_template(engine: sqlalchemy.engine.Engine) -> None:
 
     database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
     if not database or database == ":memory:" or not utils._is_empty_database(engine):
-        _ORIGINAL(engine)
+        _original()(engine)
         return
     engine.dispose()  # no connection keeps the empty file's pages: the next one reads the copy
     shutil.copyfile(template(), database)
 
 
-def _original():
-    from mlflow.store.db import utils
-
-    return utils._initialize_tables
+_MIGRATIONS: list[Callable[[sqlalchemy.engine.Engine], None]] = []
 
 
-_ORIGINAL = _original()
+def _original() -> Callable[[sqlalchemy.engine.Engine], None]:
+    """MLflow's own table initialization (its migrations), as it was before `install`."""
+    if not _MIGRATIONS:
+        from mlflow.store.db import utils
+
+        _MIGRATIONS.append(utils._initialize_tables)
+    return _MIGRATIONS[0]
 
 
 def install() -> None:
@@ -73,6 +79,7 @@ def install() -> None:
     from mlflow.store.db import utils
     from mlflow.store.model_registry import sqlalchemy_store as registry_store
 
+    _original()
     utils._initialize_tables = _initialize_from_template
     registry_store._initialize_tables = _initialize_from_template
 
