@@ -50,13 +50,15 @@ def tiny_registry(root: Path, name: str = "tiny") -> Iterator[tuple[str, Path]]:
     import pytest
 
     from pipelines.train import train
+    from tests import stores
 
     data = root / "history.csv"
     hourly_frame().to_csv(data, index=False)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
-        train(tiny_config(data, name=name, margin=-10.0), verbose=0)
+        # Trained once per test process for each name, copied into each root after that (tests/stores.py).
+        stores.trained_once(name, root, lambda: train(tiny_config(data, name=name, margin=-10.0), verbose=0))
         yield uri, data
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from tests import stores
 from tests.synthetic import cli_command
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
@@ -106,8 +107,8 @@ def trained(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("distributed")
     config = folder / "mw_tiny.toml"
     config.write_text(CONFIG.format(name="mw_tiny", epochs=2, windows=16))
-    store = f"sqlite:///{folder / 'store.db'}"
-    single_store = f"sqlite:///{folder / 'single.db'}"
+    store = f"sqlite:///{stores.seed(folder / 'store.db')}"
+    single_store = f"sqlite:///{stores.seed(folder / 'single.db')}"
     procs = {f"worker{i}": _start([*cli_command(), "train", str(config), "--strategy", "multi_worker", "--quiet"],
                                   folder, f"worker{i}", _env(store, TF_CONFIG=tf_config))
              for i, tf_config in enumerate(_tf_configs())}
@@ -179,7 +180,7 @@ def test_the_layer_fused_loop_and_its_gradient_train_alike_under_the_strategy(tm
 def test_a_killed_worker_stops_the_other_with_one_line_and_a_failed_run(tmp_path):
     config = tmp_path / "mw_long.toml"
     config.write_text(CONFIG.format(name="mw_long", epochs=300, windows=400))
-    store = f"sqlite:///{tmp_path / 'store.db'}"
+    store = f"sqlite:///{stores.seed(tmp_path / 'store.db')}"
     tf_configs = _tf_configs()
     procs = {f"worker{i}": _start([*cli_command(), "train", str(config), "--strategy", "multi_worker", "--quiet"],
                                   tmp_path, f"worker{i}", _env(store, TF_CONFIG=tf_config))

@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 
 from forecaster.errors import ShortHistoryError
 from forecaster.forecaster import LSTMForecaster
+from tests import stores
 from tests.synthetic import hourly_frame
 
 HORIZON = 12
@@ -88,7 +89,7 @@ def test_a_frame_without_any_usable_series_is_refused_naming_the_rule():
 def test_the_cli_trains_on_a_frame_with_short_series_and_reports_them(tmp_path):
     data = tmp_path / "mixed.csv"
     _mixed().to_csv(data, index=False)
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = f"sqlite:///{stores.seed(tmp_path / 'mlflow.db')}"
     done = subprocess.run([sys.executable, "-m", "pipelines.cli", "train", "--data", str(data), "--horizon", "12",
                            "--epochs", "1", "--quiet", "--no-register"], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "MLFLOW_TRACKING_URI": store})

@@ -1,12 +1,9 @@
 """Issue 29, part A, item 6: series ids are text, read and returned exactly as written, through every
-way a history reaches a model (CSV, Parquet, the pyfunc's frame, the `forecaster predict` process).
+way a history reaches a model (CSV, Parquet, the pyfunc's frame, the `forecaster predict` command).
 A real trained model in a real MLflow store (one, shared by the module)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -63,18 +60,21 @@ def test_ids_come_back_exactly_as_given_through_csv_parquet_and_the_pyfunc(model
     assert sorted(pd.unique(served["unique_id"])) == sorted(ids)
 
 
-@pytest.mark.slow
-def test_zero_padded_and_na_ids_are_separate_series_through_the_cli(model, tmp_path):
+def test_zero_padded_and_na_ids_are_separate_series_through_the_cli(model, tmp_path, monkeypatch, capsys):
+    """The `forecaster predict` command's entry point with argv as typed, in this process: the file is read
+    and written by the command's own code (test_predict_pipeline.py runs the real process)."""
+    from pipelines.cli import EXIT_OK, main
+
     uri, _, _, _ = model
     ids = ["001", "01", "1", "NA"]
     source = tmp_path / "hist.csv"
     _history(ids).to_csv(source, index=False)
     assert "\n001," in source.read_text() and "\nNA," in source.read_text()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "predict", "--model", "models:/tiny@champion",
-                           "--input", str(source), "--output", str(tmp_path / "f.csv"), "--horizon", "2"],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr
-    assert "series=4" in done.stdout
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    code = main(["predict", "--model", "models:/tiny@champion", "--input", str(source), "--output",
+                 str(tmp_path / "f.csv"), "--horizon", "2"])
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK, err
+    assert "series=4" in out
     lines = (tmp_path / "f.csv").read_text().splitlines()[1:]
     assert sorted(line.split(",")[0] for line in lines) == ["001", "001", "01", "01", "1", "1", "NA", "NA"]

@@ -21,6 +21,7 @@ from forecaster.config import load_config
 from pipelines import run as job
 from pipelines import steps
 from pipelines.cli import EXIT_INTERRUPTED, EXIT_TERMINATED
+from tests import stores
 from tests.pipelines.test_scheduled_job import _job
 from tests.synthetic import hourly_frame
 
@@ -121,6 +122,7 @@ def test_checked_model_copies_a_killed_process_left_are_cleared_by_the_next_load
 _FILL_DURING_TRAINING = r"""
 set -u
 mount -t tmpfs -o size=64m tmpfs "$STORE_DIR" || exit 90
+mkdir "$STORE_DIR/mlruns" && cp "$EMPTY_STORE" "$STORE_DIR/mlruns/mlflow.db"
 "$PYTHON" -m pipelines.cli train "$CONFIG" --quiet > "$LOGS/out" 2> "$LOGS/err" &
 pid=$!
 while ! grep -q "backtest:" "$LOGS/err"; do kill -0 $pid 2> /dev/null || break; sleep 0.2; done
@@ -154,7 +156,8 @@ def test_a_disk_filling_up_during_training_is_one_line_and_the_run_is_not_left_r
     store_dir.mkdir()
     logs.mkdir()
     env = {**os.environ, "FORECASTER_MLRUNS": str(store_dir / "mlruns"), "STORE_DIR": str(store_dir),
-           "LOGS": str(logs), "CONFIG": str(config), "PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "3"}
+           "LOGS": str(logs), "CONFIG": str(config), "PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "EMPTY_STORE": str(stores.template())}  # a fresh store on the tmpfs, without MLflow's migrations
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("FORECASTER_DEBUG", None)
     done = subprocess.run(["unshare", "-rm", "sh", "-c", _FILL_DURING_TRAINING], env=env, cwd=tmp_path,

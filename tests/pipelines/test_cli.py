@@ -1,4 +1,5 @@
-"""The `forecaster` command as a scheduler calls it: a real process, exit codes, messages."""
+"""The `forecaster` command as a scheduler calls it: exit codes and messages, in a real process where the
+process is the point (help, usage), through its entry point in this one otherwise."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 
 import pytest
 
+from pipelines.cli import EXIT_DATA, EXIT_OK, main
 from tests.synthetic import hourly_frame
 
 pytestmark = pytest.mark.slow
@@ -26,23 +28,29 @@ def test_help_says_what_each_command_does(tmp_path):
     assert sub.returncode == 0 and "--horizon" in sub.stdout and "champion" in sub.stdout
 
 
-def test_train_from_a_data_file_without_a_config(tmp_path):
+def test_train_from_a_data_file_without_a_config(tmp_path, monkeypatch, capsys):
+    """In this process (the command's own entry point, argv as typed): the real processes that train are
+    tests/models/test_short_series.py's, the first hour's main job and the signal tests of test_reliability_job.py."""
     data = tmp_path / "shop.parquet"
     hourly_frame(n_series=3, length=200).to_parquet(data)
-    result = _run(["train", "--data", str(data), "--horizon", "12", "--epochs", "1", "--quiet"], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "registered shop version 1" in result.stdout
-    assert "mlflow ui --backend-store-uri" in result.stdout
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    code = main(["train", "--data", str(data), "--horizon", "12", "--epochs", "1", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK, err[-3000:]
+    assert "registered shop version 1" in out
+    assert "mlflow ui --backend-store-uri" in out
 
 
-def test_bad_data_exits_3_and_names_the_fault(tmp_path):
+def test_bad_data_exits_3_and_names_the_fault(tmp_path, monkeypatch, capsys):
+    """In this process: the real process that exits 3 is test_predict_pipeline.py's failed prediction."""
     frame = hourly_frame(n_series=2, length=200)
     frame.loc[7, "y"] = float("nan")
     data = tmp_path / "bad.csv"
     frame.to_csv(data, index=False)
-    result = _run(["train", "--data", str(data), "--horizon", "12", "--quiet"], tmp_path)
-    assert result.returncode == 3
-    assert "S0" in result.stderr and "2024-01-01T07:00" in result.stderr
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert main(["train", "--data", str(data), "--horizon", "12", "--quiet"]) == EXIT_DATA
+    err = capsys.readouterr().err
+    assert "S0" in err and "2024-01-01T07:00" in err
 
 
 def test_bad_usage_exits_2(tmp_path):
