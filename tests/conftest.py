@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -44,6 +45,25 @@ def _seed_and_policy():
     keras.utils.set_random_seed(1234)
     yield
     keras.config.set_dtype_policy("float32")
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_restored():
+    """MLflow's process-wide tracking and registry URIs as they were before the test: a command run in
+    the test process (`pipelines.cli.main`) sets both to its store, and a later test's
+    `MlflowClient(uri)` would read that store's registry instead of its own."""
+    def uris() -> tuple:
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        return tracking_utils, registry_utils
+
+    # The JAX layer run never imports MLflow: nothing to keep there (None is MLflow's "not set").
+    before = (uris()[0]._tracking_uri, uris()[1]._registry_uri) if "mlflow" in sys.modules else (None, None)
+    yield
+    if "mlflow" in sys.modules:
+        tracking_utils, registry_utils = uris()
+        tracking_utils._tracking_uri, registry_utils._registry_uri = before
 
 
 @pytest.fixture

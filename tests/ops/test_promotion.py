@@ -58,7 +58,7 @@ def test_the_champion_is_never_scored_on_data_it_trained_on(tmp_path, store):
 
 _HOLDER = (
     "import sys, time\n"
-    "from forecaster import registry\n"
+    "from forecaster.ops import registry\n"
     "with registry.promotion_lock(sys.argv[1], 'tiny'):\n"
     "    print('holding', flush=True)\n"
     "    time.sleep(120)\n"

@@ -131,14 +131,14 @@ head -c $(( (free - 100) * 1024 )) /dev/zero > "$STORE_DIR/filler" 2> /dev/null
 wait $pid
 echo $? > "$LOGS/rc"
 statuses='
-from forecaster import tracking; tracking.configure()
+from forecaster.ops import tracking; tracking.configure()
 import mlflow; from mlflow import MlflowClient
 e = mlflow.get_experiment_by_name("full")
 print(" ".join(r.info.status for r in MlflowClient().search_runs([e.experiment_id])))'
 "$PYTHON" -c "$statuses" > "$LOGS/statuses"
 rm "$STORE_DIR/filler"
 "$PYTHON" -c "
-from forecaster import tracking; tracking.configure()
+from forecaster.ops import tracking; tracking.configure()
 import mlflow; from mlflow import MlflowClient
 from pipelines.steps import mark_abandoned_runs
 mark_abandoned_runs(MlflowClient(), mlflow.get_experiment_by_name('full').experiment_id)" > /dev/null 2>&1

@@ -135,7 +135,7 @@ def test_the_last_line_prints_a_command_that_works_as_printed(trained):
 @pytest.mark.slow
 def test_the_run_is_named_described_tagged_and_has_its_data_as_a_dataset(trained):
     _, _, uri = trained
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, registry_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
     assert run.info.run_name == "train tiny"

@@ -181,7 +181,7 @@ def test_a_second_run_exits_with_the_lock_code_and_a_killed_holder_blocks_nothin
     config = _job(tmp_path, "locked")
     (tmp_path / "out").mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom forecaster import locks\n"
+        [sys.executable, "-c", "import sys, time\nfrom forecaster.ops import locks\n"
          "with locks.hold(sys.argv[1], 0, 'test'):\n    print('held', flush=True)\n    time.sleep(120)\n",
          str(tmp_path / "out" / ".lock")], stdout=subprocess.PIPE, text=True)
     try:
