@@ -1,0 +1,266 @@
+"""Our statistical methods beside statsforecast's, on the development suite's validation windows, and their
+time per series at 10k and 100k series (issue #27).
+
+Ours (`forecaster.baselines`, run in this process through `forecaster.combination.member_forecasts`, the
+path a fitted forecaster takes): seasonal naive, the Theta method, the optimised Theta model with a static
+(OTM) and a dynamic (DOTM) trend line, exponential smoothing (ETS), and the equal-weight mean of OTM, DOTM
+and ETS (the statistical half of the default combination). statsforecast's (in .venv-baselines, made by
+bench/setup-baselines.sh, as a subprocess reading the same training part from a file): SeasonalNaive,
+AutoETS, AutoARIMA, AutoTheta, AutoCES and, on hourly data, MSTL with daily and weekly periods (24, 168).
+
+Each set is split as ``bench_dev_suite.py --validate`` splits it (`validation_split`: each series' last
+horizon of the official training part is the target; the test part is never read). MASE (the in-sample
+seasonal-naive scale at the set's season) and sMAPE (M4's) of the point forecasts; the wall time is fit +
+predict of all the set's series on one core (statsforecast with ``n_jobs=1``, after each model compiled
+on two series untimed; ours with one BLAS/OpenMP thread).
+
+``--scale SET``: the time per series at ``--sizes`` (10,000 and 100,000) series, made by repeating SET's
+validation training parts. Each model first forecasts a ``--sample`` of 2,000 series; a size it would
+take longer than ``--budget`` seconds for at that rate is not run but extrapolated (linearly: each
+series is fitted on its own by statsforecast and in fixed-size chunks by ours) and marked so.
+
+    bench/setup-baselines.sh
+    PYTHONPATH=. .venv/bin/python bench/bench_statistical.py [--sets m3_yearly ...] [--scale m3_monthly]
+        [--out docs/dev-suite/statistical-validation.json]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")  # one core each, as statsforecast's n_jobs=1
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_dev_suite import BASELINES_PYTHON, SETS, load_set, scores, validation_split, wide  # noqa: E402
+from forecaster.baselines import seasonal_naive_batch  # noqa: E402
+from forecaster.combination import member_forecasts  # noqa: E402
+
+
+def _member(method: str) -> Callable[[list[np.ndarray], int, int], np.ndarray]:
+    """Our statistical method ``method`` (a `forecaster.combination.MEMBERS` name) as a fitted forecaster
+    runs it."""
+    return lambda histories, h, m: member_forecasts(histories, h, m, {method})[method]
+
+
+#: Ours, by the names the tables use: each maps (histories, horizon, season) to forecasts (n, horizon).
+OURS: dict[str, Callable[[list[np.ndarray], int, int], np.ndarray]] = {
+    "SeasonalNaive (ours)": seasonal_naive_batch,
+    **{f"{label} (ours)": _member(method)
+       for label, method in (("Theta", "theta"), ("OTM", "otm"), ("DOTM", "dotm"), ("ETS", "ets"))},
+}
+#: The statistical half of the product's default combination (`forecaster.combination.AUTO`).
+MEAN = ("OTM (ours)", "DOTM (ours)", "ETS (ours)")
+MEAN_NAME = "mean(OTM, DOTM, ETS) (ours)"
+THEIRS = ("SeasonalNaive", "AutoETS", "AutoARIMA", "AutoTheta", "AutoCES")
+SUITE = ("m3_yearly", "m3_quarterly", "m3_monthly", "m3_other", "m1_yearly", "m1_quarterly", "m1_monthly",
+         "m4_hourly")
+
+
+def theirs_for(name: str) -> tuple[str, ...]:
+    """statsforecast's models for set ``name``: MSTL only where there are several seasonalities (hourly)."""
+    return (*THEIRS, "MSTL") if SETS[name]["freq"] == "h" else THEIRS
+
+
+def histories_of(train: pd.DataFrame) -> tuple[list[str], list[np.ndarray]]:
+    """(ids, each series' values) in the frame's order."""
+    groups = train.groupby("unique_id", sort=False)["y"]
+    return [str(i) for i in groups.groups], [g.to_numpy("float64") for _, g in groups]
+
+
+def run_ours(histories: list[np.ndarray], h: int, season: int) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Each of our methods' forecasts and its wall time in seconds (the mean's: its members' sum)."""
+    forecasts, seconds = {}, {}
+    for label, method in OURS.items():
+        started = time.perf_counter()
+        forecasts[label] = method(histories, h, season)
+        seconds[label] = time.perf_counter() - started
+    forecasts[MEAN_NAME] = np.mean([forecasts[m] for m in MEAN], axis=0)
+    seconds[MEAN_NAME] = sum(seconds[m] for m in MEAN)
+    return forecasts, seconds
+
+
+def run_theirs(train: pd.DataFrame, models: tuple[str, ...], h: int, season: int, freq: str,
+               work: Path) -> tuple[pd.DataFrame, dict[str, float]]:
+    """statsforecast's forecasts of ``train`` (long frame) on one core, and each model's wall time."""
+    data, out = work / "train.parquet", work / "theirs.parquet"
+    train.to_parquet(data, index=False)
+    done = subprocess.run([str(BASELINES_PYTHON), str(ROOT / "bench" / "dev_suite_baselines.py"), "--train",
+                           str(data), "--horizon", str(h), "--season", str(season), "--freq", freq,
+                           "--out", str(out), "--models", ",".join(models), "--cores", "1", "--level", "0",
+                           "--warm-up"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"statsforecast failed:\n{done.stderr[-3000:]}")
+    base = pd.read_parquet(out)
+    base["unique_id"] = base["unique_id"].astype(str)
+    return base, json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def subsample(frame: pd.DataFrame, most: int | None) -> pd.DataFrame:
+    """``frame``'s rows of at most ``most`` series, evenly spaced in its order (all where None or fewer):
+    the same series for every model, so that a model too slow for a whole set is compared like for like."""
+    ids = pd.unique(frame["unique_id"])
+    if most is None or len(ids) <= most:
+        return frame
+    chosen = ids[np.unique(np.linspace(0, len(ids) - 1, most).round().astype(int))]
+    return frame[frame["unique_id"].isin(chosen)].reset_index(drop=True)
+
+
+def accuracy(name: str, work: Path, most: int | None = None) -> dict:
+    """Every model's MASE, sMAPE and wall time on set ``name``'s validation windows (of at most ``most``
+    of its series, `subsample`)."""
+    spec = SETS[name]
+    h, season, freq = spec["h"], spec["season"], spec["freq"]
+    whole = load_set(name)[0]
+    train, target = validation_split(subsample(whole, most), h)
+    ids, histories = histories_of(train)
+    y = wide(target, ids, "y", h)
+    rows = {}
+    forecasts, seconds = run_ours(histories, h, season)
+    for label, point in forecasts.items():
+        rows[label] = {**scores(y, point, histories, season), "seconds": seconds[label]}
+    base, their_seconds = run_theirs(train, theirs_for(name), h, season, freq, work)
+    for label in theirs_for(name):
+        rows[label] = {**scores(y, wide(base, ids, label, h), histories, season), "seconds": their_seconds[label]}
+    for row in rows.values():
+        row["ms_per_series"] = 1000 * row["seconds"] / len(ids)
+    return {"set": name, "series": len(ids), "of_series": whole["unique_id"].nunique(),
+            "horizon": h, "season": season, "scored_on": "validation",
+            "scores": rows}
+
+
+def replicate(train: pd.DataFrame, n: int) -> pd.DataFrame:
+    """``n`` series made by repeating ``train``'s (ids suffixed ``~k``), in order."""
+    ids = list(pd.unique(train["unique_id"]))
+    groups = dict(tuple(train.groupby("unique_id", sort=False)))
+    parts = []
+    for k in range(n):
+        part = groups[ids[k % len(ids)]].copy()
+        part["unique_id"] = f"{ids[k % len(ids)]}~{k}"
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def scaling(name: str, sizes: list[int], sample: int, budget: float, work: Path,
+            their_sample: int | None = None) -> dict:
+    """Seconds per series of every model at ``sizes`` series made from set ``name`` (measured where the
+    ``sample``'s rate says a size fits in ``budget`` seconds, else extrapolated from the sample; for
+    statsforecast's models the sample is ``their_sample`` series where given)."""
+    spec = SETS[name]
+    h, season, freq = spec["h"], spec["season"], spec["freq"]
+    train, _ = validation_split(load_set(name)[0], h)
+    out: dict[str, dict] = {}
+    frames = {n: None for n in sorted({sample, their_sample or sample, *sizes})}
+
+    def frame(n: int) -> pd.DataFrame:
+        if frames[n] is None:
+            frames[n] = replicate(train, n)
+        return frames[n]
+
+    def record(label: str, n: int, seconds: float, measured: bool) -> None:
+        out.setdefault(label, {})[str(n)] = {"seconds": seconds, "ms_per_series": 1000 * seconds / n,
+                                             "measured": measured}
+        print(f"  {label} at {n:,}: {seconds:.1f} s ({'measured' if measured else 'extrapolated'})",
+              file=sys.stderr)
+
+    for label, method in OURS.items():
+        for n in sorted({sample, *sizes}):
+            rate = out[label][str(sample)]["seconds"] / sample if label in out else 0.0
+            if n != sample and rate * n > budget:
+                record(label, n, rate * n, False)
+                continue
+            _, histories = histories_of(frame(n))
+            started = time.perf_counter()
+            method(histories, h, season)
+            record(label, n, time.perf_counter() - started, True)
+    sample = their_sample or sample
+    for label in theirs_for(name):
+        for n in sorted({sample, *sizes}):
+            rate = out[label][str(sample)]["seconds"] / sample if label in out else 0.0
+            if n != sample and rate * n > budget:
+                record(label, n, rate * n, False)
+                continue
+            _, seconds = run_theirs(frame(n), (label,), h, season, freq, work)
+            record(label, n, seconds[label], True)
+    return {"set": name, "sample": sample, "budget_s": budget, "models": out}
+
+
+def accuracy_table(results: list[dict]) -> str:
+    lines = ["| set | series (scored of all) | model | MASE | sMAPE | wall s (1 core) | ms per series |",
+             "|---" * 7 + "|"]
+    for r in results:
+        best = min(row["mase"] for row in r["scores"].values())
+        for label, row in sorted(r["scores"].items(), key=lambda item: item[1]["mase"]):
+            mase = f"**{row['mase']:.3f}**" if row["mase"] == best else f"{row['mase']:.3f}"
+            lines.append(f"| {r['set']} | {r['series']:,} of {r['of_series']:,} | {label} | {mase} | "
+                         f"{row['smape']:.2f} | {row['seconds']:.1f} | {row['ms_per_series']:.2f} |")
+    return "\n".join(lines)
+
+
+def scaling_table(result: dict) -> str:
+    sizes = sorted({int(n) for runs in result["models"].values() for n in runs})
+    lines = []
+    lines += ["| model | " + " | ".join(f"{n:,} series: s (ms/series)" for n in sizes) + " |",
+              "|---" * (len(sizes) + 1) + "|"]
+    for label, runs in result["models"].items():
+        cells = []
+        for n in sizes:
+            run = runs.get(str(n))
+            if run is None:
+                cells.append("")
+                continue
+            mark = "" if run["measured"] else " *"
+            cells.append(f"{run['seconds']:.1f} ({run['ms_per_series']:.2f}){mark}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n\\* extrapolated from the sample's rate (over the budget)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sets", nargs="*", choices=list(SETS), default=list(SUITE))
+    parser.add_argument("--scale", choices=list(SETS), help="time per series on copies of this set's series")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000])
+    parser.add_argument("--sample", type=int, default=2_000)
+    parser.add_argument("--their-sample", type=int, help="statsforecast's sample when smaller than --sample")
+    parser.add_argument("--max-series", type=int, help="score at most this many series of a set (evenly spaced)")
+    parser.add_argument("--budget", type=float, default=600.0, help="seconds a measured size may take")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    results: dict = {"accuracy": [], "scaling": None}
+    with tempfile.TemporaryDirectory(prefix="bench-statistical-") as tmp:
+        for name in args.sets:
+            work = Path(tmp) / name
+            work.mkdir()
+            results["accuracy"].append(accuracy(name, work, args.max_series))
+            print(accuracy_table(results["accuracy"][-1:]), file=sys.stderr)
+            if args.out:
+                args.out.write_text(json.dumps(results, indent=2))
+        if args.scale:
+            work = Path(tmp) / "scale"
+            work.mkdir()
+            results["scaling"] = scaling(args.scale, args.sizes, args.sample, args.budget, work, args.their_sample)
+            if args.out:
+                args.out.write_text(json.dumps(results, indent=2))
+    if results["accuracy"]:
+        print(accuracy_table(results["accuracy"]))
+    if results["scaling"]:
+        print(scaling_table(results["scaling"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
