@@ -67,6 +67,9 @@ OURS: dict[str, Callable[[list[np.ndarray], int, int], np.ndarray]] = {
 MEAN = ("OTM (ours)", "DOTM (ours)", "ETS (ours)")
 MEAN_NAME = "mean(OTM, DOTM, ETS) (ours)"
 THEIRS = ("SeasonalNaive", "AutoETS", "AutoARIMA", "AutoTheta", "AutoCES")
+#: Equal-weight means of statsforecast's models: what could stand in for `MEAN` in the combination.
+THEIR_MEANS = (("AutoETS", "AutoTheta", "AutoCES"), ("AutoETS", "AutoARIMA", "AutoTheta"),
+               ("AutoETS", "AutoARIMA", "AutoTheta", "AutoCES"))
 SUITE = ("m3_yearly", "m3_quarterly", "m3_monthly", "m3_other", "m1_yearly", "m1_quarterly", "m1_monthly",
          "m4_hourly")
 
@@ -120,9 +123,9 @@ def subsample(frame: pd.DataFrame, most: int | None) -> pd.DataFrame:
     return frame[frame["unique_id"].isin(chosen)].reset_index(drop=True)
 
 
-def accuracy(name: str, work: Path, most: int | None = None) -> dict:
+def accuracy(name: str, work: Path, most: int | None = None, keep: Path | None = None) -> dict:
     """Every model's MASE, sMAPE and wall time on set ``name``'s validation windows (of at most ``most``
-    of its series, `subsample`)."""
+    of its series, `subsample`); with ``keep``, the forecasts as ``keep/{name}.npz``."""
     spec = SETS[name]
     h, season, freq = spec["h"], spec["season"], spec["freq"]
     whole = load_set(name)[0]
@@ -134,8 +137,17 @@ def accuracy(name: str, work: Path, most: int | None = None) -> dict:
     for label, point in forecasts.items():
         rows[label] = {**scores(y, point, histories, season), "seconds": seconds[label]}
     base, their_seconds = run_theirs(train, theirs_for(name), h, season, freq, work)
+    points = {label: wide(base, ids, label, h) for label in theirs_for(name)}
     for label in theirs_for(name):
-        rows[label] = {**scores(y, wide(base, ids, label, h), histories, season), "seconds": their_seconds[label]}
+        rows[label] = {**scores(y, points[label], histories, season), "seconds": their_seconds[label]}
+    for members in THEIR_MEANS:
+        rows[f"mean({', '.join(members)})"] = {
+            **scores(y, np.mean([points[m] for m in members], axis=0), histories, season),
+            "seconds": sum(their_seconds[m] for m in members)}
+    if keep is not None:  # every model's forecasts, to study means and choices without running again
+        keep.mkdir(parents=True, exist_ok=True)
+        np.savez(keep / f"{name}.npz", ids=np.array(ids), y=y, history=np.concatenate(histories),
+                 lengths=np.array([len(x) for x in histories]), **forecasts, **points)
     for row in rows.values():
         row["ms_per_series"] = 1000 * row["seconds"] / len(ids)
     return {"set": name, "series": len(ids), "of_series": whole["unique_id"].nunique(),
@@ -211,6 +223,36 @@ def accuracy_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+#: A statsforecast model is "clearly better" than ours where its MASE is this much below (relative).
+CLEARLY = 0.02
+#: The pairs the decision compares: (statsforecast's, ours) that would stand in for each other.
+PAIRS = (("AutoTheta", ("OTM (ours)", "DOTM (ours)")), ("AutoETS", ("ETS (ours)",)),
+         ("AutoARIMA", MEAN), ("AutoCES", MEAN),
+         ("mean(AutoETS, AutoTheta, AutoCES)", (MEAN_NAME,)), ("mean(AutoETS, AutoARIMA, AutoTheta)", (MEAN_NAME,)))
+
+
+def summary_table(results: list[dict]) -> str:
+    """Per set and pair of `PAIRS`: statsforecast's MASE against the better of ours, the relative gap
+    (negative: theirs lower) and whether it is `CLEARLY` better; then the count of sets per pair."""
+    lines = ["| set | statsforecast | MASE | ours (best of) | MASE | gap | theirs clearly better |",
+             "|---" * 7 + "|"]
+    wins: dict[str, list[bool]] = {}
+    for r in results:
+        rows = r["scores"]
+        for theirs, ours in PAIRS:
+            if theirs not in rows:
+                continue
+            best = min(ours, key=lambda label: rows[label]["mase"])
+            gap = rows[theirs]["mase"] / rows[best]["mase"] - 1
+            clearly = gap < -CLEARLY
+            wins.setdefault(theirs, []).append(clearly)
+            lines.append(f"| {r['set']} | {theirs} | {rows[theirs]['mase']:.3f} | {best} | {rows[best]['mase']:.3f} | "
+                         f"{100 * gap:+.1f} % | {'yes' if clearly else 'no'} |")
+    lines += ["", "| statsforecast | sets where clearly better (MASE > 2 % below ours) |", "|---|---|"]
+    lines += [f"| {theirs} | {sum(flags)} of {len(flags)} |" for theirs, flags in wins.items()]
+    return "\n".join(lines)
+
+
 def scaling_table(result: dict) -> str:
     sizes = sorted({int(n) for runs in result["models"].values() for n in runs})
     lines = []
@@ -239,13 +281,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-series", type=int, help="score at most this many series of a set (evenly spaced)")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds a measured size may take")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--keep", type=Path, help="save each set's forecasts here (npz)")
+    parser.add_argument("--tables", type=Path, nargs="+", metavar="JSON",
+                        help="print the tables of earlier --out files (accuracy parts in order) and exit")
     args = parser.parse_args(argv)
+    if args.tables:
+        loaded = [json.loads(path.read_text()) for path in args.tables]
+        accuracy_results = [r for part in loaded for r in part["accuracy"]]
+        print(accuracy_table(accuracy_results) + "\n\n" + summary_table(accuracy_results))
+        for part in loaded:
+            if part["scaling"]:
+                print("\n" + scaling_table(part["scaling"]))
+        return 0
     results: dict = {"accuracy": [], "scaling": None}
     with tempfile.TemporaryDirectory(prefix="bench-statistical-") as tmp:
         for name in args.sets:
             work = Path(tmp) / name
             work.mkdir()
-            results["accuracy"].append(accuracy(name, work, args.max_series))
+            results["accuracy"].append(accuracy(name, work, args.max_series, args.keep))
             print(accuracy_table(results["accuracy"][-1:]), file=sys.stderr)
             if args.out:
                 args.out.write_text(json.dumps(results, indent=2))
@@ -257,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.out.write_text(json.dumps(results, indent=2))
     if results["accuracy"]:
         print(accuracy_table(results["accuracy"]))
+        print(summary_table(results["accuracy"]))
     if results["scaling"]:
         print(scaling_table(results["scaling"]))
     return 0
