@@ -157,14 +157,16 @@ def accuracy(name: str, work: Path, most: int | None = None, keep: Path | None =
 
 def replicate(train: pd.DataFrame, n: int) -> pd.DataFrame:
     """``n`` series made by repeating ``train``'s (ids suffixed ``~k``), in order."""
-    ids = list(pd.unique(train["unique_id"]))
-    groups = dict(tuple(train.groupby("unique_id", sort=False)))
-    parts = []
-    for k in range(n):
-        part = groups[ids[k % len(ids)]].copy()
-        part["unique_id"] = f"{ids[k % len(ids)]}~{k}"
-        parts.append(part)
-    return pd.concat(parts, ignore_index=True)
+    codes, ids = pd.factorize(train["unique_id"])
+    order = np.argsort(codes, kind="stable")
+    lengths = np.bincount(codes)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    source = np.arange(n) % len(ids)
+    rows = np.concatenate([order[starts[i] : starts[i] + lengths[i]] for i in source])
+    names = np.repeat([f"{ids[i]}~{k}" for k, i in enumerate(source)], lengths[source])
+    out = train.iloc[rows].reset_index(drop=True)
+    out["unique_id"] = names
+    return out
 
 
 def scaling(name: str, sizes: list[int], sample: int, budget: float, work: Path,
@@ -221,6 +223,26 @@ def accuracy_table(results: list[dict]) -> str:
             lines.append(f"| {r['set']} | {r['series']:,} of {r['of_series']:,} | {label} | {mase} | "
                          f"{row['smape']:.2f} | {row['seconds']:.1f} | {row['ms_per_series']:.2f} |")
     return "\n".join(lines)
+
+
+def wide_table(results: list[dict], column: str = "mase") -> str:
+    """One row per set, one column per model: ``column`` (mase, smape or ms_per_series); the set's best
+    MASE in bold."""
+    models = list(dict.fromkeys(label for r in results for label in r["scores"]))
+    short = {label: label.replace(" (ours)", "*").replace("mean(", "m(").replace("Auto", "A.") for label in models}
+    lines = ["| set | series | " + " | ".join(short[m] for m in models) + " |", "|---" * (len(models) + 2) + "|"]
+    for r in results:
+        best = min(row["mase"] for row in r["scores"].values())
+        cells = []
+        for label in models:
+            row = r["scores"].get(label)
+            if row is None:
+                cells.append("")
+                continue
+            text = f"{row[column]:.3f}" if column != "ms_per_series" else f"{row[column]:.2f}"
+            cells.append(f"**{text}**" if column == "mase" and row["mase"] == best else text)
+        lines.append(f"| {r['set']} | {r['series']:,} of {r['of_series']:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n\\* ours; A. AutoX (statsforecast); m(...) the equal-weight mean"
 
 
 #: A statsforecast model is "clearly better" than ours where its MASE is this much below (relative).
@@ -289,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         loaded = [json.loads(path.read_text()) for path in args.tables]
         accuracy_results = [r for part in loaded for r in part["accuracy"]]
         print(accuracy_table(accuracy_results) + "\n\n" + summary_table(accuracy_results))
+        for column in ("mase", "smape", "ms_per_series"):
+            print(f"\n{column}\n" + wide_table(accuracy_results, column))
         for part in loaded:
             if part["scaling"]:
                 print("\n" + scaling_table(part["scaling"]))
