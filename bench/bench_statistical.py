@@ -225,11 +225,16 @@ def accuracy_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _short(label: str) -> str:
+    """A model's name in a table's header: ``*`` ours, ``A.X`` statsforecast's AutoX, ``m(...)`` a mean."""
+    return label.replace(" (ours)", "*").replace("mean(", "m(").replace("Auto", "A.")
+
+
 def wide_table(results: list[dict], column: str = "mase") -> str:
     """One row per set, one column per model: ``column`` (mase, smape or ms_per_series); the set's best
     MASE in bold."""
     models = list(dict.fromkeys(label for r in results for label in r["scores"]))
-    short = {label: label.replace(" (ours)", "*").replace("mean(", "m(").replace("Auto", "A.") for label in models}
+    short = {label: _short(label) for label in models}
     lines = ["| set | series | " + " | ".join(short[m] for m in models) + " |", "|---" * (len(models) + 2) + "|"]
     for r in results:
         best = min(row["mase"] for row in r["scores"].values())
@@ -275,6 +280,27 @@ def summary_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def gap_table(results: list[dict]) -> str:
+    """`summary_table` in one row per set: each pair's relative MASE gap (bold where theirs is `CLEARLY`
+    better), and the count of such sets per pair."""
+    pairs = [(theirs, ours) for theirs, ours in PAIRS if any(theirs in r["scores"] for r in results)]
+    heads = [f"{_short(t)} vs {'/'.join(map(_short, o)) if len(o) < 3 else 'best*'}" for t, o in pairs]
+    lines = ["| set | " + " | ".join(heads) + " |",
+             "|---" * (len(pairs) + 1) + "|"]
+    counts = [0] * len(pairs)
+    for r in results:
+        cells = []
+        for k, (theirs, ours) in enumerate(pairs):
+            rows = r["scores"]
+            best = min(rows[label]["mase"] for label in ours)
+            gap = rows[theirs]["mase"] / best - 1
+            counts[k] += gap < -CLEARLY
+            cells.append(f"**{100 * gap:+.1f} %**" if gap < -CLEARLY else f"{100 * gap:+.1f} %")
+        lines.append(f"| {r['set']} | " + " | ".join(cells) + " |")
+    lines.append("| clearly better on | " + " | ".join(f"{c} of {len(results)}" for c in counts) + " |")
+    return "\n".join(lines)
+
+
 def scaling_table(result: dict) -> str:
     sizes = sorted({int(n) for runs in result["models"].values() for n in runs})
     lines = []
@@ -311,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         loaded = [json.loads(path.read_text()) for path in args.tables]
         accuracy_results = [r for part in loaded for r in part["accuracy"]]
         print(accuracy_table(accuracy_results) + "\n\n" + summary_table(accuracy_results))
+        print("\n" + gap_table(accuracy_results))
         for column in ("mase", "smape", "ms_per_series"):
             print(f"\n{column}\n" + wide_table(accuracy_results, column))
         for part in loaded:
