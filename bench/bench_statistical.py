@@ -11,17 +11,22 @@ AutoETS, AutoARIMA, AutoTheta, AutoCES and, on hourly data, MSTL with daily and 
 Each set is split as ``bench_dev_suite.py --validate`` splits it (`validation_split`: each series' last
 horizon of the official training part is the target; the test part is never read). MASE (the in-sample
 seasonal-naive scale at the set's season) and sMAPE (M4's) of the point forecasts; the wall time is fit +
-predict of all the set's series on one core (statsforecast with ``n_jobs=1``, after each model compiled
-on two series untimed; ours with one BLAS/OpenMP thread).
+predict of all the set's series on one core (statsforecast with ``n_jobs=1``, after each model forecast
+two series untimed; ours with one BLAS/OpenMP thread). ``--max-series N`` scores an evenly spaced sample
+of N series of a larger set, the same for every model (AutoARIMA takes seconds a series). Besides each
+model: means of statsforecast's (`THEIR_MEANS`), and the gap of each against the ours it would stand in
+for (`PAIRS`; "clearly better": more than `CLEARLY` lower MASE). ``--keep DIR`` saves every forecast.
 
 ``--scale SET``: the time per series at ``--sizes`` (10,000 and 100,000) series, made by repeating SET's
-validation training parts. Each model first forecasts a ``--sample`` of 2,000 series; a size it would
+validation training parts. Each model first forecasts a ``--sample`` of 2,000 series (statsforecast's:
+``--their-sample`` where given); a size it would
 take longer than ``--budget`` seconds for at that rate is not run but extrapolated (linearly: each
 series is fitted on its own by statsforecast and in fixed-size chunks by ours) and marked so.
 
     bench/setup-baselines.sh
     PYTHONPATH=. .venv/bin/python bench/bench_statistical.py [--sets m3_yearly ...] [--scale m3_monthly]
-        [--out docs/dev-suite/statistical-validation.json]
+        [--max-series 300] [--keep DIR] [--out results.json]
+    PYTHONPATH=. .venv/bin/python bench/bench_statistical.py --tables results.json ...   # tables only
 """
 
 from __future__ import annotations
