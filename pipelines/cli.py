@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--freq", help=param("data", "freq").help)
     train.add_argument("--name", help="model name (with --data; default: the file's stem)")
     for p in FLAGS:  # the override flags: one per parameter the table marks, its help and choices from there
-        train.add_argument(f"--{p.name.replace('_', '-')}", type=_flag_type(p), choices=p.choices,
+        train.add_argument(p.flag_name, type=_flag_type(p), choices=p.choices,
                            help=f"override {p.section}.{p.name}: {p.help}".replace("%", "%%"))
     train.add_argument("--no-register", action="store_true", help="log the run but do not register the model")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -198,7 +198,7 @@ def _train(args: argparse.Namespace) -> int:
     for p in FLAGS:
         value = getattr(args, p.name)
         if value is not None:
-            value = p.check(value, where="--")
+            value = p.check_flag(value)
             config = replace(config, **{p.section: replace(getattr(config, p.section), **{p.name: value})})
     from pipelines.train import train  # TensorFlow and MLflow: imported once the arguments are checked
 

@@ -85,7 +85,7 @@ def install() -> None:
 
 
 def copy_store(source: Path, target: Path) -> None:
-    """Copy the store in folder ``source`` (``mlflow.db`` and ``artifacts/``, as `forecaster.tracking` lays
+    """Copy the store in folder ``source`` (``mlflow.db`` and ``artifacts/``, as `forecaster.ops.tracking` lays
     out a SQLite store) into folder ``target``, its absolute paths moved there: the copy is a store of its
     own, which a test may change without touching the source (copying files is cheaper than training)."""
     import sqlite3
