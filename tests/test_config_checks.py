@@ -125,6 +125,18 @@ def test_cli_flags_out_of_range_exit_2_and_touch_no_store(argv, message, tmp_pat
     assert not store.exists(), "a refused configuration must not create the MLflow store"
 
 
+def test_data_only_flags_beside_a_config_file_exit_2_instead_of_being_ignored(tmp_path, monkeypatch, capsys):
+    # The config's horizon used to win without a word: `train models/x.toml --horizon 48` trained 6 steps.
+    store = tmp_path / "store.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    path = tmp_path / "m.toml"
+    path.write_text('[model]\nname = "m"\nhorizon = 6\n[data]\nsource = "absent.csv"\n')
+    assert main(["train", str(path), "--horizon", "48", "--name", "x", "--quiet"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "--horizon and --name only go with --data" in err and "Traceback" not in err
+    assert not store.exists()
+
+
 def test_a_config_file_with_a_wrong_type_exits_2_before_any_run(tmp_path, monkeypatch, capsys):
     store = tmp_path / "store.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
