@@ -213,6 +213,10 @@ def check_section(instance: Any, section: str) -> None:
         object.__setattr__(instance, p.name, p.check(getattr(instance, p.name)))
 
 
+#: The dataclass `section_class` made for each section (``"network"``: `NetworkSpec`).
+_SECTIONS: dict[str, type] = {}
+
+
 def section_class(cls_name: str, section: str, base: type, doc: str,
                   extra: Iterable[tuple] = ()) -> type:
     """The frozen dataclass of ``section``: a field per parameter of the table (its type and default),
@@ -231,6 +235,7 @@ def section_class(cls_name: str, section: str, base: type, doc: str,
     cls = dataclasses.make_dataclass(cls_name, [*fields, *extra], bases=(base,), frozen=True,
                                      namespace={"__post_init__": post_init, "__doc__": doc})
     cls.__module__ = base.__module__  # pickles and reprs as the module that names it
+    _SECTIONS[section] = cls
     return cls
 
 
@@ -343,11 +348,9 @@ def requested_horizon(trained: int, horizon: Any = None) -> int:
 def check_estimator(estimator: Any) -> dict[str, Any]:
     """Every parameter of ``estimator`` (an `LSTMForecaster`) that the table defines, checked and
     conformed; the estimator's ``fit`` calls it first, before the data is read."""
-    from forecaster.models.network_spec import NetworkSpec  # made from this table: imported once it is
-
     check_not_removed(f"{type(estimator).__name__}.", vars(estimator))
     # The two parameters that are sections of their own: an instance of theirs (which checked its fields).
-    for name, kind in (("network", NetworkSpec), ("columns", Columns)):
+    for name, kind in (("network", _SECTIONS["network"]), ("columns", Columns)):
         value = getattr(estimator, name, None)
         if value is not None and not isinstance(value, kind):
             raise ConfigError(f"{name} must be a {kind.__name__} or None, got {value!r}"[:300])
