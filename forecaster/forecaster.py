@@ -35,7 +35,14 @@ from forecaster.data.schema import Columns
 from forecaster.data.validation import ValidatedFrame, validate_frame
 from forecaster.data.windows import build_feature_arrays
 from forecaster.defaults import Derived, SeriesRules, default_input_size, derive
-from forecaster.errors import ConfigError, ModelError, ShortHistoryError, ValueRangeError
+from forecaster.errors import (
+    ConfigError,
+    DataError,
+    MissingColumnError,
+    ModelError,
+    ShortHistoryError,
+    ValueRangeError,
+)
 from forecaster.evaluation.calibration import apply_corrections, conformal_corrections
 from forecaster.evaluation.metrics import mase_scale
 from forecaster.models import distribute
@@ -434,8 +441,17 @@ class LSTMForecaster:
         ``member_scores_`` each member's MASE there. Calibrate after it: the corrections are for the
         combined forecast."""
         self._check_fitted()
-        names = [name for name in (LSTM, *CANDIDATES) if name in members.columns]
         h = self.horizon
+        if not isinstance(members, pd.DataFrame):
+            raise DataError(f"members must be the frame cross_validation returns, got {type(members).__name__}")
+        for column in (self.columns_.target, "scale", LSTM):
+            if column not in members.columns:
+                raise MissingColumnError("members has no column it needs (cross_validation's frame has it)",
+                                         column=column)
+        if not len(members) or len(members) % h:
+            raise DataError(f"members must hold horizon = {h} rows per series and window, as cross_validation's "
+                            f"frame does; it has {len(members)} rows", column=self.columns_.target)
+        names = [name for name in (LSTM, *CANDIDATES) if name in members.columns]
         actual = members[self.columns_.target].to_numpy("float64").reshape(-1, h)
         points = {name: members[name].to_numpy("float64").reshape(-1, h) for name in names}
         weights, scores = greedy_weights(actual, points, members["scale"].to_numpy("float64")[::h])

@@ -12,6 +12,7 @@ so that `epochs = "ten"`, `--epochs -3` or `point_loss = "huber"` never reach Te
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import types
 import typing
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from forecaster.data.scaling import METHODS as SCALERS
+from forecaster.data.schema import Columns
 from forecaster.data.validation import POLICIES
 from forecaster.errors import ConfigError
 from forecaster.models.combination import COMBINES
@@ -29,9 +31,12 @@ Rule = tuple[Callable[[Any], bool], str]
 POSITIVE: Rule = (lambda v: v >= 1, "a positive integer")
 NON_NEGATIVE: Rule = (lambda v: v >= 0, "an integer >= 0")
 NON_NEGATIVE_NUMBER: Rule = (lambda v: v >= 0, "a number >= 0")
-ABOVE_ZERO: Rule = (lambda v: v > 0, "a number > 0")
+ABOVE_ZERO: Rule = (lambda v: 0 < v < math.inf, "a number > 0")  # not inf: training would turn to NaN
 SHARE: Rule = (lambda v: 0 <= v < 1, "a number in [0, 1)")
-QUANTILES: Rule = (lambda v: all(0 < q < 1 for q in v), "a list of numbers strictly between 0 and 1")
+# Distinct: each quantile is a column of the output, named by its value (`forecaster.contract.quantile_name`).
+QUANTILES: Rule = (lambda v: all(0 < q < 1 for q in v) and len(set(v)) == len(v),
+                   "a list of numbers strictly between 0 and 1, each once")
+FINITE_BELOW_ONE: Rule = (lambda v: -math.inf < v < 1, "a finite number below 1")
 
 #: Names the sections' choices hold (their owners: the modules that implement them, imported above).
 POINT_LOSSES = ("mae", "mse")
@@ -64,9 +69,18 @@ class Param:
     estimator: str | None = None
     flag: bool = False
 
+    @property
+    def flag_name(self) -> str:
+        """The override flag of `forecaster train` (``--budget-windows`` for ``budget_windows``)."""
+        return f"--{self.name.replace('_', '-')}"
+
     def check(self, value: Any, where: str | None = None) -> Any:
         """``value`` checked against the type and range; returned conformed (ConfigError naming the key)."""
         return check_value(f"[{self.section}] " if where is None else where, self.name, value, self.type, self)
+
+    def check_flag(self, value: Any) -> Any:
+        """``value`` given as the override flag, checked as `check` does; a ConfigError names the flag."""
+        return check_value("", self.flag_name, value, self.type, self)
 
 
 def _p(section: str, name: str, type_: Any, default: Any, help_: str, rule: Rule | None = None,
@@ -146,7 +160,8 @@ PARAMS: tuple[Param, ...] = (
     _p("backtest", "plot_series", tuple[str, ...], (), "series drawn besides the worst, median and best by MASE"),
     # [promotion]
     _p("promotion", "metric", str, "mase", "the metric a new version must win on", choices=PROMOTION_METRICS),
-    _p("promotion", "margin", float, 0.0, "relative margin: 0.02 asks for at most 98 % of the other's value"),
+    _p("promotion", "margin", float, 0.0, "relative margin: 0.02 asks for at most 98 % of the other's value",
+       FINITE_BELOW_ONE),
     # [schedule]
     _p("schedule", "retrain_every", str, "7D", "retrain cadence, a pandas duration such as '7D' (empty: never)"),
     _p("schedule", "warm_start", bool, False, "fine-tune the champion's weights instead of training afresh"),
@@ -198,6 +213,10 @@ def check_section(instance: Any, section: str) -> None:
         object.__setattr__(instance, p.name, p.check(getattr(instance, p.name)))
 
 
+#: The dataclass `section_class` made for each section (``"network"``: `NetworkSpec`).
+_SECTIONS: dict[str, type] = {}
+
+
 def section_class(cls_name: str, section: str, base: type, doc: str,
                   extra: Iterable[tuple] = ()) -> type:
     """The frozen dataclass of ``section``: a field per parameter of the table (its type and default),
@@ -216,6 +235,7 @@ def section_class(cls_name: str, section: str, base: type, doc: str,
     cls = dataclasses.make_dataclass(cls_name, [*fields, *extra], bases=(base,), frozen=True,
                                      namespace={"__post_init__": post_init, "__doc__": doc})
     cls.__module__ = base.__module__  # pickles and reprs as the module that names it
+    _SECTIONS[section] = cls
     return cls
 
 
@@ -329,4 +349,9 @@ def check_estimator(estimator: Any) -> dict[str, Any]:
     """Every parameter of ``estimator`` (an `LSTMForecaster`) that the table defines, checked and
     conformed; the estimator's ``fit`` calls it first, before the data is read."""
     check_not_removed(f"{type(estimator).__name__}.", vars(estimator))
+    # The two parameters that are sections of their own: an instance of theirs (which checked its fields).
+    for name, kind in (("network", _SECTIONS["network"]), ("columns", Columns)):
+        value = getattr(estimator, name, None)
+        if value is not None and not isinstance(value, kind):
+            raise ConfigError(f"{name} must be a {kind.__name__} or None, got {value!r}"[:300])
     return {name: p.check(getattr(estimator, name), where="") for name, p in ESTIMATOR.items()}

@@ -109,10 +109,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("config", nargs="?", type=Path, help="models/<name>.toml")
     train.add_argument("--data", help="a CSV or Parquet long frame (unique_id, ds, y) instead of a config")
     train.add_argument("--horizon", type=int, help=f"{param('model', 'horizon').help} (with --data)")
-    train.add_argument("--freq", help=param("data", "freq").help)
+    train.add_argument("--freq", help=f"{param('data', 'freq').help} (with --data)")
     train.add_argument("--name", help="model name (with --data; default: the file's stem)")
     for p in FLAGS:  # the override flags: one per parameter the table marks, its help and choices from there
-        train.add_argument(f"--{p.name.replace('_', '-')}", type=_flag_type(p), choices=p.choices,
+        train.add_argument(p.flag_name, type=_flag_type(p), choices=p.choices,
                            help=f"override {p.section}.{p.name}: {p.help}".replace("%", "%%"))
     train.add_argument("--no-register", action="store_true", help="log the run but do not register the model")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -186,6 +186,11 @@ def _train(args: argparse.Namespace) -> int:
     if (args.config is None) == (args.data is None):
         raise ConfigError("give either a config file or --data FILE --horizon H")
     if args.config is not None:
+        given = [flag for flag, value in (("--horizon", args.horizon), ("--freq", args.freq), ("--name", args.name))
+                 if value is not None]
+        if given:  # the config's own values would silently win
+            raise ConfigError(f"{' and '.join(given)} only go with --data; with a config file, set them in its "
+                              "[model] and [data] tables")
         config = load_config(args.config)
     else:
         if args.horizon is None:
@@ -198,7 +203,7 @@ def _train(args: argparse.Namespace) -> int:
     for p in FLAGS:
         value = getattr(args, p.name)
         if value is not None:
-            value = p.check(value, where="--")
+            value = p.check_flag(value)
             config = replace(config, **{p.section: replace(getattr(config, p.section), **{p.name: value})})
     from pipelines.train import train  # TensorFlow and MLflow: imported once the arguments are checked
 

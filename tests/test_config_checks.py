@@ -64,6 +64,33 @@ def test_quantiles_outside_zero_one_are_refused_in_the_config_and_the_python_api
         LSTMForecaster(horizon=6, quantiles=(0.0, 1.5)).fit(hourly_frame(n_series=2, length=100))
 
 
+@pytest.mark.parametrize(("sections", "message"), [
+    ({"model": {"quantiles": [0.5, 0.1, 0.5]}}, "[model] quantiles must be a list of numbers strictly between 0 and 1, "
+                                                "each once, got [0.5, 0.1, 0.5]"),
+    ({"training": {"learning_rate": float("inf")}}, "[training] learning_rate must be a number > 0, got inf"),
+    ({"promotion": {"margin": float("nan")}}, "[promotion] margin must be a finite number below 1, got nan"),
+    ({"promotion": {"margin": 1.0}}, "[promotion] margin must be a finite number below 1, got 1.0"),
+])
+def test_duplicated_quantiles_and_non_finite_numbers_are_refused_naming_the_key(sections, message):
+    # A quantile twice made two output columns of one name; an infinite learning rate trained a network of
+    # NaN; a NaN margin never promoted (every comparison with NaN is false), without a word.
+    with pytest.raises(ConfigError) as caught:
+        model_config_from_dict(_config(**sections))
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(("param", "value", "message"), [
+    ("quantiles", (0.5, 0.5), "quantiles must be a list of numbers strictly between 0 and 1, each once"),
+    ("learning_rate", float("inf"), "learning_rate must be a number > 0, got inf"),
+    ("network", {"units": 4}, "network must be a NetworkSpec or None, got {'units': 4}"),
+    ("columns", "y", "columns must be a Columns or None, got 'y'"),
+])
+def test_the_python_api_refuses_duplicates_infinities_and_wrong_sections_before_reading_the_data(param, value,
+                                                                                                 message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        LSTMForecaster(horizon=6, **{param: value}).fit("not even a frame")
+
+
 @pytest.mark.parametrize(("param", "value"), [("epochs", -3), ("epochs", 0), ("batch_size", "big"),
                                               ("learning_rate", -1.0), ("horizon", 0)])
 def test_the_python_api_refuses_bad_parameters_before_reading_the_data(param, value):
@@ -83,7 +110,7 @@ def test_integers_where_numbers_are_asked_are_taken_as_numbers():
         (["--epochs", "0"], "--epochs must be a positive integer, got 0"),
         (["--epochs", "-3"], "--epochs must be a positive integer, got -3"),
         (["--horizon", "0"], "[model] horizon must be a positive integer, got 0"),
-        (["--budget-windows", "0"], "--budget_windows must be a positive integer, got 0"),
+        (["--budget-windows", "0"], "--budget-windows must be a positive integer, got 0"),
     ],
 )
 def test_cli_flags_out_of_range_exit_2_and_touch_no_store(argv, message, tmp_path, monkeypatch, capsys):
@@ -96,6 +123,18 @@ def test_cli_flags_out_of_range_exit_2_and_touch_no_store(argv, message, tmp_pat
     assert main(args) == EXIT_CONFIG
     assert message in capsys.readouterr().err
     assert not store.exists(), "a refused configuration must not create the MLflow store"
+
+
+def test_data_only_flags_beside_a_config_file_exit_2_instead_of_being_ignored(tmp_path, monkeypatch, capsys):
+    # The config's horizon used to win without a word: `train models/x.toml --horizon 48` trained 6 steps.
+    store = tmp_path / "store.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    path = tmp_path / "m.toml"
+    path.write_text('[model]\nname = "m"\nhorizon = 6\n[data]\nsource = "absent.csv"\n')
+    assert main(["train", str(path), "--horizon", "48", "--name", "x", "--quiet"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "--horizon and --name only go with --data" in err and "Traceback" not in err
+    assert not store.exists()
 
 
 def test_a_config_file_with_a_wrong_type_exits_2_before_any_run(tmp_path, monkeypatch, capsys):

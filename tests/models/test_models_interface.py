@@ -8,6 +8,7 @@ import pytest
 
 from forecaster.data.schema import Columns
 from forecaster.data.validation import validate_frame
+from forecaster.errors import DataError, MissingColumnError
 from forecaster.evaluation.metrics import mase, mase_scale
 from forecaster.forecaster import LSTMForecaster
 from forecaster.models import baselines
@@ -118,6 +119,17 @@ def _check_learned_combination(fitted):
     expected = sum(w * members[name] for name, w in weights.items())
     np.testing.assert_allclose(combined["forecast"].to_numpy().reshape(4, HORIZON), expected, rtol=1e-5)
     np.testing.assert_allclose(combined["q0.9"] - combined["q0.1"], alone["q0.9"] - alone["q0.1"], atol=1e-4)
+
+
+def test_learn_combination_names_what_a_wrong_members_frame_lacks(fitted):
+    # Was a KeyError or a numpy reshape ValueError: a traceback instead of the column at fault.
+    cv = fitted.cross_validation(hourly_frame(n_series=4, length=200), n_windows=1)
+    with pytest.raises(MissingColumnError, match="column: 'scale'"):
+        fitted.learn_combination(cv.drop(columns="scale"))
+    with pytest.raises(DataError, match=f"horizon = {HORIZON} rows per series and window.*has {len(cv) - 1} rows"):
+        fitted.learn_combination(cv.iloc[1:])
+    with pytest.raises(DataError, match="got list"):
+        fitted.learn_combination([1, 2])
 
 
 def test_a_fit_with_learned_weights_weighs_the_members_on_its_holdout(fitted):
