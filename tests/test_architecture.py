@@ -200,3 +200,19 @@ def test_docs_architecture_names_every_module_and_tests_mirror_the_packages():
     packages = {p.name for p in (ROOT / "forecaster").iterdir() if (p / "__init__.py").is_file()} | {"pipelines"}
     folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
     assert folders and folders <= packages, folders - packages
+
+
+def test_every_fitted_attribute_is_a_field_of_the_one_state_save_and_load_write():
+    """The forecaster's fitted attributes (``model_``, ``weights_``, ...) are exactly the fields of
+    `forecaster.models.state.FittedState`, and each field is written by save (a JSON key of
+    ``forecaster.json`` or a file of its own) and read back by load: no attribute listed by hand a
+    second time. The values' round trip is `tests/models/test_fitted_state.py`."""
+    from dataclasses import fields
+
+    from forecaster.forecaster import LSTMForecaster
+    from forecaster.models.state import FittedState
+
+    fitted = {n[:-1] for n in dir(LSTMForecaster) if n.endswith("_") and not n.startswith("_")}
+    assert fitted == set(FittedState.names())
+    unsaved = [f.name for f in fields(FittedState) if not {"key", "file"} & set(f.metadata)]
+    assert unsaved == []
