@@ -63,7 +63,7 @@ from forecaster.models.naive import SeasonalNaive
 from forecaster.models.network import NetworkModel, TrainingPlan
 from forecaster.models.state import NETWORK_FILE, SCALER_FILE, FittedState, json_value
 from forecaster.ops.integrity import sha256
-from forecaster.params import check_estimator, check_not_removed, requested_horizon
+from forecaster.params import check_estimator, check_not_removed, check_value, requested_horizon
 from forecaster.params import estimator_default as _D
 
 MODEL_FILES = (NETWORK_FILE, SCALER_FILE, "forecaster.json")
@@ -360,12 +360,11 @@ class LSTMForecaster:
         columns = state.columns
         history = splits.history(data.frame, columns, data.last_train)
         actual = splits.following(data.frame, columns, data.last_train, self.horizon)
-        ids, points = self._member_points(state, history, learned=self.combine == LEARNED)
+        ids, points, histories = self._member_points(state, history, learned=self.combine == LEARNED)
         if not ids:
             chosen = choose({}) if self.combine == "auto" else self.combine
             return replace(state, combine=chosen, weights=weights_of("none" if chosen == LEARNED else chosen))
         actual = actual.set_index(columns.id).loc[ids, columns.target].to_numpy("float64").reshape(len(ids), -1)
-        histories = series_histories(history, columns, ids)
         scores = holdout_scores(actual, points[LSTM], histories, seasonal_period(state.freq))
         if self.combine == LEARNED:
             scale = mase_scale(histories, seasonal_period(state.freq))
@@ -375,24 +374,26 @@ class LSTMForecaster:
         chosen = choose(scores) if self.combine == "auto" else self.combine
         return replace(state, combine=chosen, combine_scores=scores, weights=weights_of(chosen))
 
-    def _member_points(self, state: FittedState, history: pd.DataFrame,
-                       learned: bool = True) -> tuple[list[str], dict[str, np.ndarray]]:
-        """The ids of the series of ``history`` the network forecasts (not the fallback's) and each
+    def _member_points(self, state: FittedState, history: pd.DataFrame, learned: bool = True
+                       ) -> tuple[list[str], dict[str, np.ndarray], list[np.ndarray]]:
+        """The ids of the series of ``history`` the network forecasts (not the fallback's), each
         member's point forecasts (series, horizon) for them: the network's (uncombined, uncalibrated) and,
-        with ``learned``, every candidate's of `forecaster.models.combination.CANDIDATES`."""
+        with ``learned``, every candidate's of `forecaster.models.combination.CANDIDATES`; and those
+        series' histories (`series_histories`, read once for the members and the MASE scale)."""
         vframe = validate_frame(history, state.columns, freq=state.freq, missing_policy=self.missing_policy,
                                 min_length=state.min_history, horizon=self.horizon, for_prediction=True)
         short = set(vframe.short_series)
         ids = [sid for sid in vframe.ids if sid not in short]
         if not ids:
-            return [], {}
+            return [], {}, []
         network = self._network(state)
         points = {LSTM: network.forecast(SeriesBatch(vframe, ids), self.horizon)[..., 0].astype("float64")}
         self._predict_fn = network.predict_fn
-        if learned:  # the statistical methods read the history as given (a slice of a validated frame)
-            histories = series_histories(history, state.columns, ids)
+        # The statistical methods and the scale read the history as given (a slice of a validated frame).
+        histories = series_histories(history, state.columns, ids)
+        if learned:
             points.update(member_forecasts(histories, self.horizon, seasonal_period(state.freq), set(CANDIDATES)))
-        return ids, points
+        return ids, points, histories
 
     def calibrate(self, backtest_forecasts: pd.DataFrame) -> LSTMForecaster:
         """Set the conformal corrections of the intervals from a backtest's out-of-sample forecasts
@@ -409,23 +410,29 @@ class LSTMForecaster:
         origin) and one column per member (``lstm`` and `forecaster.models.combination.CANDIDATES`). Series the
         fallback forecasts at an origin are left out of it. What `learn_combination` weighs."""
         self._check_fitted()
+        n_windows = check_value("", "n_windows", n_windows)
+        step = self.horizon if step is None else check_value("", "step", step)
         state = self._fitted
         columns = state.columns
         frame = validate_frame(df, columns, freq=state.freq, missing_policy=self.missing_policy).frame
+        longest = int(frame.groupby(columns.id, sort=False).size().max())
+        if longest - splits.origin_offset(self.horizon, n_windows, step, 0) < state.min_history:
+            raise ConfigError(f"n_windows = {n_windows} windows {step} steps apart leave the longest series "
+                              f"({longest} rows) fewer than the {state.min_history} rows the network needs "
+                              f"before the oldest origin: fewer windows or a smaller step")
         season = seasonal_period(state.freq)
         parts = []
-        plan = splits.backtest_cutoffs(frame, columns, self.horizon, n_windows, step or self.horizon)
+        plan = splits.backtest_cutoffs(frame, columns, self.horizon, n_windows, step)
         for k, window in plan.groupby(WINDOW_COLUMN, sort=True):
             cutoffs = window.set_index(columns.id)[CUTOFF_COLUMN]
             history = splits.history(frame, columns, cutoffs)
-            ids, points = self._member_points(state, history)
+            ids, points, histories = self._member_points(state, history)
             if not ids:
                 continue
             actual = splits.following(frame, columns, cutoffs, self.horizon).set_index(columns.id).loc[ids]
             part = actual.reset_index()[[columns.id, columns.time, columns.target]]
             part[WINDOW_COLUMN] = k
             part[CUTOFF_COLUMN] = part[columns.id].map(cutoffs)
-            histories = series_histories(history, columns, ids)
             part["scale"] = np.repeat(mase_scale(histories, season), self.horizon)
             for name, values in points.items():
                 part[name] = values.reshape(-1)

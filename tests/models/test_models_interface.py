@@ -8,7 +8,7 @@ import pytest
 
 from forecaster.data.schema import Columns
 from forecaster.data.validation import validate_frame
-from forecaster.errors import DataError, MissingColumnError
+from forecaster.errors import ConfigError, DataError, MissingColumnError
 from forecaster.evaluation.metrics import mase, mase_scale
 from forecaster.forecaster import LSTMForecaster
 from forecaster.models import baselines
@@ -177,3 +177,14 @@ def test_a_training_run_weighs_the_members_on_the_backtest_windows_and_logs_the_
               if k.startswith("combine.weight.")}
     assert logged == pytest.approx(final.weights_, abs=1e-4)
     assert {f"combine.member_mase.{m}" for m in ("lstm", *CANDIDATES)} <= set(run.data.metrics)
+
+
+@pytest.mark.parametrize(("kwargs", "key"), [({"n_windows": 0}, "n_windows"), ({"n_windows": "2"}, "n_windows"),
+                                             ({"n_windows": 2, "step": 0}, "step"),
+                                             ({"n_windows": 10**6}, "n_windows")])
+def test_cross_validation_refuses_windows_it_cannot_make_before_any_work(fitted, kwargs, key):
+    """A count or step that is not a positive whole number, or windows reaching before every series'
+    first rows, is a ConfigError naming the key (were an empty concat, a TypeError, a step of 0 repeating
+    one window, a million windows looped over)."""
+    with pytest.raises(ConfigError, match=key):
+        fitted.cross_validation(hourly_frame(n_series=3), **kwargs)
