@@ -88,7 +88,7 @@ def test_no_nan_on_awkward_series_and_the_batch_equals_one_at_a_time():
     assert np.isfinite(forecast).all()
     one_at_a_time = np.concatenate([aets_batch([h], 12, 12) for h in histories])
     np.testing.assert_array_equal(forecast, one_at_a_time)
-    np.testing.assert_array_equal(forecast, aets_batch(histories, 12, 12)), "deterministic"
+    np.testing.assert_array_equal(forecast, aets_batch(histories, 12, 12))  # deterministic: the same again
 
 
 def test_only_the_last_values_read_are_read_and_never_more_than_the_other_members():
