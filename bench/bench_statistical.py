@@ -3,8 +3,10 @@ time per series at 10k and 100k series (issue #27).
 
 Ours (`forecaster.models.baselines`, run in this process through `forecaster.models.combination.member_forecasts`, the
 path a fitted forecaster takes): seasonal naive, the Theta method, the optimised Theta model with a static
-(OTM) and a dynamic (DOTM) trend line, exponential smoothing (ETS), and the equal-weight mean of OTM, DOTM
-and ETS (the statistical half of the default combination). statsforecast's (in .venv-baselines, made by
+(OTM) and a dynamic (DOTM) trend line, exponential smoothing (ETS), the state-space exponential smoothing
+with seasonal states (AETS, `forecaster.models.ets`), and the equal-weight means of OTM, DOTM and ETS (the
+former default combination's statistical half), of OTM, DOTM and AETS (the default's since 2026-12-06)
+and of all four. statsforecast's (in .venv-baselines, made by
 bench/setup-baselines.sh, as a subprocess reading the same training part from a file): SeasonalNaive,
 AutoETS, AutoARIMA, AutoTheta, AutoCES and, on hourly data, MSTL with daily and weekly periods (24, 168).
 
@@ -16,6 +18,9 @@ two series untimed; ours with one BLAS/OpenMP thread). ``--max-series N`` scores
 of N series of a larger set, the same for every model (AutoARIMA takes seconds a series). Besides each
 model: means of statsforecast's (`THEIR_MEANS`), and the gap of each against the ours it would stand in
 for (`PAIRS`; "clearly better": more than `CLEARLY` lower MASE). ``--keep DIR`` saves every forecast.
+
+``--ours-only``: our methods alone, without statsforecast (no .venv-baselines needed), to score a
+change of ours beside statsforecast's figures recorded before (merge the JSON files' ``scores``).
 
 ``--scale SET``: the time per series at ``--sizes`` (10,000 and 100,000) series, made by repeating SET's
 validation training parts. Each model first forecasts a ``--sample`` of 2,000 series (statsforecast's:
@@ -66,11 +71,15 @@ def _member(method: str) -> Callable[[list[np.ndarray], int, int], np.ndarray]:
 OURS: dict[str, Callable[[list[np.ndarray], int, int], np.ndarray]] = {
     "SeasonalNaive (ours)": seasonal_naive_batch,
     **{f"{label} (ours)": _member(method)
-       for label, method in (("Theta", "theta"), ("OTM", "otm"), ("DOTM", "dotm"), ("ETS", "ets"))},
+       for label, method in (("Theta", "theta"), ("OTM", "otm"), ("DOTM", "dotm"), ("ETS", "ets"),
+                             ("AETS", "aets"))},
 }
-#: The statistical half of the product's default combination (`forecaster.models.combination.AUTO`).
+#: The statistical half of the product's former default combination ("otm+dotm+ets").
 MEAN = ("OTM (ours)", "DOTM (ours)", "ETS (ours)")
 MEAN_NAME = "mean(OTM, DOTM, ETS) (ours)"
+#: Our other means scored beside it: the statistical half of the default since 2026-12-06
+#: (`forecaster.models.combination.AUTO`, "otm+dotm+aets") first.
+OUR_MEANS = (("OTM (ours)", "DOTM (ours)", "AETS (ours)"), ("OTM (ours)", "DOTM (ours)", "ETS (ours)", "AETS (ours)"))
 THEIRS = ("SeasonalNaive", "AutoETS", "AutoARIMA", "AutoTheta", "AutoCES")
 #: Equal-weight means of statsforecast's models: what could stand in for `MEAN` in the combination.
 THEIR_MEANS = (("AutoETS", "AutoTheta", "AutoCES"), ("AutoETS", "AutoARIMA", "AutoTheta"),
@@ -97,8 +106,10 @@ def run_ours(histories: list[np.ndarray], h: int, season: int) -> tuple[dict[str
         started = time.perf_counter()
         forecasts[label] = method(histories, h, season)
         seconds[label] = time.perf_counter() - started
-    forecasts[MEAN_NAME] = np.mean([forecasts[m] for m in MEAN], axis=0)
-    seconds[MEAN_NAME] = sum(seconds[m] for m in MEAN)
+    for members in (MEAN, *OUR_MEANS):
+        label = f"mean({', '.join(m.removesuffix(' (ours)') for m in members)}) (ours)"
+        forecasts[label] = np.mean([forecasts[m] for m in members], axis=0)
+        seconds[label] = sum(seconds[m] for m in members)
     return forecasts, seconds
 
 
@@ -128,9 +139,11 @@ def subsample(frame: pd.DataFrame, most: int | None) -> pd.DataFrame:
     return frame[frame["unique_id"].isin(chosen)].reset_index(drop=True)
 
 
-def accuracy(name: str, work: Path, most: int | None = None, keep: Path | None = None) -> dict:
+def accuracy(name: str, work: Path, most: int | None = None, keep: Path | None = None,
+             theirs: bool = True) -> dict:
     """Every model's MASE, sMAPE and wall time on set ``name``'s validation windows (of at most ``most``
-    of its series, `subsample`); with ``keep``, the forecasts as ``keep/{name}.npz``."""
+    of its series, `subsample`); with ``keep``, the forecasts as ``keep/{name}.npz``; without
+    ``theirs``, ours alone (no statsforecast, no .venv-baselines needed)."""
     spec = SETS[name]
     h, season, freq = spec["h"], spec["season"], spec["freq"]
     whole = load_set(name)[0]
@@ -141,11 +154,12 @@ def accuracy(name: str, work: Path, most: int | None = None, keep: Path | None =
     forecasts, seconds = run_ours(histories, h, season)
     for label, point in forecasts.items():
         rows[label] = {**scores(y, point, histories, season), "seconds": seconds[label]}
-    base, their_seconds = run_theirs(train, theirs_for(name), h, season, freq, work)
-    points = {label: wide(base, ids, label, h) for label in theirs_for(name)}
-    for label in theirs_for(name):
+    models = theirs_for(name) if theirs else ()
+    base, their_seconds = run_theirs(train, models, h, season, freq, work) if models else (None, {})
+    points = {label: wide(base, ids, label, h) for label in models}
+    for label in models:
         rows[label] = {**scores(y, points[label], histories, season), "seconds": their_seconds[label]}
-    for members in THEIR_MEANS:
+    for members in THEIR_MEANS if models else ():
         rows[f"mean({', '.join(members)})"] = {
             **scores(y, np.mean([points[m] for m in members], axis=0), histories, season),
             "seconds": sum(their_seconds[m] for m in members)}
@@ -175,7 +189,7 @@ def replicate(train: pd.DataFrame, n: int) -> pd.DataFrame:
 
 
 def scaling(name: str, sizes: list[int], sample: int, budget: float, work: Path,
-            their_sample: int | None = None) -> dict:
+            their_sample: int | None = None, theirs: bool = True) -> dict:
     """Seconds per series of every model at ``sizes`` series made from set ``name`` (measured where the
     ``sample``'s rate says a size fits in ``budget`` seconds, else extrapolated from the sample; for
     statsforecast's models the sample is ``their_sample`` series where given)."""
@@ -207,7 +221,7 @@ def scaling(name: str, sizes: list[int], sample: int, budget: float, work: Path,
             method(histories, h, season)
             record(label, n, time.perf_counter() - started, True)
     sample = their_sample or sample
-    for label in theirs_for(name):
+    for label in theirs_for(name) if theirs else ():
         for n in sorted({sample, *sizes}):
             rate = out[label][str(sample)]["seconds"] / sample if label in out else 0.0
             if n != sample and rate * n > budget:
@@ -335,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=600.0, help="seconds a measured size may take")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--keep", type=Path, help="save each set's forecasts here (npz)")
+    parser.add_argument("--ours-only", action="store_true",
+                        help="run our methods alone (no statsforecast; .venv-baselines not needed)")
     parser.add_argument("--tables", type=Path, nargs="+", metavar="JSON",
                         help="print the tables of earlier --out files (accuracy parts in order) and exit")
     args = parser.parse_args(argv)
@@ -354,14 +370,15 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.sets:
             work = Path(tmp) / name
             work.mkdir()
-            results["accuracy"].append(accuracy(name, work, args.max_series, args.keep))
+            results["accuracy"].append(accuracy(name, work, args.max_series, args.keep, not args.ours_only))
             print(accuracy_table(results["accuracy"][-1:]), file=sys.stderr)
             if args.out:
                 args.out.write_text(json.dumps(results, indent=2))
         if args.scale:
             work = Path(tmp) / "scale"
             work.mkdir()
-            results["scaling"] = scaling(args.scale, args.sizes, args.sample, args.budget, work, args.their_sample)
+            results["scaling"] = scaling(args.scale, args.sizes, args.sample, args.budget, work, args.their_sample,
+                                         not args.ours_only)
             if args.out:
                 args.out.write_text(json.dumps(results, indent=2))
     if results["accuracy"]:

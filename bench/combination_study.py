@@ -3,11 +3,11 @@ forecasts `bench_dev_suite.py --keep DIR` saved (no training): the study behind 
 
 For each set: MASE of the network alone (N), of each statistical method alone as the runtime computes
 it (`combination.member_forecasts`: T the Theta method, O and D the optimised Theta model with a
-static and a dynamic trend line, E exponential smoothing), of every combination the runtime applies
-(named as in `[model] combine`, built from `combination.MEMBERS`), of a few means without the network
-(T+E, O+D+E) and N+E, two other pools of the shipped members (their median; the mean and the median
-with T added), and statsforecast's AutoETS / AutoTheta where the run had baselines. Run it on
-``--validate`` forecasts to choose; a test run's forecasts only report.
+static and a dynamic trend line, E exponential smoothing, A the seasonal state-space one), of every
+combination the runtime applies (named as in `[model] combine`, built from `combination.MEMBERS`), of a
+few means without the network (T+E, O+D+E, O+D+A) and N+E, two other pools of the shipped members
+(their median; the mean and the median with T added), and statsforecast's AutoETS / AutoTheta where
+the run had baselines. Run it on ``--validate`` forecasts to choose; a test run's forecasts only report.
 
     .venv/bin/python bench/bench_dev_suite.py --validate --set 'model.combine="none"' --keep /tmp/keep
     .venv/bin/python bench/combination_study.py /tmp/keep [--out study.json]
@@ -29,7 +29,7 @@ from bench_dev_suite import SETS  # noqa: E402
 from forecaster.evaluation.metrics import mase  # noqa: E402
 from forecaster.models.combination import AUTO, MEMBERS, member_forecasts  # noqa: E402
 
-_SHORT = {"T": "theta", "O": "otm", "D": "dotm", "E": "ets"}
+_SHORT = {"T": "theta", "O": "otm", "D": "dotm", "E": "ets", "A": "aets"}
 
 
 def study(path: Path, season: int) -> dict[str, float]:
@@ -42,13 +42,15 @@ def study(path: Path, season: int) -> dict[str, float]:
     for method, names in MEMBERS.items():
         if names:
             forecasts[method] = np.mean([network, *(members[name] for name in names)], axis=0)
-    for label, names in {"N+E": ("ets",), "T+E": ("theta", "ets"), "O+D+E": ("otm", "dotm", "ets")}.items():
+    for label, names in {"N+E": ("ets",), "T+E": ("theta", "ets"), "O+D+E": ("otm", "dotm", "ets"),
+                         "O+D+A": ("otm", "dotm", "aets")}.items():
         forecasts[label] = np.mean([network] * label.startswith("N") + [members[n] for n in names], axis=0)
     # Other pools of what "auto" combines (issue #11, fourth session): their median, and Theta added.
     shipped = [network, *(members[name] for name in MEMBERS[AUTO])]
-    forecasts["median(N,O,D,E)"] = np.median(shipped, axis=0)
-    forecasts["N+T+O+D+E"] = np.mean([*shipped, members["theta"]], axis=0)
-    forecasts["median(N,T,O,D,E)"] = np.median([*shipped, members["theta"]], axis=0)
+    letters = [next(k for k, v in _SHORT.items() if v == name) for name in MEMBERS[AUTO]]
+    forecasts[f"median(N,{','.join(letters)})"] = np.median(shipped, axis=0)
+    forecasts[f"N+T+{'+'.join(letters)}"] = np.mean([*shipped, members["theta"]], axis=0)
+    forecasts[f"median(N,T,{','.join(letters)})"] = np.median([*shipped, members["theta"]], axis=0)
     for name in ("AutoETS", "AutoTheta"):
         if name in saved:
             forecasts[name] = saved[name]

@@ -154,7 +154,8 @@ class LSTMForecaster:
     ``verbose`` is Keras' ``fit`` verbosity: 2 (the default) one line per epoch, 1 a per-batch
     progress bar, 0 nothing. ``combine``: the network's forecasts alone (``"none"``), averaged with the
     Theta method's (``"theta"``), with Theta's and exponential smoothing's (``"theta+ets"``) or with the
-    optimised Theta model's, static and dynamic, and exponential smoothing's (``"otm+dotm+ets"``), or the
+    optimised Theta model's, static and dynamic, and exponential smoothing's (``"otm+dotm+ets"``) or the
+    same Theta models' and the seasonal state-space exponential smoothing's (``"otm+dotm+aets"``), or the
     latter unless the network alone is far better on the fit's holdout (``"auto"``, the default:
     `forecaster.models.combination`), or weighed by greedy ensemble selection (``"learned"``: on the fit's
     holdout, or on backtest windows with `learn_combination`); the fitted choice is ``combine_``, its

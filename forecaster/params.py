@@ -97,7 +97,8 @@ PARAMS: tuple[Param, ...] = (
     _p("model", "quantiles", tuple[float, ...], (0.1, 0.5, 0.9), "the quantiles forecast beside the point",
        QUANTILES, estimator=True),
     _p("model", "combine", str, "auto", "what the network's forecasts are averaged with "
-       "(forecaster.models.combination): 'none', 'theta', 'theta+ets', 'otm+dotm+ets', 'auto' (the latter "
+       "(forecaster.models.combination): 'none', 'theta', 'theta+ets', 'otm+dotm+ets', 'otm+dotm+aets', "
+       "'auto' (the latter "
        "unless the network alone is far better on the fit's holdout) or 'learned' (weights chosen on the "
        "backtest windows)",
        choices=COMBINES, estimator=True),

@@ -371,7 +371,9 @@ def ets_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.ndarr
     is forecast naively. The forecast is reseasonalised.
 
     Damped trends are the workhorse of automatic exponential smoothing on yearly and quarterly data; it
-    is the partner the network's combinations use besides the Theta models (`forecaster.models.combination`).
+    is the partner of the Theta models in ``"theta+ets"`` and ``"otm+dotm+ets"``
+    (`forecaster.models.combination`); the default's is `forecaster.models.ets.aets_batch`, whose seasonal
+    states are smoothed with the level.
     """
     _check(horizon, m)
     if not len(histories):

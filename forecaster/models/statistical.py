@@ -12,6 +12,7 @@ import numpy as np
 
 from forecaster.models.base import ForecastModel, SeriesBatch
 from forecaster.models.baselines import ets_batch, optimised_theta_batch, theta_batch
+from forecaster.models.ets import aets_batch
 
 
 class Statistical(ForecastModel):
@@ -39,4 +40,5 @@ METHODS: dict[str, Callable[..., np.ndarray]] = {
     "ets": ets_batch,
     "otm": optimised_theta_batch,
     "dotm": partial(optimised_theta_batch, dynamic=True),
+    "aets": aets_batch,
 }

@@ -432,10 +432,12 @@ def test_auto_keeps_the_combination_unless_the_network_alone_is_far_better_on_th
     from forecaster.evaluation.metrics import mase
     from forecaster.models.baselines import ets_batch, optimised_theta_batch, theta_batch
     from forecaster.models.combination import AUTO, choose
+    from forecaster.models.ets import aets_batch
 
     model = _fit(NetworkSpec(units=8, head_units=16), combine="auto")
     scores = model.combine_scores_
-    assert set(scores) == {"none", "theta", "theta+ets", "otm+dotm+ets"} and model.combine_ == choose(scores)
+    assert set(scores) == {"none", "theta", "theta+ets", "otm+dotm+ets", "otm+dotm+aets"}
+    assert model.combine_ == choose(scores)
     frame = hourly_frame(n_series=4, length=200)
     held_out = frame.groupby("unique_id").cumcount(ascending=False) < HORIZON
     history, actual = frame[~held_out], frame[held_out]
@@ -452,7 +454,10 @@ def test_auto_keeps_the_combination_unless_the_network_alone_is_far_better_on_th
     assert scores["theta"] == pytest.approx(mase(y, (network + theta) / 2, insample, 24), rel=1e-9)
     assert scores["theta+ets"] == pytest.approx(mase(y, (network + theta + ets) / 3, insample, 24), rel=1e-9)
     assert scores["otm+dotm+ets"] == pytest.approx(mase(y, (network + otm + dotm + ets) / 4, insample, 24), rel=1e-9)
-    assert AUTO == "otm+dotm+ets"
+    aets = aets_batch(insample, HORIZON, 24)
+    assert scores["otm+dotm+aets"] == pytest.approx(mase(y, (network + otm + dotm + aets) / 4, insample, 24),
+                                                    rel=1e-9)
+    assert AUTO == "otm+dotm+aets"
     assert choose({"none": 1.0, "theta": 1.1, AUTO: 1.19}) == AUTO, "the benefit of the doubt"
     assert choose({"none": 1.0, "theta": 0.9, AUTO: 0.95}) == AUTO, "one window picks no partner"
     assert choose({"none": 1.0, "theta": 1.1, AUTO: 1.21}) == "none", "unless the network is far ahead"
