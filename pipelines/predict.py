@@ -38,6 +38,7 @@ from forecaster.data.io import (
     iter_frame,
     read_frame,
     spill_folder,
+    temporary,
     write_frames_atomic,
 )
 from forecaster.data.validation import parse_ids
@@ -245,19 +246,20 @@ def _partitioned_chunks(path: str | Path, id_name: str, sorted_ids: np.ndarray, 
                         beside: str | Path) -> Iterator[pd.DataFrame]:
     """Chunks of unsorted rows: ranges of ``chunk_series`` ids, spilled to Parquet files, read back in order."""
     edges = sorted_ids[::chunk_series]  # the first id of each chunk
-    folder = spill_folder(beside)
-    try:
-        for k, frame in enumerate(iter_frame(path, READ_ROWS, id_column=id_name)):
-            chunk = np.searchsorted(edges, parse_ids(frame[id_name], id_name).to_numpy(dtype=object),
-                                    side="right") - 1
-            rows = np.argsort(chunk, kind="stable")
-            present, first = np.unique(chunk[rows], return_index=True)
-            for c, start, end in zip(present, first, [*first[1:], len(rows)]):
-                frame.iloc[rows[start:end]].to_parquet(folder / f"{c:08d}-{k:08d}.parquet", index=False)
-        for c in range(len(edges)):
-            parts = sorted(folder.glob(f"{c:08d}-*.parquet"))
-            yield pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
-            for part in parts:
-                part.unlink()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    # Recorded as a temporary: a SIGTERM's handler removes it too, not only the next run.
+    with temporary(spill_folder(beside)) as folder:
+        try:
+            for k, frame in enumerate(iter_frame(path, READ_ROWS, id_column=id_name)):
+                chunk = np.searchsorted(edges, parse_ids(frame[id_name], id_name).to_numpy(dtype=object),
+                                        side="right") - 1
+                rows = np.argsort(chunk, kind="stable")
+                present, first = np.unique(chunk[rows], return_index=True)
+                for c, start, end in zip(present, first, [*first[1:], len(rows)]):
+                    frame.iloc[rows[start:end]].to_parquet(folder / f"{c:08d}-{k:08d}.parquet", index=False)
+            for c in range(len(edges)):
+                parts = sorted(folder.glob(f"{c:08d}-*.parquet"))
+                yield pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+                for part in parts:
+                    part.unlink()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -270,6 +270,46 @@ def test_a_killed_streaming_run_leaves_the_previous_output_intact(registry, tmp_
     assert len(pd.read_parquet(out)) == 307 * 12
 
 
+def _started_writing(proc: subprocess.Popen, folder: Path) -> None:
+    """Wait until the run's temporary output holds a chunk's rows (Parquet's writer opens on the first)."""
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        if [p for p in folder.glob(".forecast.parquet.*.tmp") if p.is_file() and p.stat().st_size]:
+            return
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be stopped: " + proc.stderr.read().decode()[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_run_stops_it_with_one_line_the_previous_output_and_nothing_else(registry, tmp_path, sig):
+    """SIGTERM or SIGINT while the reader, forecast and writer threads all run: exit 143 or 130, one
+    line and no traceback, the previous output as it was, and neither the temporary output nor the
+    spill folder left (the handler removes both: no next run needed)."""
+    uri, _ = registry
+    source = tmp_path / "history.parquet"
+    _history(n_new=300).sample(frac=1.0, random_state=2).to_parquet(source)  # unsorted: a spill folder too
+    out = tmp_path / "forecast.parquet"
+    out.write_bytes(b"the previous output")
+    cmd = [sys.executable, "-m", "pipelines.cli", "predict", "--model", "models:/tiny_stream@champion",
+           "--input", str(source), "--output", str(out), "--chunk-series", "1"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "MLFLOW_TRACKING_URI": uri}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        _started_writing(proc, tmp_path)
+        assert any(p.is_dir() for p in tmp_path.glob(".forecast.parquet.*.tmp"))  # the spill folder
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 128 + sig, err.decode()[-2000:]
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and f"stopped by {signal.Signals(sig).name}" in lines[0], lines
+    assert out.read_bytes() == b"the previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, out.name])
+
+
 @pytest.mark.spark
 @pytest.mark.slow
 def test_spark_output_equals_the_streaming_engines_on_a_sample(registry, tmp_path):
