@@ -11,17 +11,21 @@ the chunk, not by the input. Every series is forecast from its own rows only, so
 number, and chunks go in id order, the order of the whole-frame forecast: the output is the same row for
 row. Input sorted by id is read once; unsorted input is first partitioned by ranges of ids into
 Parquet files in a hidden folder beside the output (one more read of the id column, one write and
-read of the input), removed at the end (docs/prediction.md).
+read of the input), removed at the end (docs/prediction.md). The reading of the next chunk and the
+writing of the previous chunk's forecasts run in threads beside the forecast of the current one (`ahead`),
+so the second core works during the forecast's single-threaded frame work; the order is kept.
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -34,6 +38,7 @@ from forecaster.data.io import (
     iter_frame,
     read_frame,
     spill_folder,
+    temporary,
     write_frames_atomic,
 )
 from forecaster.data.validation import parse_ids
@@ -45,6 +50,7 @@ DEFAULT_CHUNK_SERIES = 8192
 (``PREDICT_CHUNK``, 1,024), 1.4 M rows of a week of hours."""
 READ_ROWS = 1 << 19
 """Rows read from the input file at a time (a Parquet record batch or a CSV chunk)."""
+T = TypeVar("T")
 
 
 def predict(model_uri: str, input_path: str | Path, output_path: str | Path, horizon: int | None = None,
@@ -87,7 +93,8 @@ def predict_streaming(model: steps.LoadedModel, input_path: str | Path, output_p
 
     def forecasts() -> Iterator[pd.DataFrame]:
         # closing(): a failed chunk removes the spill folder now, not when the traceback is freed.
-        with contextlib.closing(history_chunks(input_path, id_name, chunk_series, beside=output_path)) as chunks:
+        with contextlib.closing(ahead(history_chunks(input_path, id_name, chunk_series, beside=output_path))) \
+                as chunks:
             for chunk in chunks:
                 out = steps.forecast(model, chunk, horizon=horizon, quantiles=quantiles)
                 counts["rows"] += len(out)
@@ -95,8 +102,58 @@ def predict_streaming(model: steps.LoadedModel, input_path: str | Path, output_p
                 counts["fallback_series"] += fallback_series(out, id_name)
                 yield out
 
-    write_frames_atomic(forecasts(), output_path)
+    # Three threads, one stage each: read chunk k+1 | forecast chunk k | write chunk k-1 (this one).
+    with contextlib.closing(ahead(forecasts())) as frames:
+        write_frames_atomic(frames, output_path)
     return counts
+
+
+def ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items``, in their order, each computed in a background thread while the caller uses the one before.
+
+    One item ahead at most: the thread computes item k+1 only once the caller has taken item k, so memory
+    holds the caller's item and one more. The work overlaps where one side leaves the GIL (Parquet's
+    reader and writer, TensorFlow's call, numpy's larger operations), so two cores run it, not one. An
+    exception of ``items`` is raised here, in the caller's thread, after the items before it. When the
+    caller stops early (an error of its own, or closing this generator), the thread is stopped after its
+    current item and ``items`` is closed here (its ``finally`` blocks run, e.g. a spill folder's removal).
+    """
+    done = object()
+    handed: queue.Queue = queue.Queue()  # (item, None), (done, None) or (None, exception)
+    wanted = threading.Semaphore(1)  # the caller's leave to compute one more item
+    stopping = threading.Event()
+
+    def produce() -> None:
+        try:
+            while True:
+                wanted.acquire()
+                if stopping.is_set():
+                    return
+                item = next(items, done)
+                handed.put((item, None))
+                if item is done:
+                    return
+        except BaseException as exc:  # handed to the caller, which raises it
+            handed.put((None, exc))
+
+    worker = threading.Thread(target=produce, name="forecaster-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = handed.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            wanted.release()  # the next item is computed while the caller works on this one
+            yield item
+    finally:
+        stopping.set()
+        wanted.release()
+        worker.join()
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def forecast_in_chunks(model: steps.LoadedModel, history: pd.DataFrame, horizon: int | None = None,
@@ -189,19 +246,20 @@ def _partitioned_chunks(path: str | Path, id_name: str, sorted_ids: np.ndarray, 
                         beside: str | Path) -> Iterator[pd.DataFrame]:
     """Chunks of unsorted rows: ranges of ``chunk_series`` ids, spilled to Parquet files, read back in order."""
     edges = sorted_ids[::chunk_series]  # the first id of each chunk
-    folder = spill_folder(beside)
-    try:
-        for k, frame in enumerate(iter_frame(path, READ_ROWS, id_column=id_name)):
-            chunk = np.searchsorted(edges, parse_ids(frame[id_name], id_name).to_numpy(dtype=object),
-                                    side="right") - 1
-            rows = np.argsort(chunk, kind="stable")
-            present, first = np.unique(chunk[rows], return_index=True)
-            for c, start, end in zip(present, first, [*first[1:], len(rows)]):
-                frame.iloc[rows[start:end]].to_parquet(folder / f"{c:08d}-{k:08d}.parquet", index=False)
-        for c in range(len(edges)):
-            parts = sorted(folder.glob(f"{c:08d}-*.parquet"))
-            yield pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
-            for part in parts:
-                part.unlink()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    # Recorded as a temporary: a SIGTERM's handler removes it too, not only the next run.
+    with temporary(spill_folder(beside)) as folder:
+        try:
+            for k, frame in enumerate(iter_frame(path, READ_ROWS, id_column=id_name)):
+                chunk = np.searchsorted(edges, parse_ids(frame[id_name], id_name).to_numpy(dtype=object),
+                                        side="right") - 1
+                rows = np.argsort(chunk, kind="stable")
+                present, first = np.unique(chunk[rows], return_index=True)
+                for c, start, end in zip(present, first, [*first[1:], len(rows)]):
+                    frame.iloc[rows[start:end]].to_parquet(folder / f"{c:08d}-{k:08d}.parquet", index=False)
+            for c in range(len(edges)):
+                parts = sorted(folder.glob(f"{c:08d}-*.parquet"))
+                yield pd.concat([pd.read_parquet(part) for part in parts], ignore_index=True)
+                for part in parts:
+                    part.unlink()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)

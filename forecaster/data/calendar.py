@@ -63,12 +63,19 @@ def _phase(index: pd.DatetimeIndex, cycle: str) -> np.ndarray:
 
 
 def calendar_features(timestamps: pd.Series | pd.DatetimeIndex, freq: str) -> tuple[np.ndarray, list[str]]:
-    """Float32 array (n, k) of calendar features in [-1, 1] and their names (see module doc)."""
+    """Float32 array (n, k) of calendar features in [-1, 1] and their names (see module doc).
+
+    Computed once per distinct timestamp and spread to the rows: many series over the same hours (a
+    chunk of 8,192 series of a week's hours has 1.4 M rows but 168 distinct times) cost one series' work.
+    """
     index = pd.DatetimeIndex(timestamps)
     names = calendar_feature_names(freq)
-    out = np.empty((len(index), len(names)), dtype=np.float32)
+    rows, distinct = pd.factorize(index, use_na_sentinel=False)  # the rows' values, each once
+    if len(distinct) == len(index):
+        rows, distinct = None, index
+    out = np.empty((len(distinct), len(names)), dtype=np.float32)
     for j, cycle in enumerate(_cycles(freq)):
-        angle = 2.0 * np.pi * _phase(index, cycle)
+        angle = 2.0 * np.pi * _phase(pd.DatetimeIndex(distinct), cycle)
         out[:, 2 * j] = np.sin(angle)
         out[:, 2 * j + 1] = np.cos(angle)
-    return out, names
+    return (out if rows is None else out[rows]), names

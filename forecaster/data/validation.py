@@ -284,6 +284,13 @@ def _series_at(labels: list, codes: np.ndarray) -> list:
     return [labels[c] for c in pd.unique(codes)]
 
 
+def _sorted_by(codes: np.ndarray, times: np.ndarray) -> bool:
+    """Whether rows are in (series code, time) order already, ties included: then the stable sort by
+    both keys would leave every row where it is."""
+    step = np.diff(codes)
+    return bool((step >= 0).all() and (np.diff(times)[step == 0] >= 0).all())
+
+
 def _bounds(codes: np.ndarray, n_series: int) -> np.ndarray:
     """Row offsets of each series in rows sorted by series code."""
     return np.searchsorted(codes, np.arange(n_series + 1))
@@ -372,9 +379,10 @@ def validate_frame(
     # Sort by (id, time) through integer codes: cheaper than sorting the text column.
     codes, labels = pd.factorize(ids, sort=True)  # the Series, not .to_numpy(): no Python object per row
     time_index = pd.DatetimeIndex(times)
-    order = np.lexsort((time_index.asi8, codes))
-    was_sorted = bool((order == np.arange(rows_in)).all())
-    codes, time_index, target, cov = codes[order], time_index[order], target[order], cov[order]
+    was_sorted = _sorted_by(codes, time_index.asi8)
+    if not was_sorted:  # sorted rows (the usual file) skip the sort and the four gathers: the same arrays
+        order = np.lexsort((time_index.asi8, codes))
+        codes, time_index, target, cov = codes[order], time_index[order], target[order], cov[order]
     labels = [str(label) for label in labels]
     n_series = len(labels)
     bounds = _bounds(codes, n_series)

@@ -178,6 +178,19 @@ def test_calendar_values():
 
 
 @pytest.mark.parametrize("tz", [None, "Europe/Berlin"])
+@pytest.mark.parametrize("freq", ["h", "15min", "D", "W", "MS", "QS"])
+def test_calendar_features_of_repeated_times_equal_each_rows_own(tz, freq):
+    """Features are computed once per distinct time and spread to the rows (many series share their
+    times): every row gets exactly the values of its time computed alone, in row order."""
+    times = pd.date_range("2024-03-25", periods=60, freq=freq, tz=tz)
+    rows = times[np.random.default_rng(0).integers(0, 60, 500)]
+    values, names = calendar_features(pd.Series(rows), freq)
+    alone = np.concatenate([calendar_features(pd.DatetimeIndex([t]), freq)[0] for t in rows])
+    assert values.shape == (500, len(names)) and values.dtype == np.float32
+    assert values.tobytes() == alone.tobytes()
+
+
+@pytest.mark.parametrize("tz", [None, "Europe/Berlin"])
 @pytest.mark.parametrize("freq", ["h", "15min", "D", "MS"])
 def test_future_indexes_equal_future_index_per_series(tz, freq):
     from forecaster.data.frequency import future_indexes

@@ -201,6 +201,29 @@ def test_duplicates_named():
 # ----------------------------------------------------------------------------- sorting and frequency
 
 
+
+@pytest.mark.parametrize("order", ["sorted", "times_reversed_in_a_series", "series_swapped", "one_row_late"])
+def test_rows_in_any_order_validate_to_the_sorted_frame(order):
+    """Sorted rows skip the sort (`_sorted_by`); rows out of order in any one way are sorted: both give
+    the same frame, and the report says which happened."""
+    rows = make_frame(ids=("a", "b", "c"))  # in (id, time) order already
+    rows["y"] = np.arange(len(rows), dtype=float)
+    index = {"sorted": list(range(18)),
+             "times_reversed_in_a_series": [*range(6), *range(11, 5, -1), *range(12, 18)],
+             "series_swapped": [*range(6, 12), *range(6), *range(12, 18)],
+             "one_row_late": [*range(5), *range(6, 18), 5]}[order]
+    out = validate_frame(rows.iloc[index].reset_index(drop=True), COLS)
+    pd.testing.assert_frame_equal(out.frame, validate_frame(rows, COLS).frame, check_exact=True)
+    assert out.report["sorted"] is (order != "sorted")
+
+
+def test_a_duplicate_row_in_sorted_rows_is_refused():
+    rows = make_frame(ids=("a", "b"))
+    rows = pd.concat([rows.iloc[:8], rows.iloc[[7]], rows.iloc[8:]], ignore_index=True)  # sorted, b's 2nd twice
+    with pytest.raises(DuplicateRowsError) as info:
+        validate_frame(rows, COLS)
+    assert info.value.series == ["b"] and info.value.timestamps == [pd.Timestamp("2024-01-02")]
+
 def test_unsorted_input_is_sorted_and_reported():
     frame = make_frame(ids=("b", "a"))
     shuffled = frame.sample(frac=1.0, random_state=3)

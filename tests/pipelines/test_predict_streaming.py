@@ -6,10 +6,12 @@ Real parts: a tiny model trained into a temporary MLflow store, real CSV and Par
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import pytest
 import pipelines.predict as streaming
 from forecaster.data.io import read_frame, write_frame_atomic
 from forecaster.errors import ConfigError, DuplicateRowsError
-from pipelines.predict import _sorted_chunks, forecast_in_chunks, history_chunks, predict
+from pipelines.predict import _sorted_chunks, ahead, forecast_in_chunks, history_chunks, predict
 from pipelines.steps import forecast as forecast_frame
 from pipelines.steps import load
 from tests.synthetic import hourly_frame, tiny_registry
@@ -61,6 +63,73 @@ def test_unsorted_file_is_partitioned_into_id_ranges_and_the_spill_removed(tmp_p
     assert [sorted(set(c["unique_id"].astype(str))) for c in chunks] == [["100", "1000"], ["3", "40"], ["7"]]
     assert all(len(c) == 10 * c["unique_id"].nunique() for c in chunks)
     assert list(tmp_path.iterdir()) == [source]  # the spill folder is gone
+
+
+# --------------------------------------------------------------------------- one chunk ahead, in a thread (no model)
+
+
+def _ahead_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "forecaster-ahead"]
+
+
+def test_ahead_gives_every_item_in_order_computed_one_ahead_and_no_further():
+    made: list[int] = []
+    second_made = threading.Event()
+
+    def items():
+        for k in range(40):
+            made.append(k)
+            if k == 1:
+                second_made.set()
+            yield k
+
+    got = []
+    for k, item in enumerate(ahead(items())):
+        if k == 0:  # the next item is computed while the caller holds this one
+            assert second_made.wait(60)
+        time.sleep(0.002)  # time for a thread that ran further ahead to show it
+        assert len(made) <= k + 2  # this item and at most one more
+        got.append(item)
+    assert got == list(range(40)) and made == got
+    assert not _ahead_threads()
+
+
+def test_ahead_raises_the_items_error_in_the_caller_after_the_items_before_it():
+    def items():
+        yield 1
+        yield 2
+        raise DuplicateRowsError("2 duplicate (id, time) row(s)", series=["S7"])
+
+    got = []
+    with pytest.raises(DuplicateRowsError, match="duplicate") as caught:
+        for item in ahead(items()):
+            got.append(item)
+    assert got == [1, 2] and caught.value.series == ["S7"]
+    assert not _ahead_threads()
+
+
+@pytest.mark.parametrize("how", ["close", "error"])
+def test_ahead_stopped_early_stops_its_thread_and_closes_the_items(how):
+    made, closed = [], []
+
+    def items():
+        try:
+            for k in range(1000):
+                made.append(k)
+                yield k
+        finally:
+            closed.append(threading.current_thread().name)
+
+    if how == "close":
+        stream = ahead(items())
+        assert next(stream) == 0
+        stream.close()
+    else:  # as the engine uses it: closing() closes it when the caller's work fails
+        with pytest.raises(ValueError, match="the caller's own"), contextlib.closing(ahead(items())) as stream:
+            for item in stream:
+                raise ValueError(f"the caller's own error at {item}")
+    assert closed == [threading.current_thread().name]  # closed by the caller, once its thread was done
+    assert len(made) <= 3 and not _ahead_threads()
 
 
 # --------------------------------------------------------------------------- against the whole frame
@@ -199,6 +268,46 @@ def test_a_killed_streaming_run_leaves_the_previous_output_intact(registry, tmp_
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, out.name])
     assert len(pd.read_parquet(out)) == 307 * 12
+
+
+def _started_writing(proc: subprocess.Popen, folder: Path) -> None:
+    """Wait until the run's temporary output holds a chunk's rows (Parquet's writer opens on the first)."""
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        if [p for p in folder.glob(".forecast.parquet.*.tmp") if p.is_file() and p.stat().st_size]:
+            return
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be stopped: " + proc.stderr.read().decode()[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_run_stops_it_with_one_line_the_previous_output_and_nothing_else(registry, tmp_path, sig):
+    """SIGTERM or SIGINT while the reader, forecast and writer threads all run: exit 143 or 130, one
+    line and no traceback, the previous output as it was, and neither the temporary output nor the
+    spill folder left (the handler removes both: no next run needed)."""
+    uri, _ = registry
+    source = tmp_path / "history.parquet"
+    _history(n_new=300).sample(frac=1.0, random_state=2).to_parquet(source)  # unsorted: a spill folder too
+    out = tmp_path / "forecast.parquet"
+    out.write_bytes(b"the previous output")
+    cmd = [sys.executable, "-m", "pipelines.cli", "predict", "--model", "models:/tiny_stream@champion",
+           "--input", str(source), "--output", str(out), "--chunk-series", "1"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "MLFLOW_TRACKING_URI": uri}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        _started_writing(proc, tmp_path)
+        assert any(p.is_dir() for p in tmp_path.glob(".forecast.parquet.*.tmp"))  # the spill folder
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 128 + sig, err.decode()[-2000:]
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and f"stopped by {signal.Signals(sig).name}" in lines[0], lines
+    assert out.read_bytes() == b"the previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, out.name])
 
 
 @pytest.mark.spark
