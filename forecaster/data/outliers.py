@@ -71,24 +71,52 @@ class Outliers:
     level_shifts: np.ndarray
 
 
+#: Series sorted at a time by `_group_quantiles`: a block of similar lengths, padded to the longest.
+_BLOCK = 1024
+
+
+def _group_quantiles(values: np.ndarray, keys: np.ndarray, levels: tuple[float, ...]) -> list[np.ndarray]:
+    """Each row's group's quantiles at ``levels`` (linear interpolation, as pandas' and NumPy's default),
+    groups being the runs of equal ``keys`` (each group's rows contiguous, as a validated frame's series
+    are). Series of similar length are sorted as rows of a padded block: one pass over memory, where
+    pandas' grouped quantile or a global argsort took several seconds for 4 M rows."""
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    sizes = np.diff(np.r_[starts, len(values)])
+    found = [np.empty(len(starts)) for _ in levels]
+    by_size = np.argsort(sizes, kind="stable")
+    for first in range(0, len(by_size), _BLOCK):
+        groups = by_size[first : first + _BLOCK]
+        size = sizes[groups]
+        column = np.arange(int(size.max()))
+        inside = column[None, :] < size[:, None]
+        block = np.full(inside.shape, np.inf)
+        block[inside] = values[(starts[groups][:, None] + column[None, :])[inside]]
+        block.sort(axis=1)
+        for j, level in enumerate(levels):
+            at = level * (size - 1)
+            low = np.floor(at).astype(np.int64)
+            high = np.minimum(low + 1, size - 1)
+            lo = block[np.arange(len(groups)), low]
+            found[j][groups] = lo + (at - low) * (block[np.arange(len(groups)), high] - lo)
+    return [np.repeat(value, sizes) for value in found]
+
+
 def _outside(values: np.ndarray, keys: np.ndarray, threshold: float,
              min_deviations: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """(beyond, judged): whether each of ``values`` lies beyond the fences of its group (rows sharing a
-    ``keys`` value), ``threshold`` spreads beyond the group's quartiles, and whether its group has a
-    spread to judge by (module doc; the typical non-zero deviation stands in for a zero IQR where at
-    least ``min_deviations`` readings differ from the median)."""
-    frame = pd.DataFrame({"key": keys, "y": values})
-    groups = frame.groupby("key", sort=True)["y"]
-    quartiles = groups.quantile([0.25, 0.5, 0.75]).unstack()
-    q1, median, q3 = (quartiles[q].reindex(keys).to_numpy() for q in (0.25, 0.5, 0.75))
+    """(beyond, judged): whether each of ``values`` lies beyond the fences of its group (a run of rows
+    sharing a ``keys`` value), ``threshold`` spreads beyond the group's quartiles, and whether its group
+    has a spread to judge by (module doc; the typical non-zero deviation stands in for a zero IQR where
+    at least ``min_deviations`` readings differ from the median)."""
+    q1, median, q3 = _group_quantiles(values, keys, (0.25, 0.5, 0.75))
     spread = q3 - q1
-    flat = ~(spread > 0)
-    if flat.any():  # intermittent or flat groups: the typical non-zero deviation, else the level
-        deviation = np.abs(values - median)
+    flat = np.flatnonzero(~(spread > 0))
+    if len(flat):  # intermittent or flat groups: the typical non-zero deviation, else the level
+        deviation = np.abs(values[flat] - median[flat])
         nonzero = pd.Series(np.where(deviation > 0, deviation, np.nan))
-        typical = nonzero.groupby(keys).transform("median").to_numpy()
-        count = nonzero.groupby(keys).transform("count").to_numpy()
-        spread = np.where(flat, np.where(count >= min_deviations, typical, np.abs(median)), spread)
+        grouped = nonzero.groupby(keys[flat])
+        typical = grouped.transform("median").to_numpy()
+        count = grouped.transform("count").to_numpy()
+        spread[flat] = np.where(count >= min_deviations, typical, np.abs(median[flat]))
     judged = spread > 0
     with np.errstate(invalid="ignore"):
         return judged & ((values < q1 - threshold * spread) | (values > q3 + threshold * spread)), judged
@@ -106,7 +134,9 @@ def find_outliers(values: np.ndarray, valid: np.ndarray, codes: np.ndarray, thre
     rows = np.flatnonzero(keep)
     out, _ = _outside(values[rows], codes[rows], threshold)
     if out.any():  # only the few series with a candidate: their seasonal positions judged too
-        series = np.isin(codes[rows], np.unique(codes[rows][out]))
+        candidate = np.zeros(int(codes.max()) + 1, dtype=bool)
+        candidate[codes[rows][out]] = True
+        series = candidate[codes[rows]]
         rows, out = rows[series], out[series]
         starts = np.searchsorted(codes, codes[rows])  # each series' first row (rows grouped by code)
         position = rows - starts
@@ -115,7 +145,9 @@ def find_outliers(values: np.ndarray, valid: np.ndarray, codes: np.ndarray, thre
                 continue
             phase = codes[rows].astype(np.int64) * period + position % period
             sizes = pd.Series(phase).map(pd.Series(phase).value_counts()).to_numpy()
-            beyond, judged = _outside(values[rows], phase, threshold, min_deviations=3)
+            order = np.argsort(phase, kind="stable")  # each position's readings contiguous
+            beyond, judged = np.empty_like(out), np.empty_like(out)
+            beyond[order], judged[order] = _outside(values[rows][order], phase[order], threshold, min_deviations=3)
             out &= ~(judged & (sizes >= MIN_PHASE_READINGS)) | beyond
         treat[rows[out]] = True
     # A run of out-of-range readings ending a series is its new level, not a spike (module doc).

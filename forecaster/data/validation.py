@@ -490,8 +490,12 @@ def validate_frame(
     if covariates:
         x = _fill_covariates(x, present, grid_codes, grid.times, covariates, labels, missing_policy, columns)
 
-    if outlier.any() and missing_policy != "mask":  # "fill" interpolates them below with the missing ones
-        y = np.where(outlier, interpolate_series(np.nan_to_num(y), observed == 1.0, grid_codes), y)
+    if outlier.any() and missing_policy != "mask":  # interpolated within the series that hold one
+        affected = np.zeros(n_series, dtype=bool)
+        affected[grid_codes[outlier]] = True
+        rows = np.flatnonzero(affected[grid_codes])
+        between = interpolate_series(np.nan_to_num(y[rows]), observed[rows] == 1.0, grid_codes[rows])
+        y[rows] = np.where(outlier[rows], between, y[rows])
     if missing_policy == "fill":
         y = interpolate_series(y, observed == 1.0, grid_codes)
         empty = np.flatnonzero(np.isnan(y))
