@@ -25,12 +25,13 @@ Three things keep real features of a series:
   each of the frequency's `seasonal_periods` whose position holds at least `MIN_PHASE_READINGS`
   readings), by the same rule: a daily peak hour 100 times the night's level recurs at its hour and
   stays.
-* **A new level at the end.** Out-of-range readings that end the series in a run of `LEVEL_RUN` or more
-  are taken as the series' new level, kept as given and named in a warning (``outlier_level_shifts`` in
-  the report): the rule cannot tell a level shift from a broken sensor there, and the latest readings
-  are what the forecast starts from; a shorter run at the end (one or two readings: a spike at the
-  forecast's starting point) is treated. A level shift inside the series moves the quartiles and
-  stays within the fences.
+* **A level shift.** A level shift inside the series moves the quartiles and stays within the fences.
+  Out-of-range readings that end a series in a run of `LEVEL_RUN` or more cannot be told from a broken
+  sensor there, and they are what the forecast starts from: treating them would forecast the old level,
+  keeping them would forecast 1e12 (the members follow them, the network does not: both were seen in a
+  probe). That is `OutlierError` (a `DataError`: exit 3, HTTP 400) naming the series and the readings,
+  saying to correct them or to set ``outliers = "keep"`` to forecast from them as given. A shorter run
+  at the end (one or two readings: a spike at the forecast's starting point) is treated.
 * **Flat or intermittent series.** Where the middle half of a series is constant (IQR = 0: intermittent
   demand, mostly zeros, or a flat series), the spread is the median of its readings' non-zero deviations
   from the median (the typical size of a sale) when at least two readings differ from it, else the
@@ -64,11 +65,12 @@ LEVEL_RUN = 3
 
 @dataclass(frozen=True)
 class Outliers:
-    """What `find_outliers` found: ``treat``, a mask of the rows to treat; ``level_shifts``, the codes of
-    the series whose last readings are out of range in a run of `LEVEL_RUN` or more, kept as given."""
+    """What `find_outliers` found: ``treat``, a mask of the rows to treat; ``ending``, a mask of the rows
+    of out-of-range runs of `LEVEL_RUN` or more that end their series (a new level or bad readings:
+    not treated, `OutlierError` for the caller)."""
 
     treat: np.ndarray
-    level_shifts: np.ndarray
+    ending: np.ndarray
 
 
 #: Series sorted at a time by `_group_quantiles`: a block of similar lengths, padded to the longest.
@@ -130,7 +132,7 @@ def find_outliers(values: np.ndarray, valid: np.ndarray, codes: np.ndarray, thre
     treat = np.zeros(len(values), dtype=bool)
     keep = valid & np.isfinite(values)
     if not keep.any():
-        return Outliers(treat, np.array([], dtype=np.int64))
+        return Outliers(treat, np.zeros(len(values), dtype=bool))
     rows = np.flatnonzero(keep)
     out, _ = _outside(values[rows], codes[rows], threshold)
     if out.any():  # only the few series with a candidate: their seasonal positions judged too
@@ -150,8 +152,8 @@ def find_outliers(values: np.ndarray, valid: np.ndarray, codes: np.ndarray, thre
             beyond[order], judged[order] = _outside(values[rows][order], phase[order], threshold, min_deviations=3)
             out &= ~(judged & (sizes >= MIN_PHASE_READINGS)) | beyond
         treat[rows[out]] = True
-    # A run of out-of-range readings ending a series is its new level, not a spike (module doc).
-    shifts = []
+    # A run of out-of-range readings ending a series: a new level or bad readings (module doc).
+    ending = np.zeros(len(values), dtype=bool)
     if treat.any():
         ends = np.r_[np.flatnonzero(codes[1:] != codes[:-1]), len(codes) - 1]
         for end in ends[treat[ends] | ~keep[ends]]:
@@ -160,6 +162,6 @@ def find_outliers(values: np.ndarray, valid: np.ndarray, codes: np.ndarray, thre
                 first -= 1
             run = slice(first, end + 1)
             if treat[run].sum() >= LEVEL_RUN:
+                ending[run] = treat[run]
                 treat[run] = False
-                shifts.append(int(codes[end]))
-    return Outliers(treat, np.asarray(shifts, dtype=np.int64))
+    return Outliers(treat, ending)

@@ -52,7 +52,7 @@ from forecaster.data.frequency import (
     seasonal_periods,
 )
 from forecaster.data.frequency import normalize_frequency as _normalize_frequency
-from forecaster.data.outliers import DEFAULT_THRESHOLD, TREATMENTS, find_outliers
+from forecaster.data.outliers import DEFAULT_THRESHOLD, LEVEL_RUN, TREATMENTS, find_outliers
 from forecaster.data.schema import OBSERVED, Columns
 from forecaster.errors import (
     ColumnTypeError,
@@ -63,6 +63,7 @@ from forecaster.errors import (
     GapError,
     MissingColumnError,
     MissingValueError,
+    OutlierError,
     ShortHistoryError,
     ValueRangeError,
     summarize,
@@ -480,10 +481,21 @@ def validate_frame(
     observed[dest] = finite
     x = np.full((total, len(covariates)), np.nan)
     x[dest] = cov
-    outlier, level_shifts = np.zeros(total, dtype=bool), []
+    outlier = np.zeros(total, dtype=bool)
     if outliers == "interpolate":
         found = find_outliers(y, observed == 1.0, grid_codes, outlier_threshold, seasonal_periods(freq))
-        outlier, level_shifts = found.treat, [labels[s] for s in found.level_shifts]
+        if found.ending.any():
+            rows = np.flatnonzero(found.ending)
+            raise OutlierError(
+                f"{len(rows)} reading(s) more than {outlier_threshold:g} IQRs beyond the rest of their series end "
+                f"it, {LEVEL_RUN} or more in a row (first: {y[rows[0]]:.6g}): a new level or a run of bad readings, "
+                "which cannot be told apart there; correct or remove them, or set [data] outliers = \"keep\" "
+                "(outliers=\"keep\") to forecast from them as given",
+                column=columns.target,
+                series=_series_at(labels, grid_codes[rows]),
+                timestamps=list(grid.times[rows]),
+            )
+        outlier = found.treat
         observed[outlier] = 0.0
         y[outlier] = np.nan
 
@@ -537,7 +549,7 @@ def validate_frame(
     )
     report = _report(
         rows_in, frame, labels, grid_codes, present, observed, was_sorted, missing_policy, freq,
-        int(is_future.sum()), ignored, len(short_series), outlier, outliers, outlier_threshold, level_shifts,
+        int(is_future.sum()), ignored, len(short_series), outlier, outliers, outlier_threshold,
     )
     return ValidatedFrame(frame, freq, columns, report, future, short_series, missing_policy, _VOUCHED)
 
@@ -660,7 +672,6 @@ def _report(
     outlier: np.ndarray,
     outliers: str,
     outlier_threshold: float,
-    level_shifts: list[str],
 ) -> dict[str, Any]:
     """Counts of everything validation did; logs a summary when values were filled, masked or treated
     as outliers."""
@@ -692,7 +703,6 @@ def _report(
         "outlier_threshold": float(outlier_threshold),
         "outlier_readings": int(outlier.sum()),
         "outlier_series": per_series_outliers,
-        "outlier_level_shifts": level_shifts,
     }
     if per_series:
         logger.info(
@@ -706,12 +716,5 @@ def _report(
             "outliers: %d reading(s) more than %g IQRs beyond their series' quartiles treated as unobserved "
             "and interpolated, in %d of %d series: %s%s", report["outlier_readings"], outlier_threshold,
             len(per_series_outliers), n_series, shown, " ..." if len(per_series_outliers) > 5 else "",
-        )
-    if level_shifts:
-        logger.warning(
-            "outliers: %d series end in a run of readings more than %g IQRs beyond the rest of the series, "
-            "kept as their new level (not treated; a run of bad readings there would be forecast as given): "
-            "%s%s", len(level_shifts), outlier_threshold, ", ".join(level_shifts[:5]),
-            " ..." if len(level_shifts) > 5 else "",
         )
     return report

@@ -13,7 +13,7 @@ import pytest
 from forecaster.data.outliers import DEFAULT_THRESHOLD, find_outliers
 from forecaster.data.schema import OBSERVED, Columns
 from forecaster.data.validation import validate_frame
-from forecaster.errors import ConfigError
+from forecaster.errors import ConfigError, DataError, OutlierError
 from forecaster.params import param
 
 COLS = Columns()
@@ -126,21 +126,24 @@ def test_real_features_of_a_series_survive(name):
     np.testing.assert_array_equal(out.y.to_numpy(), y)
 
 
-def test_a_new_level_at_the_end_is_kept_and_named(caplog):
-    """Three or more out-of-range readings ending a series are its new level: kept as given, in a warning
-    and the report; one or two are a spike at the forecast's start and are treated."""
+def test_a_run_of_out_of_range_readings_ending_a_series_is_our_error_naming_them():
+    """Three or more out-of-range readings ending a series: a new level or a broken sensor, which cannot
+    be told apart there: OutlierError naming the series and times, and saying how to go on; "keep"
+    forecasts from them as given. One or two are a spike at the forecast's start and are treated."""
     rng = np.random.default_rng(5)
     base = 20.0 + rng.normal(0, 1, 400)
     shifted, spiked = base.copy(), base.copy()
     shifted[-3:] = 400.0
     spiked[-2:] = 400.0
-    with caplog.at_level(logging.WARNING, logger="forecaster.data"):
-        out = validate_frame(frame_of({"shift": shifted, "spike": spiked}), COLS, outliers="interpolate")
-    assert out.report["outlier_level_shifts"] == ["shift"] and out.report["outlier_series"] == {"spike": 2}
-    assert "kept as their new level" in caplog.text and "shift" in caplog.text
-    frame = out.frame.set_index("unique_id")
-    np.testing.assert_array_equal(frame.loc["shift", "y"].to_numpy(), shifted)
-    assert frame.loc["spike", "y"].iloc[-1] == spiked[-3]
+    frame = frame_of({"shift": shifted, "spike": spiked})
+    with pytest.raises(OutlierError, match='outliers = "keep"') as caught:
+        validate_frame(frame, COLS, outliers="interpolate")
+    assert caught.value.series == ["shift"] and len(caught.value.timestamps) == 3
+    assert isinstance(caught.value, DataError) and "2024-01-17T13:00" in str(caught.value)
+    kept = validate_frame(frame, COLS, outliers="keep").frame.set_index("unique_id")
+    np.testing.assert_array_equal(kept.loc["shift", "y"].to_numpy(), shifted)
+    out = validate_frame(frame_of({"spike": spiked}), COLS, outliers="interpolate")
+    assert out.report["outlier_series"] == {"spike": 2} and out.frame.y.iloc[-1] == spiked[-3]
 
 
 def test_intermittent_series_with_a_glitch_is_treated():

@@ -16,7 +16,7 @@ import pytest
 from forecaster.forecaster import LSTMForecaster
 from forecaster.models.keras_network import NetworkSpec
 from forecaster.ops.integrity import sha256
-from pipelines.cli import EXIT_OK, main
+from pipelines.cli import EXIT_DATA, EXIT_OK, main
 from tests.synthetic import hourly_frame
 
 pytestmark = pytest.mark.slow
@@ -63,6 +63,16 @@ def test_a_spike_through_train_and_predict(tmp_path, monkeypatch, capsys):
     forecast = pd.read_csv(output)
     for sid in ("S0", "S1", "S2"):
         _within_clean_range(forecast, clean, sid)
+
+    # Three out-of-range readings ending a series: a new level or a broken sensor: exit 3 naming them,
+    # no output written.
+    history.loc[(history.unique_id == "S1").to_numpy().nonzero()[0][-3:], "y"] = 3e11
+    history.to_csv(given, index=False)
+    ambiguous = tmp_path / "ambiguous.csv"
+    code = main(["predict", "--model", "models:/spiky/1", "--input", str(given), "--output", str(ambiguous)])
+    out, err = capsys.readouterr()
+    assert code == EXIT_DATA and not ambiguous.exists()
+    assert "S1" in err and 'outliers = "keep"' in err and "Traceback" not in err
 
 
 def test_keep_reproduces_the_huge_forecast_the_treatment_prevents(tmp_path):
