@@ -164,7 +164,10 @@ class LSTMForecaster:
     models of `forecaster.models`: its fitted state is one `forecaster.models.state.FittedState`.
     ``budget_windows``: the window-epochs a fit may train where ``epochs`` or ``max_windows_per_series``
     are left to be derived (`forecaster.defaults`): training is decided by the data's size, never by a
-    clock, so a seeded fit gives the same weights on an idle and on a loaded machine.
+    clock, so a seeded fit gives the same weights on an idle and on a loaded machine. ``outliers`` and
+    ``outlier_threshold``: readings far outside their series' range are treated as unobserved and
+    interpolated in every frame it reads, at fit and at predict (`forecaster.data.outliers`; "keep"
+    keeps them).
     """
 
     def __init__(
