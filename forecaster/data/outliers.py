@@ -18,7 +18,7 @@ Tukey's 3 IQRs 366 (docs/outliers.md). The quartiles ignore the outliers themsel
 long as they are fewer than a quarter of the series' readings; a series with more extreme readings than
 that has no one level to be judged against, and nothing in it is treated.
 
-Three things keep real features of a series:
+What keeps real features of a series, and where the rule says it cannot tell:
 
 * **Seasonal peaks.** A reading out of its series' range is an outlier only if it is also out of the
   range of its own seasonal position (the same hour of the day, hour of the week, month of the year:
@@ -59,7 +59,8 @@ DEFAULT_THRESHOLD = 20.0
 #: The fewest readings a seasonal position needs for its own range to be judged (five cycles: the
 #: quartiles of five readings ignore one spike among them).
 MIN_PHASE_READINGS = 5
-#: Out-of-range readings that end a series in a run this long or longer are its new level (module doc).
+#: Out-of-range readings that end a series in a run this long or longer are a new level or bad readings,
+#: which the data cannot tell apart: `OutlierError` (module doc).
 LEVEL_RUN = 3
 
 
