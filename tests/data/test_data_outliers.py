@@ -146,6 +146,20 @@ def test_a_run_of_out_of_range_readings_ending_a_series_is_our_error_naming_them
     assert out.report["outlier_series"] == {"spike": 2} and out.frame.y.iloc[-1] == spiked[-3]
 
 
+def test_a_burst_of_high_readings_is_an_event_not_a_spike():
+    """A few hours far above the series' range, rising and falling together (M4 Hourly's H130), stay:
+    each is near a neighbour within the burst; the same peak alone among ordinary readings is treated."""
+    y = daily_cycle(seed=6)
+    spread = np.quantile(y, 0.75) - np.quantile(y, 0.25)
+    top = y.max() + 25 * spread
+    burst = y.copy()
+    burst[200:205] = top * np.array([0.45, 1.0, 0.98, 0.65, 0.4])
+    assert treated(burst)[OBSERVED].all()
+    lone = y.copy()
+    lone[201] = top
+    assert list(np.flatnonzero(treated(lone)[OBSERVED].to_numpy() == 0)) == [201]
+
+
 def test_intermittent_series_with_a_glitch_is_treated():
     rng = np.random.default_rng(4)
     y = np.where(rng.random(500) < 0.1, rng.integers(1, 20, 500), 0).astype(float)
