@@ -145,6 +145,11 @@ class ValueRangeError(DataError):
     forecast that came out not finite: refused rather than answered with NaN or inf."""
 
 
+class OutlierError(DataError):
+    """A series ends in readings far outside its range (`forecaster.data.outliers`): a new level or a run
+    of bad readings, which the data cannot tell apart there."""
+
+
 class RequestTooLargeError(DataError):
     """A request to the model server over one of its documented limits (`forecaster.ops.serving.Limits`)."""
 

@@ -66,6 +66,8 @@ from forecaster.ops.integrity import sha256
 from forecaster.params import check_estimator, check_not_removed, check_value, requested_horizon
 from forecaster.params import estimator_default as _D
 
+#: The key of a forecast frame's ``attrs`` that counts the readings of its history treated as outliers.
+OUTLIER_READINGS = "outlier_readings"
 MODEL_FILES = (NETWORK_FILE, SCALER_FILE, "forecaster.json")
 MANIFEST = "manifest.json"
 
@@ -163,7 +165,10 @@ class LSTMForecaster:
     models of `forecaster.models`: its fitted state is one `forecaster.models.state.FittedState`.
     ``budget_windows``: the window-epochs a fit may train where ``epochs`` or ``max_windows_per_series``
     are left to be derived (`forecaster.defaults`): training is decided by the data's size, never by a
-    clock, so a seeded fit gives the same weights on an idle and on a loaded machine.
+    clock, so a seeded fit gives the same weights on an idle and on a loaded machine. ``outliers`` and
+    ``outlier_threshold``: readings far outside their series' range are treated as unobserved and
+    interpolated in every frame it reads, at fit and at predict (`forecaster.data.outliers`; "keep"
+    keeps them).
     """
 
     def __init__(
@@ -189,6 +194,8 @@ class LSTMForecaster:
         strategy: str = _D("strategy"),
         budget_windows: int | None = _D("budget_windows"),
         combine: str = _D("combine"),
+        outliers: str = _D("outliers"),
+        outlier_threshold: float = _D("outlier_threshold"),
     ) -> None:
         self.horizon = horizon
         self.input_size = input_size
@@ -211,6 +218,8 @@ class LSTMForecaster:
         self.strategy = strategy
         self.budget_windows = budget_windows
         self.combine = combine
+        self.outliers = outliers
+        self.outlier_threshold = outlier_threshold
 
     # ------------------------------------------------------------------ parameters
 
@@ -243,10 +252,17 @@ class LSTMForecaster:
             learning_rate=t.learning_rate, patience=t.patience, scaler=t.scaler, point_loss=t.point_loss,
             missing_policy=config.data.missing_policy, max_windows_per_series=t.max_windows_per_series,
             seed=t.seed, verbose=verbose, ensemble=t.ensemble, lr_schedule=t.lr_schedule, strategy=t.strategy,
-            budget_windows=t.budget_windows, combine=config.combine,
+            budget_windows=t.budget_windows, combine=config.combine, outliers=config.data.outliers,
+            outlier_threshold=config.data.outlier_threshold,
         )
 
     # ------------------------------------------------------------------ fit
+
+    def _validate(self, df: pd.DataFrame, columns: Columns, freq: str | None, **options: Any) -> ValidatedFrame:
+        """``df`` validated as every step of this forecaster reads it: its missing-value policy and its
+        outlier treatment (`forecaster.data.outliers`), the same at fit and at predict."""
+        return validate_frame(df, columns, freq=freq, missing_policy=self.missing_policy, outliers=self.outliers,
+                              outlier_threshold=self.outlier_threshold, **options)
 
     def series_rules(self, freq: str, lengths: np.ndarray | None = None,
                      initial: LSTMForecaster | None = None) -> SeriesRules:
@@ -306,7 +322,7 @@ class LSTMForecaster:
         before the holdout (each series' last horizon, unseen by training and scaler) and build the
         feature arrays the network trains on."""
         columns = self.columns or Columns()
-        vframe = validate_frame(df, columns, freq=self.freq, missing_policy=self.missing_policy)
+        vframe = self._validate(df, columns, self.freq)
         freq = vframe.freq
         all_lengths = vframe.frame.groupby(columns.id, sort=False).size().to_numpy()
         rules = self.series_rules(freq, all_lengths, initial)
@@ -381,8 +397,8 @@ class LSTMForecaster:
         member's point forecasts (series, horizon) for them: the network's (uncombined, uncalibrated) and,
         with ``learned``, every candidate's of `forecaster.models.combination.CANDIDATES`; and those
         series' histories (`series_histories`, read once for the members and the MASE scale)."""
-        vframe = validate_frame(history, state.columns, freq=state.freq, missing_policy=self.missing_policy,
-                                min_length=state.min_history, horizon=self.horizon, for_prediction=True)
+        vframe = self._validate(history, state.columns, state.freq, min_length=state.min_history,
+                                horizon=self.horizon, for_prediction=True)
         short = set(vframe.short_series)
         ids = [sid for sid in vframe.ids if sid not in short]
         if not ids:
@@ -415,7 +431,7 @@ class LSTMForecaster:
         step = self.horizon if step is None else check_value("", "step", step)
         state = self._fitted
         columns = state.columns
-        frame = validate_frame(df, columns, freq=state.freq, missing_policy=self.missing_policy).frame
+        frame = self._validate(df, columns, state.freq).frame
         longest = int(frame.groupby(columns.id, sort=False).size().max())
         if longest - splits.origin_offset(self.horizon, n_windows, step, 0) < state.min_history:
             raise ConfigError(f"n_windows = {n_windows} windows {step} steps apart leave the longest series "
@@ -499,15 +515,16 @@ class LSTMForecaster:
         Series never seen in training are scaled on the history given; series shorter than
         ``min_history_`` get the seasonal-naive forecast and intervals, marked in the ``model`` column.
         Intervals carry the conformal corrections set by `calibrate` (``calibrated=False``: the quantile
-        head's own).
+        head's own). Readings of ``df`` far outside their series' range are treated as at fit
+        (``outliers``, `forecaster.data.outliers`); the output's ``attrs["outlier_readings"]`` counts them.
         """
         self._check_fitted()
         horizon = requested_horizon(self.horizon, horizon)
         wanted = requested_quantiles(self.quantiles_, quantiles)
         state = self._fitted
         columns = state.columns
-        vframe = validate_frame(df, columns, freq=state.freq, missing_policy=self.missing_policy,
-                                min_length=state.min_history, horizon=self.horizon, for_prediction=True)
+        vframe = self._validate(df, columns, state.freq, min_length=state.min_history, horizon=self.horizon,
+                                for_prediction=True)
         short = set(vframe.short_series)
         all_ids = vframe.ids
         parts, part_ids = [], []
@@ -528,6 +545,7 @@ class LSTMForecaster:
         keep += [quantile_name(q) for q in wanted]
         out = out[[*keep, MODEL_COLUMN]].take(rows).reset_index(drop=True)
         _check_finite(out, keep[2:], columns)
+        out.attrs[OUTLIER_READINGS] = int(vframe.report["outlier_readings"])
         return out
 
     def _empty_output(self) -> pd.DataFrame:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from forecaster.data.outliers import DEFAULT_THRESHOLD as OUTLIER_THRESHOLD
+from forecaster.data.outliers import TREATMENTS as OUTLIER_TREATMENTS
 from forecaster.data.scaling import METHODS as SCALERS
 from forecaster.data.schema import Columns
 from forecaster.data.validation import POLICIES
@@ -115,6 +117,11 @@ PARAMS: tuple[Param, ...] = (
     _p("data", "past_only", tuple[str, ...], (), "covariates known only up to the present"),
     _p("data", "missing_policy", str, "error", "missing targets and gaps: refuse, fill or mask them",
        choices=POLICIES, estimator=True),
+    _p("data", "outliers", str, "interpolate", "readings far outside their series' robust range "
+       "(forecaster.data.outliers): 'interpolate' treats them as unobserved and interpolates them, at fit and "
+       "at predict alike; 'keep' keeps every reading as given", choices=OUTLIER_TREATMENTS, estimator=True),
+    _p("data", "outlier_threshold", float, OUTLIER_THRESHOLD, "how far beyond its series' quartiles a reading "
+       "is an outlier, in interquartile ranges", ABOVE_ZERO, estimator=True),
     _p("data", "series_limit", _OPT_INT, None, "take the first N series (quick demos)", POSITIVE),
     # [network]: forecaster.models.network_spec.NetworkSpec
     _p("network", "units", int, 64, "LSTM units per layer", POSITIVE),

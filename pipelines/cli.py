@@ -217,6 +217,8 @@ def _train(args: argparse.Namespace) -> int:
         return EXIT_OK
     if result.short:
         print(result.short)
+    if result.outliers:
+        print(result.outliers)
     from forecaster.contract import BASELINE, LSTM
 
     metric, summary = config.promotion.metric, result.backtest.summary

@@ -43,6 +43,7 @@ from forecaster.data.io import (
 )
 from forecaster.data.validation import parse_ids
 from forecaster.errors import ConfigError
+from forecaster.forecaster import OUTLIER_READINGS
 from pipelines import steps
 
 DEFAULT_CHUNK_SERIES = 8192
@@ -86,10 +87,11 @@ def predict_streaming(model: steps.LoadedModel, input_path: str | Path, output_p
                       chunk_series: int = DEFAULT_CHUNK_SERIES) -> dict[str, int]:
     """The local engine: forecast ``input_path`` chunk by chunk into ``output_path``, written atomically.
 
-    Returns the counts of the summary (``rows``, ``series``, ``fallback_series``).
+    Returns the counts of the summary (``rows``, ``series``, ``fallback_series``, ``outlier_readings``:
+    readings of the input treated as outliers, `forecaster.data.outliers`).
     """
     id_name = model.forecaster.columns_.id
-    counts = {"rows": 0, "series": 0, "fallback_series": 0}
+    counts = {"rows": 0, "series": 0, "fallback_series": 0, OUTLIER_READINGS: 0}
 
     def forecasts() -> Iterator[pd.DataFrame]:
         # closing(): a failed chunk removes the spill folder now, not when the traceback is freed.
@@ -100,6 +102,7 @@ def predict_streaming(model: steps.LoadedModel, input_path: str | Path, output_p
                 counts["rows"] += len(out)
                 counts["series"] += int(out[id_name].nunique())
                 counts["fallback_series"] += fallback_series(out, id_name)
+                counts[OUTLIER_READINGS] += int(out.attrs.get(OUTLIER_READINGS, 0))
                 yield out
 
     # Three threads, one stage each: read chunk k+1 | forecast chunk k | write chunk k-1 (this one).

@@ -38,6 +38,7 @@ class TrainResult:
     backtest: BacktestResult
     model: LSTMForecaster | None = None
     short: str | None = None  # a line on the short series (steps.describe_short), None if there are none
+    outliers: str | None = None  # a line on the readings treated as outliers (steps.describe_outliers), or None
 
 
 def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int = 1,
@@ -118,7 +119,8 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
                 f"({decision.reason})" + ("" if move_aliases else "; aliases left as they are (a past as-of)"))
         mlflow.set_tags({"registry.version": version, **decision.tags()})
     steps.describe_run(prepared, result, version, decision)
-    return TrainResult(run.info.run_id, config.name, version, decision, result, final, short)
+    return TrainResult(run.info.run_id, config.name, version, decision, result, final, short,
+                       steps.describe_outliers(prepared.vframe.report))
 
 
 def _trained_before_first_origin(model: LSTMForecaster, prepared: steps.Prepared) -> bool:

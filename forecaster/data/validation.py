@@ -44,8 +44,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecaster.data.frequency import build_grid, fixed_step_ns, future_index, infer_from_sorted
+from forecaster.data.frequency import (
+    build_grid,
+    fixed_step_ns,
+    future_index,
+    infer_from_sorted,
+    seasonal_periods,
+)
 from forecaster.data.frequency import normalize_frequency as _normalize_frequency
+from forecaster.data.outliers import DEFAULT_THRESHOLD, LEVEL_RUN, TREATMENTS, find_outliers
 from forecaster.data.schema import OBSERVED, Columns
 from forecaster.errors import (
     ColumnTypeError,
@@ -56,6 +63,7 @@ from forecaster.errors import (
     GapError,
     MissingColumnError,
     MissingValueError,
+    OutlierError,
     ShortHistoryError,
     ValueRangeError,
     summarize,
@@ -354,15 +362,24 @@ def validate_frame(
     min_length: int = 1,
     horizon: int = 0,
     for_prediction: bool = False,
+    outliers: str = "keep",
+    outlier_threshold: float = DEFAULT_THRESHOLD,
 ) -> ValidatedFrame:
     """Validate ``df`` against ``columns`` and return it sorted, regular and typed (see module doc).
 
     ``freq`` is inferred when None; ``missing_policy`` is "error", "fill" or "mask"; ``min_length``
     is the fewest grid rows a series may have; ``horizon`` is the forecast length that known-future
-    covariates must cover when ``for_prediction`` is true.
+    covariates must cover when ``for_prediction`` is true. ``outliers = "interpolate"`` treats the
+    readings more than ``outlier_threshold`` IQRs beyond their series' quartiles as unobserved
+    (`forecaster.data.outliers`: the rule, its threshold and why); "keep" (the default here; the
+    forecaster's own default is "interpolate") keeps every reading as given.
     """
     if missing_policy not in POLICIES:
         raise ConfigError(f"missing_policy must be one of {POLICIES}, got {missing_policy!r}")
+    if outliers not in TREATMENTS:
+        raise ConfigError(f"outliers must be one of {TREATMENTS}, got {outliers!r}")
+    if not 0 < outlier_threshold < np.inf:
+        raise ConfigError(f"outlier_threshold must be a number > 0, got {outlier_threshold!r}")
     if min_length < 0 or horizon < 0:
         raise ConfigError(f"min_length and horizon must be >= 0, got {min_length} and {horizon}")
     _check_columns(df, columns)
@@ -472,10 +489,33 @@ def validate_frame(
     observed[dest] = finite
     x = np.full((total, len(covariates)), np.nan)
     x[dest] = cov
+    outlier = np.zeros(total, dtype=bool)
+    if outliers == "interpolate":
+        found = find_outliers(y, observed == 1.0, grid_codes, outlier_threshold, seasonal_periods(freq))
+        if found.ending.any():
+            rows = np.flatnonzero(found.ending)
+            raise OutlierError(
+                f"{len(rows)} reading(s) more than {outlier_threshold:g} IQRs beyond the rest of their series end "
+                f"it, {LEVEL_RUN} or more in a row (first: {y[rows[0]]:.6g}): a new level or a run of bad readings, "
+                "which cannot be told apart there; correct or remove them, or set [data] outliers = \"keep\" "
+                "(outliers=\"keep\") to forecast from them as given",
+                column=columns.target,
+                series=_series_at(labels, grid_codes[rows]),
+                timestamps=list(grid.times[rows]),
+            )
+        outlier = found.treat
+        observed[outlier] = 0.0
+        y[outlier] = np.nan
 
     if covariates:
         x = _fill_covariates(x, present, grid_codes, grid.times, covariates, labels, missing_policy, columns)
 
+    if outlier.any() and missing_policy != "mask":  # interpolated within the series that hold one
+        affected = np.zeros(n_series, dtype=bool)
+        affected[grid_codes[outlier]] = True
+        rows = np.flatnonzero(affected[grid_codes])
+        between = interpolate_series(np.nan_to_num(y[rows]), observed[rows] == 1.0, grid_codes[rows])
+        y[rows] = np.where(outlier[rows], between, y[rows])
     if missing_policy == "fill":
         y = interpolate_series(y, observed == 1.0, grid_codes)
         empty = np.flatnonzero(np.isnan(y))
@@ -517,7 +557,7 @@ def validate_frame(
     )
     report = _report(
         rows_in, frame, labels, grid_codes, present, observed, was_sorted, missing_policy, freq,
-        int(is_future.sum()), ignored, len(short_series),
+        int(is_future.sum()), ignored, len(short_series), outlier, outliers, outlier_threshold,
     )
     return ValidatedFrame(frame, freq, columns, report, future, short_series, missing_policy, _VOUCHED)
 
@@ -637,16 +677,22 @@ def _report(
     future_rows: int,
     future_ignored: int,
     n_short: int,
+    outlier: np.ndarray,
+    outliers: str,
+    outlier_threshold: float,
 ) -> dict[str, Any]:
-    """Counts of everything validation did; logs a summary when values were filled or masked."""
+    """Counts of everything validation did; logs a summary when values were filled, masked or treated
+    as outliers."""
     n_series = len(labels)
     gaps = np.bincount(grid_codes[~present], minlength=n_series)
-    unobserved = np.bincount(grid_codes[observed == 0.0], minlength=n_series)
+    treated = np.bincount(grid_codes[outlier], minlength=n_series)
+    unobserved = np.bincount(grid_codes[observed == 0.0], minlength=n_series) - treated
     key = "targets_filled" if policy == "fill" else "targets_masked"
     per_series = {
         labels[s]: {"gaps_filled": int(gaps[s]), key: int(unobserved[s])}
         for s in np.flatnonzero(unobserved)
     }
+    per_series_outliers = {labels[s]: int(treated[s]) for s in np.flatnonzero(treated)}
     report = {
         "rows_in": rows_in,
         "rows_out": len(frame),
@@ -661,11 +707,22 @@ def _report(
         "future_rows_ignored": future_ignored,
         "short_series": n_short,
         "per_series": per_series,
+        "outliers": outliers,
+        "outlier_threshold": float(outlier_threshold),
+        "outlier_readings": int(outlier.sum()),
+        "outlier_series": per_series_outliers,
     }
     if per_series:
         logger.info(
             "validation %s: %d gap row(s) inserted, %d target(s) %s in %d of %d series",
             policy, report["gaps_filled"], int(unobserved.sum()),
             "filled" if policy == "fill" else "masked", len(per_series), n_series,
+        )
+    if per_series_outliers:
+        shown = ", ".join(f"{sid} ({n})" for sid, n in list(per_series_outliers.items())[:5])
+        logger.info(
+            "outliers: %d reading(s) more than %g IQRs beyond their series' quartiles treated as unobserved "
+            "and interpolated, in %d of %d series: %s%s", report["outlier_readings"], outlier_threshold,
+            len(per_series_outliers), n_series, shown, " ..." if len(per_series_outliers) > 5 else "",
         )
     return report

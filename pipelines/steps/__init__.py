@@ -9,7 +9,7 @@ the active one, started by the job. Model loading (``resolve`` -> ``fetch_verifi
 here too, so batch prediction, promotion and the scheduled job load models one way.
 """
 
-from pipelines.steps.describe import describe_resolved, describe_short
+from pipelines.steps.describe import describe_outliers, describe_resolved, describe_short
 from pipelines.steps.fitting import EpochLines, EpochLogger, backtest, calibrate, fit
 from pipelines.steps.loading import (
     MODEL_COPY_PREFIX,
@@ -58,6 +58,7 @@ __all__ = [
     "check_learnable",
     "check_plot_series",
     "compare_with_champion",
+    "describe_outliers",
     "describe_resolved",
     "describe_run",
     "describe_short",

@@ -1,4 +1,4 @@
-"""One-line descriptions for logs: short series and the settings a fit resolved."""
+"""One-line descriptions for logs: short series, treated outliers and the settings a fit resolved."""
 
 from __future__ import annotations
 
@@ -24,6 +24,19 @@ def describe_short(lengths: dict[str, Any], shown: int = 5) -> str | None:
         return None
     return (f"short series (of {lengths['n_series']}; min_history {lengths['min_history']}, input_size "
             f"{lengths['input_size']}): " + "; ".join(parts))
+
+
+def describe_outliers(report: dict[str, Any], shown: int = 5) -> str | None:
+    """One line on the readings validation treated as outliers (`forecaster.data.outliers`; its report
+    ``report``), or None when there are none."""
+    count = int(report.get("outlier_readings", 0))
+    if not count:
+        return None
+    per_series = report.get("outlier_series", {})
+    names = ", ".join(f"{sid} ({n})" for sid, n in list(per_series.items())[:shown])
+    return (f"outliers: {count} reading(s) more than {report['outlier_threshold']:g} interquartile ranges beyond "
+            f"their series' quartiles, treated as unobserved and interpolated, in {len(per_series)} series ("
+            f"{names}{', ...' if len(per_series) > shown else ''}); [data] outliers = \"keep\" keeps them")
 
 
 def describe_resolved(model: LSTMForecaster) -> str:

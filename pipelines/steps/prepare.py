@@ -113,7 +113,10 @@ def prepare(config: ModelConfig, raw: pd.DataFrame | None = None,
     if as_of is not None:
         raw, cut = splits.as_of_split(raw, columns, as_of)
     step = config.backtest.step or config.horizon
-    vframe = validate_frame(raw, columns, freq=config.data.freq, missing_policy=config.data.missing_policy)
+    # The forecaster's own treatment (`LSTMForecaster._validate`): the backtest's histories and actuals,
+    # the fit and the plots read the same treated frame, and data_report.json counts what was treated.
+    vframe = validate_frame(raw, columns, freq=config.data.freq, missing_policy=config.data.missing_policy,
+                            outliers=config.data.outliers, outlier_threshold=config.data.outlier_threshold)
     if as_of is not None:
         _check_as_of_near_end(config, vframe, cut)
     return Prepared(config, raw, vframe, seasonal_period(vframe.freq), step)

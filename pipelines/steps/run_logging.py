@@ -75,13 +75,15 @@ def start_run(experiment_name: str, tags: dict[str, str] | None = None, kind: st
 
 
 def log_inputs(prepared: Prepared) -> None:
-    """The config, the resolved frequency and season, the data's fingerprint and report, and versions."""
+    """The config, the resolved frequency and season, the data's fingerprint and report (the count of
+    readings treated as outliers as metric ``data.outlier_readings``), and versions."""
     params = {**prepared.config.to_params(), "data.freq": prepared.vframe.freq, "data.season": prepared.season,
               **prepared.fingerprint()}
     mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
     mlflow.set_tags({f"version.{name}": importlib.metadata.version(name) for name in PINNED}
                     | {"version.forecaster": forecaster.__version__})
     mlflow.log_dict({**prepared.vframe.report, "too_short": prepared.too_short}, "data_report.json")
+    mlflow.log_metric("data.outlier_readings", prepared.vframe.report["outlier_readings"])
     log_dataset(prepared)
 
 
