@@ -13,6 +13,14 @@ before this package can act; `install_startup_hook` (run by ``scripts/setup-venv
 file to the environment's site-packages so that the finder is in place when Python starts. That
 costs each interpreter start in the environment the import of this module (the standard library's
 ``importlib`` and ``re``, nothing heavy).
+
+The same finder makes TensorFlow's import lighter: ``import keras`` (which ``import tensorflow`` runs
+too) executes every public submodule of Keras, among them the legacy ``keras._tf_keras`` (a second copy
+of the whole API for ``tf.keras``), the scikit-learn wrappers (scikit-learn and SciPy's statistics) and
+the image-gallery plots (``matplotlib.pyplot``): ~1.5 s of CPU in every process that imports TensorFlow,
+none of which this project uses. `_LAZY` modules are created at import and executed at their first
+attribute access (``importlib.util.LazyLoader``): ``tf.keras.layers``, ``keras.wrappers.SKLearnRegressor``
+and ``keras.visualization`` work as before, loaded when first used.
 """
 
 from __future__ import annotations
@@ -77,7 +85,6 @@ class _QuietLoader:
         return self.loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
-        uninstall()
         # TensorFlow's own loader again, for whatever reads the module's loader later.
         module.__loader__ = self.loader
         if module.__spec__ is not None:
@@ -93,14 +100,19 @@ class _QuietLoader:
             lambda record: "triggered tf.function retracing" not in record.getMessage())
 
 
+# Keras' submodules that ``import keras`` executes and this project never uses (see the module's docstring).
+_LAZY = frozenset({"keras._tf_keras", "keras.wrappers", "keras.visualization", "keras.src.visualization"})
+
+
 class _QuietTensorFlow:
     def __init__(self) -> None:
         self._finding = False
+        self._left = {"tensorflow", *_LAZY}  # once each is handed out, the finder takes itself off
 
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
-        """TensorFlow's spec as the finders after this one give it, with its loader wrapped; nothing
-        is imported here."""
-        if fullname != "tensorflow" or self._finding:
+        """TensorFlow's spec as the finders after this one give it, with its loader wrapped (quiet), and
+        the `_LAZY` modules' with theirs made lazy; nothing is imported here."""
+        if (fullname != "tensorflow" and fullname not in _LAZY) or self._finding:
             return None
         self._finding = True  # a finder after this one may look the name up again: not through here
         try:
@@ -111,23 +123,33 @@ class _QuietTensorFlow:
                 spec = find(fullname, path, target)
                 if spec is not None:
                     if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                        spec.loader = _QuietLoader(spec.loader)
+                        if fullname == "tensorflow":
+                            spec.loader = _QuietLoader(spec.loader)
+                        else:
+                            import importlib.util
+
+                            spec.loader = importlib.util.LazyLoader(spec.loader)
+                    self._left.discard(fullname)
                     return spec
             return None
         finally:
             self._finding = False
+            if not self._left:
+                uninstall()
 
 
 _FINDER = _QuietTensorFlow()
 
 
 def install() -> None:
-    """Quiet the first import of TensorFlow in this process (nothing to do once it is imported)."""
-    if "tensorflow" not in sys.modules and _FINDER not in sys.meta_path:
+    """Quiet the first import of TensorFlow in this process and leave Keras' unused submodules unexecuted
+    until used (nothing to do once Keras is imported: TensorFlow imports it)."""
+    if "keras" not in sys.modules and _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
 
 
 def uninstall() -> None:
+    """Take the finder off once Keras' lazy submodules are in place (TensorFlow's import is quiet by then)."""
     with contextlib.suppress(ValueError):
         sys.meta_path.remove(_FINDER)
 

@@ -142,9 +142,8 @@ def _run_locked(config: ModelConfig, stamp: pd.Timestamp, target: Path, raw: pd.
 
     from forecaster.ops import registry, tracking
     from pipelines import steps
-    from pipelines.predict import forecast_in_chunks
-    from pipelines.train import train_in_run
 
+    # TensorFlow is imported by the training or the model's loading below, not for the stages before.
     prepared = steps.prepare(config, raw=raw, as_of=stamp)
     fp = prepared.fingerprint()
     say(f"prepare: {fp['data.n_series']} series, {fp['data.n_rows']} rows up to {fp['data.end']}")
@@ -171,6 +170,8 @@ def _run_locked(config: ModelConfig, stamp: pd.Timestamp, target: Path, raw: pd.
                 initial = steps.load(f"models:/{config.name}/{champion}").forecaster
                 say(f"retrain: warm start from version {champion}, {config.schedule.warm_epochs} epoch(s)")
             steps.check_learnable(prepared)  # validated once, above: the rows known at the as-of
+            from pipelines.train import train_in_run
+
             trained = train_in_run(prepared, register=True, verbose=verbose, initial=initial,
                                    warm_epochs=config.schedule.warm_epochs, say=say, champion=champion,
                                    move_aliases=not past)
@@ -197,6 +198,8 @@ def _run_locked(config: ModelConfig, stamp: pd.Timestamp, target: Path, raw: pd.
                                   f"retrained version was not promoted (its tag promotion.reason says why) and no "
                                   f"version trained on data at or before the as-of was; no forecasts written. "
                                   f"Set the alias by hand, or revisit [promotion] margin")
+        from pipelines.predict import forecast_in_chunks
+
         model = steps.load(f"models:/{config.name}/{champion}")  # the version whose promise was read
         forecasts = forecast_in_chunks(model, prepared.raw)  # bounded work memory (pipelines/predict.py)
         say(f"predict: version {model.version} ({chosen}), {len(forecasts)} rows")

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import pandas as pd
@@ -22,7 +23,6 @@ from forecaster.contract import (
 )
 from forecaster.data.io import temporary
 from forecaster.errors import ConfigError, ModelError
-from forecaster.forecaster import LSTMForecaster
 from forecaster.ops import tracking
 from forecaster.ops.integrity import (
     DOWNLOAD_METADATA,
@@ -32,6 +32,9 @@ from forecaster.ops.integrity import (
     saved_forecaster,
     unlisted_entries,
 )
+
+if TYPE_CHECKING:  # TensorFlow: imported where a model is loaded or fitted, not by the steps around it
+    from forecaster.forecaster import LSTMForecaster
 
 log = logging.getLogger("forecaster.steps")
 
@@ -203,6 +206,8 @@ def load(model_uri: str) -> LoadedModel:
     JSON, by the installed package. No file of the model is imported or unpickled (MLflow's loader,
     which would import the model's own copy of its code, is not used here).
     """
+    from forecaster.forecaster import LSTMForecaster
+
     tracking.configure()
     name, version, uri = resolve(model_uri)
     try:

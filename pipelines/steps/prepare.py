@@ -6,7 +6,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,9 @@ from forecaster.data.schema import Columns
 from forecaster.data.validation import ValidatedFrame, validate_frame
 from forecaster.errors import ConfigError, DataError, MissingColumnError
 from forecaster.evaluation.backtest import BacktestResult
-from forecaster.forecaster import LSTMForecaster
+
+if TYPE_CHECKING:  # the network's module imports TensorFlow: a data-only command need not
+    from forecaster.forecaster import LSTMForecaster
 
 log = logging.getLogger("forecaster.steps")
 
@@ -158,4 +160,6 @@ def undefined_scores(result: BacktestResult, columns: Columns, metric: str) -> l
 
 def make_forecaster(config: ModelConfig, verbose: int = 1) -> LSTMForecaster:
     """An unfitted forecaster with the config's settings."""
+    from forecaster.forecaster import LSTMForecaster
+
     return LSTMForecaster.from_config(config, verbose)

@@ -11,6 +11,7 @@ import socket
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
@@ -27,7 +28,6 @@ from forecaster.contract import (
     output_schema,
 )
 from forecaster.evaluation.backtest import BacktestResult
-from forecaster.forecaster import LSTMForecaster
 from forecaster.ops import registry, tracking
 from forecaster.ops.integrity import (
     MODEL_HASHES_TAG,
@@ -36,6 +36,9 @@ from forecaster.ops.integrity import (
 from pipelines.steps.plots import plot_forecasts, plot_losses
 from pipelines.steps.prepare import Prepared
 from pipelines.steps.promotion import mark_abandoned_runs
+
+if TYPE_CHECKING:  # TensorFlow: imported where a model is loaded or fitted, not by the steps around it
+    from forecaster.forecaster import LSTMForecaster
 
 log = logging.getLogger("forecaster.steps")
 PINNED = ("tensorflow", "keras", "numpy", "pandas", "pyarrow", "scikit-learn", "mlflow")

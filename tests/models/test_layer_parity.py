@@ -120,7 +120,14 @@ def scan_formulation(request, monkeypatch):
 @pytest.mark.parametrize("mask_kind", ["none", "left"])
 def test_unrolled_loop_iterations_equal_keras(steps, mask_kind, scan_formulation):
     """Several iterations of 4 (12), of 2 (10) and of 1 (7) steps (TF), of 8 with a rest (JAX on a
-    GPU), sequences and gradients included."""
+    GPU: 10; 7 is one iteration of all the steps), sequences and gradients included.
+
+    Under JAX the lengths that take no other path are left out (a third of the JAX run's time): on a
+    CPU its scan does one step per iteration whatever the length (7 stands for all three; any length
+    is also in the random cases above), and on a GPU 12 is 8 with a rest, as 10 is."""
+    if keras.backend.backend() == "jax" and (steps, scan_formulation) in {(10, "as-here"), (12, "as-here"),
+                                                                           (12, "as-on-gpu")}:
+        pytest.skip("the JAX scan takes the path of another length here")
     rng = np.random.default_rng(steps)
     x = rng.normal(size=(3, steps, 2)).astype("float32")
     theirs, ours = _pair(4, x.shape, weight_seed=steps, return_sequences=True, return_state=True)

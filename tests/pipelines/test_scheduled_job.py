@@ -126,6 +126,19 @@ def test_a_run_writes_one_whole_folder_and_a_rerun_changes_nothing(tmp_path, sto
     assert runs == before[0] + 1
     assert "retrain: not due" in capsys.readouterr().out  # the champion was trained at this very as-of
 
+    # `forecaster report` scores the written forecasts against the actuals now in the data source, in a
+    # process of its own as a user runs it, and imports no TensorFlow (its seconds are not a report's).
+    code = "import sys\nfrom pipelines.cli import main\nprint('exit', main(sys.argv[1:]), 'tensorflow' in sys.modules)"
+    env = {**os.environ, "FORECASTER_MLRUNS": store}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run([sys.executable, "-c", code, "report", str(config)], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.splitlines()
+    assert "job daily: 1 as-of time(s) scored, 0 partial (actuals still arriving)" in printed
+    assert printed[-1] == "exit 0 False"
+    assert (tmp_path / "out" / "_report" / "accuracy.png").stat().st_size > 0
+
 
 def test_backfill_runs_in_order_monitors_and_resumes_after_a_failure(tmp_path, store, capsys):
     data = hourly_frame(n_series=3, length=300).astype({"y": object})
