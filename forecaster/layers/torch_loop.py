@@ -26,6 +26,10 @@ from keras import ops
 
 from forecaster.layers.lstm_cell import LSTMCell
 
+# Whether a call no gradient can be asked for, without a mask, runs `_forward_no_grad` (False: the
+# autograd function's forward, as before; bench/torch_forward.py times both).
+FAST_INFERENCE = True
+
 
 class _PlainLSTM(torch.autograd.Function):
     """(last_output, outputs, h, c) of the plain cell over time-major steps (T, B, F)."""
@@ -116,6 +120,37 @@ class _PlainLSTM(torch.autograd.Function):
         return d_steps, dh, dc, d_kernel, d_recurrent, d_bias, None, None, None, None
 
 
+def _forward_no_grad(steps, h0, c0, kernel, recurrent_kernel, bias, return_sequences):
+    """(last_output, time-major outputs, h, c) of the plain cell without a mask, where no gradient can be
+    asked for (predict): each step writes into buffers allocated once, through views made once.
+
+    The gates' columns are reordered (i, f, o | g) so that one sigmoid covers three gates; a step is one
+    ``addmm`` into the pre-activation buffer, the sigmoid and tanh in place, c updated in place, and
+    h_t written straight into its row of the outputs: seven torch calls, no allocation, no view made.
+    """
+    num_steps, batch, _ = steps.shape
+    u = c0.shape[1]
+    order = torch.cat([torch.arange(2 * u), torch.arange(3 * u, 4 * u), torch.arange(2 * u, 3 * u)])
+    kernel, recurrent_kernel = kernel[:, order], recurrent_kernel[:, order].contiguous()
+    xz = torch.matmul(steps, kernel)
+    if bias is not None:
+        xz += bias[order]
+    z = torch.empty((batch, 4 * u), dtype=xz.dtype)
+    sig, i, f, o, g = z[:, : 3 * u], z[:, :u], z[:, u : 2 * u], z[:, 2 * u : 3 * u], z[:, 3 * u :]
+    c, tanh_c = c0.clone(), torch.empty_like(c0)
+    outputs = torch.empty((num_steps if return_sequences else 1, batch, u), dtype=xz.dtype)
+    h = h0
+    for t in range(num_steps):
+        torch.addmm(xz[t], h, recurrent_kernel, out=z)
+        sig.sigmoid_()
+        g.tanh_()
+        c.mul_(f).addcmul_(i, g)
+        torch.tanh(c, out=tanh_c)
+        h = outputs[t if return_sequences else 0]
+        torch.mul(o, tanh_c, out=h)
+    return h.clone(), outputs, h.clone(), c
+
+
 def run_loop(
     cell: LSTMCell,
     sequences: Any,
@@ -148,6 +183,10 @@ def run_loop(
     # Inside the function grad mode is off and needs_input_grad says True even under no_grad (predict):
     # whether a gradient can be asked for is read here.
     keep = torch.is_grad_enabled() and any(v is not None and v.requires_grad for v in inputs)
+    if not keep and steps_mask is None and FAST_INFERENCE:
+        with torch.no_grad():
+            last, outputs, h, c = _forward_no_grad(*inputs, return_sequences)
+        return last, outputs.transpose(0, 1), [h, c]
     last, outputs, h, c = _PlainLSTM.apply(
         *inputs, None if steps_mask is None else steps_mask.contiguous(), return_sequences, zero_output_for_mask,
         keep,
