@@ -15,6 +15,11 @@ The math is `fused_loop`'s plain backward (`_plain_local_derivatives`), masks in
 holds h and c, outputs zeros or the previous output (from zeros before the first step, as Keras'
 torch loop). Half precision on a CPU is computed in float32 and rounded once at the end, as the
 TensorFlow loop does. Cells with extras or other activations stay on Keras' generic loop.
+
+Where no gradient can be asked for (``no_grad``, as predict runs) and there is no mask, the forward is
+`_forward_no_grad` instead: the same step in place, into buffers allocated once (1.1-1.8x faster than
+the autograd function's forward, `bench/torch_forward.py`). ``torch.compile`` of the step was slower
+than both on a CPU and is not used.
 """
 
 from __future__ import annotations
@@ -126,7 +131,8 @@ def _forward_no_grad(steps, h0, c0, kernel, recurrent_kernel, bias, return_seque
 
     The gates' columns are reordered (i, f, o | g) so that one sigmoid covers three gates; a step is one
     ``addmm`` into the pre-activation buffer, the sigmoid and tanh in place, c updated in place, and
-    h_t written straight into its row of the outputs: seven torch calls, no allocation, no view made.
+    h_t written straight into its row of the outputs: seven torch calls and one view (that row), no
+    allocation.
     """
     num_steps, batch, _ = steps.shape
     u = c0.shape[1]
