@@ -17,9 +17,9 @@ torch loop). Half precision on a CPU is computed in float32 and rounded once at 
 TensorFlow loop does. Cells with extras or other activations stay on Keras' generic loop.
 
 Where no gradient can be asked for (``no_grad``, as predict runs) and there is no mask, the forward is
-`_forward_no_grad` instead: the same step in place, into buffers allocated once (1.1-1.8x faster than
-the autograd function's forward, `bench/torch_forward.py`). ``torch.compile`` of the step was slower
-than both on a CPU and is not used.
+`_forward_no_grad` instead: the same step in place, into buffers allocated once (1.36x faster than
+the autograd function's forward at (48, 64) and (168, 128), `bench/torch_forward.py`).
+``torch.compile`` of the step was slower than both on a CPU and is not used.
 """
 
 from __future__ import annotations
