@@ -20,8 +20,10 @@ was before the kernel).
 
 Under ``KERAS_BACKEND=jax`` or ``=torch`` the bench is ``--fit`` (there are no tf.function steps): the same
 models trained by ``model.fit`` over NumPy arrays (``shuffle=False``) and ``predict_on_batch``, Keras'
-LSTM under that backend against ours. On a machine shared with other work, ``OMP_NUM_THREADS=1`` for
-torch: its OpenMP threads otherwise wait on each other for most of each small product.
+LSTM under that backend against ours (under JAX also ours with JAX's differentiation of its scan instead
+of the hand-written gradient: the layer as it was before). On a machine shared with other work,
+``OMP_NUM_THREADS=1`` for torch: its OpenMP threads otherwise wait on each other for most of each small
+product.
 
 Every row also gives the arithmetic rate of ours and of Keras' LSTM: a forward pass is
 8 x units x (features + units) x timesteps x batch floating-point operations (the four gates' products),
@@ -133,6 +135,19 @@ def _xla_loops():
             os.environ["FORECASTER_CPU_KERNEL"] = before
 
 
+@contextlib.contextmanager
+def _jax_own_gradient():
+    """Under JAX, our layer with JAX's differentiation of its scan instead of the hand-written gradient
+    (`jax_loop.HAND_WRITTEN_GRADIENT`) while tracing in this block: the layer as it was before."""
+    from forecaster.layers import jax_loop
+
+    jax_loop.HAND_WRITTEN_GRADIENT = False
+    try:
+        yield
+    finally:
+        jax_loop.HAND_WRITTEN_GRADIENT = True
+
+
 class _EpochClock(keras.callbacks.Callback):
     """The seconds spent inside epochs. A `model.fit` call can take up to ~0.25 s after its last epoch
     (measured here: after ``on_train_end``, in the call's clean-up) before it returns; a user's fit of
@@ -205,12 +220,17 @@ def bench_fit_shape_any_backend(timesteps: int, units: int, batch: int, features
     keras.utils.set_random_seed(0)
     models = {"keras": _fit_model(keras.layers.LSTM(units), timesteps, features, jit="auto")}
     models["ours"] = _fit_model(LSTM(units), timesteps, features, jit="auto")
-    models["ours"].set_weights(models["keras"].get_weights())
+    if BACKEND == "jax":
+        models["ours_jaxgrad"] = _fit_model(LSTM(units), timesteps, features, jit="auto")
+    for name in models:
+        models[name].set_weights(models["keras"].get_weights())
     probe = x[:batch]
     drift = float(np.abs(models["ours"].predict_on_batch(probe) - models["keras"].predict_on_batch(probe)).max())
     fit = {"batch_size": batch, "shuffle": False, "verbose": 0}
-    for model in models.values():
-        model.fit(x, y, epochs=1, **fit)  # tracing, compilation
+    for name, model in models.items():
+        # The JAX loop chooses its gradient when the model's functions are traced: the first fit here.
+        with _jax_own_gradient() if name == "ours_jaxgrad" else contextlib.nullcontext():
+            model.fit(x, y, epochs=1, **fit)  # tracing, compilation
     calls = max(2, int(400 / timesteps))
     times = _time_models(models, lambda m, n, clock: m.fit(x, y, epochs=n, callbacks=[clock], **fit),
                          x, batch, steps, epochs, repeats, calls)
@@ -291,6 +311,8 @@ def main() -> None:
               "| keras GFLOP/s | keras % of peak | max abs diff |")
     if args.fit and tensorflow:
         header += " ours, XLA loops ms | XLA loops/ours |"
+    if BACKEND == "jax":
+        header += " ours, JAX's gradient ms | JAX's gradient/ours |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     rows = []
@@ -313,6 +335,8 @@ def main() -> None:
                    f"| {100 * rate['keras'] / peak_before:.0f} % | {r['max_abs_diff']:.1e} |")
             if args.fit and tensorflow:
                 row += f" {ms['ours_xla']:.1f} | {paired_ratio(r['times'], 'ours_xla', 'ours', mode):.2f}x |"
+            if BACKEND == "jax":
+                row += f" {ms['ours_jaxgrad']:.1f} | {paired_ratio(r['times'], 'ours_jaxgrad', 'ours', mode):.2f}x |"
             print(row, flush=True)
     peak_after = sgemm_peak_gflops()
     print(f"SGEMM peak after the shapes: {peak_after:.0f} GFLOP/s (before: {peak_before:.0f}); the % of peak "
