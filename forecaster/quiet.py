@@ -114,6 +114,12 @@ class _QuietTensorFlow:
         the `_LAZY` modules' with theirs made lazy; nothing is imported here."""
         if (fullname != "tensorflow" and fullname not in _LAZY) or self._finding:
             return None
+        if fullname in _LAZY and "tensorflow" not in sys.modules:
+            # Keras under another backend: torch's import, inside Keras' own, runs inspect.getmodule over
+            # sys.modules, which would execute a lazy module before Keras is complete (a circular import).
+            # Only when TensorFlow imports Keras are they made lazy.
+            self._left.discard(fullname)
+            return None
         self._finding = True  # a finder after this one may look the name up again: not through here
         try:
             for finder in sys.meta_path:

@@ -150,3 +150,27 @@ def test_with_the_startup_hook_looking_tensorflow_up_imports_nothing_and_its_imp
     assert done.stdout.splitlines() == ["True False", "SourceFileLoader SourceFileLoader", "[False, False, False]",
                                         "True SKLearnRegressor True True"]
     assert done.stderr == ""
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_with_the_startup_hook_keras_imports_under_the_other_backends(tmp_path, backend):
+    # The hook makes Keras' unused submodules lazy only when TensorFlow imports Keras: under torch, torch's
+    # own import (inside Keras') reads every module in sys.modules, and a lazy one executed then was a
+    # circular import: `import keras` failed with KERAS_BACKEND=torch.
+    import subprocess
+    import sys
+
+    from forecaster.quiet import install_startup_hook
+
+    install_startup_hook(tmp_path)
+    code = (f"import site; site.addsitedir({str(tmp_path)!r})\n"
+            "import keras\n"
+            "from forecaster.layers import LSTM\n"
+            "import numpy as np\n"
+            "out = LSTM(3)(np.ones((2, 4, 5), dtype='float32'))\n"
+            "print(keras.backend.backend(), tuple(out.shape))\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "KERAS_BACKEND": backend}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [backend, "(2,", "3)"]
