@@ -67,12 +67,14 @@ _HOIST = False
 _ACCUMULATE = True
 
 
-def _plain_forward(steps, h0, c0, kernel, recurrent_kernel, bias, steps_mask, return_sequences,
-                   zero_output_for_mask, keep):
-    """The plain recurrence over time-major ``steps``; with ``keep``, also what the backward needs of
-    every step: the pre-activations z_t and the states entering it."""
-    units = h0.shape[1]
-    if _HOIST:
+def _scan(steps, h0, c0, kernel, recurrent_kernel, bias, steps_mask, gates, *, hoist, return_sequences,
+          zero_output_for_mask, keep):
+    """The recurrence over time-major ``steps``, a step's gating by ``gates(z, c_prev) -> (h, c)``:
+    ((h, c, last_output), (time-major outputs or None, what `keep` asks: each step's z_t and the states
+    entering it)). ``hoist``: x W + b for every step in one product before the loop. A masked step holds
+    h and c and outputs the previous output, h0 before the first (Keras' JAX loop; its TF loop starts from
+    zeros, and so does `fused_loop`)."""
+    if hoist:
         xs = jnp.einsum("tbf,fg->tbg", steps, kernel)
         xs = xs if bias is None else xs + bias
     else:
@@ -81,12 +83,12 @@ def _plain_forward(steps, h0, c0, kernel, recurrent_kernel, bias, steps_mask, re
     def step(carry: tuple, inputs: tuple) -> tuple:
         h_prev, c_prev, out_prev = carry
         x_t, m = inputs
-        if _HOIST:
+        if hoist:
             z = x_t + h_prev @ recurrent_kernel
         else:
             z = x_t @ kernel + h_prev @ recurrent_kernel
             z = z if bias is None else z + bias
-        h, c = _plain_step(z, c_prev, units)
+        h, c = gates(z, c_prev)
         out = h
         if m is not None:
             h = jnp.where(m, h, h_prev)
@@ -95,7 +97,18 @@ def _plain_forward(steps, h0, c0, kernel, recurrent_kernel, bias, steps_mask, re
         kept = (z, h_prev, c_prev) if keep else None
         return (h, c, out), (out if return_sequences else None, kept)
 
-    (h, c, last), (outs, kept) = jax.lax.scan(step, (h0, c0, h0), (xs, steps_mask), unroll=_unroll(steps.shape[0]))
+    return jax.lax.scan(step, (h0, c0, h0), (xs, steps_mask), unroll=_unroll(steps.shape[0]))
+
+
+def _plain_forward(steps, h0, c0, kernel, recurrent_kernel, bias, steps_mask, return_sequences,
+                   zero_output_for_mask, keep):
+    """The plain recurrence over time-major ``steps``; with ``keep``, also what the backward needs of
+    every step: the pre-activations z_t and the states entering it."""
+    units = h0.shape[1]
+    (h, c, last), (outs, kept) = _scan(steps, h0, c0, kernel, recurrent_kernel, bias, steps_mask,
+                                       lambda z, c_prev: _plain_step(z, c_prev, units), hoist=_HOIST,
+                                       return_sequences=return_sequences,
+                                       zero_output_for_mask=zero_output_for_mask, keep=keep)
     outputs = outs if return_sequences else last[None]
     return (last, outputs, h, c), kept
 
@@ -209,35 +222,11 @@ def run_scan(
         last_output, outs, h, c = _plain_lstm(steps, h0, c0, kernel, recurrent_kernel, bias, steps_mask,
                                               return_sequences, zero_output_for_mask)
         return last_output, jnp.swapaxes(outs, 0, 1), [h, c]
-    hoist = _on_gpu()
-    if hoist:
-        # x W + b for every step in one matmul: its gradient is then one contraction over all steps,
-        # not a sum accumulated step by step (half the float32 error of d(kernel) at 168 steps).
-        xs = jnp.einsum("tbf,fg->tbg", steps, kernel)
-        xs = xs if bias is None else xs + bias
-    else:
-        xs = steps
-
-    def step(carry: tuple, inputs: tuple) -> tuple:
-        h_prev, c_prev, out_prev = carry
-        x_t, m = inputs
-        if hoist:
-            z = x_t + h_prev @ recurrent_kernel
-        else:
-            z = x_t @ kernel + h_prev @ recurrent_kernel
-            z = z if bias is None else z + bias
-        h, c, _ = cell.gates(z, c_prev, extras)
-        out = h
-        if m is not None:
-            h = jnp.where(m, h, h_prev)
-            c = jnp.where(m, c, c_prev)
-            out = jnp.where(m, out, jnp.zeros_like(out) if zero_output_for_mask else out_prev)
-        return (h, c, out), (out if return_sequences else None)
-
-    # A masked step outputs the previous output, h0 before the first (Keras' JAX loop; its TF loop
-    # starts from zeros, and so does `fused_loop`).
-    (h, c, last_output), outs = jax.lax.scan(
-        step, (h0, c0, h0), (xs, steps_mask), unroll=_unroll(steps.shape[0])
-    )
+    # On a GPU x W + b for every step in one product: its gradient is then one contraction over all
+    # steps, not a sum accumulated step by step (half the float32 error of d(kernel) at 168 steps).
+    (h, c, last_output), (outs, _) = _scan(steps, h0, c0, kernel, recurrent_kernel, bias, steps_mask,
+                                           lambda z, c_prev: cell.gates(z, c_prev, extras)[:2], hoist=_on_gpu(),
+                                           return_sequences=return_sequences,
+                                           zero_output_for_mask=zero_output_for_mask, keep=False)
     outputs = jnp.swapaxes(outs, 0, 1) if return_sequences else last_output[:, None, :]
     return last_output, outputs, [h, c]
