@@ -23,7 +23,10 @@ What keeps real features of a series, and where the rule says it cannot tell:
   range of its own seasonal position (the same hour of the day, hour of the week, month of the year:
   each of the frequency's `seasonal_periods` whose position holds at least `MIN_PHASE_READINGS`
   readings), by the same rule: a daily peak hour 100 times the night's level recurs at its hour and
-  stays.
+  stays. Where the position holds fewer readings (a monthly series of three years, an hourly one of
+  four days), a reading out of its series' range on the same side as another reading of its position
+  in another cycle (a yearly peak that recurs each November) recurs there and stays too: a glitch
+  does not come back at the same time of the year.
 * **Bursts.** A reading is treated only if it is also more than ``threshold`` spreads from the nearest
   reading within the series' range on each side (`_apart`): a reading inside a burst of high readings
   (M4 Hourly's H130: 2,490, 5,892, 5,756, 3,740 in four hours) is part of an event, not a glitch.
@@ -107,11 +110,11 @@ def _group_quantiles(values: np.ndarray, keys: np.ndarray, levels: tuple[float, 
 
 
 def _outside(values: np.ndarray, keys: np.ndarray, threshold: float,
-             min_deviations: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(beyond, judged, spread): whether each of ``values`` lies beyond the fences of its group (a run of rows
-    sharing a ``keys`` value), ``threshold`` spreads beyond the group's quartiles, and whether its group
+             min_deviations: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(beyond, judged, spread, above): whether each of ``values`` lies beyond the fences of its group (a run
+    of rows sharing a ``keys`` value), ``threshold`` spreads beyond the group's quartiles, and whether its group
     has a spread to judge by, and that spread (module doc; the typical non-zero deviation stands in for a zero IQR where
-    at least ``min_deviations`` readings differ from the median)."""
+    at least ``min_deviations`` readings differ from the median), and whether it lies above the group's median."""
     q1, median, q3 = _group_quantiles(values, keys, (0.25, 0.5, 0.75))
     spread = q3 - q1
     flat = np.flatnonzero(~(spread > 0))
@@ -125,7 +128,14 @@ def _outside(values: np.ndarray, keys: np.ndarray, threshold: float,
     judged = spread > 0
     with np.errstate(invalid="ignore"):
         beyond = judged & ((values < q1 - threshold * spread) | (values > q3 + threshold * spread))
-    return beyond, judged, spread
+    return beyond, judged, spread, values > median
+
+
+def _recurring(phase: np.ndarray, out: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """Whether each out-of-range reading (``out``) shares its seasonal position (``phase``) and its side
+    of the series' median (``above``) with another out-of-range reading: a peak that recurs each cycle."""
+    key = pd.Series(phase * 2 + above)
+    return out & (key.map(key[out].value_counts()).fillna(0).to_numpy() >= 2)
 
 
 def _apart(values: np.ndarray, codes: np.ndarray, rows: np.ndarray, anchors: np.ndarray,
@@ -156,13 +166,13 @@ def find_outliers(values: np.ndarray, valid: np.ndarray, codes: np.ndarray, thre
     if not keep.any():
         return Outliers(treat, np.zeros(len(values), dtype=bool))
     rows = np.flatnonzero(keep)
-    out, _, spread = _outside(values[rows], codes[rows], threshold)
+    out, _, spread, above = _outside(values[rows], codes[rows], threshold)
     if out.any():  # only the few series with a candidate: their seasonal positions judged too
         anchors = rows[~out]  # the readings within their series' range
         candidate = np.zeros(int(codes.max()) + 1, dtype=bool)
         candidate[codes[rows][out]] = True
         series = candidate[codes[rows]]
-        rows, out, spread = rows[series], out[series], spread[series]
+        rows, out, spread, above = rows[series], out[series], spread[series], above[series]
         starts = np.searchsorted(codes, codes[rows])  # each series' first row (rows grouped by code)
         position = rows - starts
         for period in periods:
@@ -172,9 +182,10 @@ def find_outliers(values: np.ndarray, valid: np.ndarray, codes: np.ndarray, thre
             sizes = pd.Series(phase).map(pd.Series(phase).value_counts()).to_numpy()
             order = np.argsort(phase, kind="stable")  # each position's readings contiguous
             beyond, judged = np.empty_like(out), np.empty_like(out)
-            beyond[order], judged[order], _ = _outside(values[rows][order], phase[order], threshold,
-                                                       min_deviations=3)
-            out &= ~(judged & (sizes >= MIN_PHASE_READINGS)) | beyond
+            beyond[order], judged[order], _, _ = _outside(values[rows][order], phase[order], threshold,
+                                                          min_deviations=3)
+            few = sizes < MIN_PHASE_READINGS  # too few cycles to judge the position: does the peak recur?
+            out &= (~(judged & ~few) | beyond) & ~(few & _recurring(phase, out, above))
         out &= _apart(values, codes, rows, anchors, threshold * spread)
         treat[rows[out]] = True
     # A run of out-of-range readings ending a series: a new level or bad readings (module doc).

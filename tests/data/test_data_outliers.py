@@ -126,6 +126,25 @@ def test_real_features_of_a_series_survive(name):
     np.testing.assert_array_equal(out.y.to_numpy(), y)
 
 
+@pytest.mark.parametrize("freq, cycle, cycles", [
+    ("MS", [100.0] * 10 + [3000.0, 200.0], 3),   # a Black-Friday-like November, three years of months
+    ("MS", [100.0] * 10 + [3000.0, 200.0], 2),
+    ("D", [10.0] * 6 + [900.0], 4),              # a Sunday peak, four weeks of days
+    ("h", [10.0] * 18 + [1000.0, 1000.0] + [10.0] * 4, 4),  # an evening peak, four days of hours
+], ids=["yearly peak 3y", "yearly peak 2y", "weekly peak 4w", "daily peak 4d"])
+def test_a_peak_recurring_each_cycle_of_a_short_series_survives(freq, cycle, cycles):
+    """A seasonal position with fewer than five readings cannot be judged by its own range; a peak that is
+    out of the series' range in every cycle there recurs, and is the series (it was interpolated away:
+    the forecast lost its November)."""
+    y = np.tile(cycle, cycles) + np.random.default_rng(5).normal(0, 1, len(cycle) * cycles)
+    out = validate_frame(frame_of({"s": y}, freq), COLS, outliers="interpolate")
+    assert out.report["outlier_readings"] == 0 and (out.frame[OBSERVED] == 1.0).all()
+    np.testing.assert_array_equal(out.frame.y.to_numpy(), y)
+    y[len(cycle) + 3] = 1e9  # a glitch in the same short series is still treated
+    out = validate_frame(frame_of({"s": y}, freq), COLS, outliers="interpolate")
+    assert out.report["outlier_readings"] == 1 and out.frame.y.max() < 5000
+
+
 def test_a_run_of_out_of_range_readings_ending_a_series_is_our_error_naming_them():
     """Three or more out-of-range readings ending a series: a new level or a broken sensor, which cannot
     be told apart there: OutlierError naming the series and times, and saying how to go on; "keep"
