@@ -200,6 +200,10 @@ def forecast_in_chunks(model: steps.LoadedModel, history: pd.DataFrame, horizon:
     ends = np.cumsum(np.bincount(chunk))
     outs = [steps.forecast(model, history.iloc[rows[start:end]], horizon=horizon, quantiles=quantiles)
             for start, end in zip(np.concatenate([[0], ends[:-1]]), ends)]
+    time_name = model.forecaster.columns_.time
+    first = (_has_offset(outs[0], time_name), list(pd.unique(outs[0][id_name])))
+    for out in outs[1:]:
+        _same_time_kind(first, out, id_name, time_name)
     return pd.concat(outs, ignore_index=True)
 
 

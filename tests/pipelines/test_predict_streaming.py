@@ -253,6 +253,9 @@ def test_times_with_an_offset_in_one_chunk_and_without_in_another_are_refused_as
     assert info.value.column == "ds" and "N0002" in info.value.series
     assert out.read_bytes() == b"the previous output"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, out.name])
+    model = load("models:/tiny_stream@champion")  # the scheduled job's chunks of a frame in memory
+    with pytest.raises(ColumnTypeError, match="offset"):
+        forecast_in_chunks(model, read_frame(source), chunk_series=2)
 
 
 @pytest.mark.slow
