@@ -26,7 +26,10 @@ What keeps real features of a series, and where the rule says it cannot tell:
   stays. Where the position holds fewer readings (a monthly series of three years, an hourly one of
   four days), a reading out of its series' range on the same side as another reading of its position
   in another cycle (a yearly peak that recurs each November) recurs there and stays too: a glitch
-  does not come back at the same time of the year.
+  does not come back at the same time of the year. So does one out of range on the same side as
+  another reading a whole number of years before or after it, within `YEAR_SLACK_DAYS` (Black Friday
+  or Christmas in daily or weekly data, whose seasonal periods are the week, or whose weeks drift
+  against the year).
 * **Bursts.** A reading is treated only if it is also more than ``threshold`` spreads from the nearest
   reading within the series' range on each side (`_apart`): a reading inside a burst of high readings
   (M4 Hourly's H130: 2,490, 5,892, 5,756, 3,740 in four hours) is part of an event, not a glitch.
@@ -67,6 +70,9 @@ MIN_PHASE_READINGS = 5
 #: Out-of-range readings that end a series in a run this long or longer are a new level or bad readings,
 #: which the data cannot tell apart: `OutlierError` (module doc).
 LEVEL_RUN = 3
+#: How far from a whole number of years (365.25 days) another out-of-range reading may lie for a reading
+#: to recur yearly: a week, as far as a holiday tied to a weekday (Black Friday) moves between years.
+YEAR_SLACK_DAYS = 7.0
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,27 @@ def _recurring(phase: np.ndarray, out: np.ndarray, above: np.ndarray) -> np.ndar
     return out & (key.map(key[out].value_counts()).fillna(0).to_numpy() >= 2)
 
 
+def _yearly(days: np.ndarray, codes: np.ndarray, out: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """Whether each out-of-range reading (``out``; ``days``: its time in days) has another out-of-range
+    reading of its series on the same side of the median (``above``) a whole number of years away,
+    within `YEAR_SLACK_DAYS`: a yearly event (module doc)."""
+    found = np.zeros(len(out), dtype=bool)
+    if out.sum() < 2:
+        return found
+    # One sorted line of (series, side, time): each group's times far from every other group's.
+    span = float(days[out].max() - days[out].min())
+    line = (codes[out].astype(np.float64) * 2 + above[out]) * (span + 1e3 * YEAR_SLACK_DAYS) + days[out]
+    line.sort()
+    at = (codes.astype(np.float64) * 2 + above) * (span + 1e3 * YEAR_SLACK_DAYS) + days
+    for years in range(1, int(span / 365.25 + 1) + 1):
+        for sign in (1.0, -1.0):
+            centre = at + sign * 365.25 * years
+            low = np.searchsorted(line, centre - YEAR_SLACK_DAYS, side="left")
+            high = np.searchsorted(line, centre + YEAR_SLACK_DAYS, side="right")
+            found |= high > low
+    return found & out
+
+
 def _apart(values: np.ndarray, codes: np.ndarray, rows: np.ndarray, anchors: np.ndarray,
            distance: np.ndarray) -> np.ndarray:
     """Whether each of ``rows`` lies more than ``distance`` (one per row) from the nearest reading within
@@ -157,10 +184,11 @@ def _apart(values: np.ndarray, codes: np.ndarray, rows: np.ndarray, anchors: np.
 
 
 def find_outliers(values: np.ndarray, valid: np.ndarray, codes: np.ndarray, threshold: float = DEFAULT_THRESHOLD,
-                  periods: tuple[int, ...] = (1,)) -> Outliers:
+                  periods: tuple[int, ...] = (1,), times: np.ndarray | None = None) -> Outliers:
     """The gross outliers among ``values``: rows sharing a ``codes`` value are one series, in time order
     and contiguous; only rows where ``valid`` are judged or used to judge; ``periods`` are the series'
-    seasonal periods in steps (module doc)."""
+    seasonal periods in steps; ``times`` (nanoseconds since the epoch), when given, lets a reading recur yearly (module
+    doc)."""
     treat = np.zeros(len(values), dtype=bool)
     keep = valid & np.isfinite(values)
     if not keep.any():
@@ -175,6 +203,7 @@ def find_outliers(values: np.ndarray, valid: np.ndarray, codes: np.ndarray, thre
         rows, out, spread, above = rows[series], out[series], spread[series], above[series]
         starts = np.searchsorted(codes, codes[rows])  # each series' first row (rows grouped by code)
         position = rows - starts
+        beyond_series = out.copy()  # out of the series' range, before the seasonal positions judge them
         for period in periods:
             if period <= 1:
                 continue
@@ -186,6 +215,9 @@ def find_outliers(values: np.ndarray, valid: np.ndarray, codes: np.ndarray, thre
                                                           min_deviations=3)
             few = sizes < MIN_PHASE_READINGS  # too few cycles to judge the position: does the peak recur?
             out &= (~(judged & ~few) | beyond) & ~(few & _recurring(phase, out, above))
+        if times is not None and out.any():
+            days = times[rows] / 86_400e9
+            out &= ~_yearly(days, codes[rows], beyond_series, above)
         out &= _apart(values, codes, rows, anchors, threshold * spread)
         treat[rows[out]] = True
     # A run of out-of-range readings ending a series: a new level or bad readings (module doc).

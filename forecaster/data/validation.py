@@ -496,7 +496,8 @@ def validate_frame(
     x[dest] = cov
     outlier = np.zeros(total, dtype=bool)
     if outliers == "interpolate":
-        found = find_outliers(y, observed == 1.0, grid_codes, outlier_threshold, seasonal_periods(freq))
+        found = find_outliers(y, observed == 1.0, grid_codes, outlier_threshold, seasonal_periods(freq),
+                              grid.times.asi8)
         if found.ending.any():
             rows = np.flatnonzero(found.ending)
             raise OutlierError(

@@ -145,6 +145,26 @@ def test_a_peak_recurring_each_cycle_of_a_short_series_survives(freq, cycle, cyc
     assert out.report["outlier_readings"] == 1 and out.frame.y.max() < 5000
 
 
+@pytest.mark.parametrize("freq, start", [("D", "2021-01-01"), ("W-MON", "2019-01-07")], ids=["daily", "weekly"])
+def test_a_yearly_event_in_daily_or_weekly_data_survives(freq, start):
+    """Black Friday, 30 times the level, three to six years: daily data's seasonal position is the weekday
+    and weekly data's week of the year drifts, so neither position holds it; it recurs a year apart
+    (within a week) and stays. A glitch in the same series is still treated."""
+    ds = pd.date_range(start, "2024-12-31", freq=freq)
+    black_friday = {pd.Timestamp(year, 11, 1) + pd.offsets.Week(weekday=3) * 4 + pd.Timedelta(days=1)
+                    for year in range(2019, 2025)}
+    event = np.array([any(0 <= (day - stamp).days < (7 if freq != "D" else 1) for day in black_friday)
+                      for stamp in ds])
+    y = np.where(event, 3000.0, 100.0) + np.random.default_rng(7).normal(0, 2, len(ds))
+    frame = pd.DataFrame({"unique_id": "s", "ds": ds, "y": y})
+    out = validate_frame(frame, COLS, outliers="interpolate")
+    assert event.sum() >= 4 and out.report["outlier_readings"] == 0
+    np.testing.assert_array_equal(out.frame.y.to_numpy(), y)
+    frame.loc[40, "y"] = 3000.0  # the same size, once, far from November: no year before or after has it
+    out = validate_frame(frame, COLS, outliers="interpolate")
+    assert out.report["outlier_readings"] == 1 and out.frame[OBSERVED].iloc[40] == 0.0
+
+
 def test_a_run_of_out_of_range_readings_ending_a_series_is_our_error_naming_them():
     """Three or more out-of-range readings ending a series: a new level or a broken sensor, which cannot
     be told apart there: OutlierError naming the series and times, and saying how to go on; "keep"
