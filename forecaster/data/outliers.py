@@ -151,11 +151,13 @@ def _yearly(days: np.ndarray, codes: np.ndarray, out: np.ndarray, above: np.ndar
     found = np.zeros(len(out), dtype=bool)
     if out.sum() < 2:
         return found
-    # One sorted line of (series, side, time): each group's times far from every other group's.
+    # One sorted line of (series, side, time): a group's entries lie within ``span`` of each other, and a
+    # query reaches at most span + a year + the slack beyond them, short of the next group's.
     span = float(days[out].max() - days[out].min())
-    line = (codes[out].astype(np.float64) * 2 + above[out]) * (span + 1e3 * YEAR_SLACK_DAYS) + days[out]
+    width = 3 * span + 1e4
+    line = (codes[out].astype(np.float64) * 2 + above[out]) * width + days[out]
     line.sort()
-    at = (codes.astype(np.float64) * 2 + above) * (span + 1e3 * YEAR_SLACK_DAYS) + days
+    at = (codes.astype(np.float64) * 2 + above) * width + days
     for years in range(1, int(span / 365.25 + 1) + 1):
         for sign in (1.0, -1.0):
             centre = at + sign * 365.25 * years
