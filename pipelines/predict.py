@@ -42,7 +42,7 @@ from forecaster.data.io import (
     write_frames_atomic,
 )
 from forecaster.data.validation import parse_ids
-from forecaster.errors import ConfigError
+from forecaster.errors import ColumnTypeError, ConfigError, summarize
 from forecaster.forecaster import OUTLIER_READINGS
 from pipelines import steps
 
@@ -90,8 +90,9 @@ def predict_streaming(model: steps.LoadedModel, input_path: str | Path, output_p
     Returns the counts of the summary (``rows``, ``series``, ``fallback_series``, ``outlier_readings``:
     readings of the input treated as outliers, `forecaster.data.outliers`).
     """
-    id_name = model.forecaster.columns_.id
+    id_name, time_name = model.forecaster.columns_.id, model.forecaster.columns_.time
     counts = {"rows": 0, "series": 0, "fallback_series": 0, OUTLIER_READINGS: 0}
+    first: list[tuple[bool, list]] = []  # whether the first chunk's times carry a UTC offset, its series
 
     def forecasts() -> Iterator[pd.DataFrame]:
         # closing(): a failed chunk removes the spill folder now, not when the traceback is freed.
@@ -99,6 +100,9 @@ def predict_streaming(model: steps.LoadedModel, input_path: str | Path, output_p
                 as chunks:
             for chunk in chunks:
                 out = steps.forecast(model, chunk, horizon=horizon, quantiles=quantiles)
+                if not first:
+                    first.append((_has_offset(out, time_name), list(pd.unique(out[id_name]))))
+                _same_time_kind(first[0], out, id_name, time_name)
                 counts["rows"] += len(out)
                 counts["series"] += int(out[id_name].nunique())
                 counts["fallback_series"] += fallback_series(out, id_name)
@@ -109,6 +113,26 @@ def predict_streaming(model: steps.LoadedModel, input_path: str | Path, output_p
     with contextlib.closing(ahead(forecasts())) as frames:
         write_frames_atomic(frames, output_path)
     return counts
+
+
+def _has_offset(frame: pd.DataFrame, time_name: str) -> bool:
+    """Whether ``frame``'s times carry a time zone (its input's times a UTC offset)."""
+    return getattr(frame[time_name].dtype, "tz", None) is not None
+
+
+def _same_time_kind(first: tuple[bool, list], out: pd.DataFrame, id_name: str, time_name: str) -> None:
+    """ColumnTypeError where a chunk's times carry a UTC offset and the first chunk's (``first``: whether
+    they do, its series) do not, or the reverse: validation refuses such a mix within one frame, and the
+    chunks are one input (the writer would put both kinds in one CSV column, or drop the offset in a
+    Parquet one, with exit 0)."""
+    aware = _has_offset(out, time_name)
+    if aware != first[0]:
+        raise ColumnTypeError(
+            "time column mixes values with a UTC offset and values without one across the file (series "
+            f"{summarize(first[1])} {'with' if first[0] else 'without'} one, these {'with' if aware else 'without'})"
+            ": give every timestamp an offset, or none",
+            column=time_name, series=list(pd.unique(out[id_name])),
+        )
 
 
 def ahead(items: Iterator[T]) -> Iterator[T]:
@@ -176,6 +200,10 @@ def forecast_in_chunks(model: steps.LoadedModel, history: pd.DataFrame, horizon:
     ends = np.cumsum(np.bincount(chunk))
     outs = [steps.forecast(model, history.iloc[rows[start:end]], horizon=horizon, quantiles=quantiles)
             for start, end in zip(np.concatenate([[0], ends[:-1]]), ends)]
+    time_name = model.forecaster.columns_.time
+    first = (_has_offset(outs[0], time_name), list(pd.unique(outs[0][id_name])))
+    for out in outs[1:]:
+        _same_time_kind(first, out, id_name, time_name)
     return pd.concat(outs, ignore_index=True)
 
 

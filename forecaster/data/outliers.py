@@ -23,7 +23,13 @@ What keeps real features of a series, and where the rule says it cannot tell:
   range of its own seasonal position (the same hour of the day, hour of the week, month of the year:
   each of the frequency's `seasonal_periods` whose position holds at least `MIN_PHASE_READINGS`
   readings), by the same rule: a daily peak hour 100 times the night's level recurs at its hour and
-  stays.
+  stays. Where the position holds fewer readings (a monthly series of three years, an hourly one of
+  four days), a reading out of its series' range on the same side as another reading of its position
+  in another cycle (a yearly peak that recurs each November) recurs there and stays too: a glitch
+  does not come back at the same time of the year. So does one out of range on the same side as
+  another reading a whole number of years before or after it, within `YEAR_SLACK_DAYS` (Black Friday
+  or Christmas in daily or weekly data, whose seasonal periods are the week, or whose weeks drift
+  against the year).
 * **Bursts.** A reading is treated only if it is also more than ``threshold`` spreads from the nearest
   reading within the series' range on each side (`_apart`): a reading inside a burst of high readings
   (M4 Hourly's H130: 2,490, 5,892, 5,756, 3,740 in four hours) is part of an event, not a glitch.
@@ -64,6 +70,9 @@ MIN_PHASE_READINGS = 5
 #: Out-of-range readings that end a series in a run this long or longer are a new level or bad readings,
 #: which the data cannot tell apart: `OutlierError` (module doc).
 LEVEL_RUN = 3
+#: How far from a whole number of years (365.25 days) another out-of-range reading may lie for a reading
+#: to recur yearly: a week, as far as a holiday tied to a weekday (Black Friday) moves between years.
+YEAR_SLACK_DAYS = 7.0
 
 
 @dataclass(frozen=True)
@@ -107,11 +116,11 @@ def _group_quantiles(values: np.ndarray, keys: np.ndarray, levels: tuple[float, 
 
 
 def _outside(values: np.ndarray, keys: np.ndarray, threshold: float,
-             min_deviations: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(beyond, judged, spread): whether each of ``values`` lies beyond the fences of its group (a run of rows
-    sharing a ``keys`` value), ``threshold`` spreads beyond the group's quartiles, and whether its group
+             min_deviations: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(beyond, judged, spread, above): whether each of ``values`` lies beyond the fences of its group (a run
+    of rows sharing a ``keys`` value), ``threshold`` spreads beyond the group's quartiles, and whether its group
     has a spread to judge by, and that spread (module doc; the typical non-zero deviation stands in for a zero IQR where
-    at least ``min_deviations`` readings differ from the median)."""
+    at least ``min_deviations`` readings differ from the median), and whether it lies above the group's median."""
     q1, median, q3 = _group_quantiles(values, keys, (0.25, 0.5, 0.75))
     spread = q3 - q1
     flat = np.flatnonzero(~(spread > 0))
@@ -125,7 +134,37 @@ def _outside(values: np.ndarray, keys: np.ndarray, threshold: float,
     judged = spread > 0
     with np.errstate(invalid="ignore"):
         beyond = judged & ((values < q1 - threshold * spread) | (values > q3 + threshold * spread))
-    return beyond, judged, spread
+    return beyond, judged, spread, values > median
+
+
+def _recurring(phase: np.ndarray, out: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """Whether each out-of-range reading (``out``) shares its seasonal position (``phase``) and its side
+    of the series' median (``above``) with another out-of-range reading: a peak that recurs each cycle."""
+    key = pd.Series(phase * 2 + above)
+    return out & (key.map(key[out].value_counts()).fillna(0).to_numpy() >= 2)
+
+
+def _yearly(days: np.ndarray, codes: np.ndarray, out: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """Whether each out-of-range reading (``out``; ``days``: its time in days) has another out-of-range
+    reading of its series on the same side of the median (``above``) a whole number of years away,
+    within `YEAR_SLACK_DAYS`: a yearly event (module doc)."""
+    found = np.zeros(len(out), dtype=bool)
+    if out.sum() < 2:
+        return found
+    # One sorted line of (series, side, time): a group's entries lie within ``span`` of each other, and a
+    # query reaches at most span + a year + the slack beyond them, short of the next group's.
+    span = float(days[out].max() - days[out].min())
+    width = 3 * span + 1e4
+    line = (codes[out].astype(np.float64) * 2 + above[out]) * width + days[out]
+    line.sort()
+    at = (codes.astype(np.float64) * 2 + above) * width + days
+    for years in range(1, int(span / 365.25 + 1) + 1):
+        for sign in (1.0, -1.0):
+            centre = at + sign * 365.25 * years
+            low = np.searchsorted(line, centre - YEAR_SLACK_DAYS, side="left")
+            high = np.searchsorted(line, centre + YEAR_SLACK_DAYS, side="right")
+            found |= high > low
+    return found & out
 
 
 def _apart(values: np.ndarray, codes: np.ndarray, rows: np.ndarray, anchors: np.ndarray,
@@ -147,24 +186,26 @@ def _apart(values: np.ndarray, codes: np.ndarray, rows: np.ndarray, anchors: np.
 
 
 def find_outliers(values: np.ndarray, valid: np.ndarray, codes: np.ndarray, threshold: float = DEFAULT_THRESHOLD,
-                  periods: tuple[int, ...] = (1,)) -> Outliers:
+                  periods: tuple[int, ...] = (1,), times: np.ndarray | None = None) -> Outliers:
     """The gross outliers among ``values``: rows sharing a ``codes`` value are one series, in time order
     and contiguous; only rows where ``valid`` are judged or used to judge; ``periods`` are the series'
-    seasonal periods in steps (module doc)."""
+    seasonal periods in steps; ``times`` (nanoseconds since the epoch), when given, lets a reading recur yearly (module
+    doc)."""
     treat = np.zeros(len(values), dtype=bool)
     keep = valid & np.isfinite(values)
     if not keep.any():
         return Outliers(treat, np.zeros(len(values), dtype=bool))
     rows = np.flatnonzero(keep)
-    out, _, spread = _outside(values[rows], codes[rows], threshold)
+    out, _, spread, above = _outside(values[rows], codes[rows], threshold)
     if out.any():  # only the few series with a candidate: their seasonal positions judged too
         anchors = rows[~out]  # the readings within their series' range
         candidate = np.zeros(int(codes.max()) + 1, dtype=bool)
         candidate[codes[rows][out]] = True
         series = candidate[codes[rows]]
-        rows, out, spread = rows[series], out[series], spread[series]
+        rows, out, spread, above = rows[series], out[series], spread[series], above[series]
         starts = np.searchsorted(codes, codes[rows])  # each series' first row (rows grouped by code)
         position = rows - starts
+        beyond_series = out.copy()  # out of the series' range, before the seasonal positions judge them
         for period in periods:
             if period <= 1:
                 continue
@@ -172,9 +213,13 @@ def find_outliers(values: np.ndarray, valid: np.ndarray, codes: np.ndarray, thre
             sizes = pd.Series(phase).map(pd.Series(phase).value_counts()).to_numpy()
             order = np.argsort(phase, kind="stable")  # each position's readings contiguous
             beyond, judged = np.empty_like(out), np.empty_like(out)
-            beyond[order], judged[order], _ = _outside(values[rows][order], phase[order], threshold,
-                                                       min_deviations=3)
-            out &= ~(judged & (sizes >= MIN_PHASE_READINGS)) | beyond
+            beyond[order], judged[order], _, _ = _outside(values[rows][order], phase[order], threshold,
+                                                          min_deviations=3)
+            few = sizes < MIN_PHASE_READINGS  # too few cycles to judge the position: does the peak recur?
+            out &= (~(judged & ~few) | beyond) & ~(few & _recurring(phase, out, above))
+        if times is not None and out.any():
+            days = times[rows] / 86_400e9
+            out &= ~_yearly(days, codes[rows], beyond_series, above)
         out &= _apart(values, codes, rows, anchors, threshold * spread)
         treat[rows[out]] = True
     # A run of out-of-range readings ending a series: a new level or bad readings (module doc).

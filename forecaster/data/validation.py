@@ -192,8 +192,11 @@ def _daylight_saving(stamps: pd.DatetimeIndex, kind: str) -> str:
     return ""
 
 
-def _refuse_unconverted(col: pd.Series, converted: pd.Series, name: str, problem: str) -> None:
-    """ColumnTypeError naming the rows whose value the conversion turned into NaN (it was not missing)."""
+def _refuse_unconverted(col: pd.Series, converted: pd.Series, name: str, problem: str,
+                        ids: pd.Series | None = None) -> None:
+    """ColumnTypeError naming the rows whose value the conversion turned into NaN (it was not missing), and
+    their series when ``ids`` are given: a row's position is the frame's, which is not the file's where the
+    frame is one chunk of a file (`forecaster predict` reads large files a chunk of series at a time)."""
     bad = (converted.isna() & col.notna()).to_numpy()
     if bad.any():
         rows = np.flatnonzero(bad)
@@ -201,6 +204,7 @@ def _refuse_unconverted(col: pd.Series, converted: pd.Series, name: str, problem
             f"{problem}; found values such as {summarize([repr(v) for v in col.iloc[rows[:3]]])}"
             f" at rows {_rows_text(rows)}",
             column=name,
+            series=[] if ids is None else list(pd.unique(ids.iloc[rows])),
         )
 
 
@@ -237,7 +241,7 @@ def parse_times(col: pd.Series, name: str) -> pd.Series:
     return _time_column(col, name)
 
 
-def _time_column(col: pd.Series, name: str) -> pd.Series:
+def _time_column(col: pd.Series, name: str, ids: pd.Series | None = None) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(col):
         parsed = col
     elif pd.api.types.is_string_dtype(col) or col.dtype == object:
@@ -257,7 +261,7 @@ def _time_column(col: pd.Series, name: str) -> pd.Series:
             parsed = pd.to_datetime(col, errors="coerce", utc=to_utc)
         except (TypeError, ValueError) as exc:
             raise ColumnTypeError(f"time column cannot be parsed as datetimes: {exc}", column=name) from exc
-        _refuse_unconverted(col, parsed, name, "time column has values that are not datetimes")
+        _refuse_unconverted(col, parsed, name, "time column has values that are not datetimes", ids)
         if to_utc:
             parsed = _local_dates(col, parsed)
     else:
@@ -266,11 +270,12 @@ def _time_column(col: pd.Series, name: str) -> pd.Series:
         )
     if parsed.isna().any():
         rows = np.flatnonzero(parsed.isna().to_numpy())
-        raise ColumnTypeError(f"time column has missing values at rows {_rows_text(rows)}", column=name)
+        raise ColumnTypeError(f"time column has missing values at rows {_rows_text(rows)}", column=name,
+                              series=[] if ids is None else list(pd.unique(ids.iloc[rows])))
     return parsed.dt.as_unit("ns")
 
 
-def _numeric_column(col: pd.Series, name: str, allow_bool: bool) -> np.ndarray:
+def _numeric_column(col: pd.Series, name: str, allow_bool: bool, ids: pd.Series | None = None) -> np.ndarray:
     if pd.api.types.is_bool_dtype(col):
         if allow_bool:
             return col.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -279,7 +284,7 @@ def _numeric_column(col: pd.Series, name: str, allow_bool: bool) -> np.ndarray:
         return col.to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_string_dtype(col) or col.dtype == object:
         converted = pd.to_numeric(col, errors="coerce")
-        _refuse_unconverted(col, converted, name, "column must be numeric")
+        _refuse_unconverted(col, converted, name, "column must be numeric", ids)
         return converted.to_numpy(dtype=np.float64, na_value=np.nan)
     raise ColumnTypeError(f"column must be numeric, not {col.dtype}", column=name)
 
@@ -387,10 +392,10 @@ def validate_frame(
     rows_in = len(df)
 
     ids = _id_column(df[columns.id], columns.id)
-    times = _time_column(df[columns.time], columns.time)
-    target = _numeric_column(df[columns.target], columns.target, allow_bool=False)
+    times = _time_column(df[columns.time], columns.time, ids)  # errors name the series: rows are the frame's
+    target = _numeric_column(df[columns.target], columns.target, allow_bool=False, ids=ids)
     cov = np.column_stack(
-        [_numeric_column(df[c], c, allow_bool=True) for c in covariates]
+        [_numeric_column(df[c], c, allow_bool=True, ids=ids) for c in covariates]
     ) if covariates else np.empty((rows_in, 0))
 
     # Sort by (id, time) through integer codes: cheaper than sorting the text column.
@@ -491,7 +496,8 @@ def validate_frame(
     x[dest] = cov
     outlier = np.zeros(total, dtype=bool)
     if outliers == "interpolate":
-        found = find_outliers(y, observed == 1.0, grid_codes, outlier_threshold, seasonal_periods(freq))
+        found = find_outliers(y, observed == 1.0, grid_codes, outlier_threshold, seasonal_periods(freq),
+                              grid.times.asi8)
         if found.ending.any():
             rows = np.flatnonzero(found.ending)
             raise OutlierError(

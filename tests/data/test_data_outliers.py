@@ -126,6 +126,45 @@ def test_real_features_of_a_series_survive(name):
     np.testing.assert_array_equal(out.y.to_numpy(), y)
 
 
+@pytest.mark.parametrize("freq, cycle, cycles", [
+    ("MS", [100.0] * 10 + [3000.0, 200.0], 3),   # a Black-Friday-like November, three years of months
+    ("MS", [100.0] * 10 + [3000.0, 200.0], 2),
+    ("D", [10.0] * 6 + [900.0], 4),              # a Sunday peak, four weeks of days
+    ("h", [10.0] * 18 + [1000.0, 1000.0] + [10.0] * 4, 4),  # an evening peak, four days of hours
+], ids=["yearly peak 3y", "yearly peak 2y", "weekly peak 4w", "daily peak 4d"])
+def test_a_peak_recurring_each_cycle_of_a_short_series_survives(freq, cycle, cycles):
+    """A seasonal position with fewer than five readings cannot be judged by its own range; a peak that is
+    out of the series' range in every cycle there recurs, and is the series (it was interpolated away:
+    the forecast lost its November)."""
+    y = np.tile(cycle, cycles) + np.random.default_rng(5).normal(0, 1, len(cycle) * cycles)
+    out = validate_frame(frame_of({"s": y}, freq), COLS, outliers="interpolate")
+    assert out.report["outlier_readings"] == 0 and (out.frame[OBSERVED] == 1.0).all()
+    np.testing.assert_array_equal(out.frame.y.to_numpy(), y)
+    y[len(cycle) + 3] = 1e9  # a glitch in the same short series is still treated
+    out = validate_frame(frame_of({"s": y}, freq), COLS, outliers="interpolate")
+    assert out.report["outlier_readings"] == 1 and out.frame.y.max() < 5000
+
+
+@pytest.mark.parametrize("freq, start", [("D", "2021-01-01"), ("W-MON", "2019-01-07")], ids=["daily", "weekly"])
+def test_a_yearly_event_in_daily_or_weekly_data_survives(freq, start):
+    """Black Friday, 30 times the level, three to six years: daily data's seasonal position is the weekday
+    and weekly data's week of the year drifts, so neither position holds it; it recurs a year apart
+    (within a week) and stays. A glitch in the same series is still treated."""
+    ds = pd.date_range(start, "2024-12-31", freq=freq)
+    black_friday = {pd.Timestamp(year, 11, 1) + pd.offsets.Week(weekday=3) * 4 + pd.Timedelta(days=1)
+                    for year in range(2019, 2025)}
+    event = np.array([any(0 <= (day - stamp).days < (7 if freq != "D" else 1) for day in black_friday)
+                      for stamp in ds])
+    y = np.where(event, 3000.0, 100.0) + np.random.default_rng(7).normal(0, 2, len(ds))
+    frame = pd.DataFrame({"unique_id": "s", "ds": ds, "y": y})
+    out = validate_frame(frame, COLS, outliers="interpolate")
+    assert event.sum() >= 4 and out.report["outlier_readings"] == 0
+    np.testing.assert_array_equal(out.frame.y.to_numpy(), y)
+    frame.loc[40, "y"] = 3000.0  # the same size, once, far from November: no year before or after has it
+    out = validate_frame(frame, COLS, outliers="interpolate")
+    assert out.report["outlier_readings"] == 1 and out.frame[OBSERVED].iloc[40] == 0.0
+
+
 def test_a_run_of_out_of_range_readings_ending_a_series_is_our_error_naming_them():
     """Three or more out-of-range readings ending a series: a new level or a broken sensor, which cannot
     be told apart there: OutlierError naming the series and times, and saying how to go on; "keep"

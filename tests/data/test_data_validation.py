@@ -179,6 +179,18 @@ def test_non_numeric_target_names_column_and_value():
     assert info.value.column == "y" and "'oops'" in str(info.value)
 
 
+@pytest.mark.parametrize("column, bad", [("y", "oops"), ("ds", "not a date"), ("ds", None), ("p", "x")])
+def test_a_bad_value_names_its_series_not_only_its_row(column, bad):
+    """A row's position is the frame's, not the file's, where the frame is one chunk of a large file
+    (`forecaster predict`): the error names the series too, so the row can be found."""
+    frame = make_frame(ids=("a", "b", "c"), p=1.0)
+    frame[column] = frame[column].astype(object)
+    frame.loc[frame.index[frame.unique_id == "b"][2], column] = bad
+    with pytest.raises(ColumnTypeError) as info:
+        validate_frame(frame, Columns(past_only=("p",)))
+    assert info.value.column == column and info.value.series == ["b"] and "series: b" in str(info.value)
+
+
 def test_bool_target_refused_but_bool_covariate_accepted():
     frame = make_frame(p=True)
     out = validate_frame(frame, Columns(past_only=("p",)))

@@ -21,7 +21,7 @@ import pytest
 
 import pipelines.predict as streaming
 from forecaster.data.io import read_frame, write_frame_atomic
-from forecaster.errors import ConfigError, DuplicateRowsError
+from forecaster.errors import ColumnTypeError, ConfigError, DuplicateRowsError
 from pipelines.predict import _sorted_chunks, ahead, forecast_in_chunks, history_chunks, predict
 from pipelines.steps import forecast as forecast_frame
 from pipelines.steps import load
@@ -232,6 +232,30 @@ def test_a_bad_chunk_stops_the_run_and_leaves_the_previous_output_and_nothing_el
         predict("models:/tiny_stream@champion", source, out, chunk_series=2)
     assert out.read_bytes() == b"the previous output"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, out.name])  # no spill, no temp
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_times_with_an_offset_in_one_chunk_and_without_in_another_are_refused_as_in_one_frame(
+        registry, tmp_path, suffix):
+    """One frame mixing times with and without a UTC offset is a ColumnTypeError; split over chunks, the
+    same file was written with exit 0: both kinds in one CSV column, the offset dropped in Parquet."""
+    history = _history(n_new=4)
+    history["ds"] = history["ds"].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    late = history["unique_id"] >= "N0002"  # the third chunk of two series on: N0002, N0003, SHORT
+    history.loc[late, "ds"] = history.loc[late, "ds"] + "+00:00"
+    source = tmp_path / "history.csv"
+    history.to_csv(source, index=False)
+    out = tmp_path / f"forecast{suffix}"
+    out.write_bytes(b"the previous output")
+    with pytest.raises(ColumnTypeError, match="offset") as info:
+        predict("models:/tiny_stream@champion", source, out, chunk_series=2)
+    assert info.value.column == "ds" and "N0002" in info.value.series
+    assert out.read_bytes() == b"the previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, out.name])
+    model = load("models:/tiny_stream@champion")  # the scheduled job's chunks of a frame in memory
+    with pytest.raises(ColumnTypeError, match="offset"):
+        forecast_in_chunks(model, read_frame(source), chunk_series=2)
 
 
 @pytest.mark.slow
