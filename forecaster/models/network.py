@@ -121,22 +121,24 @@ class NetworkModel(ForecastModel):
         for k in range(p.ensemble):
             seed = p.seed + 1000 * k
             keras.utils.set_random_seed(seed)
-            with strategy.scope():
-                member = build_network(plan.spec, plan.input_size, plan.horizon, *shapes, seed=seed,
-                                       season=plan.season, mask_padding=plan.padded,
-                                       name=f"member_{k}" if p.ensemble > 1 else "lstm_forecaster")
-                if initial is not None:
-                    warm_start(member, initial, p.ensemble)
-                member.compile(optimizer=keras.optimizers.Adam(self._learning_rate(steps, plan.epochs),
-                                                               clipnorm=1.0),
-                               loss=PointAndQuantileLoss(plan.quantiles, point_loss=p.point_loss))
-                # Its slots made now, not inside the first traced step: TensorFlow traces a step that
-                # creates variables twice, which is most of a short fit's time.
-                member.optimizer.build(member.trainable_variables)
-            distribute.prepare_model(member, p.strategy)
-            stop = keras.callbacks.EarlyStopping(patience=p.patience, restore_best_weights=True)
-            data = train_ds if k == 0 else windows(seed)
+            # A lost peer fails the variables' first broadcast (building, under the strategy) as it fails
+            # the fit's all-reduces: both are the same one line.
             try:
+                with strategy.scope():
+                    member = build_network(plan.spec, plan.input_size, plan.horizon, *shapes, seed=seed,
+                                           season=plan.season, mask_padding=plan.padded,
+                                           name=f"member_{k}" if p.ensemble > 1 else "lstm_forecaster")
+                    if initial is not None:
+                        warm_start(member, initial, p.ensemble)
+                    member.compile(optimizer=keras.optimizers.Adam(self._learning_rate(steps, plan.epochs),
+                                                                   clipnorm=1.0),
+                                   loss=PointAndQuantileLoss(plan.quantiles, point_loss=p.point_loss))
+                    # Its slots made now, not inside the first traced step: TensorFlow traces a step that
+                    # creates variables twice, which is most of a short fit's time.
+                    member.optimizer.build(member.trainable_variables)
+                distribute.prepare_model(member, p.strategy)
+                stop = keras.callbacks.EarlyStopping(patience=p.patience, restore_best_weights=True)
+                data = train_ds if k == 0 else windows(seed)
                 history = member.fit(data, validation_data=val_ds, epochs=plan.epochs, verbose=p.verbose,
                                      shuffle=False, callbacks=[stop, *(callbacks or [])])
             except Exception as exc:
