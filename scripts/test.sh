@@ -27,7 +27,7 @@ torch_log=$(mktemp "${TMPDIR:-/tmp}/forecaster-torch-tests.XXXXXX")
     done
 ) &
 backends_pid=$!
-trap 'pkill -P "$backends_pid" 2>/dev/null; kill "$backends_pid" 2>/dev/null || true; rm -f "$jax_log" "$torch_log"' EXIT
+trap 'pkill -P "$backends_pid" 2>/dev/null || true; kill "$backends_pid" 2>/dev/null || true; rm -f "$jax_log" "$torch_log"' EXIT
 # Two worker processes, each test file on one of them (its fixtures start once), files with end-to-end tests
 # handed out first (tests/conftest.py orders them; xdist's own reordering by test count would put them last).
 tf=0
