@@ -130,7 +130,11 @@ def _outside(values: np.ndarray, keys: np.ndarray, threshold: float,
         grouped = nonzero.groupby(keys[flat])
         typical = grouped.transform("median").to_numpy()
         count = grouped.transform("count").to_numpy()
-        spread[flat] = np.where(count >= min_deviations, typical, np.abs(median[flat]))
+        level = np.abs(median[flat])
+        # Where the few readings that differ are themselves the glitches (two of 1e12 in a flat series), their
+        # typical deviation is no spread: a non-zero level bounds it.
+        typical = np.where(level > 0, np.fmin(typical, level), typical)
+        spread[flat] = np.where(count >= min_deviations, typical, level)
     judged = spread > 0
     with np.errstate(invalid="ignore"):
         beyond = judged & ((values < q1 - threshold * spread) | (values > q3 + threshold * spread))

@@ -252,3 +252,25 @@ def test_find_outliers_ignores_rows_not_valid():
     codes = np.zeros(101, dtype=np.int64)
     assert not find_outliers(values, valid, codes).treat.any()
     assert find_outliers(values, np.ones(101, dtype=bool), codes).treat[-1]
+
+
+@pytest.mark.parametrize("values", [
+    [377.0] * 20 + [1e12, 1e12],  # two glitches ending a flat series
+    [377.0] * 10 + [1e12] + [377.0] * 10 + [1e12] + [377.0] * 5,  # two apart
+])
+def test_two_glitches_in_a_flat_series_are_treated_not_taken_as_its_spread(values):
+    # A flat series' spread is the typical deviation of the readings that differ from its level; where only
+    # the glitches differ, that was 1e12 and nothing was treated (exit 0 with a history ending at 1e12).
+    df = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2024-01-01", periods=len(values), freq="D"),
+                       "y": values})
+    out = validate_frame(df, Columns(), outliers="interpolate")
+    assert out.frame["y"].max() == 377.0
+    assert (out.frame[OBSERVED] == 0.0).sum() == 2 and out.report["outlier_readings"] == 2
+
+
+def test_a_small_promotion_in_a_flat_series_stays():
+    values = [100.0] * 20 + [300.0, 300.0] + [100.0] * 10
+    df = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2024-01-01", periods=len(values), freq="D"),
+                       "y": values})
+    frame = validate_frame(df, Columns(), outliers="interpolate").frame
+    assert frame["y"].tolist() == values
