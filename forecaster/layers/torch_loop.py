@@ -136,15 +136,15 @@ def _forward_no_grad(steps, h0, c0, kernel, recurrent_kernel, bias, return_seque
     """
     num_steps, batch, _ = steps.shape
     u = c0.shape[1]
-    order = torch.cat([torch.arange(2 * u), torch.arange(3 * u, 4 * u), torch.arange(2 * u, 3 * u)])
+    order = torch.cat([torch.arange(2 * u), torch.arange(3 * u, 4 * u), torch.arange(2 * u, 3 * u)]).to(steps.device)
     kernel, recurrent_kernel = kernel[:, order], recurrent_kernel[:, order].contiguous()
     xz = torch.matmul(steps, kernel)
     if bias is not None:
         xz += bias[order]
-    z = torch.empty((batch, 4 * u), dtype=xz.dtype)
+    z = xz.new_empty((batch, 4 * u))  # on the inputs' device, in their dtype
     sig, i, f, o, g = z[:, : 3 * u], z[:, :u], z[:, u : 2 * u], z[:, 2 * u : 3 * u], z[:, 3 * u :]
     c, tanh_c = c0.clone(), torch.empty_like(c0)
-    outputs = torch.empty((num_steps if return_sequences else 1, batch, u), dtype=xz.dtype)
+    outputs = xz.new_empty((num_steps if return_sequences else 1, batch, u))
     h = h0
     for t in range(num_steps):
         torch.addmm(xz[t], h, recurrent_kernel, out=z)
@@ -189,7 +189,7 @@ def run_loop(
     # Inside the function grad mode is off and needs_input_grad says True even under no_grad (predict):
     # whether a gradient can be asked for is read here.
     keep = torch.is_grad_enabled() and any(v is not None and v.requires_grad for v in inputs)
-    if not keep and steps_mask is None and FAST_INFERENCE:
+    if not keep and steps_mask is None and FAST_INFERENCE and steps.shape[0] > 0:
         with torch.no_grad():
             last, outputs, h, c = _forward_no_grad(*inputs, return_sequences)
         return last, outputs.transpose(0, 1), [h, c]
