@@ -516,7 +516,9 @@ def validate_frame(
     if covariates:
         x = _fill_covariates(x, present, grid_codes, grid.times, covariates, labels, missing_policy, columns)
 
-    if outlier.any() and missing_policy != "mask":  # interpolated within the series that hold one
+    # Under "error" the treated readings are the only rows to fill: interpolated within the series that hold
+    # one ("fill" interpolates them below with every other unobserved row; "mask" zeroes them).
+    if outlier.any() and missing_policy == "error":
         affected = np.zeros(n_series, dtype=bool)
         affected[grid_codes[outlier]] = True
         rows = np.flatnonzero(affected[grid_codes])
