@@ -48,7 +48,9 @@ from pipelines import steps
 
 DEFAULT_CHUNK_SERIES = 8192
 """Series forecast at a time by the streaming engine: a whole number of the network's batches
-(``PREDICT_CHUNK``, 1,024), 1.4 M rows of a week of hours."""
+(``PREDICT_CHUNK``, 1,024), 1.4 M rows of a week of hours. Memory holds up to four chunks' frames at once
+(the next input being read, the input being forecast, its forecasts, and the previous forecasts being
+written: `ahead`), not the input: 1.56-1.63 GB peak at 100k series (docs/prediction.md)."""
 READ_ROWS = 1 << 19
 """Rows read from the input file at a time (a Parquet record batch or a CSV chunk)."""
 T = TypeVar("T")
