@@ -2,7 +2,7 @@
 # Run every check CI runs: lint, the whole suite under TensorFlow, the layer's tests under JAX and torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FORECASTER_EXTRAS=${FORECASTER_EXTRAS:-dev,spark} bash scripts/setup-venv.sh
+FORECASTER_EXTRAS=${FORECASTER_EXTRAS:-dev,spark,torch} bash scripts/setup-venv.sh
 bash scripts/ensure-postgres.sh
 export TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0
 .venv/bin/ruff check .
