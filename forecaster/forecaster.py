@@ -34,7 +34,7 @@ from forecaster.data.scaling import SeriesScaler
 from forecaster.data.schema import Columns
 from forecaster.data.validation import ValidatedFrame, validate_frame
 from forecaster.data.windows import build_feature_arrays
-from forecaster.defaults import Derived, SeriesRules, default_input_size, derive
+from forecaster.defaults import Derived, SeriesRules, default_combination, default_input_size, derive
 from forecaster.errors import (
     ConfigError,
     DataError,
@@ -157,9 +157,11 @@ class LSTMForecaster:
     progress bar, 0 nothing. ``combine``: the network's forecasts alone (``"none"``), averaged with the
     Theta method's (``"theta"``), with Theta's and exponential smoothing's (``"theta+ets"``) or with the
     optimised Theta model's, static and dynamic, and exponential smoothing's (``"otm+dotm+ets"``) or the
-    same Theta models' and the seasonal state-space exponential smoothing's (``"otm+dotm+aets"``), or the
-    latter unless the network alone is far better on the fit's holdout (``"auto"``, the default:
-    `forecaster.models.combination`), or weighed by greedy ensemble selection (``"learned"``: on the fit's
+    same Theta models' and the seasonal state-space exponential smoothing's (``"otm+dotm+aets"``) or the
+    same Theta models' and two robust trends' (``"otm+dotm+rtrend+rtrend8"``), or the data's default
+    combination (`forecaster.defaults.default_combination`: the last on yearly and other data without a
+    season, else the one before) unless the network alone is far better on the fit's holdout (``"auto"``,
+    the default: `forecaster.models.combination`), or weighed by greedy ensemble selection (``"learned"``: on the fit's
     holdout, or on backtest windows with `learn_combination`); the fitted choice is ``combine_``, its
     holdout scores ``combine_scores_``, the members' weights ``weights_``. The orchestrator of the
     models of `forecaster.models`: its fitted state is one `forecaster.models.state.FittedState`.
@@ -388,7 +390,8 @@ class LSTMForecaster:
             weights, member_scores = greedy_weights(actual, points, scale)
             return replace(state, combine=LEARNED, combine_scores=scores, weights=weights,
                            member_scores=member_scores)
-        chosen = choose(scores) if self.combine == "auto" else self.combine
+        default = default_combination(seasonal_period(state.freq))
+        chosen = choose(scores, default) if self.combine == "auto" else self.combine
         return replace(state, combine=chosen, combine_scores=scores, weights=weights_of(chosen))
 
     def _member_points(self, state: FittedState, history: pd.DataFrame, learned: bool = True
