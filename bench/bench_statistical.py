@@ -78,10 +78,11 @@ OURS: dict[str, Callable[[list[np.ndarray], int, int], np.ndarray]] = {
 MEAN = ("OTM (ours)", "DOTM (ours)", "ETS (ours)")
 MEAN_NAME = "mean(OTM, DOTM, ETS) (ours)"
 #: Our other means scored beside it: the statistical half of the default on seasonal data since 2026-12-06
-#: (`forecaster.models.combination.AUTO`, "otm+dotm+aets") first, and last that of the default on data
-#: without a season since 2026-12-06's third session ("otm+dotm+rtrend+rtrend8",
-#: `forecaster.defaults.default_combination`).
+#: (`forecaster.models.combination.AUTO`, "otm+dotm+aets") first, then that of the default on data
+#: without a season since 2026-12-06's third session ("otm+dotm+aets+rtrend+rtrend8",
+#: `forecaster.defaults.default_combination`), and the same without AETS (that session's first choice).
 OUR_MEANS = (("OTM (ours)", "DOTM (ours)", "AETS (ours)"), ("OTM (ours)", "DOTM (ours)", "ETS (ours)", "AETS (ours)"),
+             ("OTM (ours)", "DOTM (ours)", "AETS (ours)", "RTrend (ours)", "RTrend8 (ours)"),
              ("OTM (ours)", "DOTM (ours)", "RTrend (ours)", "RTrend8 (ours)"))
 THEIRS = ("SeasonalNaive", "AutoETS", "AutoARIMA", "AutoTheta", "AutoCES")
 #: Equal-weight means of statsforecast's models: what could stand in for `MEAN` in the combination.

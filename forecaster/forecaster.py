@@ -158,7 +158,7 @@ class LSTMForecaster:
     Theta method's (``"theta"``), with Theta's and exponential smoothing's (``"theta+ets"``) or with the
     optimised Theta model's, static and dynamic, and exponential smoothing's (``"otm+dotm+ets"``) or the
     same Theta models' and the seasonal state-space exponential smoothing's (``"otm+dotm+aets"``) or the
-    same Theta models' and two robust trends' (``"otm+dotm+rtrend+rtrend8"``), or the data's default
+    same three and two robust trends' (``"otm+dotm+aets+rtrend+rtrend8"``), or the data's default
     combination (`forecaster.defaults.default_combination`: the last on yearly and other data without a
     season, else the one before) unless the network alone is far better on the fit's holdout (``"auto"``,
     the default: `forecaster.models.combination`), or weighed by greedy ensemble selection (``"learned"``: on the fit's

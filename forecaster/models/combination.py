@@ -8,9 +8,9 @@ equal-weight mean of the network's and its methods': ``"theta"`` the classical T
 trend form chosen per series); ``"otm+dotm+ets"`` the optimised Theta model with a static and with a
 dynamic trend line (`baselines.optimised_theta_batch`) and exponential smoothing; ``"otm+dotm+aets"``
 the same Theta models and the state-space exponential smoothing with seasonal states, its form chosen
-per series by AICc (`forecaster.models.ets.aets_batch`); ``"otm+dotm+rtrend+rtrend8"`` the same Theta
-models and two random walks with a robust drift, the median first difference of the whole series and of
-its last 8 values (`baselines.robust_trend_batch`), for yearly and other non-seasonal data. The network's
+per series by AICc (`forecaster.models.ets.aets_batch`); ``"otm+dotm+aets+rtrend+rtrend8"`` those three
+and two random walks with a robust drift, the median first difference of the whole series and of its last
+8 values (`baselines.robust_trend_batch`), for yearly and other data without a season. The network's
 quantiles move by the same amount as its point, so that the intervals stay centred on the forecast;
 the conformal calibration, fitted on the backtest's forecasts, then corrects the intervals of the
 combination itself. ``"none"``: the network's forecasts alone. ``"auto"`` (the default): a fit scores
@@ -41,7 +41,7 @@ from forecaster.models.statistical import METHODS, Statistical
 MEMBERS: dict[str, tuple[str, ...]] = {"none": (), "theta": ("theta",), "theta+ets": ("theta", "ets"),
                                         "otm+dotm+ets": ("otm", "dotm", "ets"),
                                         "otm+dotm+aets": ("otm", "dotm", "aets"),
-                                        "otm+dotm+rtrend+rtrend8": ("otm", "dotm", "rtrend", "rtrend8")}
+                                        "otm+dotm+aets+rtrend+rtrend8": ("otm", "dotm", "aets", "rtrend", "rtrend8")}
 #: The point models a learned combination chooses from besides the network, by name.
 CANDIDATES: tuple[str, ...] = (*METHODS, SeasonalNaive.name)
 LEARNED = "learned"

@@ -437,7 +437,7 @@ def test_auto_keeps_the_combination_unless_the_network_alone_is_far_better_on_th
     model = _fit(NetworkSpec(units=8, head_units=16), combine="auto")
     scores = model.combine_scores_
     assert set(scores) == {"none", "theta", "theta+ets", "otm+dotm+ets", "otm+dotm+aets",
-                           "otm+dotm+rtrend+rtrend8"}
+                           "otm+dotm+aets+rtrend+rtrend8"}
     assert model.combine_ == choose(scores)
     frame = hourly_frame(n_series=4, length=200)
     held_out = frame.groupby("unique_id").cumcount(ascending=False) < HORIZON
@@ -459,8 +459,8 @@ def test_auto_keeps_the_combination_unless_the_network_alone_is_far_better_on_th
     assert scores["otm+dotm+aets"] == pytest.approx(mase(y, (network + otm + dotm + aets) / 4, insample, 24),
                                                     rel=1e-9)
     rtrend, rtrend8 = robust_trend_batch(insample, HORIZON, 24), robust_trend_batch(insample, HORIZON, 24, last=8)
-    assert scores["otm+dotm+rtrend+rtrend8"] == pytest.approx(
-        mase(y, (network + otm + dotm + rtrend + rtrend8) / 5, insample, 24), rel=1e-9)
+    assert scores["otm+dotm+aets+rtrend+rtrend8"] == pytest.approx(
+        mase(y, (network + otm + dotm + aets + rtrend + rtrend8) / 6, insample, 24), rel=1e-9)
     assert AUTO == "otm+dotm+aets"
     assert choose({"none": 1.0, "theta": 1.1, AUTO: 1.19}) == AUTO, "the benefit of the doubt"
     assert choose({"none": 1.0, "theta": 0.9, AUTO: 0.95}) == AUTO, "one window picks no partner"

@@ -75,13 +75,14 @@ def test_deterministic_and_each_series_alone_as_in_a_batch():
 
 
 def test_the_default_combination_by_season():
-    assert MEMBERS[NON_SEASONAL_COMBINATION] == ("otm", "dotm", "rtrend", "rtrend8")
+    assert MEMBERS[NON_SEASONAL_COMBINATION] == ("otm", "dotm", "aets", "rtrend", "rtrend8")
     assert default_combination(1) == NON_SEASONAL_COMBINATION
     assert default_combination(4) == default_combination(12) == default_combination(24) == AUTO
     scores = {"none": 1.0, AUTO: 0.9, NON_SEASONAL_COMBINATION: 1.19}
     assert choose(scores, NON_SEASONAL_COMBINATION) == NON_SEASONAL_COMBINATION, "the benefit of the doubt"
     assert choose({**scores, NON_SEASONAL_COMBINATION: 1.21}, NON_SEASONAL_COMBINATION) == "none"
-    assert weights_of(NON_SEASONAL_COMBINATION) == {name: 0.2 for name in ("lstm", "otm", "dotm", "rtrend", "rtrend8")}
+    names = ("lstm", "otm", "dotm", "aets", "rtrend", "rtrend8")
+    assert weights_of(NON_SEASONAL_COMBINATION) == {name: pytest.approx(1 / 6) for name in names}
 
 
 def _yearly(n_series: int = 5, length: int = 30) -> pd.DataFrame:
@@ -104,7 +105,7 @@ def test_a_yearly_fit_scores_and_applies_the_non_seasonal_default():
     assert model.combine_ in (NON_SEASONAL_COMBINATION, "none")
     out = model.predict(frame)
     assert np.isfinite(out.drop(columns=["unique_id", "ds", "model"]).to_numpy("float64")).all()
-    model.combine_ = NON_SEASONAL_COMBINATION  # the combination is the five members' mean
+    model.combine_ = NON_SEASONAL_COMBINATION  # the combination is the six members' mean
     combined = model.predict(frame, calibrated=False)["forecast"].to_numpy().reshape(5, 4)
     model.combine_ = "none"
     network = model.predict(frame, calibrated=False)["forecast"].to_numpy().reshape(5, 4)
