@@ -1,4 +1,5 @@
-"""Simple benchmark forecasters: seasonal naive, M4's Naive2, the Theta method, and seasonal-naive quantiles.
+"""Simple benchmark forecasters: seasonal naive, M4's Naive2, the Theta methods, exponential smoothing, a
+random walk with a robust drift, and seasonal-naive quantiles.
 
 These are the yardsticks the learned models are compared against (and the fallback the service
 uses when a model cannot forecast a series), so they follow the M4 competition's definitions.
