@@ -360,8 +360,8 @@ def robust_trend_batch(histories: Sequence[np.ndarray], horizon: int, m: int, *,
     The random walk with drift (ARIMA(0,1,0) with a constant) is a yardstick hard to beat on yearly
     data; the median instead of the mean of the differences (the slope of the line from the first to
     the last value) keeps one jump or one outlier from setting the trend, and a recent window follows a
-    trend that has changed. A one-value history (no difference) is forecast
-    naively. Deterministic and vectorised: one padded matrix of differences and one median.
+    trend that has changed. A one-value history (no difference) is forecast naively. Deterministic and
+    vectorised: one padded matrix of differences and one median.
     """
     _check(horizon, m)
     if not len(histories):
