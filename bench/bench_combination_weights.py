@@ -34,7 +34,8 @@ from bench.bench_dev_suite import SETS, load_set, scores, validation_split, wide
 def run_set(name: str, series: int, seed: int = 0) -> dict:
     from forecaster.config import model_config_from_dict
     from forecaster.contract import LSTM
-    from forecaster.models.combination import AUTO, LEARNED, MEMBERS, choose, greedy_weights, weights_of
+    from forecaster.defaults import default_combination
+    from forecaster.models.combination import LEARNED, MEMBERS, choose, greedy_weights, weights_of
     from pipelines.train import train
 
     spec = SETS[name]
@@ -74,15 +75,16 @@ def run_set(name: str, series: int, seed: int = 0) -> dict:
     actual = cv["y"].to_numpy("float64").reshape(-1, h)
     points = {m: cv[m].to_numpy("float64").reshape(-1, h) for m in members}
     scale = cv["scale"].to_numpy("float64")[::h]
-    variants = {"greedy_from_auto": greedy_weights(actual, points, scale, start=(LSTM, *MEMBERS[AUTO]))[0],
+    default = default_combination(season)  # what "auto" combines on this data
+    variants = {"greedy_from_auto": greedy_weights(actual, points, scale, start=(LSTM, *MEMBERS[default]))[0],
                 "greedy_from_auto_10": greedy_weights(actual, points, scale, rounds=10,
-                                                      start=(LSTM, *MEMBERS[AUTO]))[0]}
+                                                      start=(LSTM, *MEMBERS[default]))[0]}
     named = {c: float(np.mean(np.abs(actual - sum(w * points[m] for m, w in weights_of(c).items()))
                               / scale[:, None])) for c in MEMBERS}
     variants["best_named_on_backtest"] = weights_of(min(named, key=named.get))
     for variant, weights in variants.items():
         rows[variant] = mase_of(LEARNED, weights)
-    rule = choose(model.combine_scores_)
+    rule = choose(model.combine_scores_, default)
     rows["rule"] = mase_of(rule)
     rows.update({f"named:{c}": mase_of(c) for c in MEMBERS})
     for member in members:  # each member alone, through the same weights path

@@ -72,14 +72,18 @@ OURS: dict[str, Callable[[list[np.ndarray], int, int], np.ndarray]] = {
     "SeasonalNaive (ours)": seasonal_naive_batch,
     **{f"{label} (ours)": _member(method)
        for label, method in (("Theta", "theta"), ("OTM", "otm"), ("DOTM", "dotm"), ("ETS", "ets"),
-                             ("AETS", "aets"))},
+                             ("AETS", "aets"), ("RTrend", "rtrend"), ("RTrend8", "rtrend8"))},
 }
 #: The statistical half of the product's former default combination ("otm+dotm+ets").
 MEAN = ("OTM (ours)", "DOTM (ours)", "ETS (ours)")
 MEAN_NAME = "mean(OTM, DOTM, ETS) (ours)"
-#: Our other means scored beside it: the statistical half of the default since 2026-12-06
-#: (`forecaster.models.combination.AUTO`, "otm+dotm+aets") first.
-OUR_MEANS = (("OTM (ours)", "DOTM (ours)", "AETS (ours)"), ("OTM (ours)", "DOTM (ours)", "ETS (ours)", "AETS (ours)"))
+#: Our other means scored beside it: the statistical half of the default on seasonal data since 2026-12-06
+#: (`forecaster.models.combination.AUTO`, "otm+dotm+aets") first, then that of the default on data
+#: without a season since 2026-12-06's third session ("otm+dotm+aets+rtrend+rtrend8",
+#: `forecaster.defaults.default_combination`), and the same without AETS (that session's first choice).
+OUR_MEANS = (("OTM (ours)", "DOTM (ours)", "AETS (ours)"), ("OTM (ours)", "DOTM (ours)", "ETS (ours)", "AETS (ours)"),
+             ("OTM (ours)", "DOTM (ours)", "AETS (ours)", "RTrend (ours)", "RTrend8 (ours)"),
+             ("OTM (ours)", "DOTM (ours)", "RTrend (ours)", "RTrend8 (ours)"))
 THEIRS = ("SeasonalNaive", "AutoETS", "AutoARIMA", "AutoTheta", "AutoCES")
 #: Equal-weight means of statsforecast's models: what could stand in for `MEAN` in the combination.
 THEIR_MEANS = (("AutoETS", "AutoTheta", "AutoCES"), ("AutoETS", "AutoARIMA", "AutoTheta"),

@@ -3,11 +3,13 @@ forecasts `bench_dev_suite.py --keep DIR` saved (no training): the study behind 
 
 For each set: MASE of the network alone (N), of each statistical method alone as the runtime computes
 it (`combination.member_forecasts`: T the Theta method, O and D the optimised Theta model with a
-static and a dynamic trend line, E exponential smoothing, A the seasonal state-space one), of every
-combination the runtime applies (named as in `[model] combine`, built from `combination.MEMBERS`), of a
-few means without the network (T+E, O+D+E, O+D+A) and N+E, two other pools of the shipped members
-(their median; the mean and the median with T added), and statsforecast's AutoETS / AutoTheta where
-the run had baselines. Run it on ``--validate`` forecasts to choose; a test run's forecasts only report.
+static and a dynamic trend line, E exponential smoothing, A the seasonal state-space one, R and R8 the
+robust trends of the whole series and of its last 8 values), of every combination the runtime
+applies (named as in `[model] combine`, built from `combination.MEMBERS`), of a few means without the
+network (T+E, O+D+E, O+D+A) and N+E, two other pools of the members "auto" combines on the set
+(`forecaster.defaults.default_combination`; their median; the mean and the median with T added), and
+statsforecast's AutoETS / AutoTheta where the run had baselines. Run it on ``--validate`` forecasts to
+choose; a test run's forecasts only report.
 
     .venv/bin/python bench/bench_dev_suite.py --validate --set 'model.combine="none"' --keep /tmp/keep
     .venv/bin/python bench/combination_study.py /tmp/keep [--out study.json]
@@ -26,10 +28,11 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from bench_dev_suite import SETS  # noqa: E402
 
+from forecaster.defaults import default_combination  # noqa: E402
 from forecaster.evaluation.metrics import mase  # noqa: E402
-from forecaster.models.combination import AUTO, MEMBERS, member_forecasts  # noqa: E402
+from forecaster.models.combination import MEMBERS, member_forecasts  # noqa: E402
 
-_SHORT = {"T": "theta", "O": "otm", "D": "dotm", "E": "ets", "A": "aets"}
+_SHORT = {"T": "theta", "O": "otm", "D": "dotm", "E": "ets", "A": "aets", "R": "rtrend", "R8": "rtrend8"}
 
 
 def study(path: Path, season: int) -> dict[str, float]:
@@ -46,8 +49,9 @@ def study(path: Path, season: int) -> dict[str, float]:
                          "O+D+A": ("otm", "dotm", "aets")}.items():
         forecasts[label] = np.mean([network] * label.startswith("N") + [members[n] for n in names], axis=0)
     # Other pools of what "auto" combines (issue #11, fourth session): their median, and Theta added.
-    shipped = [network, *(members[name] for name in MEMBERS[AUTO])]
-    letters = [next(k for k, v in _SHORT.items() if v == name) for name in MEMBERS[AUTO]]
+    default = default_combination(season)  # what "auto" combines on this data
+    shipped = [network, *(members[name] for name in MEMBERS[default])]
+    letters = [next(k for k, v in _SHORT.items() if v == name) for name in MEMBERS[default]]
     forecasts[f"median(N,{','.join(letters)})"] = np.median(shipped, axis=0)
     forecasts[f"N+T+{'+'.join(letters)}"] = np.mean([*shipped, members["theta"]], axis=0)
     forecasts[f"median(N,T,{','.join(letters)})"] = np.median([*shipped, members["theta"]], axis=0)

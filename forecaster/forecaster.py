@@ -34,7 +34,7 @@ from forecaster.data.scaling import SeriesScaler
 from forecaster.data.schema import Columns
 from forecaster.data.validation import ValidatedFrame, validate_frame
 from forecaster.data.windows import build_feature_arrays
-from forecaster.defaults import Derived, SeriesRules, default_input_size, derive
+from forecaster.defaults import Derived, SeriesRules, default_combination, default_input_size, derive
 from forecaster.errors import (
     ConfigError,
     DataError,
@@ -157,12 +157,15 @@ class LSTMForecaster:
     progress bar, 0 nothing. ``combine``: the network's forecasts alone (``"none"``), averaged with the
     Theta method's (``"theta"``), with Theta's and exponential smoothing's (``"theta+ets"``) or with the
     optimised Theta model's, static and dynamic, and exponential smoothing's (``"otm+dotm+ets"``) or the
-    same Theta models' and the seasonal state-space exponential smoothing's (``"otm+dotm+aets"``), or the
-    latter unless the network alone is far better on the fit's holdout (``"auto"``, the default:
-    `forecaster.models.combination`), or weighed by greedy ensemble selection (``"learned"``: on the fit's
-    holdout, or on backtest windows with `learn_combination`); the fitted choice is ``combine_``, its
-    holdout scores ``combine_scores_``, the members' weights ``weights_``. The orchestrator of the
-    models of `forecaster.models`: its fitted state is one `forecaster.models.state.FittedState`.
+    same Theta models' and the seasonal state-space exponential smoothing's (``"otm+dotm+aets"``) or the
+    same three and two robust trends' (``"otm+dotm+aets+rtrend+rtrend8"``), or the data's default
+    combination (`forecaster.defaults.default_combination`: the last on yearly and other data without a
+    season, else the one before) unless the network alone is far better on the fit's holdout (``"auto"``,
+    the default: `forecaster.models.combination`), or weighed by greedy ensemble selection
+    (``"learned"``: on the fit's holdout, or on backtest windows with `learn_combination`); the fitted
+    choice is ``combine_``, its holdout scores ``combine_scores_``, the members' weights ``weights_``.
+    The orchestrator of the models of `forecaster.models`: its fitted state is one
+    `forecaster.models.state.FittedState`.
     ``budget_windows``: the window-epochs a fit may train where ``epochs`` or ``max_windows_per_series``
     are left to be derived (`forecaster.defaults`): training is decided by the data's size, never by a
     clock, so a seeded fit gives the same weights on an idle and on a loaded machine. ``outliers`` and
@@ -388,7 +391,8 @@ class LSTMForecaster:
             weights, member_scores = greedy_weights(actual, points, scale)
             return replace(state, combine=LEARNED, combine_scores=scores, weights=weights,
                            member_scores=member_scores)
-        chosen = choose(scores) if self.combine == "auto" else self.combine
+        default = default_combination(seasonal_period(state.freq))
+        chosen = choose(scores, default) if self.combine == "auto" else self.combine
         return replace(state, combine=chosen, combine_scores=scores, weights=weights_of(chosen))
 
     def _member_points(self, state: FittedState, history: pd.DataFrame, learned: bool = True

@@ -1,4 +1,5 @@
-"""Simple benchmark forecasters: seasonal naive, M4's Naive2, the Theta method, and seasonal-naive quantiles.
+"""Simple benchmark forecasters: seasonal naive, M4's Naive2, the Theta methods, exponential smoothing, a
+random walk with a robust drift, and seasonal-naive quantiles.
 
 These are the yardsticks the learned models are compared against (and the fallback the service
 uses when a model cannot forecast a series), so they follow the M4 competition's definitions.
@@ -16,6 +17,7 @@ __all__ = [
     "ets_batch",
     "naive2",
     "optimised_theta_batch",
+    "robust_trend_batch",
     "seasonal_indices",
     "seasonal_naive",
     "seasonal_naive_batch",
@@ -338,6 +340,45 @@ def optimised_theta_batch(histories: Sequence[np.ndarray], horizon: int, m: int,
     short = lengths < _OTM_MIN_LENGTH
     forecast[short] = adjusted[rows[short], lengths[short] - 1][:, None]
     return season.apply(forecast + centre[:, None])
+
+
+# --------------------------------------------------------------------------- robust trend
+
+#: How many of a series' last values the recent robust trend (member ``"rtrend8"``) reads: its drift is
+#: the median of their 7 first differences. Chosen on the development suite's validation windows among
+#: 4, 6, 8, 10, 12, 15 and 20 (docs/accuracy.md, 2026-12-06, third session).
+RECENT_VALUES = 8
+
+
+def robust_trend_batch(histories: Sequence[np.ndarray], horizon: int, m: int, *,
+                       last: int | None = None) -> np.ndarray:
+    """A random walk with a robust drift for many series at once, shape (n, horizon): the last value
+    plus h times the median of the first differences, of the last ``last`` values (None: every value
+    read, `tail_length`), on the series seasonally adjusted as M4's benchmarks do (`_adjusted`) and
+    reseasonalised.
+
+    The random walk with drift (ARIMA(0,1,0) with a constant) is a yardstick hard to beat on yearly
+    data; the median instead of the mean of the differences (the slope of the line from the first to
+    the last value) keeps one jump or one outlier from setting the trend, and a recent window follows a
+    trend that has changed. A one-value history (no difference) is forecast naively. Deterministic and
+    vectorised: one padded matrix of differences and one median.
+    """
+    _check(horizon, m)
+    if not len(histories):
+        return np.empty((0, horizon))
+    adjusted, lengths, season = _adjusted(histories, horizon, m)
+    n, width = adjusted.shape
+    first = lengths - (lengths if last is None else np.minimum(lengths, max(int(last), 1)))
+    position = np.arange(width - 1)[None, :]  # difference j is x[j + 1] - x[j]
+    inside = (position >= first[:, None]) & (position + 1 < lengths[:, None])
+    differences = np.where(inside, np.diff(adjusted, axis=1), np.nan)
+    drift = np.zeros(n)
+    has = inside.any(axis=1)
+    if has.any():
+        drift[has] = np.nanmedian(differences[has], axis=1)
+    rows = np.arange(n)
+    steps = np.arange(1, horizon + 1, dtype=np.float64)[None, :]
+    return season.apply(adjusted[rows, lengths - 1][:, None] + drift[:, None] * steps)
 
 
 # --------------------------------------------------------------------------- exponential smoothing

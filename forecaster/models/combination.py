@@ -8,12 +8,15 @@ equal-weight mean of the network's and its methods': ``"theta"`` the classical T
 trend form chosen per series); ``"otm+dotm+ets"`` the optimised Theta model with a static and with a
 dynamic trend line (`baselines.optimised_theta_batch`) and exponential smoothing; ``"otm+dotm+aets"``
 the same Theta models and the state-space exponential smoothing with seasonal states, its form chosen
-per series by AICc (`forecaster.models.ets.aets_batch`). The network's
+per series by AICc (`forecaster.models.ets.aets_batch`); ``"otm+dotm+aets+rtrend+rtrend8"`` those three
+and two random walks with a robust drift, the median first difference of the whole series and of its last
+8 values (`baselines.robust_trend_batch`), for yearly and other data without a season. The network's
 quantiles move by the same amount as its point, so that the intervals stay centred on the forecast;
 the conformal calibration, fitted on the backtest's forecasts, then corrects the intervals of the
 combination itself. ``"none"``: the network's forecasts alone. ``"auto"`` (the default): a fit scores
-each on its own holdout (each series' last horizon, unseen by its training) and keeps `AUTO` unless
-the network alone is far better there (`choose`): the statistical methods are good partners on
+each on its own holdout (each series' last horizon, unseen by its training) and keeps the data's default
+combination (`forecaster.defaults.default_combination`: by its seasonal period) unless the network
+alone is far better there (`choose`): the statistical methods are good partners on
 monthly, quarterly, yearly and other short data and poor ones on long hourly series, where the
 network alone is far ahead (docs/accuracy.md). ``"learned"``: weights chosen by greedy ensemble
 selection (`greedy_weights`, Caruana's selection with replacement as AutoGluon does it) on the members'
@@ -37,18 +40,19 @@ from forecaster.models.statistical import METHODS, Statistical
 #: The statistical methods each named combination averages with the network.
 MEMBERS: dict[str, tuple[str, ...]] = {"none": (), "theta": ("theta",), "theta+ets": ("theta", "ets"),
                                         "otm+dotm+ets": ("otm", "dotm", "ets"),
-                                        "otm+dotm+aets": ("otm", "dotm", "aets")}
+                                        "otm+dotm+aets": ("otm", "dotm", "aets"),
+                                        "otm+dotm+aets+rtrend+rtrend8": ("otm", "dotm", "aets", "rtrend", "rtrend8")}
 #: The point models a learned combination chooses from besides the network, by name.
 CANDIDATES: tuple[str, ...] = (*METHODS, SeasonalNaive.name)
 LEARNED = "learned"
 #: What a fitted forecaster can apply ("auto" resolves to one of the named ones at fit).
 APPLIED = (*MEMBERS, LEARNED)
 COMBINES = ("auto", *APPLIED)
-#: What "auto" combines with unless the network alone is clearly better. Chosen on validation windows
-#: of the development suite (docs/accuracy.md): "otm+dotm+ets" was the only combination at or below the
+#: What "auto" combines with on seasonal data unless the network alone is clearly better (the choice by
+#: the data's season is `forecaster.defaults.default_combination`'s). Chosen on validation windows of
+#: the development suite (docs/accuracy.md): "otm+dotm+ets" was the only combination at or below the
 #: best of AutoETS and AutoTheta on every M3 set there; since 2026-12-06 its ETS is the seasonal
-#: state-space one, whose mean with OTM and DOTM is 1.3-2.7 % lower on the four seasonal sets and
-#: 0.2-0.5 % higher on the three yearly and other ones.
+#: state-space one, whose mean with OTM and DOTM is 1.3-2.7 % lower on the four seasonal sets.
 AUTO = "otm+dotm+aets"
 #: How much worse than the network alone (relative holdout MASE) "auto" still takes the combination.
 #: Chosen on validation windows of the development suite, where any value from 0.07 to 0.85 made the
@@ -137,8 +141,9 @@ def holdout_scores(actual: np.ndarray, network: np.ndarray, histories: list[np.n
             for method in MEMBERS}
 
 
-def choose(scores: dict[str, float]) -> str:
-    """`AUTO` unless the network alone is better on the holdout by more than `PREFER_COMBINED`.
+def choose(scores: dict[str, float], default: str = AUTO) -> str:
+    """``default`` (the data's default combination, `forecaster.defaults.default_combination`) unless
+    the network alone is better on the holdout by more than `PREFER_COMBINED`.
 
     The holdout is the window early stopping watched, so the network's score there is flattering (on
     the development suite's M3 Quarterly and Other it looked 3 % and 6 % better than the mean with
@@ -148,12 +153,12 @@ def choose(scores: dict[str, float]) -> str:
     and the network alone is kept where it is far ahead, as on long hourly series. Without a finite
     score for the network alone, the combination; without one for the combination, the network alone.
     """
-    none, combined = (float(scores.get(k, np.nan)) for k in ("none", AUTO))
+    none, combined = (float(scores.get(k, np.nan)) for k in ("none", default))
     if not np.isfinite(combined):
         return "none"
     if np.isfinite(none) and combined > (1.0 + PREFER_COMBINED) * none:
         return "none"
-    return AUTO
+    return default
 
 
 def greedy_weights(actual: np.ndarray, forecasts: dict[str, np.ndarray], scale: np.ndarray,

@@ -15,6 +15,7 @@ from forecaster.data.validation import validate_frame
 from forecaster.errors import ModelError
 from forecaster.evaluation.backtest import run_backtest
 from forecaster.forecaster import LSTMForecaster
+from forecaster.models.combination import MEMBERS
 from forecaster.models.keras_network import NetworkSpec
 from forecaster.models.state import FittedState
 from tests.synthetic import hourly_frame
@@ -90,7 +91,7 @@ def test_fit_scores_the_holdout_without_its_own_predict():
     model = _NoPredict(horizon=HORIZON, input_size=48, freq="h", network=NetworkSpec(units=8, head_units=16),
                        epochs=1, batch_size=64, max_windows_per_series=10, verbose=0, combine="auto")
     model.fit(hourly_frame(n_series=3, length=120))
-    assert set(model.combine_scores_) == {"none", "theta", "theta+ets", "otm+dotm+ets", "otm+dotm+aets"}
+    assert set(model.combine_scores_) == set(MEMBERS)
 
 
 def test_a_folder_saved_before_the_new_fields_loads_with_their_defaults(tmp_path):

@@ -228,8 +228,13 @@ def test_one_zero_keeps_the_seasonality_of_every_member_and_the_combined_forecas
     history, actual = positive[:240], positive[240:]
     with_zero = history.copy()
     with_zero[100] = 0.0
+    clean = member_forecasts([history], 24, 24)
     for name, forecast in member_forecasts([with_zero], 24, 24).items():
-        assert np.abs(forecast[0] - actual).mean() < 4.0, name  # it was the swing lost: MAE ~ 13
+        # it was the swing lost: MAE ~ 13 against the actuals; each member's own accuracy aside (the
+        # recent robust trend extrapolates 7 noisy differences, MAE ~ 6 with or without the zero), the
+        # zero moves no member by more than a fraction of the swing, whose amplitude is 40
+        assert np.abs(forecast[0] - clean[name][0]).mean() < 4.0 and np.ptp(forecast[0]) > 30.0, name
+        assert np.abs(forecast[0] - actual).mean() < 4.0 or name == "rtrend8", name
     def combined(y: np.ndarray) -> np.ndarray:
         frame = pd.DataFrame({"unique_id": "Z", "ds": pd.date_range("2024-01-01", periods=240, freq="h"), "y": y})
         return model.predict(frame)["forecast"].to_numpy()
