@@ -10,7 +10,7 @@ The default combination (`combine = "auto"`) changed on 2026-12-06 from ``otm+do
 ``auto`` keeps the combination, by design (on the development suite's validation windows the members'
 mean moved by -1.3 to -2.7 % MASE on the seasonal sets and +0.1 to +0.4 % on the yearly and other
 ones, docs/accuracy.md); compare fingerprints on either side of it, not across. On data whose
-seasonal period is 1 (yearly, unknown), ``auto`` combines with ``otm+dotm+aets+rtrend+rtrend8`` since
+seasonal period is 1 (yearly, 2D, 7min), ``auto`` combines with ``otm+dotm+aets+rtrend+rtrend8`` since
 2026-12-06's third session (`forecaster.defaults.default_combination`): -7.1 % validation MASE on M1
 Yearly, -1.7 % on M3 Yearly, -1.8 % on M3 Other; this fingerprint's data is hourly (season 24), whose
 default did not change, so its figures do not move (checked: identical to those of the commit before).

@@ -57,7 +57,8 @@ def seasonal_period(freq: str) -> int:
 
     Hours and multi-minute steps cycle over a day (h -> 24, 2h -> 12, 15min -> 96), single minutes and
     seconds over the next larger unit (min -> 60, s -> 60), days over a week (D -> 7, B -> 5), weeks,
-    months and quarters over a year (W -> 52, MS -> 12, QS -> 4).
+    months and quarters, calendar or business ones, over a year (W -> 52, MS -> 12, BMS -> 12, QS -> 4,
+    BQS -> 4).
     """
     try:
         offset = to_offset(freq)
@@ -84,9 +85,11 @@ def seasonal_period(freq: str) -> int:
     if isinstance(offset, pd.offsets.Week):
         return 52 if n == 1 else 1
     if isinstance(offset, (pd.offsets.MonthBegin, pd.offsets.MonthEnd, pd.offsets.BusinessMonthBegin,
-                           pd.offsets.BusinessMonthEnd)):
+                           pd.offsets.BusinessMonthEnd, pd.offsets.CustomBusinessMonthBegin,
+                           pd.offsets.CustomBusinessMonthEnd)):
         return per(12)
-    if isinstance(offset, (pd.offsets.QuarterBegin, pd.offsets.QuarterEnd)):
+    if isinstance(offset, (pd.offsets.QuarterBegin, pd.offsets.QuarterEnd, pd.offsets.BQuarterBegin,
+                           pd.offsets.BQuarterEnd)):
         return per(4)
     return 1
 

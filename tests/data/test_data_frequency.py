@@ -116,9 +116,12 @@ def test_invalid_frequency():
     ("freq", "period"),
     [("h", 24), ("2h", 12), ("min", 60), ("15min", 96), ("30min", 48), ("7min", 1), ("s", 60), ("D", 7),
      ("B", 5), ("W-MON", 52), ("MS", 12), ("ME", 12), ("QS-JAN", 4), ("QE-DEC", 4), ("YS", 1), ("YE", 1),
-     ("nonsense", 1)],
+     ("BQS-JAN", 4), ("BQE-DEC", 4), ("CBMS", 12), ("CBME", 12), ("nonsense", 1)],
 )
 def test_seasonal_period(freq, period):
+    # business quarters (pandas infers BQS-JAN for quarters starting on their first business day) and
+    # custom business months cycle over a year as the calendar ones do: season 1 would also give them
+    # the combination for data without a season (`forecaster.defaults.default_combination`)
     assert seasonal_period(freq) == period
 
 

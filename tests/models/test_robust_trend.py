@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from forecaster.data.frequency import seasonal_period
 from forecaster.defaults import NON_SEASONAL_COMBINATION, default_combination
 from forecaster.forecaster import LSTMForecaster
 from forecaster.models.baselines import RECENT_VALUES, robust_trend_batch
@@ -78,6 +79,8 @@ def test_the_default_combination_by_season():
     assert MEMBERS[NON_SEASONAL_COMBINATION] == ("otm", "dotm", "aets", "rtrend", "rtrend8")
     assert default_combination(1) == NON_SEASONAL_COMBINATION
     assert default_combination(4) == default_combination(12) == default_combination(24) == AUTO
+    # quarters of business days are seasonal too (pandas infers BQS-JAN for them)
+    assert default_combination(seasonal_period("BQS-JAN")) == default_combination(seasonal_period("QS")) == AUTO
     scores = {"none": 1.0, AUTO: 0.9, NON_SEASONAL_COMBINATION: 1.19}
     assert choose(scores, NON_SEASONAL_COMBINATION) == NON_SEASONAL_COMBINATION, "the benefit of the doubt"
     assert choose({**scores, NON_SEASONAL_COMBINATION: 1.21}, NON_SEASONAL_COMBINATION) == "none"
