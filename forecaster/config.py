@@ -100,7 +100,7 @@ class _Model:
     def to_params(self) -> dict[str, Any]:
         """Flat ``section.key`` params for MLflow."""
         out: dict[str, Any] = {"name": self.name, "horizon": self.horizon, "quantiles": list(self.quantiles),
-                               "combine": self.combine}
+                               "combine": self.combine, "nonnegative": self.nonnegative}
         for section in ("data", "network", "training", "backtest", "promotion", "schedule", "monitor"):
             part = getattr(self, section)
             if part is None:  # derived at fit: the run logs the resolved values as resolved.*

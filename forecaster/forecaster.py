@@ -46,7 +46,7 @@ from forecaster.errors import (
 from forecaster.evaluation.calibration import apply_corrections, conformal_corrections
 from forecaster.evaluation.metrics import mase_scale
 from forecaster.models import distribute
-from forecaster.models.base import SeriesBatch
+from forecaster.models.base import SeriesBatch, floor_at_zero
 from forecaster.models.combination import (
     CANDIDATES,
     LEARNED,
@@ -171,7 +171,8 @@ class LSTMForecaster:
     clock, so a seeded fit gives the same weights on an idle and on a loaded machine. ``outliers`` and
     ``outlier_threshold``: readings far outside their series' range are treated as unobserved and
     interpolated in every frame it reads, at fit and at predict (`forecaster.data.outliers`; "keep"
-    keeps them).
+    keeps them). ``nonnegative``: "auto" forecasts a series whose history holds no negative value at or
+    above 0, point and quantiles (`forecaster.models.base.floor_at_zero`); "never" as the models give them.
     """
 
     def __init__(
@@ -199,6 +200,7 @@ class LSTMForecaster:
         combine: str = _D("combine"),
         outliers: str = _D("outliers"),
         outlier_threshold: float = _D("outlier_threshold"),
+        nonnegative: str = _D("nonnegative"),
     ) -> None:
         self.horizon = horizon
         self.input_size = input_size
@@ -223,6 +225,7 @@ class LSTMForecaster:
         self.combine = combine
         self.outliers = outliers
         self.outlier_threshold = outlier_threshold
+        self.nonnegative = nonnegative
 
     # ------------------------------------------------------------------ parameters
 
@@ -256,7 +259,7 @@ class LSTMForecaster:
             missing_policy=config.data.missing_policy, max_windows_per_series=t.max_windows_per_series,
             seed=t.seed, verbose=verbose, ensemble=t.ensemble, lr_schedule=t.lr_schedule, strategy=t.strategy,
             budget_windows=t.budget_windows, combine=config.combine, outliers=config.data.outliers,
-            outlier_threshold=config.data.outlier_threshold,
+            outlier_threshold=config.data.outlier_threshold, nonnegative=config.nonnegative,
         )
 
     # ------------------------------------------------------------------ fit
@@ -521,8 +524,10 @@ class LSTMForecaster:
         Intervals carry the conformal corrections set by `calibrate` (``calibrated=False``: the quantile
         head's own). Readings of ``df`` far outside their series' range are treated as at fit
         (``outliers``, `forecaster.data.outliers`); the output's ``attrs["outlier_readings"]`` counts them.
+        Series whose history holds no negative value are forecast at or above 0 (``nonnegative``).
         """
         self._check_fitted()
+        check_value("", "nonnegative", self.nonnegative)
         horizon = requested_horizon(self.horizon, horizon)
         wanted = requested_quantiles(self.quantiles_, quantiles)
         state = self._fitted
@@ -576,6 +581,8 @@ class LSTMForecaster:
             values[..., 1:] = np.sort(values[..., 1:], axis=-1)  # quantiles never cross
             if calibrated and state.calibration:
                 values[..., 1:] = apply_corrections(values[..., 1:], state.quantiles, state.calibration)
+        if self.nonnegative == "auto":
+            values = floor_at_zero(values, batch)
         data = {
             columns.id: pd.array(batch.ids, dtype=str).take(np.repeat(np.arange(n), h)),
             columns.time: times,
@@ -593,6 +600,8 @@ class LSTMForecaster:
         last = batch.frame.groupby(columns.id, sort=False)[columns.time].max()
         times = future_indexes(last.loc[ids], state.freq, self.horizon)
         values = SeasonalNaive(state.quantiles).forecast(batch, self.horizon)
+        if self.nonnegative == "auto":
+            values = floor_at_zero(values, batch)
         data = {columns.id: np.repeat(np.asarray(ids, dtype=object), self.horizon),
                 columns.time: np.concatenate([times[sid].to_numpy() for sid in ids]),
                 FORECAST_COLUMN: values[..., 0].reshape(-1)}

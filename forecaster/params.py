@@ -26,6 +26,7 @@ from forecaster.data.scaling import METHODS as SCALERS
 from forecaster.data.schema import Columns
 from forecaster.data.validation import POLICIES
 from forecaster.errors import ConfigError
+from forecaster.models.base import SIGN_RULES
 from forecaster.models.combination import COMBINES
 
 #: A range: the test a conformed value passes, and what it must be, in words.
@@ -104,6 +105,9 @@ PARAMS: tuple[Param, ...] = (
        "unless the network alone is far better on the fit's holdout) or 'learned' (weights chosen on the "
        "backtest windows)",
        choices=COMBINES, estimator=True),
+    _p("model", "nonnegative", str, "auto", "'auto': a series whose history holds no negative value is forecast "
+       "at or above 0, its point and quantiles alike (forecaster.models.base.floor_at_zero); 'never': forecasts "
+       "as the models give them", choices=SIGN_RULES, estimator=True),
     # [data]
     _p("data", "source", str, "package:m4_hourly", "a CSV/Parquet path (relative to the config file) or "
        "package:<dataset>"),

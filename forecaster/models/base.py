@@ -14,8 +14,10 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 
 from forecaster.data.frequency import seasonal_period
+from forecaster.data.schema import OBSERVED
 from forecaster.data.validation import ValidatedFrame
 
 
@@ -40,6 +42,37 @@ class SeriesBatch:
         from forecaster.models.combination import series_histories
 
         return series_histories(self.frame, self.vframe.columns, self.ids)
+
+    @cached_property
+    def never_negative(self) -> np.ndarray:
+        """For each series in ``ids`` order, whether none of its observed target values is below 0 (a
+        series with none observed counts as never negative: nothing says it can be)."""
+        columns = self.vframe.columns
+        target = self.frame[columns.target].to_numpy("float64")
+        observed = self.frame[OBSERVED].to_numpy() == 1.0 if OBSERVED in self.frame.columns else np.isfinite(target)
+        negative = pd.Series(observed & (target < 0)).groupby(self.frame[columns.id].to_numpy(), sort=False).any()
+        return ~negative.reindex(self.ids, fill_value=False).to_numpy(bool)
+
+
+#: What the forecaster does with forecasts below 0 (its ``nonnegative`` parameter): "auto" raises the
+#: point and every quantile of a series whose history holds no negative value to at least 0, "never"
+#: leaves them as the models give them.
+SIGN_RULES = ("auto", "never")
+
+
+def floor_at_zero(values: np.ndarray, batch: SeriesBatch) -> np.ndarray:
+    """``values`` (series, horizon, 1 + quantiles) with every value of a series that is never negative
+    in ``batch`` (`SeriesBatch.never_negative`) at least 0.
+
+    Why: a trend or drift extrapolated from a falling non-negative series (sales, counts, prices) goes
+    below 0, which such a series cannot reach; its actuals are at or above 0, so raising a forecast or
+    quantile to 0 never moves it further from them, and the quantiles stay in order.
+    """
+    if not len(values):
+        return values
+    keep = batch.never_negative
+    values[keep] = np.maximum(values[keep], 0.0) + 0.0  # + 0.0: no -0.0 in the output
+    return values
 
 
 class ForecastModel(ABC):
