@@ -26,12 +26,18 @@ def hourly_frame(n_series: int = 6, length: int = 240, seed: int = 0, start: str
     return pd.concat(parts, ignore_index=True)
 
 
-def tiny_config(data_path, name: str = "tiny", margin: float = 0.0, epochs: int = 2):
-    """A model config small enough to train in seconds: horizon 12, input 48, 8 units."""
+def tiny_config(data_path, name: str = "tiny", margin: float = 0.0, epochs: int = 2, combine: str = "theta"):
+    """A model config small enough to train in seconds: horizon 12, input 48, 8 units.
+
+    Its network is averaged with Theta's forecasts, not the product's default ``"auto"``: the tests that
+    use it are about pipelines, stores and processes, and ``"auto"`` fits every statistical member (the
+    seasonal state-space smoothing's AICc search the costliest, ~1.5 s of CPU per training here) to choose
+    among them; the choice itself is tested in tests/models/test_fitted_state.py. Theta keeps the
+    combination's path (its member at prediction, its weights in the saved state) in every such test."""
     from forecaster.config import model_config_from_dict
 
     return model_config_from_dict({
-        "model": {"name": name, "horizon": 12, "quantiles": [0.1, 0.5, 0.9]},
+        "model": {"name": name, "horizon": 12, "quantiles": [0.1, 0.5, 0.9], "combine": combine},
         "data": {"source": str(data_path), "freq": "h"},
         "network": {"units": 8, "head_units": 16},
         "training": {"input_size": 48, "epochs": epochs, "batch_size": 64, "patience": 2,
