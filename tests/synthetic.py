@@ -50,8 +50,9 @@ def tiny_config(data_path, name: str = "tiny", margin: float = 0.0, epochs: int 
 
 
 @contextlib.contextmanager
-def tiny_registry(root: Path, name: str = "tiny") -> Iterator[tuple[str, Path]]:
-    """A fresh MLflow store under ``root`` holding one trained version of ``name`` as champion.
+def tiny_registry(root: Path, name: str = "tiny", combine: str = "theta") -> Iterator[tuple[str, Path]]:
+    """A fresh MLflow store under ``root`` holding one trained version of ``name`` (`tiny_config`, its
+    ``combine``) as champion.
 
     MLFLOW_TRACKING_URI points at it while the context is open; yields (tracking URI, training data).
     """
@@ -66,7 +67,8 @@ def tiny_registry(root: Path, name: str = "tiny") -> Iterator[tuple[str, Path]]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         # Trained once per test process for each name, copied into each root after that (tests/stores.py).
-        stores.trained_once(name, root, lambda: train(tiny_config(data, name=name, margin=-10.0), verbose=0))
+        stores.trained_once(name, root, lambda: train(tiny_config(data, name=name, margin=-10.0, combine=combine),
+                                                         verbose=0))
         yield uri, data
 
 
