@@ -32,6 +32,7 @@ CONFIG = """\
 name = "{name}"
 horizon = 8
 quantiles = [0.1, 0.5, 0.9]
+combine = "theta"  # not "auto": see tests/synthetic.py's tiny_config
 
 [data]
 source = "package:m4_hourly"

@@ -69,6 +69,7 @@ TINY = """
 name = "{name}"
 horizon = 12
 quantiles = [0.1, 0.5, 0.9]
+combine = "theta"  # not "auto": see tests/synthetic.py's tiny_config
 [data]
 source = "{source}"
 freq = "h"

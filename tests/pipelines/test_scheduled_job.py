@@ -39,6 +39,7 @@ def _job(tmp: Path, name: str, retrain_every: str = "1D", data: pd.DataFrame | N
         [model]
         name = "{name}"
         horizon = 6
+        combine = "theta"  # not "auto": see tests/synthetic.py's tiny_config
         [data]
         source = "history.csv"
         freq = "h"

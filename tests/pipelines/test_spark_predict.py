@@ -30,9 +30,10 @@ KEYS = ["unique_id", "ds"]
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    """A tiny registered model (input_size 48, horizon 12) in a store of its own, loaded once."""
-    with tiny_registry(tmp_path_factory.mktemp("spark-store"), name="tiny_spark"):
-        yield load("models:/tiny_spark@champion")
+    """A tiny registered model (input_size 48, horizon 12) in a store of its own, loaded once: the same
+    ``tiny`` as the serving and prediction files', trained once per test process (`stores.trained_once`)."""
+    with tiny_registry(tmp_path_factory.mktemp("spark-store")):
+        yield load("models:/tiny@champion")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def test_parquet_in_parquet_out_matches_the_local_engine(model, spark, history, 
     assert_same_forecasts(out, local)
     marks = out.groupby("unique_id")["model"].unique().map(list).to_dict()
     assert marks["SHORT"] == ["seasonal_naive"] and marks["NEW"] == ["lstm"] and marks["S0"] == ["lstm"]
-    assert set(out["model_name"]) == {"tiny_spark"} and set(out["model_version"]) == {model.version}
+    assert set(out["model_name"]) == {"tiny"} and set(out["model_version"]) == {model.version}
 
 
 def test_csv_in_csv_out_with_horizon_and_quantiles(model, spark, history, tmp_path):
@@ -133,7 +134,7 @@ def test_a_failing_run_leaves_the_previous_output_intact(model, spark, history, 
 def _cli_predict(source: Path, target: Path) -> subprocess.CompletedProcess:
     """`forecaster predict --engine spark` in a process of its own (a JVM of its own), on the module's model."""
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "predict", "--model", "models:/tiny_spark@champion",
+        [sys.executable, "-m", "pipelines.cli", "predict", "--model", "models:/tiny@champion",
          "--input", str(source), "--output", str(target), "--engine", "spark"],
         capture_output=True, text=True, timeout=600, env={**os.environ})
 
