@@ -17,6 +17,7 @@ __all__ = [
     "naive2",
     "optimised_theta_batch",
     "seasonal_indices",
+    "seasonal_indices_rows",
     "seasonal_naive",
     "seasonal_naive_batch",
     "seasonal_naive_intervals",
@@ -110,19 +111,33 @@ def seasonal_indices(x: np.ndarray, m: int, *, additive: bool = False) -> np.nda
     trend when additive) over the positions where the trend exists, and the indices are rescaled to
     average 1 (shifted to average 0).
     """
+    return seasonal_indices_rows(np.asarray(x, dtype=np.float64)[None, :], m, additive=additive)[0]
+
+
+def seasonal_indices_rows(x: np.ndarray, m: int, *, additive: bool = False) -> np.ndarray:
+    """`seasonal_indices` of each row of ``x`` (n, T), shape (n, m), without a loop over rows: the
+    statistical members compute them for thousands of series a call, where a call per series cost
+    ~0.14 ms of Python each. Each row's indices are bit for bit those of the row alone: the moving
+    average is one ``np.convolve`` over the rows laid end to end (each output the same dot product of
+    its window; the windows that straddle two rows are dropped) and the other steps are elementwise
+    or reduce within a row in the same order."""
     x = np.asarray(x, dtype=np.float64)
+    n, size = x.shape
     weights = np.r_[0.5, np.ones(m - 1), 0.5] / m if m % 2 == 0 else np.ones(m) / m
     half = weights.size // 2
-    trend = np.full(x.size, np.nan)
-    if x.size >= weights.size:
-        trend[half : x.size - half] = np.convolve(x, weights, mode="valid")
+    trend = np.full((n, size), np.nan)
+    if size >= weights.size and n:
+        flat = np.convolve(np.ascontiguousarray(x).reshape(-1), weights, mode="valid")
+        starts = np.arange(n)[:, None] * size + np.arange(size - weights.size + 1)[None, :]
+        trend[:, half : size - half] = flat[starts]
     ratio = x - trend if additive else x / trend
-    padded = np.full(-(-x.size // m) * m, np.nan)
-    padded[: x.size] = ratio
-    by_position = padded.reshape(-1, m)
+    padded = np.full((n, -(-size // m) * m), np.nan)
+    padded[:, :size] = ratio
+    by_position = padded.reshape(n, -1, m)
     observed = ~np.isnan(by_position)
-    index = np.where(observed, by_position, 0.0).sum(axis=0) / observed.sum(axis=0)
-    return index - index.mean() if additive else index / index.mean()
+    index = np.where(observed, by_position, 0.0).sum(axis=1) / observed.sum(axis=1)
+    centre = index.mean(axis=1, keepdims=True)
+    return index - centre if additive else index / centre
 
 
 def naive2(history: np.ndarray, horizon: int, m: int) -> np.ndarray:

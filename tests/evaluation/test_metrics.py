@@ -275,6 +275,24 @@ def test_seasonal_indices_recover_the_pattern():
     np.testing.assert_allclose(B.seasonal_indices(np.tile([1.0, 2.0, 3.0], 10), 3), [0.5, 1.0, 1.5])
 
 
+@pytest.mark.parametrize("m", [1, 3, 4, 24])
+@pytest.mark.parametrize("additive", [False, True])
+def test_seasonal_indices_of_many_rows_are_each_rows_own_bit_for_bit(m, additive):
+    """The rows' moving averages come from one convolution over the rows laid end to end: no window may
+    reach into the next row, and each row's indices must be the very bits of that row alone."""
+    rng = np.random.default_rng(m)
+    for length in (1, m, 2 * m + 1, 72):
+        rows = rng.lognormal(2.0, 1.0, (50, length)) * rng.uniform(0.1, 1e4, (50, 1))
+        rows[::5] *= -1.0  # the rows differ a lot in level: a straddling window would show
+        with np.errstate(all="ignore"):
+            together = B.seasonal_indices_rows(rows, m, additive=additive)
+            alone = np.array([B.seasonal_indices_rows(row[None, :], m, additive=additive)[0] for row in rows])
+        assert together.shape == (50, m)
+        np.testing.assert_array_equal(together.view(np.int64), alone.view(np.int64))
+    np.testing.assert_array_equal(B.seasonal_indices_rows(np.tile(SEASONAL, (3, 1)), 4),
+                                  np.tile(B.seasonal_indices(SEASONAL, 4), (3, 1)))
+
+
 def test_naive2_reseasonalises_the_naive_level():
     # last value 100 sits at position 47 % 4 = 3 (index 1.0) -> level 100; future positions 0, 1, 2, ...
     np.testing.assert_allclose(B.naive2(SEASONAL, 6, 4), [80, 120, 100, 100, 80, 120])
