@@ -13,6 +13,7 @@ import numpy as np
 
 __all__ = [
     "acf",
+    "acf_rows",
     "ets_batch",
     "naive2",
     "optimised_theta_batch",
@@ -23,6 +24,7 @@ __all__ = [
     "seasonal_naive_intervals",
     "seasonal_naive_intervals_batch",
     "seasonality_test",
+    "seasonality_test_rows",
     "theta_batch",
 ]
 
@@ -77,14 +79,23 @@ def acf(x: np.ndarray, max_lag: int) -> np.ndarray:
 
     r_k = sum_t (x_t - mean)(x_{t+k} - mean) / sum_t (x_t - mean)^2; a constant series gives zeros.
     """
+    return acf_rows(np.asarray(x, dtype=np.float64)[None, :], max_lag)[0]
+
+
+def acf_rows(x: np.ndarray, max_lag: int) -> np.ndarray:
+    """`acf` of each row of ``x`` (n, T), shape (n, max_lag), without a loop over rows; each row's
+    values are bit for bit the row's own (a stacked ``matmul`` of row vectors is a dot product per row)."""
     x = np.asarray(x, dtype=np.float64)
-    dev = x - x.mean()
-    denom = float(dev @ dev)
-    out = np.zeros(max_lag)
-    if denom == 0.0:
+    n, size = x.shape
+    dev = x - x.mean(axis=1, keepdims=True)
+    denom = np.matmul(dev[:, None, :], dev[:, :, None])[:, 0, 0]
+    out = np.zeros((n, max_lag))
+    varied = denom != 0.0
+    if not varied.any():
         return out
-    for k in range(1, min(max_lag, x.size - 1) + 1):
-        out[k - 1] = float(dev[:-k] @ dev[k:]) / denom
+    dev, denom = dev[varied], denom[varied]
+    for k in range(1, min(max_lag, size - 1) + 1):
+        out[varied, k - 1] = np.matmul(dev[:, None, :-k], dev[:, k:, None])[:, 0, 0] / denom
     return out
 
 
@@ -94,12 +105,17 @@ def seasonality_test(x: np.ndarray, m: int) -> bool:
     Seasonal if |r_m| > 1.645 * sqrt((1 + 2 * sum_{k=1}^{m-1} r_k^2) / n). As in the M4 benchmark
     code, series shorter than 3 seasons (and m = 1) are treated as not seasonal.
     """
+    return bool(seasonality_test_rows(np.asarray(x, dtype=np.float64)[None, :], m)[0])
+
+
+def seasonality_test_rows(x: np.ndarray, m: int) -> np.ndarray:
+    """`seasonality_test` of each row of ``x`` (n, T), a boolean per row, without a loop over rows."""
     x = np.asarray(x, dtype=np.float64)
-    if m < 2 or x.size < 3 * m:
-        return False
-    r = acf(x, m)
-    limit = 1.645 * np.sqrt((1.0 + 2.0 * np.sum(r[: m - 1] ** 2)) / x.size)
-    return bool(abs(r[m - 1]) > limit)
+    if m < 2 or x.shape[1] < 3 * m:
+        return np.zeros(len(x), dtype=bool)
+    r = acf_rows(x, m)
+    limit = 1.645 * np.sqrt((1.0 + 2.0 * np.sum(r[:, : m - 1] ** 2, axis=1)) / x.shape[1])
+    return np.abs(r[:, m - 1]) > limit
 
 
 def seasonal_indices(x: np.ndarray, m: int, *, additive: bool = False) -> np.ndarray:
@@ -217,16 +233,21 @@ def _adjusted(histories: Sequence[np.ndarray], horizon: int, m: int,
     lengths = np.array([a.size for a in arrays], dtype=np.int64)
     adjusted = np.zeros((len(arrays), int(lengths.max(initial=1))))
     future_index, future_offset = np.ones((len(arrays), horizon)), np.zeros((len(arrays), horizon))
-    for k, x in enumerate(arrays):
-        if seasonality_test(x, m) and (members or x.min() > 0):
-            future = np.arange(x.size, x.size + horizon) % m
-            if x.min() > 0:
-                si = seasonal_indices(x, m)
-                x, future_index[k] = x / si[np.arange(x.size) % m], si[future]
-            elif members:
-                si = seasonal_indices(x, m, additive=True)
-                x, future_offset[k] = x - si[np.arange(x.size) % m], si[future]
-        adjusted[k, : x.size] = x
+    # The series of one length at a time, as rows of a matrix: no loop over series.
+    for size in np.unique(lengths):
+        rows = np.flatnonzero(lengths == size)
+        x = np.stack([arrays[k] for k in rows])
+        seasonal = seasonality_test_rows(x, m)
+        positive = x.min(axis=1) > 0
+        position, future = np.arange(size) % m, np.arange(size, size + horizon) % m
+        for pick, additive in ((seasonal & positive, False), (seasonal & ~positive & members, True)):
+            if pick.any():
+                si = seasonal_indices_rows(x[pick], m, additive=additive)
+                if additive:
+                    x[pick], future_offset[rows[pick]] = x[pick] - si[:, position], si[:, future]
+                else:
+                    x[pick], future_index[rows[pick]] = x[pick] / si[:, position], si[:, future]
+        adjusted[rows, :size] = x
     return adjusted, lengths, Reseason(future_index, future_offset)
 
 
