@@ -128,39 +128,44 @@ def _smooth(y: np.ndarray, lengths: np.ndarray, form: tuple[str, str, str], m: i
     total = np.zeros((n, c))  # squared errors, or squared relative errors
     logs = np.zeros((n, c))
     running = np.searchsorted(-lengths, -np.arange(y.shape[1]), side="left")  # rows with length > t
+    # The step's values are written into these (n, c) buffers, not new arrays: the same operations in
+    # the same order (the same bits), without allocating and freeing ~12 arrays a step.
+    damped, base, fitted, error, work = (np.empty((n, c)) for _ in range(5))
     with np.errstate(all="ignore"):
         for t in range(y.shape[1]):
             k = running[t]
             if k == 0:
                 break
-            lv, tr = level[:k], slope[:k]
-            a, b, p = alpha[:k], beta[:k], phi[:k]
-            base = lv + p * tr
+            lv, tr, pt, bs, ft, er, wk = level[:k], slope[:k], damped[:k], base[:k], fitted[:k], error[:k], work[:k]
+            np.multiply(phi[:k], tr, out=pt)  # phi b
+            np.add(lv, pt, out=bs)  # l + phi b
             if season == "N":
-                fitted = base
-                error = y[:k, t : t + 1] - fitted
-                level[:k] = base + a * error
-                slope[:k] = p * tr + b * error
+                ft[...] = bs
+                np.subtract(y[:k, t : t + 1], ft, out=er)
+                np.add(bs, np.multiply(alpha[:k], er, out=wk), out=lv)
+                np.add(pt, np.multiply(beta[:k], er, out=wk), out=tr)
             else:
                 s = states[t % m, :k]
                 if season == "A":
-                    fitted = base + s
-                    error = y[:k, t : t + 1] - fitted
-                    level[:k] = base + a * error
-                    slope[:k] = p * tr + b * error
-                    states[t % m, :k] = s + gamma[:k] * error
+                    np.add(bs, s, out=ft)
+                    np.subtract(y[:k, t : t + 1], ft, out=er)
+                    np.add(bs, np.multiply(alpha[:k], er, out=wk), out=lv)
+                    np.add(pt, np.multiply(beta[:k], er, out=wk), out=tr)
+                    np.add(s, np.multiply(gamma[:k], er, out=wk), out=s)
                 else:
-                    fitted = base * s
-                    error = y[:k, t : t + 1] - fitted
-                    scaled = error / s
-                    level[:k] = base + a * scaled
-                    slope[:k] = p * tr + b * scaled
-                    states[t % m, :k] = s + gamma[:k] * error / base
+                    np.multiply(bs, s, out=ft)
+                    np.subtract(y[:k, t : t + 1], ft, out=er)
+                    scaled = er / s
+                    np.add(bs, np.multiply(alpha[:k], scaled, out=wk), out=lv)
+                    np.add(pt, np.multiply(beta[:k], scaled, out=wk), out=tr)
+                    np.multiply(gamma[:k], er, out=wk)
+                    np.add(s, np.divide(wk, bs, out=wk), out=s)
             if error_kind == "A":
-                total[:k] += error * error
+                total[:k] += np.multiply(er, er, out=wk)
             else:
-                total[:k] += (error / fitted) ** 2
-                logs[:k] += np.log(np.where(fitted > 0, fitted, np.nan))
+                np.divide(er, ft, out=wk)
+                total[:k] += np.multiply(wk, wk, out=wk)
+                logs[:k] += np.log(np.where(ft > 0, ft, np.nan))
         size = lengths[:, None].astype(np.float64)
         lik = size * np.log(np.maximum(total, 1e-300) / size) + 2 * logs
     return np.where(np.isfinite(lik), lik, np.inf), level, slope, states
