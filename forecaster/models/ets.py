@@ -106,8 +106,27 @@ def _constants(theta: np.ndarray) -> tuple[np.ndarray, ...]:
     return alpha, theta[..., 1] * alpha, theta[..., 2] * (1.0 - alpha), theta[..., 3]
 
 
+#: Rows `_smooth` runs at a time: each step's (rows, candidates) arrays then stay in the core's cache
+#: (1,024 x 40 doubles); 4,096 rows a pass cost ~25 % more CPU on hourly series (docs/prediction.md).
+_BLOCK_ROWS = 1024
+
+
 def _smooth(y: np.ndarray, lengths: np.ndarray, form: tuple[str, str, str], m: int, theta: np.ndarray,
             start: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """`_smooth_rows` on at most `_BLOCK_ROWS` rows at a time (each row's result is its own: the same
+    bits), the results put together."""
+    n = len(lengths)
+    if n <= _BLOCK_ROWS:
+        return _smooth_rows(y, lengths, form, m, theta, start)
+    parts = [_smooth_rows(y[i : i + _BLOCK_ROWS], lengths[i : i + _BLOCK_ROWS], form, m,
+                          theta[i : i + _BLOCK_ROWS], tuple(s[i : i + _BLOCK_ROWS] for s in start))
+             for i in range(0, n, _BLOCK_ROWS)]
+    lik, level, slope, states = zip(*parts)
+    return np.concatenate(lik), np.concatenate(level), np.concatenate(slope), np.concatenate(states, axis=1)
+
+
+def _smooth_rows(y: np.ndarray, lengths: np.ndarray, form: tuple[str, str, str], m: int, theta: np.ndarray,
+                 start: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
     """Run ``form`` (error, trend, season) over the rows of ``y`` (left-aligned, ``lengths`` values each,
     longest first) for each row's candidate parameters ``theta`` (n, C, 4). ``start``: the level and
     trend one step before the first value (n,) and the seasonal states of the first season (n, m).
