@@ -232,7 +232,8 @@ def _fit_form(y: np.ndarray, lengths: np.ndarray, form: tuple[str, str, str], m:
     for round_ in range(_ROUNDS):
         candidates = np.clip(best[:, None, :] + moves[None] * (_STEPS / 2**round_), _LOW, _HIGH)
         candidates[..., ~free] = best[:, None, ~free]
-        lik = _smooth(y, lengths, form, m, candidates, start)[0]
+        # The first candidate (no move) is ``best`` itself, whose likelihood is known: only the moves run.
+        lik = np.concatenate([best_lik[:, None], _smooth(y, lengths, form, m, candidates[:, 1:], start)[0]], axis=1)
         pick = np.argmin(lik, axis=1)
         best, best_lik = candidates[np.arange(n), pick], lik[np.arange(n), pick]
     return best, best_lik
