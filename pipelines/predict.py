@@ -18,14 +18,12 @@ so the second core works during the forecast's single-threaded frame work; the o
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import contextlib
 import queue
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,13 +53,7 @@ DEFAULT_CHUNK_SERIES = 8192
 written: `ahead`), not the input: 1.56-1.63 GB peak at 100k series (docs/prediction.md)."""
 READ_ROWS = 1 << 19
 """Rows read from the input file at a time (a Parquet record batch or a CSV chunk)."""
-FORECASTS_IN_FLIGHT = 2
-"""Chunks the streaming engine forecasts at once, in threads (`in_order`): the network's call (about one
-core, TensorFlow leaving Python's lock) of one chunk runs beside the frame work (validation, scaling,
-windows, the output frame) of the next, on the second core. Memory holds one more chunk being forecast
-(docs/prediction.md)."""
 T = TypeVar("T")
-U = TypeVar("U")
 
 
 def predict(model_uri: str, input_path: str | Path, output_path: str | Path, horizon: int | None = None,
@@ -104,14 +96,12 @@ def predict_streaming(model: steps.LoadedModel, input_path: str | Path, output_p
     counts = {"rows": 0, "series": 0, "fallback_series": 0, OUTLIER_READINGS: 0}
     first: list[tuple[bool, list]] = []  # whether the first chunk's times carry a UTC offset, its series
 
-    def forecast(chunk: pd.DataFrame) -> pd.DataFrame:
-        return steps.forecast(model, chunk, horizon=horizon, quantiles=quantiles)
-
     def forecasts() -> Iterator[pd.DataFrame]:
         # closing(): a failed chunk removes the spill folder now, not when the traceback is freed.
         with contextlib.closing(ahead(history_chunks(input_path, id_name, chunk_series, beside=output_path))) \
-                as chunks, contextlib.closing(in_order(forecast, chunks, FORECASTS_IN_FLIGHT)) as outs:
-            for out in outs:
+                as chunks:
+            for chunk in chunks:
+                out = steps.forecast(model, chunk, horizon=horizon, quantiles=quantiles)
                 if not first:
                     first.append((_has_offset(out, time_name), list(pd.unique(out[id_name]))))
                 _same_time_kind(first[0], out, id_name, time_name)
@@ -190,39 +180,6 @@ def ahead(items: Iterator[T]) -> Iterator[T]:
         stopping.set()
         wanted.release()
         worker.join()
-        close = getattr(items, "close", None)
-        if close is not None:
-            close()
-
-
-def in_order(work: Callable[[T], U], items: Iterator[T], workers: int) -> Iterator[U]:
-    """``work(item)`` of each of ``items``, up to ``workers`` items at once in threads, the results in
-    ``items``' order.
-
-    ``items`` is read in the caller's thread, one item ahead of the threads at most: memory holds
-    ``workers`` items being worked on and their results. The first item is worked on alone (the
-    forecast's first call compiles the network's function, which the later ones then share, rather than
-    two threads compiling one each). An exception of ``work`` is raised here, in the caller's thread,
-    after the results before it; when the caller stops early (an error, or closing this generator),
-    the items not yet started are dropped, the running ones finished, and ``items`` closed (its
-    ``finally`` blocks run). One worker: the work runs in the caller's thread.
-    """
-    if workers <= 1:
-        yield from (work(item) for item in items)
-        return
-    running: collections.deque[concurrent.futures.Future] = collections.deque()
-    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="forecaster-forecast")
-    try:
-        for k, item in enumerate(items):
-            running.append(pool.submit(work, item))
-            if len(running) >= (1 if k == 0 else workers):
-                yield running.popleft().result()
-        while running:
-            yield running.popleft().result()
-    finally:
-        for future in running:
-            future.cancel()
-        pool.shutdown(wait=True)
         close = getattr(items, "close", None)
         if close is not None:
             close()

@@ -22,7 +22,7 @@ import pytest
 import pipelines.predict as streaming
 from forecaster.data.io import read_frame, write_frame_atomic
 from forecaster.errors import ColumnTypeError, ConfigError, DuplicateRowsError
-from pipelines.predict import _sorted_chunks, ahead, forecast_in_chunks, history_chunks, in_order, predict
+from pipelines.predict import _sorted_chunks, ahead, forecast_in_chunks, history_chunks, predict
 from pipelines.steps import forecast as forecast_frame
 from pipelines.steps import load
 from tests.synthetic import hourly_frame, tiny_registry
@@ -130,56 +130,6 @@ def test_ahead_stopped_early_stops_its_thread_and_closes_the_items(how):
                 raise ValueError(f"the caller's own error at {item}")
     assert closed == [threading.current_thread().name]  # closed by the caller, once its thread was done
     assert len(made) <= 3 and not _ahead_threads()
-
-
-def _forecast_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("forecaster-forecast")]
-
-
-def test_in_order_works_on_two_items_at_once_and_gives_the_results_in_order():
-    """Two items at once (after the first, alone): the second waits for the third to start, so the
-    two overlap; results come in the items' order whatever order the work finishes in."""
-    started: list[int] = []
-    third_started = threading.Event()
-    lock = threading.Lock()
-
-    def work(k: int) -> int:
-        with lock:
-            started.append(k)
-        if k == 2:
-            third_started.set()
-        if k == 1:  # finishes last of its pair: only possible if 2 runs beside it
-            assert third_started.wait(60)
-        if k == 0:
-            assert started == [0]  # the first item alone
-        return k * 10
-
-    got = list(in_order(work, iter(range(30)), 2))
-    assert got == [k * 10 for k in range(30)] and sorted(started) == list(range(30))
-    assert not _forecast_threads()
-    assert list(in_order(work, iter([]), 2)) == []
-
-
-def test_in_order_raises_the_works_error_after_the_results_before_it_and_closes_the_items():
-    closed = []
-
-    def items():
-        try:
-            yield from range(100)
-        finally:
-            closed.append(True)
-
-    def work(k: int) -> int:
-        if k == 3:
-            raise DuplicateRowsError("2 duplicate (id, time) row(s)", series=["S7"])
-        return k
-
-    got = []
-    with pytest.raises(DuplicateRowsError, match="duplicate") as caught:
-        for item in in_order(work, items(), 2):
-            got.append(item)
-    assert got == [0, 1, 2] and caught.value.series == ["S7"]
-    assert closed == [True] and not _forecast_threads()
 
 
 # --------------------------------------------------------------------------- against the whole frame
