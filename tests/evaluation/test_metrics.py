@@ -275,6 +275,56 @@ def test_seasonal_indices_recover_the_pattern():
     np.testing.assert_allclose(B.seasonal_indices(np.tile([1.0, 2.0, 3.0], 10), 3), [0.5, 1.0, 1.5])
 
 
+@pytest.mark.parametrize("m", [1, 3, 4, 24])
+@pytest.mark.parametrize("additive", [False, True])
+def test_seasonal_indices_of_many_rows_are_each_rows_own_bit_for_bit(m, additive):
+    """The rows' moving averages come from one convolution over the rows laid end to end: no window may
+    reach into the next row, and each row's indices must be the very bits of that row alone."""
+    rng = np.random.default_rng(m)
+    for length in (1, m, 2 * m + 1, 72):
+        rows = rng.lognormal(2.0, 1.0, (50, length)) * rng.uniform(0.1, 1e4, (50, 1))
+        rows[::5] *= -1.0  # the rows differ a lot in level: a straddling window would show
+        with np.errstate(all="ignore"):
+            together = B.seasonal_indices_rows(rows, m, additive=additive)
+            alone = np.array([B.seasonal_indices_rows(row[None, :], m, additive=additive)[0] for row in rows])
+        assert together.shape == (50, m)
+        np.testing.assert_array_equal(together.view(np.int64), alone.view(np.int64))
+    np.testing.assert_array_equal(B.seasonal_indices_rows(np.tile(SEASONAL, (3, 1)), 4),
+                                  np.tile(B.seasonal_indices(SEASONAL, 4), (3, 1)))
+
+
+def test_autocorrelations_and_the_seasonality_test_of_many_rows_are_each_rows_own():
+    rng = np.random.default_rng(7)
+    t = np.arange(96)
+    rows = 10.0 * np.sin(2 * np.pi * t / 24)[None, :] * rng.uniform(0, 2, (40, 1)) + rng.standard_normal((40, 96))
+    rows[3] = 5.0  # constant: autocorrelations 0
+    got = B.acf_rows(rows, 30)
+    np.testing.assert_array_equal(got, np.array([B.acf_rows(row[None, :], 30)[0] for row in rows]))
+    assert not got[3].any() and got[:, 0].any()
+    tested = B.seasonality_test_rows(rows, 24)
+    assert tested.tolist() == [bool(B.seasonality_test_rows(row[None, :], 24)[0]) for row in rows]
+    assert 0 < tested.sum() < 40  # both answers occur
+    assert not B.seasonality_test_rows(rows[:, :71], 24).any()  # under three seasons: not seasonal
+
+
+def test_the_seasonal_adjustment_of_a_batch_is_each_series_own():
+    """The members' seasonal adjustment runs on all series of one length at once: a batch of mixed
+    lengths, seasonal or not, positive or not, gives each series the very bits it gets alone."""
+    rng = np.random.default_rng(11)
+    histories = []
+    for k in range(30):
+        n = int(rng.choice([3, 10, 50, 96, 96, 130]))
+        x = 50.0 + 10.0 * np.sin(2 * np.pi * np.arange(n) / 24) * (k % 3) + rng.standard_normal(n)
+        histories.append(x - 60.0 if k % 4 == 0 else x)
+    adjusted, lengths, season = B._adjusted(histories, 30, 24)
+    assert (season.index != 1).any(axis=1).sum() > 3 and (season.offset != 0).any(axis=1).sum() > 3
+    for k, history in enumerate(histories):
+        alone, _, own = B._adjusted([history], 30, 24)
+        np.testing.assert_array_equal(adjusted[k, : lengths[k]].view(np.int64), alone[0].view(np.int64))
+        np.testing.assert_array_equal(season.index[k], own.index[0])
+        np.testing.assert_array_equal(season.offset[k], own.offset[0])
+
+
 def test_naive2_reseasonalises_the_naive_level():
     # last value 100 sits at position 47 % 4 = 3 (index 1.0) -> level 100; future positions 0, 1, 2, ...
     np.testing.assert_allclose(B.naive2(SEASONAL, 6, 4), [80, 120, 100, 100, 80, 120])

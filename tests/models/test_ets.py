@@ -112,3 +112,18 @@ def test_it_is_a_statistical_member_and_the_default_combination_uses_it():
     with pytest.raises(ValueError, match="horizon"):
         aets_batch(histories, 0, 4)
     assert aets_batch([], 3, 4).shape == (0, 3)
+
+
+def test_rows_smoothed_in_blocks_give_the_forecasts_of_one_pass(monkeypatch):
+    """`_smooth` runs at most `_BLOCK_ROWS` rows a pass: blocks of 3 rows (the rows' lengths differing
+    across blocks) give the very bits and forms of one pass over all rows."""
+    import forecaster.models.ets as ets
+
+    rng = np.random.default_rng(5)
+    histories = [_additive(int(n), noise=2.0, seed=k) * (1 if k % 3 else -1)
+                 for k, n in enumerate(rng.integers(6, 60, 14))] + [_multiplicative(48, seed=9)]
+    whole, forms = aets_fit(histories, 9, 4)
+    monkeypatch.setattr(ets, "_BLOCK_ROWS", 3)
+    blocked, blocked_forms = aets_fit(histories, 9, 4)
+    np.testing.assert_array_equal(blocked.view(np.int64), whole.view(np.int64))
+    assert blocked_forms == forms and len({f for f in forms if f}) > 2
