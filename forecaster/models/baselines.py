@@ -253,6 +253,21 @@ def _adjusted(histories: Sequence[np.ndarray], horizon: int, m: int,
     return adjusted, lengths, Reseason(future_index, future_offset)
 
 
+def row_sums(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Each row's sum of its first ``lengths`` values, bit for bit the sum of that row alone.
+
+    Why not ``np.where(inside, x, 0).sum(axis=1)``: numpy sums a row pairwise, in blocks set by the
+    row's width, so a series padded to the width of a longer one beside it was summed in another
+    order, and the last bits of its forecast depended on the series batched with it (a chunked
+    prediction then differed from the whole frame's). Rows of one length are summed in one call.
+    """
+    out = np.empty(len(x))
+    for length in np.unique(lengths):
+        rows = np.flatnonzero(lengths == length)
+        out[rows] = x[rows, : int(length)].sum(axis=1)
+    return out
+
+
 def _line(x: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The least-squares line through each left-aligned row of ``x`` (its first ``lengths`` values,
     against t = 0, 1, ...): (value at t = 0, slope), each (n,); a one-value row has slope 0."""
@@ -260,9 +275,9 @@ def _line(x: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inside = t < lengths[:, None]
     mean_t = (lengths - 1) / 2.0
     centred_t = np.where(inside, t - mean_t[:, None], 0.0)
-    spread = (centred_t * centred_t).sum(axis=1)
-    slope = np.divide((centred_t * x).sum(axis=1), spread, out=np.zeros(len(x)), where=spread > 0)
-    return np.where(inside, x, 0.0).sum(axis=1) / lengths - slope * mean_t, slope
+    spread = row_sums(centred_t * centred_t, lengths)
+    slope = np.divide(row_sums(centred_t * x, lengths), spread, out=np.zeros(len(x)), where=spread > 0)
+    return row_sums(x, lengths) / lengths - slope * mean_t, slope
 
 
 def theta_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.ndarray:
@@ -325,7 +340,7 @@ def optimised_theta_batch(histories: Sequence[np.ndarray], horizon: int, m: int,
     # The model is shift-invariant (l_0 absorbs a constant), so each row is fitted about its mean: the
     # sums below would otherwise lose their precision to a level far above the series' movement.
     inside = np.arange(longest)[None, :] < lengths[:, None]
-    centre = np.where(inside, adjusted, 0.0).sum(axis=1) / lengths
+    centre = row_sums(adjusted, lengths) / lengths
     adjusted = np.where(inside, adjusted - centre[:, None], 0.0)
     alpha = _OTM_ALPHAS[None, :]
     keep = 1.0 - alpha

@@ -42,6 +42,7 @@ from forecaster.models.baselines import (
     _check,
     _history,
     _line,
+    row_sums,
     seasonal_indices_rows,
     tail_length,
 )
@@ -272,7 +273,7 @@ def aets_fit(histories: Sequence[np.ndarray], horizon: int,
     # The additive forms are fitted about each row's mean (shift-invariant; the sums keep their
     # precision); the multiplicative ones need the values themselves.
     inside = np.arange(y.shape[1])[None, :] < lengths[:, None]
-    centre = np.where(inside, y, 0.0).sum(axis=1) / lengths
+    centre = row_sums(y, lengths) / lengths
     positive = np.where(inside, y, np.inf).min(axis=1) > 0
     seasonal = (m > 1) & (lengths >= MIN_SEASONS * m)
     size = lengths.astype(np.float64)

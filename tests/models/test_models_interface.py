@@ -188,3 +188,17 @@ def test_cross_validation_refuses_windows_it_cannot_make_before_any_work(fitted,
     one window, a million windows looped over)."""
     with pytest.raises(ConfigError, match=key):
         fitted.cross_validation(hourly_frame(n_series=3), **kwargs)
+
+
+@pytest.mark.parametrize("season", [1, 4, 12, 24])
+def test_a_series_gets_the_same_bits_alone_and_batched_with_others(season):
+    # A chunked prediction equals the whole frame's only if no member's forecast of a series depends on
+    # the series beside it: the rows of a batch are padded to the longest, and numpy's pairwise sums
+    # over a padded row once changed the last bits (`baselines.row_sums`).
+    rng = np.random.default_rng(season)
+    histories = [level + np.cumsum(rng.normal(0, 1, n)) + 5 * np.sin(np.arange(n) * 2 * np.pi / season)
+                 for n, level in zip(rng.integers(2, 400, 12), [100.0, -50.0, 0.0, 1e6] * 3)]
+    for name, method in METHODS.items():
+        together = method(histories, 8, season)
+        alone = np.stack([method([h], 8, season)[0] for h in histories])
+        np.testing.assert_array_equal(together, alone, err_msg=name)
