@@ -5,10 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from forecaster.errors import ConfigError
 
 #: Column added by validation: 1.0 where the target was observed, 0.0 where it was filled or masked.
 OBSERVED = "observed"
+
+
+def observed_rows(frame: pd.DataFrame, target: str) -> np.ndarray:
+    """Which rows of ``frame`` hold an observed target: its `OBSERVED` column where validation added
+    one, else the finite targets."""
+    if OBSERVED in frame.columns:
+        return frame[OBSERVED].to_numpy() == 1.0
+    return np.isfinite(frame[target].to_numpy("float64"))
 
 
 @dataclass(frozen=True)

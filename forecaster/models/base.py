@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.data.frequency import seasonal_period
-from forecaster.data.schema import OBSERVED
+from forecaster.data.schema import observed_rows
 from forecaster.data.validation import ValidatedFrame
 
 
@@ -49,8 +49,8 @@ class SeriesBatch:
         series with none observed counts as never negative: nothing says it can be)."""
         columns = self.vframe.columns
         target = self.frame[columns.target].to_numpy("float64")
-        observed = self.frame[OBSERVED].to_numpy() == 1.0 if OBSERVED in self.frame.columns else np.isfinite(target)
-        negative = pd.Series(observed & (target < 0)).groupby(self.frame[columns.id].to_numpy(), sort=False).any()
+        below = observed_rows(self.frame, columns.target) & (target < 0)
+        negative = pd.Series(below).groupby(self.frame[columns.id].to_numpy(), sort=False).any()
         return ~negative.reindex(self.ids, fill_value=False).to_numpy(bool)
 
 

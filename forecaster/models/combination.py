@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.contract import LSTM
-from forecaster.data.schema import OBSERVED, Columns
+from forecaster.data.schema import Columns, observed_rows
 from forecaster.data.validation import interpolate_series
 from forecaster.evaluation.metrics import mase
 from forecaster.models.naive import SeasonalNaive
@@ -73,7 +73,7 @@ def series_histories(frame: pd.DataFrame, columns: Columns, ids: list[str]) -> l
     or masked (``observed`` = 0) are interpolated as the "fill" policy does (`interpolate_series`), so
     that a masked 0.0 never reaches a statistical method."""
     target = frame[columns.target].to_numpy("float64")
-    observed = frame[OBSERVED].to_numpy() == 1.0 if OBSERVED in frame.columns else np.isfinite(target)
+    observed = observed_rows(frame, columns.target)
     groups = frame.groupby(columns.id, sort=False)
     values = interpolate_series(target, observed, groups.ngroup().to_numpy())
     positions = {str(sid): rows for sid, rows in groups.indices.items()}
