@@ -16,7 +16,7 @@ import pandas as pd
 from forecaster.data.schema import Columns
 from forecaster.errors import ConfigError
 from forecaster.models.network_spec import NetworkSpec
-from forecaster.params import FINAL_FITS, check_not_removed, section_class
+from forecaster.params import FINAL_FITS, PARAMS, check_not_removed, section_class
 
 __all__ = ["FINAL_FITS", "BacktestConfig", "DataConfig", "ModelConfig", "MonitorConfig", "OutputConfig",
            "PromotionConfig", "ScheduleConfig", "TrainingConfig", "check_model_name", "load_config",
@@ -99,8 +99,8 @@ class _Model:
 
     def to_params(self) -> dict[str, Any]:
         """Flat ``section.key`` params for MLflow."""
-        out: dict[str, Any] = {"name": self.name, "horizon": self.horizon, "quantiles": list(self.quantiles),
-                               "combine": self.combine, "nonnegative": self.nonnegative}
+        out: dict[str, Any] = {p.name: getattr(self, p.name) for p in PARAMS if p.section == "model"}
+        out["quantiles"] = list(self.quantiles)
         for section in ("data", "network", "training", "backtest", "promotion", "schedule", "monitor"):
             part = getattr(self, section)
             if part is None:  # derived at fit: the run logs the resolved values as resolved.*
