@@ -14,7 +14,6 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
 from forecaster.data.frequency import seasonal_period
 from forecaster.data.schema import observed_rows
@@ -49,9 +48,11 @@ class SeriesBatch:
         series with none observed counts as never negative: nothing says it can be)."""
         columns = self.vframe.columns
         target = self.frame[columns.target].to_numpy("float64")
-        below = observed_rows(self.frame, columns.target) & (target < 0)
-        negative = pd.Series(below).groupby(self.frame[columns.id].to_numpy(), sort=False).any()
-        return ~negative.reindex(self.ids, fill_value=False).to_numpy(bool)
+        rows = np.flatnonzero(observed_rows(self.frame, columns.target) & (target < 0))
+        # Only the rows below 0 are looked up by id: most data has none, and a group-by over every row
+        # cost ~0.2 CPU s per 8,192 hourly series, an eighth of a prediction chunk's frame work.
+        negative = set(self.frame[columns.id].iloc[rows].astype(str)) if len(rows) else set()
+        return np.fromiter((str(sid) not in negative for sid in self.ids), bool, len(self.ids))
 
 
 #: What the forecaster does with forecasts below 0 (its ``nonnegative`` parameter): "auto" raises the

@@ -68,3 +68,23 @@ def test_the_rule_is_a_parameter_saved_with_the_model(fitted, tmp_path):
     pd.testing.assert_frame_equal(loaded.predict(frame), model.predict(frame))
     with pytest.raises(ConfigError, match="nonnegative must be one of auto, never, got 'sometimes'"):
         loaded.set_params(nonnegative="sometimes").predict(frame)
+
+
+def test_which_series_are_never_negative_reads_observed_values_only_and_keeps_ids_as_given():
+    from forecaster.data.schema import Columns
+    from forecaster.data.validation import validate_frame
+    from forecaster.models.base import SeriesBatch
+
+    ds = pd.date_range("2020-01-01", periods=4, freq="D")
+    frame = pd.DataFrame({
+        "unique_id": ["001"] * 4 + ["NA"] * 4 + ["1"] * 4 + ["gap"] * 4,
+        "ds": list(ds) * 4,
+        # "NA" has one reading below 0; "gap" none observed (its missing value is masked, filled with 0.0)
+        "y": [0.0, 5.0, 0.0, 2.0, 3.0, -1.0, 4.0, 5.0, 1e14, 0.0, 0.0, 0.0, 2.0, np.nan, 3.0, 1.0],
+    })
+    vframe = validate_frame(frame, Columns(), freq="D", missing_policy="mask")
+    order = ["gap", "NA", "001", "1"]
+    np.testing.assert_array_equal(SeriesBatch(vframe, order).never_negative, [True, False, True, True])
+    # a series whose only value below 0 is in its history makes no other series count as negative
+    only = SeriesBatch(vframe, ["NA"]).never_negative
+    np.testing.assert_array_equal(only, [False])
