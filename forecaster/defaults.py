@@ -27,7 +27,9 @@
   optimised Theta models and the seasonal state-space exponential smoothing; on data without a season
   (yearly, and frequencies whose seasonal period is 1) the same and two random walks with a robust drift
   (docs/accuracy.md: chosen on the development suite's validation windows, where the robust trends
-  lowered the yearly and other sets' MASE and raised the seasonal ones').
+  lowered the yearly and other sets' MASE and raised the seasonal ones'). On data without a season a
+  training run then drops the network from that combination where the backtest's windows score the
+  statistical members' mean alone lower by more than `NETWORK_REVIEW_MARGIN` (`reviews_network`).
 """
 
 from __future__ import annotations

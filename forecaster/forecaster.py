@@ -170,8 +170,10 @@ class LSTMForecaster:
     same three and two robust trends' (``"otm+dotm+aets+rtrend+rtrend8"``), or the data's default
     combination (`forecaster.defaults.default_combination`: the last on yearly and other data without a
     season, else the one before) unless the network alone is far better on the fit's holdout (``"auto"``,
-    the default: `forecaster.models.combination`), or weighed by greedy ensemble selection
-    (``"learned"``: on the fit's holdout, or on backtest windows with `learn_combination`); the fitted
+    the default: `forecaster.models.combination`; on data without a season a training run then asks
+    the backtest windows whether the network helps it, `combine_on_windows`), or weighed by greedy
+    ensemble selection (``"learned"``: on the fit's holdout, or on backtest windows with
+    `learn_combination`); the fitted
     choice is ``combine_``, its holdout scores ``combine_scores_``, the members' weights ``weights_``.
     The orchestrator of the models of `forecaster.models`: its fitted state is one
     `forecaster.models.state.FittedState`.

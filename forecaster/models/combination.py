@@ -18,7 +18,9 @@ each on its own holdout (each series' last horizon, unseen by its training) and 
 combination (`forecaster.defaults.default_combination`: by its seasonal period) unless the network
 alone is far better there (`choose`): the statistical methods are good partners on
 monthly, quarterly, yearly and other short data and poor ones on long hourly series, where the
-network alone is far ahead (docs/accuracy.md). ``"learned"``: weights chosen by greedy ensemble
+network alone is far ahead (docs/accuracy.md); on data without a season, a training run then drops
+the network from it where the backtest windows say its statistical members do better alone
+(`without_network`, `LSTMForecaster.combine_on_windows`). ``"learned"``: weights chosen by greedy ensemble
 selection (`greedy_weights`, Caruana's selection with replacement as AutoGluon does it) on the members'
 out-of-sample forecasts of the backtest windows (`LSTMForecaster.learn_combination`), or of the fit's
 holdout where a fit has no backtest. Every combination is a weight per member (`weights_of`): one
