@@ -149,7 +149,7 @@ def test_seasonal_data_and_a_network_kept_alone_are_not_reviewed(yearly):
     assert (seasonal.combine_, seasonal.weights_) == before and before[0] in (AUTO, "none")
 
 
-def test_a_yearly_training_run_reviews_the_network_on_the_backtest_windows_and_logs_it(tmp_path, monkeypatch):
+def test_a_yearly_training_run_reviews_the_network_on_the_backtest_windows_and_logs_it(tmp_path, monkeypatch, caplog):
     from mlflow import MlflowClient
 
     from forecaster.config import model_config_from_dict
@@ -162,7 +162,8 @@ def test_a_yearly_training_run_reviews_the_network_on_the_backtest_windows_and_l
         "model": {"name": "yearly", "horizon": HORIZON, "combine": "auto"}, "data": {"source": str(data), "freq": "YS"},
         "network": {"units": 4, "head_units": 8}, "training": {"input_size": 8, "epochs": 1, "batch_size": 32},
         "backtest": {"n_windows": 2, "step": HORIZON}})
-    result = train(config, register=False, verbose=0)
+    with caplog.at_level("INFO", logger="forecaster"):
+        result = train(config, register=False, verbose=0)
     members, final = result.backtest.members, result.model
     if final.combine_scores_ and final.combine_ == "none":
         pytest.skip("the holdout rule kept the network alone: nothing to review")  # not seen with these lines
@@ -173,6 +174,9 @@ def test_a_yearly_training_run_reviews_the_network_on_the_backtest_windows_and_l
                                weights=weights_of(NON_SEASONAL_COMBINATION))
     expected.combine_on_windows(members)
     assert (final.combine_, final.weights_) == (expected.combine_, expected.weights_)
+    said = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("combine: "))
+    assert final.combine_ == LEARNED and "lstm" not in final.weights_, "lines: the members beat a 1-epoch network"
+    assert "the network dropped" in said and "without" in said, said
     run = MlflowClient().get_run(result.run_id)
     assert run.data.params["resolved.combine"] == final.combine_
     assert {"combine.member_mase.with_network", "combine.member_mase.without_network"} <= set(run.data.metrics)
