@@ -84,6 +84,13 @@ def run_set(name: str, series: int, seed: int = 0) -> dict:
     variants["best_named_on_backtest"] = weights_of(min(named, key=named.get))
     network_study = network_weight_variants(actual, points, scale, MEMBERS[default])
     variants.update(network_study.pop("weights"))
+    # Where the network is dropped, the statistical members weighed among themselves on the same windows
+    # (greedy selection from their equal mean), instead of equally.
+    statistical = {m: points[m] for m in MEMBERS[default]}
+    among = greedy_weights(actual, statistical, scale, start=MEMBERS[default])[0]
+    variants["members_greedy_from_equal"] = among
+    dropped = variants["drop_if_backtest_says_2pct"]
+    variants["drop_2pct_then_members_greedy"] = among if LSTM not in dropped else dropped
     for variant, weights in variants.items():
         rows[variant] = mase_of(LEARNED, weights)
     rule = choose(model.combine_scores_, default)
