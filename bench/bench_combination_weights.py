@@ -8,9 +8,12 @@ fit carries them; the same final fit also scored the named combinations on its h
 (`combination.choose`, what "auto" does) is applied to the very same network: the two differ only in
 how the members are weighed. Prints one JSON line per set: MASE on the validation windows of the
 learned weights, the rule's choice, every named combination and each member alone, the weights and
-the members' backtest MASE.
+the members' backtest MASE; and the ways of dropping or down-weighting the network decided on the same
+backtest windows (`network_weight_variants`, the statistical members weighed among themselves), with
+the backtest MASE they were decided on (issue #27, fourth session). ``--out`` writes them as one JSON.
 
     .venv/bin/python bench/bench_combination_weights.py --sets m3_yearly m3_quarterly --series 300
+    .venv/bin/python bench/bench_combination_weights.py --sets m1_yearly m3_other m3_yearly --series 0 --out v.json
 """
 
 from __future__ import annotations
