@@ -8,9 +8,12 @@ fit carries them; the same final fit also scored the named combinations on its h
 (`combination.choose`, what "auto" does) is applied to the very same network: the two differ only in
 how the members are weighed. Prints one JSON line per set: MASE on the validation windows of the
 learned weights, the rule's choice, every named combination and each member alone, the weights and
-the members' backtest MASE.
+the members' backtest MASE; and the ways of dropping or down-weighting the network decided on the same
+backtest windows (`network_weight_variants`, the statistical members weighed among themselves), with
+the backtest MASE they were decided on (issue #27, fourth session). ``--out`` writes them as one JSON.
 
     .venv/bin/python bench/bench_combination_weights.py --sets m3_yearly m3_quarterly --series 300
+    .venv/bin/python bench/bench_combination_weights.py --sets m1_yearly m3_other m3_yearly --series 0 --out v.json
 """
 
 from __future__ import annotations
@@ -82,6 +85,15 @@ def run_set(name: str, series: int, seed: int = 0) -> dict:
     named = {c: float(np.mean(np.abs(actual - sum(w * points[m] for m, w in weights_of(c).items()))
                               / scale[:, None])) for c in MEMBERS}
     variants["best_named_on_backtest"] = weights_of(min(named, key=named.get))
+    network_study = network_weight_variants(actual, points, scale, MEMBERS[default])
+    variants.update(network_study.pop("weights"))
+    # Where the network is dropped, the statistical members weighed among themselves on the same windows
+    # (greedy selection from their equal mean), instead of equally.
+    statistical = {m: points[m] for m in MEMBERS[default]}
+    among = greedy_weights(actual, statistical, scale, start=MEMBERS[default])[0]
+    variants["members_greedy_from_equal"] = among
+    dropped = variants["drop_if_backtest_says_2pct"]
+    variants["drop_2pct_then_members_greedy"] = among if LSTM not in dropped else dropped
     for variant, weights in variants.items():
         rows[variant] = mase_of(LEARNED, weights)
     rule = choose(model.combine_scores_, default)
@@ -90,16 +102,58 @@ def run_set(name: str, series: int, seed: int = 0) -> dict:
     for member in members:  # each member alone, through the same weights path
         rows[f"alone:{member}"] = mase_of(LEARNED, {member: 1.0})
     return {"set": name, "series": len(ids), "horizon": h, "rule_chose": rule, "weights": learned,
-            "variant_weights": variants, "backtest_member_mase": members, "validation_mase": rows}
+            "variant_weights": variants, "backtest_member_mase": members, "backtest": network_study,
+            "validation_mase": rows}
+
+
+def network_weight_variants(actual: np.ndarray, points: dict[str, np.ndarray], scale: np.ndarray,
+                            statistical: tuple[str, ...]) -> dict:
+    """Ways of dropping or down-weighting the network in the default combination (the network and
+    ``statistical`` with equal weights), decided on the backtest windows (``actual``, ``points`` and
+    ``scale`` as `greedy_weights` takes them: out-of-sample for the backtest's network, a window early
+    stopping never watched). Returns the backtest MASE of the default, of its statistical members'
+    mean without the network and of the network alone, the rows scored, and ``weights``: each variant's
+    weights, by name (issue #27, fourth session: is the network the weak member on short yearly data)."""
+    from forecaster.contract import LSTM
+
+    keep = np.isfinite(scale) & (scale > 0) & np.isfinite(actual).all(axis=1)
+
+    def score(weights: dict[str, float]) -> float:
+        total = sum(weights.values())
+        mean = sum(w * points[m][keep] for m, w in weights.items()) / total
+        return float(np.mean(np.abs(actual[keep] - mean) / scale[keep, None]))
+
+    equal = {m: 1.0 for m in (LSTM, *statistical)}
+    without = {m: 1.0 for m in statistical}
+    s_default, s_without, s_network = score(equal), score(without), score({LSTM: 1.0})
+    s_members = {m: score({m: 1.0}) for m in statistical}
+    weights = {
+        # the network dropped where the mean without it is lower on the backtest windows (any margin)
+        "drop_if_backtest_says": without if s_without < s_default else equal,
+        "drop_if_backtest_says_2pct": without if s_without < 0.98 * s_default else equal,
+        # the network's weight shrunk by how much worse than the statistical mean it scored
+        "shrink_by_ratio": {**without, LSTM: min(1.0, s_without / s_network)},
+        "shrink_by_ratio_sq": {**without, LSTM: min(1.0, s_without / s_network) ** 2},
+        # every member weighed by its inverse backtest MASE
+        "inverse_mase": {m: 1.0 / s for m, s in {LSTM: s_network, **s_members}.items()},
+        "without_network": without,
+    }
+    return {"rows": int(keep.sum()), "default": s_default, "without_network": s_without, "network": s_network,
+            "members": s_members, "weights": weights}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=["m3_yearly", "m3_quarterly"], choices=sorted(SETS))
     parser.add_argument("--series", type=int, default=300, help="a random subset of this many (0: all)")
+    parser.add_argument("--out", type=Path, help="also write the results as a JSON list here")
     args = parser.parse_args()
+    results = []
     for name in args.sets:
-        print(json.dumps(run_set(name, args.series)), flush=True)
+        results.append(run_set(name, args.series))
+        print(json.dumps(results[-1]), flush=True)
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

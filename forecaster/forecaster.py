@@ -34,7 +34,15 @@ from forecaster.data.scaling import SeriesScaler
 from forecaster.data.schema import Columns
 from forecaster.data.validation import ValidatedFrame, validate_frame
 from forecaster.data.windows import build_feature_arrays
-from forecaster.defaults import Derived, SeriesRules, default_combination, default_input_size, derive
+from forecaster.defaults import (
+    NETWORK_REVIEW_MARGIN,
+    Derived,
+    SeriesRules,
+    default_combination,
+    default_input_size,
+    derive,
+    reviews_network,
+)
 from forecaster.errors import (
     ConfigError,
     DataError,
@@ -57,6 +65,7 @@ from forecaster.models.combination import (
     member_forecasts,
     series_histories,
     weights_of,
+    without_network,
 )
 from forecaster.models.keras_network import NetworkSpec
 from forecaster.models.naive import SeasonalNaive
@@ -161,8 +170,10 @@ class LSTMForecaster:
     same three and two robust trends' (``"otm+dotm+aets+rtrend+rtrend8"``), or the data's default
     combination (`forecaster.defaults.default_combination`: the last on yearly and other data without a
     season, else the one before) unless the network alone is far better on the fit's holdout (``"auto"``,
-    the default: `forecaster.models.combination`), or weighed by greedy ensemble selection
-    (``"learned"``: on the fit's holdout, or on backtest windows with `learn_combination`); the fitted
+    the default: `forecaster.models.combination`; on data without a season a training run then asks
+    the backtest windows whether the network helps it, `combine_on_windows`), or weighed by greedy
+    ensemble selection (``"learned"``: on the fit's holdout, or on backtest windows with
+    `learn_combination`); the fitted
     choice is ``combine_``, its holdout scores ``combine_scores_``, the members' weights ``weights_``.
     The orchestrator of the models of `forecaster.models`: its fitted state is one
     `forecaster.models.state.FittedState`.
@@ -472,6 +483,44 @@ class LSTMForecaster:
         ``member_scores_`` each member's MASE there. Calibrate after it: the corrections are for the
         combined forecast."""
         self._check_fitted()
+        actual, points, scale = self._windows(members)
+        weights, scores = greedy_weights(actual, points, scale)
+        self._fitted = replace(self._fitted, combine=LEARNED, weights=weights, member_scores=scores)
+        return self
+
+    def reviews_network(self) -> bool:
+        """Whether this fit's combination is decided again on backtest windows (`combine_on_windows`):
+        "learned" weighs its members there; "auto" on data without a season, where it took the data's
+        default combination (the network with statistical methods), asks there whether the network
+        helps it (`forecaster.defaults.reviews_network`; once: its answer is no longer that default)."""
+        self._check_fitted()
+        if self.combine == LEARNED:
+            return True
+        season = seasonal_period(self.freq_)
+        return self.combine == "auto" and reviews_network(season) and self.combine_ == default_combination(season)
+
+    def combine_on_windows(self, members: pd.DataFrame) -> LSTMForecaster:
+        """The combination decided on ``members`` (`cross_validation`'s frame, as for
+        `learn_combination`) where `reviews_network` says so: "learned" weighs them
+        (`learn_combination`); "auto" drops the network from its combination where the mean of its
+        statistical members alone scores lower there by more than
+        `forecaster.defaults.NETWORK_REVIEW_MARGIN` (`combination.without_network`): ``combine_`` then
+        becomes "learned", with those members' equal weights. ``member_scores_``: the MASE there of each
+        member and of the two means. Otherwise nothing changes."""
+        if not self.reviews_network():
+            return self
+        if self.combine == LEARNED:
+            return self.learn_combination(members)
+        actual, points, scale = self._windows(members)
+        weights, scores = without_network(actual, points, scale, self.combine_, NETWORK_REVIEW_MARGIN)
+        dropped = {} if weights is None else {"combine": LEARNED, "weights": weights}
+        self._fitted = replace(self._fitted, member_scores=scores, **dropped)
+        return self
+
+    def _windows(self, members: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """``members`` (`cross_validation`'s frame) as (actual, each member's forecasts, scale): rows of
+        one series at one origin, horizon columns; DataError or MissingColumnError naming what is not
+        such a frame."""
         h = self.horizon
         if not isinstance(members, pd.DataFrame):
             raise DataError(f"members must be the frame cross_validation returns, got {type(members).__name__}")
@@ -485,9 +534,7 @@ class LSTMForecaster:
         names = [name for name in (LSTM, *CANDIDATES) if name in members.columns]
         actual = members[self.columns_.target].to_numpy("float64").reshape(-1, h)
         points = {name: members[name].to_numpy("float64").reshape(-1, h) for name in names}
-        weights, scores = greedy_weights(actual, points, members["scale"].to_numpy("float64")[::h])
-        self._fitted = replace(self._fitted, combine=LEARNED, weights=weights, member_scores=scores)
-        return self
+        return actual, points, members["scale"].to_numpy("float64")[::h]
 
     def _trainable(self, vframe: ValidatedFrame, rules: SeriesRules) -> tuple[pd.DataFrame, list[str]]:
         """The rows of the series long enough to train on, and the ids of the others;

@@ -81,11 +81,15 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
     say(f"final fit: done, {len(final.history_.get('loss', []))} epoch(s) on all the data" + _STARTS[start])
     if final.resolved_.derived:
         say(f"derived settings ({', '.join(final.resolved_.derived)}): {steps.describe_resolved(final)}")
-    if result.members is not None:  # the weights the backtest chose on its windows, for the final fit too
-        final.learn_combination(result.members)
-    if final.combine_ == LEARNED:
+    if result.members is not None:  # what the backtest decided on its windows, for the final fit too
+        final.combine_on_windows(result.members)
+    if final.combine_ == LEARNED and final.combine != LEARNED:  # "auto" dropped the network there
+        scores = final.member_scores_
+        say("combine: " + "+".join(final.weights_) + ", the network dropped (MASE on the backtest windows: "
+            f"with it {scores['with_network']:.4f}, without {scores['without_network']:.4f})")
+    elif final.combine_ == LEARNED:
         say("combine: learned weights " + ", ".join(f"{k} {v:.2f}" for k, v in final.weights_.items())
-            + " (members' MASE on the backtest windows: "
+            + " (MASE on the backtest windows: "
             + ", ".join(f"{k} {v:.4f}" for k, v in final.member_scores_.items()) + ")")
     elif final.combine_scores_:
         scores = final.combine_scores_

@@ -18,7 +18,9 @@ each on its own holdout (each series' last horizon, unseen by its training) and 
 combination (`forecaster.defaults.default_combination`: by its seasonal period) unless the network
 alone is far better there (`choose`): the statistical methods are good partners on
 monthly, quarterly, yearly and other short data and poor ones on long hourly series, where the
-network alone is far ahead (docs/accuracy.md). ``"learned"``: weights chosen by greedy ensemble
+network alone is far ahead (docs/accuracy.md); on data without a season, a training run then drops
+the network from it where the backtest windows say its statistical members do better alone
+(`without_network`, `LSTMForecaster.combine_on_windows`). ``"learned"``: weights chosen by greedy ensemble
 selection (`greedy_weights`, Caruana's selection with replacement as AutoGluon does it) on the members'
 out-of-sample forecasts of the backtest windows (`LSTMForecaster.learn_combination`), or of the fit's
 holdout where a fit has no backtest. Every combination is a weight per member (`weights_of`): one
@@ -161,6 +163,35 @@ def choose(scores: dict[str, float], default: str = AUTO) -> str:
     return default
 
 
+def scored_rows(actual: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The rows of backtest windows (``actual``: rows, horizon; ``scale``: one per row) a MASE can
+    score: a finite, positive scale and every actual value finite."""
+    return np.isfinite(scale) & (scale > 0) & np.isfinite(actual).all(axis=1)
+
+
+def without_network(actual: np.ndarray, forecasts: dict[str, np.ndarray], scale: np.ndarray, method: str,
+                    margin: float) -> tuple[dict[str, float] | None, dict[str, float]]:
+    """Whether the named combination ``method`` does better without the network on backtest windows
+    (``actual``, ``forecasts`` and ``scale`` as `greedy_weights` takes them): the equal weights of its
+    statistical members alone where their mean's MASE there is below ``method``'s (with the network)
+    by more than ``margin`` (relative), else None; and the MASE there of each member and of both means
+    (``"with_network"``, ``"without_network"``). Rows a member cannot forecast (non-finite) count
+    against neither; where no row is left: None and no scores."""
+    names = MEMBERS[method]
+    keep = scored_rows(actual, scale)
+    keep &= np.all([np.isfinite(forecasts[n]).all(axis=1) for n in (LSTM, *names)], axis=0)
+    if not names or not keep.any():
+        return None, {}
+    y, s = actual[keep], scale[keep, None]
+    network = forecasts[LSTM][keep]
+    members = {n: forecasts[n][keep] for n in names}
+    scores = {name: float(np.mean(np.abs(y - f) / s)) for name, f in {LSTM: network, **members}.items()}
+    scores["with_network"] = float(np.mean(np.abs(y - _weighted(network, members, weights_of(method))) / s))
+    scores["without_network"] = float(np.mean(np.abs(y - np.mean(list(members.values()), axis=0)) / s))
+    dropped = scores["without_network"] < (1.0 - margin) * scores["with_network"]
+    return ({n: 1.0 / len(names) for n in names} if dropped else None), scores
+
+
 def greedy_weights(actual: np.ndarray, forecasts: dict[str, np.ndarray], scale: np.ndarray,
                    rounds: int = ROUNDS, start: tuple[str, ...] = ()) -> tuple[dict[str, float], dict[str, float]]:
     """Greedy ensemble selection with replacement (Caruana et al. 2004, as AutoGluon's ensembles):
@@ -171,7 +202,7 @@ def greedy_weights(actual: np.ndarray, forecasts: dict[str, np.ndarray], scale: 
     Ties go to the member first in ``forecasts``; members with a non-finite forecast are not chosen.
     ``start``: members counted once each before the first round (an equal-weight mean the selection
     moves away from only where the windows say so)."""
-    keep = np.isfinite(scale) & (scale > 0) & np.isfinite(actual).all(axis=1)
+    keep = scored_rows(actual, scale)
     y, s = actual[keep], scale[keep, None]
     names = [n for n, f in forecasts.items() if np.isfinite(f[keep]).all()]
     scores = {n: float(np.mean(np.abs(y - forecasts[n][keep]) / s)) if keep.any() else np.nan for n in forecasts}

@@ -21,7 +21,6 @@ from forecaster.data import splits
 from forecaster.evaluation.backtest import BacktestResult, run_backtest
 from forecaster.evaluation.metrics import coverage, intervals
 from forecaster.forecaster import LSTMForecaster
-from forecaster.models.combination import LEARNED
 from pipelines.steps.prepare import Prepared, make_forecaster
 
 log = logging.getLogger("forecaster.steps")
@@ -82,9 +81,9 @@ def backtest(prepared: Prepared, verbose: int = 1,
     model = fit(c, splits.before_first_origin(prepared.frame, columns, c.horizon, n, prepared.step), verbose,
                 prefix="backtest_fit.", initial=initial, label="backtest fit")
     members = None
-    if model.combine == LEARNED:  # weighed on the backtest's windows, then scored there with those weights
+    if model.reviews_network():  # decided on the backtest's windows, then scored there as decided
         members = model.cross_validation(prepared.frame, n, prepared.step)
-        model.learn_combination(members)
+        model.combine_on_windows(members)
     result = run_backtest(model.predict, prepared.frame, columns, c.horizon, n, prepared.step, prepared.season,
                           model.quantiles_)
     result.members = members
