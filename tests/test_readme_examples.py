@@ -108,6 +108,7 @@ def test_every_readme_command_is_run_here_or_by_a_named_test():
         "a command that cannot run as written"
 
 
+@pytest.mark.slow  # a process importing TensorFlow
 def test_the_layer_example_runs_as_written_and_prints_nothing_else(tmp_path):
     (block,) = [b for b in python_blocks() if "from forecaster.layers import LSTM" in b]
     done = _run_python(block + "\nprint(model.output_shape)", tmp_path)

@@ -177,6 +177,7 @@ def test_the_library_is_built_once_into_the_cache_and_found_there(ops, monkeypat
     assert cpu_kernel.library_path() != path
 
 
+@pytest.mark.slow  # a process importing TensorFlow
 def test_without_a_compiler_the_layer_warns_once_and_runs_its_xla_loops(tmp_path):
     """A real process with no usable compiler and an empty cache: same outputs, one warning, no error."""
     script = textwrap.dedent("""
@@ -221,6 +222,7 @@ _ALLOCATOR_PROBE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # two processes importing TensorFlow
 def test_the_layers_ask_for_tensorflows_pooling_allocator_unless_told_otherwise():
     """Real processes: importing the layers sets ``TF_CPU_ALLOCATOR_USE_BFC=1`` where it is unset, with
     the machine's memory as its limit instead of TensorFlow's 64 GB, and a user's ``0`` is kept. This is

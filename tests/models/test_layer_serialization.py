@@ -37,6 +37,7 @@ def test_config_of_keras_lstm_builds_our_layer():
     assert layer.units == 5 and layer.return_sequences and layer.dropout == 0.2
 
 
+@pytest.mark.slow  # a process importing TensorFlow
 def test_keras_file_loads_in_a_fresh_process_in_safe_mode(tmp_path):
     x = np.random.default_rng(0).normal(size=(3, 6, 2)).astype("float32")
     inputs = keras.Input((6, 2))

@@ -150,6 +150,7 @@ def test_a_fit_with_learned_weights_weighs_the_members_on_its_holdout(fitted):
     assert fitted.member_scores_["lstm"] == pytest.approx(mase(actual, network, insample, 24), rel=1e-6)
 
 
+@pytest.mark.slow  # a training run end to end (backtest, final fit, MLflow run)
 def test_a_training_run_weighs_the_members_on_the_backtest_windows_and_logs_the_weights(tmp_path, monkeypatch):
     from dataclasses import replace
 

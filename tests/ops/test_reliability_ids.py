@@ -17,6 +17,8 @@ from forecaster.data.io import read_frame, write_frame_atomic
 from pipelines import steps
 from tests.synthetic import hourly_frame, tiny_registry
 
+pytestmark = pytest.mark.slow  # a trained, registered model (the module's fixture) and the CLI
+
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):

@@ -130,19 +130,21 @@ free=$(df -k --output=avail "$STORE_DIR" | tail -1)
 head -c $(( (free - 100) * 1024 )) /dev/zero > "$STORE_DIR/filler" 2> /dev/null
 wait $pid
 echo $? > "$LOGS/rc"
-statuses='
-from forecaster.ops import tracking; tracking.configure()
-import mlflow; from mlflow import MlflowClient
-e = mlflow.get_experiment_by_name("full")
-print(" ".join(r.info.status for r in MlflowClient().search_runs([e.experiment_id])))'
-"$PYTHON" -c "$statuses" > "$LOGS/statuses"
-rm "$STORE_DIR/filler"
-"$PYTHON" -c "
+"$PYTHON" -c '
+# In one process (each would pay the imports): the statuses the failed training left, then, the space
+# freed, what the next training would do (mark_abandoned_runs) and the statuses after it.
+import os
 from forecaster.ops import tracking; tracking.configure()
 import mlflow; from mlflow import MlflowClient
 from pipelines.steps import mark_abandoned_runs
-mark_abandoned_runs(MlflowClient(), mlflow.get_experiment_by_name('full').experiment_id)" > /dev/null 2>&1
-"$PYTHON" -c "$statuses" > "$LOGS/statuses_after"
+def statuses(name):
+    e = mlflow.get_experiment_by_name("full")
+    with open(os.path.join(os.environ["LOGS"], name), "w") as out:
+        out.write(" ".join(r.info.status for r in MlflowClient().search_runs([e.experiment_id])))
+statuses("statuses")
+os.remove(os.path.join(os.environ["STORE_DIR"], "filler"))
+mark_abandoned_runs(MlflowClient(), mlflow.get_experiment_by_name("full").experiment_id)
+statuses("statuses_after")'
 """
 
 

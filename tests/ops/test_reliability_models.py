@@ -63,6 +63,7 @@ def _cli(args: list[str], tracking_uri: str, cwd: Path) -> subprocess.CompletedP
 # --------------------------------------------------------------------------- model folders
 
 
+@pytest.mark.slow  # the module's trained, registered model
 def test_a_line_appended_to_the_folders_code_is_refused_before_it_runs(registry, tmp_path):
     uri, root, data = registry
     folder = _folder(root, "appended")
@@ -94,6 +95,7 @@ def _edit_mlmodel(folder: Path, change) -> None:
     (folder / "MLmodel").write_text(yaml.safe_dump(mlmodel))
 
 
+@pytest.mark.slow  # the module's trained, registered model
 @pytest.mark.parametrize(("case", "reason"), [
     ("sklearn_loader", r"its loader_module is 'mlflow.sklearn', ours is 'mlflow.pyfunc.loaders.code_model'"),
     ("code_folder", r"it names a pickled python_model or a code folder of its own"),
@@ -135,6 +137,7 @@ def test_a_folder_that_is_not_ours_is_refused_before_mlflow_touches_it(registry,
     assert not ran.exists()
 
 
+@pytest.mark.slow  # the module's trained, registered model
 def test_a_changed_or_added_file_and_a_folder_without_a_record_are_refused(registry, tmp_path, monkeypatch):
     from pipelines import steps
 
@@ -158,6 +161,7 @@ def test_a_changed_or_added_file_and_a_folder_without_a_record_are_refused(regis
 # --------------------------------------------------------------------------- values the model cannot carry
 
 
+@pytest.mark.slow  # the module's trained, registered model
 def test_a_huge_value_is_a_data_error_naming_series_and_time_exit_3(registry, tmp_path, capsys):
     from pipelines.cli import EXIT_DATA, main
 
@@ -182,6 +186,7 @@ VALUES = st.one_of(
 )
 
 
+@pytest.mark.slow  # the module's trained, registered model
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(values=st.lists(st.tuples(st.integers(0, 239), VALUES), min_size=1, max_size=6),
@@ -223,6 +228,7 @@ def test_additive_members_commute_with_negation_and_shifts(method):
     assert np.ptp(base) > 20.0  # the seasonal swing is kept (its amplitude is 40)
 
 
+@pytest.mark.slow  # the module's trained, registered model
 def test_one_zero_keeps_the_seasonality_of_every_member_and_the_combined_forecast(model):
     positive = 100.0 + _seasonal(264)
     history, actual = positive[:240], positive[240:]

@@ -121,6 +121,7 @@ def test_an_mlmodel_over_a_mebibyte_is_not_read(folder):
 # --------------------------------------------------------------------------- the startup hook
 
 
+@pytest.mark.slow  # a process importing TensorFlow
 def test_with_the_startup_hook_looking_tensorflow_up_imports_nothing_and_its_import_stays_quiet_and_lean(tmp_path):
     # Libraries ask importlib.util.find_spec("tensorflow") whether it is installed (mlflow.transformers
     # does): with the hook in the environment that imported all of TensorFlow (10 s) in any program.
@@ -152,6 +153,7 @@ def test_with_the_startup_hook_looking_tensorflow_up_imports_nothing_and_its_imp
     assert done.stderr == ""
 
 
+@pytest.mark.slow  # a process importing Keras and its backend
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_with_the_startup_hook_keras_imports_under_the_other_backends(tmp_path, backend):
     # The hook makes Keras' unused submodules lazy only when TensorFlow imports Keras: under torch, torch's

@@ -35,6 +35,7 @@ def _python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
                           env=full)
 
 
+@pytest.mark.slow  # a process importing TensorFlow
 @pytest.mark.parametrize("imports", ["import keras\nfrom forecaster.layers import LSTM",
                                      "from forecaster.layers import LSTM\nimport keras"])
 def test_importing_the_layer_first_or_second_prints_nothing_of_tensorflows(imports, tmp_path):

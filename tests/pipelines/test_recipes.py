@@ -48,7 +48,10 @@ def test_the_crontab_line_and_the_airflow_dag_run_the_job(tmp_path):
     # Data up to the current hour, as a scheduled job's source is (an as-of more than a horizon after the
     # data's end is refused: docs/jobs.md).
     hour = pd.Timestamp.now(tz="UTC").floor("h").tz_localize(None)
-    config = _job(home, "recipe", data=hourly_frame(n_series=3, length=300, start=str(hour - pd.Timedelta("299h"))))
+    # A week's cadence: the cron run, a day or two after the first, forecasts with the first one's champion
+    # (retraining is the job's, tested in test_scheduled_job.py; here a training costs a process seconds).
+    config = _job(home, "recipe", retrain_every="7D",
+                  data=hourly_frame(n_series=3, length=300, start=str(hour - pd.Timedelta("299h"))))
     env = {"FORECASTER_HOME": str(home), "FORECASTER_MLRUNS": str(tmp_path / "mlruns")}
     stores.seed(tmp_path / "mlruns" / "mlflow.db")  # an empty store, without replaying MLflow's migrations
 
