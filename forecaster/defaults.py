@@ -99,12 +99,6 @@ class Derived:
                    data["max_windows_per_series"], int(data["epochs"]), tuple(data["derived"]),
                    data.get("budget_windows"))
 
-    @property
-    def read_steps(self) -> int:
-        """The input steps a member reads, on average over the ensemble's (what a window-epoch costs)."""
-        reads = self.network.member_inputs or (self.input_size,)
-        return sum(reads) // len(reads)
-
     def params(self) -> dict[str, Any]:
         """Flat ``derived.<name>`` values for MLflow (the network's keys as ``network.<key>``)."""
         out: dict[str, Any] = {f"network.{k}": v for k, v in self.network.to_dict().items()}
@@ -183,9 +177,8 @@ def derive(freq: str, horizon: int, lengths: np.ndarray, min_context: int, *, ne
            budget_windows: int | None = None, ensemble: int = 1) -> Derived:
     """Fill the settings left at None (module doc); ``lengths`` are the training series' lengths.
 
-    Decided from the data's size alone, before training: each of the ensemble's members (``ensemble``,
-    or the network's ``member_inputs``) gets an equal share of ``budget_windows`` (default
-    `default_budget` at the members' mean input, so that members reading fewer steps cost less)."""
+    Decided from the data's size alone, before training: each of ``ensemble`` members gets an equal
+    share of ``budget_windows`` (default `default_budget`)."""
     derived = []
     if input_size is None:
         input_size = default_input_size(freq, horizon, lengths)
@@ -193,11 +186,10 @@ def derive(freq: str, horizon: int, lengths: np.ndarray, min_context: int, *, ne
     if network is None:
         network = default_network(freq, input_size)
         derived.append("network")
-    reads = network.member_windows(ensemble, input_size)  # each member's steps of the window
-    budget = int(budget_windows) if budget_windows is not None else default_budget(sum(reads) // len(reads))
+    budget = int(budget_windows) if budget_windows is not None else default_budget(input_size)
     if epochs is None or max_windows_per_series is None:
         available = windows_available(np.asarray(lengths), input_size, horizon, min_context)
-        affordable = max(budget // len(reads), 1)
+        affordable = max(budget // max(int(ensemble), 1), 1)
         total = int(available.sum())
         if max_windows_per_series is None:
             if total * MIN_EPOCHS <= affordable:

@@ -39,7 +39,6 @@ SHARE: Rule = (lambda v: 0 <= v < 1, "a number in [0, 1)")
 # Distinct: each quantile is a column of the output, named by its value (`forecaster.contract.quantile_name`).
 QUANTILES: Rule = (lambda v: all(0 < q < 1 for q in v) and len(set(v)) == len(v),
                    "a list of numbers strictly between 0 and 1, each once")
-POSITIVE_LIST: Rule = (lambda v: all(x >= 1 for x in v), "a list of positive integers")
 FINITE_BELOW_ONE: Rule = (lambda v: -math.inf < v < 1, "a finite number below 1")
 
 #: Names the sections' choices hold (their owners: the modules that implement them, imported above).
@@ -138,9 +137,6 @@ PARAMS: tuple[Param, ...] = (
     _p("network", "window_norm", str, "none", "per-window normalisation", choices=WINDOW_NORMS),
     _p("network", "skip_period", int | tuple[int, ...], 0, "the season(s) the skip repeats (0: the frequency's)"),
     _p("network", "skip_drift", bool, False, "blend in the shortest season's repeat plus the window's drift"),
-    _p("network", "member_inputs", tuple[int, ...], (), "an ensemble of networks reading different lengths of "
-       "the window: member k reads its last member_inputs[k] steps (empty: one network, or training.ensemble "
-       "seeds, reading the whole window)", POSITIVE_LIST),
     # [training]
     _p("training", "input_size", _OPT_INT, None, "steps of history per window (default: derived from the "
        "frequency and horizon: forecaster.defaults)", POSITIVE, estimator=True),

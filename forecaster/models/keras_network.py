@@ -154,7 +154,6 @@ def build_network(
     season: int = 1,
     name: str = "lstm_forecaster",
     mask_padding: bool = False,
-    window: int | None = None,
 ) -> keras.Model:
     """Inputs ``past`` (L, n_past), ``future`` (H, n_future), ``static`` (n_static,);
     output (H, 1 + n_quantiles): the point forecast, then each quantile, in the scaled space.
@@ -166,28 +165,20 @@ def build_network(
     ``season`` is the data's seasonal period, used by ``seasonal_skip`` and ``window_norm`` unless
     ``spec.skip_period`` sets another. ``mask_padding`` masks the encoder's all-zero steps: the left
     padding of windows longer than their series (a real step is never all zero: its ``observed``
-    column is 1), so that the LSTM starts at the series' first step. ``window`` (at most ``input_size``):
-    the network reads only the last ``window`` steps of ``past`` (an ensemble's member of a shorter input,
-    `NetworkSpec.member_windows`), its inputs staying those of the whole window.
+    column is 1), so that the LSTM starts at the series' first step.
     """
     periods = spec.periods(season)
-    window = int(input_size if window is None else window)
-    if not 1 <= window <= input_size:
-        raise ConfigError(f"a member's input {window} must be between 1 and input_size {input_size}")
     period = max(periods)
     uses_period = spec.seasonal_skip or spec.window_norm != "none"
-    if uses_period and not 1 <= period <= window:
-        raise ConfigError(f"the skip/window period {period} must be between 1 and the input {window}")
+    if uses_period and not 1 <= period <= input_size:
+        raise ConfigError(f"the skip/window period {period} must be between 1 and input_size {input_size}")
     past = keras.Input((input_size, n_past), name="past")
     future = keras.Input((horizon, n_future), name="future")
     static = keras.Input((n_static,), name="static")
-    read = past  # what this network reads of the window: its last `window` steps
-    if window < input_size:
-        read = keras.layers.Cropping1D((input_size - window, 0), name="member_input")(past)
-    h = read
+    h = past
     level = scale = None
     if spec.window_norm != "none":
-        h, level, scale = WindowLevel(period, spec.window_norm, name="window_norm")(read)
+        h, level, scale = WindowLevel(period, spec.window_norm, name="window_norm")(past)
     encoded = h
     if mask_padding:
         h = keras.layers.Masking(0.0, name="padding_mask")(h)

@@ -98,10 +98,8 @@ class NetworkModel(ForecastModel):
     def fit(self, batch: SeriesBatch, plan: TrainingPlan | None = None,  # type: ignore[override]
             strategy: Any = None, callbacks: list[keras.callbacks.Callback] | None = None,
             initial: keras.Model | None = None, **options: Any) -> NetworkModel:
-        """Train the ensemble's members on ``plan``'s windows (``params.ensemble`` of them, or one for each
-        of the network's ``member_inputs``, each reading that many of the window's last steps; seeds
-        ``seed + 1000 k``, each on its own sample of windows), early-stopped on the windows after each
-        series' cutoff; ``initial``
+        """Train ``params.ensemble`` members on ``plan``'s windows (seeds ``seed + 1000 k``, each on its
+        own sample of windows), early-stopped on the windows after each series' cutoff; ``initial``
         (a network of the same shape) warm-starts them from its weights."""
         if plan is None:
             raise ValueError("the network trains on a TrainingPlan")
@@ -120,8 +118,7 @@ class NetworkModel(ForecastModel):
         shapes = (len(arrays.past_names), len(arrays.future_names), len(arrays.static_names), len(plan.quantiles))
         steps = int(train_ds.cardinality().numpy())
         members, histories = [], []
-        reads = plan.spec.member_windows(p.ensemble, plan.input_size)  # each member's steps of the window
-        for k, read in enumerate(reads):
+        for k in range(p.ensemble):
             seed = p.seed + 1000 * k
             keras.utils.set_random_seed(seed)
             # A lost peer fails the variables' first broadcast (building, under the strategy) as it fails
@@ -129,10 +126,10 @@ class NetworkModel(ForecastModel):
             try:
                 with strategy.scope():
                     member = build_network(plan.spec, plan.input_size, plan.horizon, *shapes, seed=seed,
-                                           season=plan.season, mask_padding=plan.padded, window=read,
-                                           name=f"member_{k}" if len(reads) > 1 else "lstm_forecaster")
+                                           season=plan.season, mask_padding=plan.padded,
+                                           name=f"member_{k}" if p.ensemble > 1 else "lstm_forecaster")
                     if initial is not None:
-                        warm_start(member, initial, len(reads))
+                        warm_start(member, initial, p.ensemble)
                     member.compile(optimizer=keras.optimizers.Adam(self._learning_rate(steps, plan.epochs),
                                                                    clipnorm=1.0),
                                    loss=PointAndQuantileLoss(plan.quantiles, point_loss=p.point_loss))

@@ -28,21 +28,6 @@ class _Network:
         """The skip's periods, with 0 standing for the data's seasonal period ``season``."""
         return tuple(int(p or season) for p in self._listed_periods())
 
-    def member_windows(self, ensemble: int, input_size: int) -> tuple[int, ...]:
-        """The steps of the window that each member of the ensemble reads, one entry a member:
-        ``member_inputs`` where given (``ensemble`` must then be 1 or their number; each at most
-        ``input_size``), else the whole window for each of ``ensemble`` seeds. ConfigError naming the key."""
-        if not self.member_inputs:
-            return (int(input_size),) * int(ensemble)
-        if int(ensemble) not in (1, len(self.member_inputs)):
-            raise ConfigError(f"[network] member_inputs lists {len(self.member_inputs)} members but "
-                              f"[training] ensemble is {ensemble}: set ensemble = 1 (the list makes the ensemble)")
-        too_long = [n for n in self.member_inputs if n > input_size]
-        if too_long:
-            raise ConfigError(f"[network] member_inputs {list(self.member_inputs)}: {too_long[0]} is longer than "
-                              f"the window, input_size {input_size}")
-        return tuple(int(n) for n in self.member_inputs)
-
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -50,9 +35,8 @@ class _Network:
     def from_dict(cls, data: dict) -> NetworkSpec:
         """Inverse of `to_dict` (JSON gives a list of periods back as a list)."""
         spec = dict(data)
-        for key in ("skip_period", "member_inputs"):
-            if isinstance(spec.get(key), list):
-                spec[key] = tuple(spec[key])
+        if isinstance(spec.get("skip_period"), list):
+            spec["skip_period"] = tuple(spec["skip_period"])
         return cls(**spec)
 
 
@@ -66,6 +50,4 @@ NetworkSpec = section_class(
     seasonal period), or a list of seasons whose repeats the skip blends (the window level then uses the
     longest). ``skip_drift`` adds to that blend the shortest season's repeat plus the window's linear drift
     (seasonal naive with drift), so that the head can weigh repeating against extrapolating.
-    ``member_inputs`` makes an ensemble whose members differ by how much of the window they read
-    (`member_windows`): diverse members, where seeds alone add little (docs/accuracy.md, M4 Hourly).
     """)

@@ -47,7 +47,6 @@ def describe_resolved(model: LSTMForecaster) -> str:
     budget = ""
     if {"epochs", "max_windows_per_series"} & set(r.derived) and r.budget_windows:
         budget = (f" (budget {r.budget_windows} window-epochs a fit, about "
-                  f"{expected_seconds(r.budget_windows, r.read_steps):.0f} s on 2 cores)")
-    members = f", members reading {list(n.member_inputs)} steps" if n.member_inputs else ""
-    return (f"input_size {r.input_size}{members}, {skip}, window_norm {n.window_norm}, "
+                  f"{expected_seconds(r.budget_windows, r.input_size):.0f} s on 2 cores)")
+    return (f"input_size {r.input_size}, {skip}, window_norm {n.window_norm}, "
             f"{r.max_windows_per_series} windows per series, up to {r.epochs} epochs{budget}")

@@ -74,13 +74,6 @@ def test_the_budget_in_window_epochs_sets_windows_and_epochs():
     assert more.max_windows_per_series > big.max_windows_per_series
     members = _derive("h", 48, [1000] * 414, budget_windows=2 * big.budget_windows, ensemble=2)
     assert members.max_windows_per_series == big.max_windows_per_series, "an ensemble's members share it"
-    # Members reading 168 and 336 steps of a 336-step window: the default budget is the one of their
-    # mean input (252 steps), so that the ensemble costs what one network at that input would.
-    spec = NetworkSpec(seasonal_skip=True, window_norm="standard", skip_period=(24, 168), member_inputs=(168, 336))
-    mixed = _derive("h", 48, [1000] * 414, network=spec, input_size=336)
-    assert mixed.budget_windows == default_budget(252) and mixed.read_steps == 252
-    alone = _derive("h", 48, [1000] * 414, input_size=336, budget_windows=default_budget(252) // 2)
-    assert (mixed.max_windows_per_series, mixed.epochs) == (alone.max_windows_per_series, alone.epochs)
 
 
 def test_the_windows_counted_for_the_budget_are_the_ones_the_window_index_makes():

@@ -122,46 +122,6 @@ def test_ensemble_averages_its_members_and_round_trips(tmp_path):
     np.testing.assert_allclose(loaded.predict(history)["forecast"], out["forecast"], rtol=1e-5)
 
 
-def test_members_reading_different_lengths_of_the_window(tmp_path):
-    """``member_inputs``: member k reads the last ``member_inputs[k]`` steps of the window (the same
-    network as one built for that input, on the cropped window); the ensemble is deterministic and
-    saved and loaded equal."""
-    spec = NetworkSpec(units=8, head_units=16, seasonal_skip=True, window_norm="standard", member_inputs=(24, 48))
-    model = _fit(spec)
-    members = [layer for layer in model.model_.layers if layer.name.startswith("member_")]
-    assert [m.name for m in members] == ["member_0", "member_1"] and len(model.member_histories_) == 2
-    short = build_network(spec, input_size=24, horizon=HORIZON, n_past=6, n_future=4, n_static=0, n_quantiles=3,
-                          season=24)
-    short.set_weights(members[0].get_weights())
-    rng = np.random.default_rng(3)
-    probe = {"past": rng.normal(size=(3, 48, 6)).astype("float32"),
-             "future": rng.normal(size=(3, HORIZON, 4)).astype("float32"), "static": np.zeros((3, 0), "float32")}
-    probe["past"][..., 1] = 1.0
-    np.testing.assert_allclose(np.asarray(members[0](probe)),
-                               np.asarray(short({**probe, "past": probe["past"][:, -24:]})), rtol=1e-5, atol=1e-6)
-    changed = {**probe, "past": probe["past"].copy()}
-    changed["past"][:, :24, 0] += 5.0  # steps only the longer member reads
-    np.testing.assert_array_equal(np.asarray(members[0](changed)), np.asarray(members[0](probe)))
-    assert not np.allclose(np.asarray(members[1](changed)), np.asarray(members[1](probe)), atol=1e-3)
-    history = hourly_frame(n_series=4, length=200)
-    out = model.predict(history)
-    np.testing.assert_array_equal(_fit(spec).predict(history)["forecast"], out["forecast"])
-    loaded = LSTMForecaster.load(model.save(tmp_path / "members"))
-    assert loaded.resolved_.network.member_inputs == (24, 48)
-    np.testing.assert_allclose(loaded.predict(history)["forecast"], out["forecast"], rtol=1e-5)
-
-
-def test_member_inputs_that_cannot_be_trained_are_refused_before_training():
-    with pytest.raises(ConfigError, match="member_inputs must be a list of positive integers"):
-        NetworkSpec(member_inputs=(24, 0))
-    with pytest.raises(ConfigError, match=r"member_inputs \[24, 96\]: 96 is longer than the window, input_size 48"):
-        _fit(NetworkSpec(units=8, head_units=16, member_inputs=(24, 96)))
-    with pytest.raises(ConfigError, match=r"member_inputs lists 2 members but \[training\] ensemble is 3"):
-        _fit(NetworkSpec(units=8, head_units=16, member_inputs=(24, 48)), ensemble=3)
-    with pytest.raises(ConfigError, match="period 24 must be between 1 and the input 12"):
-        _fit(NetworkSpec(units=8, head_units=16, seasonal_skip=True, skip_period=24, member_inputs=(12, 48)))
-
-
 def test_cosine_schedule_decays_the_learning_rate():
     model = _fit(NetworkSpec(units=8, head_units=16), lr_schedule="cosine", epochs=2, learning_rate=0.01)
     optimizer = model.model_.optimizer
