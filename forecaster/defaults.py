@@ -159,12 +159,8 @@ def default_input_size(freq: str, horizon: int, lengths: np.ndarray | None = Non
 
 
 def default_network(freq: str, input_size: int) -> NetworkSpec:
-    """The derived network for a window of ``input_size`` steps (module doc). Where two seasons blend
-    (hourly: a day and a week), its LSTM cell normalises its gates (``layer_norm``): on M4 Hourly's
-    validation windows OWA 0.473 -> 0.458 (docs/accuracy.md, "M4 Hourly, fourth session"); not
-    measured on the one-season sets, which keep the plain cell."""
     periods = tuple(p for p in seasonal_periods(freq) if p <= input_size) or (1,)
-    return NetworkSpec(seasonal_skip=True, window_norm="standard", layer_norm=len(periods) > 1,
+    return NetworkSpec(seasonal_skip=True, window_norm="standard",
                        skip_period=periods if len(periods) > 1 else periods[0])
 
 

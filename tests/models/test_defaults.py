@@ -46,9 +46,7 @@ def _derive(freq, horizon, lengths, **given):
 def test_the_network_and_window_follow_the_frequency_and_horizon(freq, horizon, input_size, skip):
     got = _derive(freq, horizon, [500] * 10)
     assert got.input_size == input_size
-    # Two blended seasons (hourly) get the layer-normalised cell (docs/accuracy.md, M4 Hourly, fourth session).
-    assert got.network == NetworkSpec(seasonal_skip=True, window_norm="standard", skip_period=skip,
-                                      layer_norm=isinstance(skip, tuple))
+    assert got.network == NetworkSpec(seasonal_skip=True, window_norm="standard", skip_period=skip)
     assert set(got.derived) == {"input_size", "network", "max_windows_per_series", "epochs"}
 
 
