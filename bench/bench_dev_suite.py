@@ -226,9 +226,11 @@ def _lstm(name: str, work: Path, data: Path, train: pd.DataFrame, settings: list
     rows["LSTM (defaults)"]["seconds"] = train_s
     kept["forecast"] = wide(ours, ids, "forecast", h)
     if network:  # the network alone too, for studying combinations offline
-        chosen, model.combine_ = model.combine_, "none"
+        chosen, weights = model.combine_, model.weights_
+        model.combine_ = "none"
         kept["network"] = wide(model.predict(train, calibrated=False), ids, "forecast", h)
-        model.combine_ = chosen
+        # both back: setting combine_ to "learned" keeps the weights it finds ("none"'s network alone)
+        model.combine_, model.weights_ = chosen, weights
     return {"train_s": train_s, "predict_s": predict_s,
             "resolved": {k: str(v) for k, v in model.resolved_.params().items()},
             "calibration": model.calibration_, "untrained_series": len(model.untrained_series_),

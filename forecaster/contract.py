@@ -8,7 +8,8 @@ files all write the same columns, built here and nowhere else:
 
 ``forecast`` is the point forecast trained on the configured point loss (the mean-like value for
 "mse", the median-like for "mae"); ``q0.5`` is the separately trained median quantile, so the two
-may differ. ``model`` says which model made a row: ``lstm``, or ``seasonal_naive`` for a series the
+may differ. ``model`` says which model made a row: ``lstm`` (the forecaster's combination, also one
+without the network, whose quantiles keep its spread), or ``seasonal_naive`` for a series the
 network cannot forecast. Quantile columns are named ``quantile_name(q)`` ("q0.1", "q0.975").
 """
 

@@ -58,6 +58,7 @@ from forecaster.models.base import SeriesBatch, floor_at_zero
 from forecaster.models.combination import (
     CANDIDATES,
     LEARNED,
+    MEMBERS,
     choose,
     combine,
     greedy_weights,
@@ -511,20 +512,21 @@ class LSTMForecaster:
             return self
         if self.combine == LEARNED:
             return self.learn_combination(members)
-        actual, points, scale = self._windows(members)
+        actual, points, scale = self._windows(members, needs=MEMBERS[self.combine_])
         weights, scores = without_network(actual, points, scale, self.combine_, NETWORK_REVIEW_MARGIN)
         dropped = {} if weights is None else {"combine": LEARNED, "weights": weights}
         self._fitted = replace(self._fitted, member_scores=scores, **dropped)
         return self
 
-    def _windows(self, members: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    def _windows(self, members: pd.DataFrame, needs: tuple[str, ...] = ()
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
         """``members`` (`cross_validation`'s frame) as (actual, each member's forecasts, scale): rows of
         one series at one origin, horizon columns; DataError or MissingColumnError naming what is not
-        such a frame."""
+        such a frame, or a member of ``needs`` it lacks."""
         h = self.horizon
         if not isinstance(members, pd.DataFrame):
             raise DataError(f"members must be the frame cross_validation returns, got {type(members).__name__}")
-        for column in (self.columns_.target, "scale", LSTM):
+        for column in (self.columns_.target, "scale", LSTM, *needs):
             if column not in members.columns:
                 raise MissingColumnError("members has no column it needs (cross_validation's frame has it)",
                                          column=column)

@@ -130,6 +130,22 @@ def test_the_network_is_kept_where_the_windows_say_it_helps(yearly):
         model._fitted = saved
 
 
+def test_a_members_frame_without_a_member_of_the_combination_is_our_error_naming_it(yearly):
+    # "auto" scores its own combination's members: without one of their columns (a frame cut down by
+    # hand, or written before the member existed) the review cannot be made; a KeyError before.
+    from forecaster.errors import MissingColumnError
+
+    frame, model = yearly
+    saved = model._fitted
+    try:
+        members = model.cross_validation(frame, n_windows=2).drop(columns=["rtrend8"])
+        with pytest.raises(MissingColumnError, match="rtrend8"):
+            model.combine_on_windows(members)
+        assert model._fitted is saved, "nothing decided"
+    finally:
+        model._fitted = saved
+
+
 def test_seasonal_data_and_a_network_kept_alone_are_not_reviewed(yearly):
     frame, model = yearly
     saved = model._fitted
