@@ -18,7 +18,6 @@ from forecaster.defaults import warm_final_fit
 from forecaster.evaluation.backtest import BacktestResult
 from forecaster.forecaster import LSTMForecaster
 from forecaster.models import distribute
-from forecaster.models.combination import LEARNED
 from forecaster.ops import registry, tracking
 from pipelines import steps
 
@@ -83,18 +82,8 @@ def train_in_run(prepared: steps.Prepared, register: bool = True, verbose: int =
         say(f"derived settings ({', '.join(final.resolved_.derived)}): {steps.describe_resolved(final)}")
     if result.members is not None:  # what the backtest decided on its windows, for the final fit too
         final.combine_on_windows(result.members)
-    if final.combine_ == LEARNED and final.combine != LEARNED:  # "auto" dropped the network there
-        scores = final.member_scores_
-        say("combine: " + "+".join(final.weights_) + ", the network dropped (MASE on the backtest windows: "
-            f"with it {scores['with_network']:.4f}, without {scores['without_network']:.4f})")
-    elif final.combine_ == LEARNED:
-        say("combine: learned weights " + ", ".join(f"{k} {v:.2f}" for k, v in final.weights_.items())
-            + " (MASE on the backtest windows: "
-            + ", ".join(f"{k} {v:.4f}" for k, v in final.member_scores_.items()) + ")")
-    elif final.combine_scores_:
-        scores = final.combine_scores_
-        say(f"combine: {final.combine_} (MASE on the final fit's holdout: "
-            + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()) + ")")
+    for line in steps.describe_combination(final):
+        say(line)
     if mlflow.active_run():
         mlflow.log_params({**{k: str(v)[:500] for k, v in final.resolved_.params().items()},
                            "resolved.final_fit": start, "resolved.combine": final.combine_,

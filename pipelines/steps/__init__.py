@@ -24,7 +24,7 @@ from pipelines.steps.prepare import Prepared, check_learnable, load_source, make
 
 #: Each lazily imported step's module.
 _OWNERS = {
-    "describe": ("describe_outliers", "describe_resolved", "describe_short"),
+    "describe": ("describe_combination", "describe_outliers", "describe_resolved", "describe_short"),
     "fitting": ("EpochLines", "EpochLogger", "backtest", "calibrate", "fit"),
     "loading": ("MODEL_COPY_PREFIX", "URI_FORMS", "LoadedModel", "fetch_verified", "forecast", "load",
                 "process_alive", "resolve"),
@@ -52,7 +52,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from pipelines.steps.describe import describe_outliers, describe_resolved, describe_short
+    from pipelines.steps.describe import describe_combination, describe_outliers, describe_resolved, describe_short
     from pipelines.steps.fitting import EpochLines, EpochLogger, backtest, calibrate, fit
     from pipelines.steps.loading import (
         MODEL_COPY_PREFIX,
@@ -100,6 +100,7 @@ __all__ = [
     "check_learnable",
     "check_plot_series",
     "compare_with_champion",
+    "describe_combination",
     "describe_outliers",
     "describe_resolved",
     "describe_run",

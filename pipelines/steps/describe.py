@@ -1,4 +1,5 @@
-"""One-line descriptions for logs: short series, treated outliers and the settings a fit resolved."""
+"""One-line descriptions for logs: short series, treated outliers, the settings a fit resolved and the
+combination it forecasts with."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from forecaster.defaults import expected_seconds
 from forecaster.forecaster import LSTMForecaster
+from forecaster.models.combination import LEARNED
 
 log = logging.getLogger("forecaster.steps")
 
@@ -50,3 +52,24 @@ def describe_resolved(model: LSTMForecaster) -> str:
                   f"{expected_seconds(r.budget_windows, r.input_size):.0f} s on 2 cores)")
     return (f"input_size {r.input_size}, {skip}, window_norm {n.window_norm}, "
             f"{r.max_windows_per_series} windows per series, up to {r.epochs} epochs{budget}")
+
+
+def describe_combination(model: LSTMForecaster) -> list[str]:
+    """The lines a training run says on the combination ``model`` forecasts with and why: learned weights
+    or the network dropped (scores on the backtest's windows), or the holdout's choice, and where "auto"
+    asked the backtest's windows and they kept the network, that too (`LSTMForecaster.combine_on_windows`)."""
+    reviewed = model.member_scores_ or {}
+    if model.combine_ == LEARNED and model.combine != LEARNED:  # "auto" dropped the network there
+        return ["combine: " + "+".join(model.weights_) + ", the network dropped (MASE on the backtest windows: "
+                f"with it {reviewed['with_network']:.4f}, without {reviewed['without_network']:.4f})"]
+    if model.combine_ == LEARNED:
+        return ["combine: learned weights " + ", ".join(f"{k} {v:.2f}" for k, v in model.weights_.items())
+                + " (MASE on the backtest windows: " + ", ".join(f"{k} {v:.4f}" for k, v in reviewed.items()) + ")"]
+    lines = []
+    if model.combine_scores_:
+        lines.append(f"combine: {model.combine_} (MASE on the final fit's holdout: "
+                     + ", ".join(f"{k} {v:.4f}" for k, v in model.combine_scores_.items()) + ")")
+    if "with_network" in reviewed:
+        lines.append(f"combine: the network kept on the backtest windows (MASE with it "
+                     f"{reviewed['with_network']:.4f}, without {reviewed['without_network']:.4f})")
+    return lines

@@ -198,3 +198,25 @@ def test_a_yearly_training_run_reviews_the_network_on_the_backtest_windows_and_l
     assert {"combine.member_mase.with_network", "combine.member_mase.without_network"} <= set(run.data.metrics)
     out = final.predict(_yearly())
     assert np.isfinite(out.drop(columns=["unique_id", "ds", "model"]).to_numpy("float64")).all()
+
+
+def test_the_run_says_what_the_backtest_windows_decided_dropped_or_kept(yearly):
+    import copy
+
+    from pipelines.steps import describe_combination
+
+    model = copy.copy(yearly[1])  # its own fitted state below; the module's model keeps its own
+    kept = {"lstm": 2.0, "with_network": 1.2345, "without_network": 1.2}
+    model._fitted = replace(model._fitted, combine=NON_SEASONAL_COMBINATION, combine_scores={"mean": 1.1},
+                            weights=weights_of(NON_SEASONAL_COMBINATION), member_scores=kept)
+    lines = describe_combination(model)
+    assert lines[0].startswith(f"combine: {NON_SEASONAL_COMBINATION} (MASE on the final fit's holdout: mean 1.1000")
+    assert lines[1] == "combine: the network kept on the backtest windows (MASE with it 1.2345, without 1.2000)"
+    dropped = {**kept, "with_network": 1.5}
+    model._fitted = replace(model._fitted, combine=LEARNED, weights={n: 0.2 for n in STATISTICAL},
+                            member_scores=dropped)
+    assert describe_combination(model) == [
+        "combine: " + "+".join(STATISTICAL) + ", the network dropped (MASE on the backtest windows: "
+        "with it 1.5000, without 1.2000)"]
+    model._fitted = replace(model._fitted, combine=AUTO, combine_scores={}, weights={"lstm": 1.0}, member_scores={})
+    assert describe_combination(model) == []  # nothing decided: nothing said
