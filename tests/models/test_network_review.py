@@ -165,6 +165,7 @@ def test_seasonal_data_and_a_network_kept_alone_are_not_reviewed(yearly):
     assert (seasonal.combine_, seasonal.weights_) == before and before[0] in (AUTO, "none")
 
 
+@pytest.mark.slow  # a whole training run: backtest, final fit, an MLflow run
 def test_a_yearly_training_run_reviews_the_network_on_the_backtest_windows_and_logs_it(tmp_path, monkeypatch, caplog):
     from mlflow import MlflowClient
 
