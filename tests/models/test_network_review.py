@@ -87,75 +87,69 @@ def yearly() -> tuple[pd.DataFrame, LSTMForecaster]:
     return frame, model
 
 
-def test_a_yearly_fit_drops_a_network_that_misses_and_forecasts_the_members_mean(yearly):
+@pytest.fixture
+def fresh(yearly):
+    """The module's yearly model as fitted, its fitted state put back after the test (a test may decide
+    its combination): (frame, model, the fitted state)."""
     frame, model = yearly
     saved = model._fitted
-    try:
-        assert model.reviews_network()
-        members = model.cross_validation(frame, n_windows=2)
-        model.combine_on_windows(members)
-        scores = model.member_scores_
-        assert {"lstm", *STATISTICAL, "with_network", "without_network"} == set(scores)
-        assert np.isfinite(list(scores.values())).all()
-        assert scores["without_network"] < scores["with_network"], "lines: the members beat a 1-epoch network"
-        assert model.combine_ == LEARNED and model.weights_ == {name: pytest.approx(0.2) for name in STATISTICAL}
-        out = model.predict(frame, calibrated=False)
-        values = out.drop(columns=["unique_id", "ds", "model"]).to_numpy("float64")
-        assert np.isfinite(values).all()
-        histories = [part["y"].to_numpy("float64") for _, part in frame.groupby("unique_id", sort=False)]
-        expected = np.mean(list(member_forecasts(histories, HORIZON, 1, set(STATISTICAL)).values()), axis=0)
-        np.testing.assert_allclose(out["forecast"].to_numpy().reshape(-1, HORIZON), expected, rtol=1e-6)
-        decided = model._fitted
-        model.combine_on_windows(members)
-        assert model._fitted is decided, "decided once: a second call changes nothing"
-        # the same windows decide the same, and the forecasts are the same to the bit
-        model._fitted = saved
-        again = model.combine_on_windows(model.cross_validation(frame, n_windows=2)).predict(frame, calibrated=False)
-        pd.testing.assert_frame_equal(out, again)
-    finally:
-        model._fitted = saved
+    yield frame, model, saved
+    model._fitted = saved
 
 
-def test_the_network_is_kept_where_the_windows_say_it_helps(yearly):
-    frame, model = yearly
-    saved = model._fitted
-    try:
-        members = model.cross_validation(frame, n_windows=2)
-        # the network's column replaced by the actuals: it is now the best member by far
-        members["lstm"] = members["y"]
-        model.combine_on_windows(members)
-        assert model.combine_ == NON_SEASONAL_COMBINATION and model.weights_["lstm"] == pytest.approx(1 / 6)
-        assert model.member_scores_["with_network"] < model.member_scores_["without_network"]
-    finally:
-        model._fitted = saved
+def test_a_yearly_fit_drops_a_network_that_misses_and_forecasts_the_members_mean(fresh):
+    frame, model, saved = fresh
+    assert model.reviews_network()
+    members = model.cross_validation(frame, n_windows=2)
+    model.combine_on_windows(members)
+    scores = model.member_scores_
+    assert {"lstm", *STATISTICAL, "with_network", "without_network"} == set(scores)
+    assert np.isfinite(list(scores.values())).all()
+    assert scores["without_network"] < scores["with_network"], "lines: the members beat a 1-epoch network"
+    assert model.combine_ == LEARNED and model.weights_ == {name: pytest.approx(0.2) for name in STATISTICAL}
+    out = model.predict(frame, calibrated=False)
+    values = out.drop(columns=["unique_id", "ds", "model"]).to_numpy("float64")
+    assert np.isfinite(values).all()
+    histories = [part["y"].to_numpy("float64") for _, part in frame.groupby("unique_id", sort=False)]
+    expected = np.mean(list(member_forecasts(histories, HORIZON, 1, set(STATISTICAL)).values()), axis=0)
+    np.testing.assert_allclose(out["forecast"].to_numpy().reshape(-1, HORIZON), expected, rtol=1e-6)
+    decided = model._fitted
+    model.combine_on_windows(members)
+    assert model._fitted is decided, "decided once: a second call changes nothing"
+    # the same windows decide the same, and the forecasts are the same to the bit
+    model._fitted = saved
+    again = model.combine_on_windows(model.cross_validation(frame, n_windows=2)).predict(frame, calibrated=False)
+    pd.testing.assert_frame_equal(out, again)
 
 
-def test_a_members_frame_without_a_member_of_the_combination_is_our_error_naming_it(yearly):
+def test_the_network_is_kept_where_the_windows_say_it_helps(fresh):
+    frame, model, _ = fresh
+    members = model.cross_validation(frame, n_windows=2)
+    # the network's column replaced by the actuals: it is now the best member by far
+    members["lstm"] = members["y"]
+    model.combine_on_windows(members)
+    assert model.combine_ == NON_SEASONAL_COMBINATION and model.weights_["lstm"] == pytest.approx(1 / 6)
+    assert model.member_scores_["with_network"] < model.member_scores_["without_network"]
+
+
+def test_a_members_frame_without_a_member_of_the_combination_is_our_error_naming_it(fresh):
     # "auto" scores its own combination's members: without one of their columns (a frame cut down by
     # hand, or written before the member existed) the review cannot be made; a KeyError before.
     from forecaster.errors import MissingColumnError
 
-    frame, model = yearly
-    saved = model._fitted
-    try:
-        members = model.cross_validation(frame, n_windows=2).drop(columns=["rtrend8"])
-        with pytest.raises(MissingColumnError, match="rtrend8"):
-            model.combine_on_windows(members)
-        assert model._fitted is saved, "nothing decided"
-    finally:
-        model._fitted = saved
+    frame, model, saved = fresh
+    members = model.cross_validation(frame, n_windows=2).drop(columns=["rtrend8"])
+    with pytest.raises(MissingColumnError, match="rtrend8"):
+        model.combine_on_windows(members)
+    assert model._fitted is saved, "nothing decided"
 
 
-def test_seasonal_data_and_a_network_kept_alone_are_not_reviewed(yearly):
-    frame, model = yearly
-    saved = model._fitted
-    try:
-        model.combine_ = "none"  # "auto" kept the network alone on the holdout: nothing to review
-        assert not model.reviews_network()
-        model.combine_on_windows(model.cross_validation(frame, n_windows=2))
-        assert model.combine_ == "none" and model.weights_ == {"lstm": 1.0}
-    finally:
-        model._fitted = saved
+def test_seasonal_data_and_a_network_kept_alone_are_not_reviewed(fresh):
+    frame, model, _ = fresh
+    model.combine_ = "none"  # "auto" kept the network alone on the holdout: nothing to review
+    assert not model.reviews_network()
+    model.combine_on_windows(model.cross_validation(frame, n_windows=2))
+    assert model.combine_ == "none" and model.weights_ == {"lstm": 1.0}
     quarterly = _yearly(length=32).assign(ds=lambda f: f.groupby("unique_id").cumcount().map(
         dict(enumerate(pd.date_range("1990-01-01", periods=32, freq="QS")))))
     seasonal = _fit(quarterly, "QS")
@@ -201,12 +195,10 @@ def test_a_yearly_training_run_reviews_the_network_on_the_backtest_windows_and_l
     assert np.isfinite(out.drop(columns=["unique_id", "ds", "model"]).to_numpy("float64")).all()
 
 
-def test_the_run_says_what_the_backtest_windows_decided_dropped_or_kept(yearly):
-    import copy
-
+def test_the_run_says_what_the_backtest_windows_decided_dropped_or_kept(fresh):
     from pipelines.steps import describe_combination
 
-    model = copy.copy(yearly[1])  # its own fitted state below; the module's model keeps its own
+    _, model, _ = fresh
     kept = {"lstm": 2.0, "with_network": 1.2345, "without_network": 1.2}
     model._fitted = replace(model._fitted, combine=NON_SEASONAL_COMBINATION, combine_scores={"mean": 1.1},
                             weights=weights_of(NON_SEASONAL_COMBINATION), member_scores=kept)
