@@ -24,8 +24,11 @@ def start_server(model_uri: str, tracking_uri: str, log_path: Path, timeout: flo
     The venv's bin goes first on PATH: the server runs uvicorn from there.
     """
     port = free_port()
-    # Pickle loading off: our models need none, and a served folder must not unpickle anything.
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+    # Pickle loading off: our models need none, and a served folder must not unpickle anything. The
+    # registry too: `mlflow.set_registry_uri` (run by every `tracking.configure` in this process) leaves
+    # MLFLOW_REGISTRY_URI in os.environ, and the server would look `models:/` up in that older store.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri,
+           "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     log = open(log_path, "w")  # noqa: SIM115 (handed to the process, closed by stop_server)
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,

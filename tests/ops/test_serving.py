@@ -29,7 +29,10 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
-    with tiny_registry(root) as (uri, data):
+    with pytest.MonkeyPatch.context() as patch, tiny_registry(root) as (uri, data):
+        # What an earlier test's `tracking.configure` leaves behind (MLflow's set_registry_uri writes the
+        # variable): a store without the model. The server must look the model up where it is told.
+        patch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{root / 'an-earlier-store.db'}")
         proc, base = start_server("models:/tiny@champion", uri, root / "server.log")
         yield base, data
         stop_server(proc)
