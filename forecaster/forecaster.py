@@ -396,8 +396,9 @@ class LSTMForecaster:
         history = splits.history(data.frame, columns, data.last_train)
         actual = splits.following(data.frame, columns, data.last_train, self.horizon)
         ids, points, histories = self._member_points(state, history, learned=self.combine == LEARNED)
+        default = default_combination(seasonal_period(state.freq))
         if not ids:
-            chosen = choose({}) if self.combine == "auto" else self.combine
+            chosen = choose({}, default) if self.combine == "auto" else self.combine
             return replace(state, combine=chosen, weights=weights_of("none" if chosen == LEARNED else chosen))
         actual = actual.set_index(columns.id).loc[ids, columns.target].to_numpy("float64").reshape(len(ids), -1)
         scores = holdout_scores(actual, points[LSTM], histories, seasonal_period(state.freq))
@@ -406,7 +407,6 @@ class LSTMForecaster:
             weights, member_scores = greedy_weights(actual, points, scale)
             return replace(state, combine=LEARNED, combine_scores=scores, weights=weights,
                            member_scores=member_scores)
-        default = default_combination(seasonal_period(state.freq))
         chosen = choose(scores, default) if self.combine == "auto" else self.combine
         return replace(state, combine=chosen, combine_scores=scores, weights=weights_of(chosen))
 

@@ -143,7 +143,7 @@ def holdout_scores(actual: np.ndarray, network: np.ndarray, histories: list[np.n
             for method in MEMBERS}
 
 
-def choose(scores: dict[str, float], default: str = AUTO) -> str:
+def choose(scores: dict[str, float], default: str) -> str:
     """``default`` (the data's default combination, `forecaster.defaults.default_combination`) unless
     the network alone is better on the holdout by more than `PREFER_COMBINED`.
 

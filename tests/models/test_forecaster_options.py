@@ -438,7 +438,7 @@ def test_auto_keeps_the_combination_unless_the_network_alone_is_far_better_on_th
     scores = model.combine_scores_
     assert set(scores) == {"none", "theta", "theta+ets", "otm+dotm+ets", "otm+dotm+aets",
                            "otm+dotm+aets+rtrend+rtrend8"}
-    assert model.combine_ == choose(scores)
+    assert model.combine_ == choose(scores, AUTO)
     frame = hourly_frame(n_series=4, length=200)
     held_out = frame.groupby("unique_id").cumcount(ascending=False) < HORIZON
     history, actual = frame[~held_out], frame[held_out]
@@ -462,8 +462,8 @@ def test_auto_keeps_the_combination_unless_the_network_alone_is_far_better_on_th
     assert scores["otm+dotm+aets+rtrend+rtrend8"] == pytest.approx(
         mase(y, (network + otm + dotm + aets + rtrend + rtrend8) / 6, insample, 24), rel=1e-9)
     assert AUTO == "otm+dotm+aets"
-    assert choose({"none": 1.0, "theta": 1.1, AUTO: 1.19}) == AUTO, "the benefit of the doubt"
-    assert choose({"none": 1.0, "theta": 0.9, AUTO: 0.95}) == AUTO, "one window picks no partner"
-    assert choose({"none": 1.0, "theta": 1.1, AUTO: 1.21}) == "none", "unless the network is far ahead"
-    assert choose({"none": float("nan"), "theta": 2.0, AUTO: 2.5}) == AUTO
-    assert choose({"none": 2.0, "theta": float("nan")}) == "none" and choose({}) == "none"
+    assert choose({"none": 1.0, "theta": 1.1, AUTO: 1.19}, AUTO) == AUTO, "the benefit of the doubt"
+    assert choose({"none": 1.0, "theta": 0.9, AUTO: 0.95}, AUTO) == AUTO, "one window picks no partner"
+    assert choose({"none": 1.0, "theta": 1.1, AUTO: 1.21}, AUTO) == "none", "unless the network is far ahead"
+    assert choose({"none": float("nan"), "theta": 2.0, AUTO: 2.5}, AUTO) == AUTO
+    assert choose({"none": 2.0, "theta": float("nan")}, AUTO) == "none" and choose({}, AUTO) == "none"
