@@ -80,12 +80,13 @@ def backtest(prepared: Prepared, verbose: int = 1,
              "" if initial is None else " (warm start)")
     model = fit(c, splits.before_first_origin(prepared.frame, columns, c.horizon, n, prepared.step), verbose,
                 prefix="backtest_fit.", initial=initial, label="backtest fit")
-    members = None
+    members = known = None
     if model.reviews_network():  # decided on the backtest's windows, then scored there as decided
         members = model.cross_validation(prepared.frame, n, prepared.step)
         model.combine_on_windows(members)
+        known = model.window_forecasts(members)  # the same windows: their forecasts are not made again
     result = run_backtest(model.predict, prepared.frame, columns, c.horizon, n, prepared.step, prepared.season,
-                          model.quantiles_)
+                          model.quantiles_, known=known)
     result.members = members
     if mlflow.active_run():
         for name, metrics in result.summary.items():

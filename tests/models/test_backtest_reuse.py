@@ -1,0 +1,109 @@
+"""A training run's backtest on data without a season reuses the cross-validation's forecasts of the same
+windows (`LSTMForecaster.window_forecasts`, `run_backtest`'s ``known``): the same figures as forecasting
+every window again, bit for bit, with the network and the members run once per window."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecaster.contract import FORECAST_COLUMN, LSTM, WINDOW_COLUMN
+from forecaster.data.schema import Columns
+from forecaster.defaults import NON_SEASONAL_COMBINATION
+from forecaster.errors import MissingColumnError
+from forecaster.evaluation.backtest import run_backtest
+from forecaster.forecaster import NEVER_NEGATIVE, LSTMForecaster, network_quantile
+from forecaster.models.combination import LEARNED, weights_of
+from forecaster.models.keras_network import NetworkSpec
+
+HORIZON = 3
+WINDOWS = 2
+
+
+def _ugly_yearly() -> pd.DataFrame:
+    """Yearly series as users send them: ids "001" and "NA" (strings that look like a number and a
+    missing value), a falling series that crosses zero, one with zeros, one with a 1e9 spike, a 5-value
+    series too short for the network (the fallback's at the last origin) and a 3-value one (too short
+    to be backtested)."""
+    rng = np.random.default_rng(3)
+    n = 20
+    ds = pd.date_range("1990-01-01", periods=n, freq="YS")
+    series = {
+        "001": 100.0 + 4.0 * np.arange(n) + rng.normal(0, 2, n),
+        "NA": 50.0 + rng.normal(0, 5, n).cumsum(),
+        "down": 30.0 - 3.0 * np.arange(n) + rng.normal(0, 1, n),  # negative from the 11th year
+        "zeros": np.where(np.arange(n) % 4 == 0, 0.0, 5.0 + rng.normal(0, 1, n)),
+        "spike": np.where(np.arange(n) == 9, 1e9, 200.0 + rng.normal(0, 3, n)),
+    }
+    parts = [pd.DataFrame({"unique_id": sid, "ds": ds, "y": y}) for sid, y in series.items()]
+    parts.append(pd.DataFrame({"unique_id": "short", "ds": ds[-5:], "y": [1.0, 2.0, 3.0, 2.0, 4.0]}))
+    parts.append(pd.DataFrame({"unique_id": "tiny", "ds": ds[-3:], "y": [1.0, 2.0, 3.0]}))
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[pd.DataFrame, LSTMForecaster]:
+    frame = _ugly_yearly()
+    model = LSTMForecaster(horizon=HORIZON, input_size=6, freq="YS", network=NetworkSpec(units=4, head_units=8),
+                           epochs=1, batch_size=32, verbose=0, seed=0).fit(frame)
+    return frame, model
+
+
+def _backtests(model: LSTMForecaster, frame: pd.DataFrame):
+    """The backtest forecasting every window again, and the one reusing the cross-validation's, with the
+    series ``predict`` was asked for in the second; both on the validated frame, as a training run's
+    backtest (its readings treated as at fit: the spike)."""
+    columns = Columns()
+    frame = model._validate(frame, model.columns_, model.freq_).frame
+    members = model.cross_validation(frame, WINDOWS)
+    again = run_backtest(model.predict, frame, columns, HORIZON, WINDOWS, HORIZON, 1, model.quantiles_)
+    asked: list[str] = []
+
+    def predict(history: pd.DataFrame) -> pd.DataFrame:
+        asked.extend(pd.unique(history["unique_id"]))
+        return model.predict(history)
+
+    reused = run_backtest(predict, frame, columns, HORIZON, WINDOWS, HORIZON, 1, model.quantiles_,
+                          known=model.window_forecasts(members))
+    return members, again, reused, asked
+
+
+@pytest.mark.parametrize("weights", ["auto", NON_SEASONAL_COMBINATION, "none", "learned_uneven"])
+def test_the_reused_forecasts_score_as_forecasting_again_bit_for_bit(fitted, weights):
+    frame, model = fitted
+    saved = model._fitted
+    try:
+        if weights == "learned_uneven":  # weights that are not equal: sums that round differently
+            model.combine_, model.weights_ = LEARNED, {LSTM: 0.15, "otm": 0.35, "rtrend8": 0.5}
+        elif weights != "auto":
+            model.combine_, model.weights_ = weights, weights_of(weights)
+        members, again, reused, asked = _backtests(model, frame)
+    finally:
+        model._fitted = saved
+    assert set(members[WINDOW_COLUMN]) == {0, 1} and "short" not in set(members["unique_id"])
+    # the network and the members forecast once per window: predict only answers the short series
+    assert set(asked) == {"short"}
+    pd.testing.assert_frame_equal(reused.forecasts, again.forecasts, check_exact=True)
+    pd.testing.assert_frame_equal(reused.per_series, again.per_series, check_exact=True)
+    assert reused.summary == again.summary
+    assert again.forecasts[FORECAST_COLUMN].notna().all()
+
+
+def test_the_cross_validation_frame_carries_the_networks_quantiles_and_the_floor(fitted):
+    frame, model = fitted
+    members = model.cross_validation(frame, WINDOWS)
+    q = [network_quantile(x) for x in model.quantiles_]
+    assert q and set(q) <= set(members.columns)
+    assert np.isfinite(members[q].to_numpy("float64")).all()  # the head's own (unsorted: predict sorts them)
+    never = members.groupby("unique_id")[NEVER_NEGATIVE].first()
+    assert not never["down"] and never["001"] and never["zeros"]
+
+
+def test_window_forecasts_names_a_column_its_frame_lacks(fitted):
+    frame, model = fitted
+    members = model.cross_validation(frame, 1)
+    with pytest.raises(MissingColumnError, match=NEVER_NEGATIVE):
+        model.window_forecasts(members.drop(columns=[NEVER_NEGATIVE]))
+    with pytest.raises(MissingColumnError, match=network_quantile(model.quantiles_[0])):
+        model.window_forecasts(members.drop(columns=[network_quantile(model.quantiles_[0])]))
