@@ -51,7 +51,13 @@ from forecaster.errors import (
     ShortHistoryError,
     ValueRangeError,
 )
-from forecaster.evaluation.calibration import apply_corrections, conformal_corrections
+from forecaster.evaluation.calibration import (
+    apply_corrections,
+    apply_scaled,
+    conformal_corrections,
+    scaled_in,
+    scaled_offsets,
+)
 from forecaster.evaluation.metrics import mase_scale
 from forecaster.models import distribute
 from forecaster.models.base import SeriesBatch, floor_at_zero
@@ -439,11 +445,25 @@ class LSTMForecaster:
 
     def calibrate(self, backtest_forecasts: pd.DataFrame) -> LSTMForecaster:
         """Set the conformal corrections of the intervals from a backtest's out-of-sample forecasts
-        (`forecaster.evaluation.calibration`); `predict` applies them unless ``calibrated=False``."""
+        (`forecaster.evaluation.calibration`); `predict` applies them unless ``calibrated=False``.
+        Where the combination forecasts without the network (`calibrates_by_scale`), the intervals are
+        the combined point plus the backtest's errors in units of each series' MASE scale
+        (`calibration.scaled_offsets`; the forecast frame needs its ``scale`` column, as
+        `run_backtest` gives it), the width corrections kept for series without a scale."""
         self._check_fitted()
-        self._fitted = replace(self._fitted, calibration=conformal_corrections(
-            backtest_forecasts, self.columns_, self.quantiles_, self.horizon))
+        calibration = conformal_corrections(backtest_forecasts, self.columns_, self.quantiles_, self.horizon)
+        if self.calibrates_by_scale():
+            calibration.update(scaled_offsets(backtest_forecasts, self.columns_, self.quantiles_, self.horizon))
+        self._fitted = replace(self._fitted, calibration=calibration)
         return self
+
+    def calibrates_by_scale(self) -> bool:
+        """Whether `calibrate` sets the intervals from the combination's own errors in scale units: where
+        the combination gives the network no weight (on data without a season, where the backtest's
+        windows dropped it), the network's spread, which the quantiles keep, says nothing of the
+        combination's errors (docs/accuracy.md, issue #27, sixth session)."""
+        self._check_fitted()
+        return self._fitted.weights.get(LSTM, 0.0) <= 0.0
 
     def cross_validation(self, df: pd.DataFrame, n_windows: int, step: int | None = None) -> pd.DataFrame:
         """Each member's out-of-sample point forecasts at ``n_windows`` rolling origins ``step`` apart
@@ -519,7 +539,8 @@ class LSTMForecaster:
         values = values.astype(members[qcolumns[0]].dtype if qcolumns else values.dtype).reshape(len(actual), h, -1)
         if others:
             values = combined(values, {n: points[n] for n in others}, state.weights)
-        values = self._finish(state, values, members[NEVER_NEGATIVE].to_numpy(bool)[::h], calibrated=True)
+        values = self._finish(state, values, members[NEVER_NEGATIVE].to_numpy(bool)[::h], calibrated=True,
+                              scale=members["scale"].to_numpy("float64")[::h])
         columns = state.columns
         out = members[[columns.id, columns.time, WINDOW_COLUMN]].reset_index(drop=True)
         out[FORECAST_COLUMN] = values[..., 0].reshape(-1)
@@ -664,8 +685,9 @@ class LSTMForecaster:
         self._predict_fn = network.predict_fn
         if set(state.weights) - {LSTM}:  # the histories are read only for a combination
             values = combine(values, batch.histories, state.weights, batch.season)
+        scale = mase_scale(batch.histories, batch.season) if calibrated and scaled_in(state.calibration) else None
         values = self._finish(state, values, batch.never_negative if self.nonnegative == "auto" else None,
-                              calibrated)
+                              calibrated, scale)
         n, h, _ = values.shape
         data = {
             columns.id: pd.array(batch.ids, dtype=str).take(np.repeat(np.arange(n), h)),
@@ -678,14 +700,22 @@ class LSTMForecaster:
         return pd.DataFrame(data)
 
     def _finish(self, state: FittedState, values: np.ndarray, never_negative: np.ndarray | None,
-                calibrated: bool) -> np.ndarray:
+                calibrated: bool, scale: np.ndarray | None = None) -> np.ndarray:
         """The combined forecasts ``values`` (series, horizon, 1 + quantiles) as `predict` answers them:
-        the quantiles sorted (they never cross), calibrated (with ``calibrated`` and corrections set) and,
-        where ``nonnegative`` is "auto", each series marked in ``never_negative`` floored at 0."""
+        the quantiles sorted (they never cross), calibrated (with ``calibrated`` and corrections set:
+        in scale units from each series' MASE ``scale`` where the calibration has them and the scale is
+        positive, `calibration.apply_scaled`) and, where ``nonnegative`` is "auto", each series marked in
+        ``never_negative`` floored at 0."""
         if values.shape[-1] > 1:
             values[..., 1:] = np.sort(values[..., 1:], axis=-1)
             if calibrated and state.calibration:
-                values[..., 1:] = apply_corrections(values[..., 1:], state.quantiles, state.calibration)
+                widened = apply_corrections(values[..., 1:], state.quantiles, state.calibration)
+                if scale is not None and scaled_in(state.calibration):
+                    values = apply_scaled(values, state.quantiles, state.calibration, scale)
+                    unscaled = ~(np.isfinite(scale) & (scale > 0))
+                    values[unscaled, :, 1:] = widened[unscaled]
+                else:
+                    values[..., 1:] = widened
         if self.nonnegative == "auto" and never_negative is not None:
             values = floor_at_zero(values, never_negative)
         return values

@@ -27,7 +27,8 @@ from forecaster.contract import (
 from forecaster.data import splits
 from forecaster.data.schema import Columns
 from forecaster.errors import DataError
-from forecaster.evaluation.metrics import per_series_metrics, summarize
+from forecaster.evaluation.calibration import SCALE_COLUMN
+from forecaster.evaluation.metrics import mase_scale, per_series_metrics, summarize
 from forecaster.models.baselines import seasonal_naive_batch, seasonal_naive_intervals
 
 
@@ -109,6 +110,7 @@ def run_backtest(
         for j, c in enumerate(qnames):
             f[c] = qpred[..., j].reshape(-1)
         f[BASELINE] = base_point.reshape(-1)
+        f[SCALE_COLUMN] = np.repeat(mase_scale(insample, season), horizon)  # for `calibration.scaled_offsets`
         f[FALLBACK_COLUMN] = np.repeat(fell_back, horizon)
         forecasts.append(f)
     table = pd.concat(per_series, ignore_index=True)

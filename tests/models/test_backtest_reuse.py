@@ -1,6 +1,8 @@
 """A training run's backtest on data without a season reuses the cross-validation's forecasts of the same
 windows (`LSTMForecaster.window_forecasts`, `run_backtest`'s ``known``): the same figures as forecasting
-every window again, bit for bit, with the network and the members run once per window."""
+every window again, bit for bit, with the network and the members run once per window. And a combination
+that dropped the network is calibrated from its own backtest errors in scale units
+(`LSTMForecaster.calibrates_by_scale`)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from forecaster.data.schema import Columns
 from forecaster.defaults import NON_SEASONAL_COMBINATION
 from forecaster.errors import MissingColumnError
 from forecaster.evaluation.backtest import run_backtest
+from forecaster.evaluation.calibration import SCALE_COLUMN, apply_corrections, scaled_in
+from forecaster.evaluation.metrics import mase_scale
 from forecaster.forecaster import NEVER_NEGATIVE, LSTMForecaster, network_quantile
 from forecaster.models.combination import LEARNED, weights_of
 from forecaster.models.keras_network import NetworkSpec
@@ -24,8 +28,8 @@ WINDOWS = 2
 def _ugly_yearly() -> pd.DataFrame:
     """Yearly series as users send them: ids "001" and "NA" (strings that look like a number and a
     missing value), a falling series that crosses zero, one with zeros, one with a 1e9 spike, a 5-value
-    series too short for the network (the fallback's at the last origin) and a 3-value one (too short
-    to be backtested)."""
+    series too short for the network at the last origin (the fallback's there), a 3-value one (too short
+    to be backtested) and a 2-value one (too short for the network)."""
     rng = np.random.default_rng(3)
     n = 20
     ds = pd.date_range("1990-01-01", periods=n, freq="YS")
@@ -35,10 +39,12 @@ def _ugly_yearly() -> pd.DataFrame:
         "down": 30.0 - 3.0 * np.arange(n) + rng.normal(0, 1, n),  # negative from the 11th year
         "zeros": np.where(np.arange(n) % 4 == 0, 0.0, 5.0 + rng.normal(0, 1, n)),
         "spike": np.where(np.arange(n) == 9, 1e9, 200.0 + rng.normal(0, 3, n)),
+        "flat": np.full(n, 7.0),  # no MASE scale
     }
     parts = [pd.DataFrame({"unique_id": sid, "ds": ds, "y": y}) for sid, y in series.items()]
     parts.append(pd.DataFrame({"unique_id": "short", "ds": ds[-5:], "y": [1.0, 2.0, 3.0, 2.0, 4.0]}))
     parts.append(pd.DataFrame({"unique_id": "tiny", "ds": ds[-3:], "y": [1.0, 2.0, 3.0]}))
+    parts.append(pd.DataFrame({"unique_id": "pair", "ds": ds[-2:], "y": [4.0, 2.0]}))  # the fallback's at predict
     return pd.concat(parts, ignore_index=True)
 
 
@@ -107,3 +113,52 @@ def test_window_forecasts_names_a_column_its_frame_lacks(fitted):
         model.window_forecasts(members.drop(columns=[NEVER_NEGATIVE]))
     with pytest.raises(MissingColumnError, match=network_quantile(model.quantiles_[0])):
         model.window_forecasts(members.drop(columns=[network_quantile(model.quantiles_[0])]))
+
+
+def _calibrated(model: LSTMForecaster, frame: pd.DataFrame) -> LSTMForecaster:
+    frame = model._validate(frame, model.columns_, model.freq_).frame
+    members = model.cross_validation(frame, WINDOWS)
+    backtest = run_backtest(model.predict, frame, Columns(), HORIZON, WINDOWS, HORIZON, 1, model.quantiles_,
+                            known=model.window_forecasts(members))
+    assert SCALE_COLUMN in backtest.forecasts.columns
+    return model.calibrate(backtest.forecasts)
+
+
+def test_a_combination_without_the_network_takes_its_intervals_from_its_errors_in_scale_units(fitted, tmp_path):
+    frame, model = fitted
+    saved = model._fitted
+    try:
+        model.combine_, model.weights_ = LEARNED, {"otm": 0.5, "rtrend8": 0.5}  # the network dropped
+        assert model.calibrates_by_scale()
+        calibration = _calibrated(model, frame).calibration_
+        assert scaled_in(calibration) and "q0.1-q0.9" in calibration  # the width kept for series without a scale
+        out = model.predict(frame).set_index("unique_id")
+        raw = model.predict(frame, calibrated=False).set_index("unique_id")
+        one = out.loc["001"]
+        scale = mase_scale([frame.loc[frame["unique_id"] == "001", "y"].to_numpy()], 1)[0]
+        np.testing.assert_allclose(one["q0.1"], one["forecast"] + scale * np.array(calibration["scaled.q0.1"]))
+        np.testing.assert_allclose(one["q0.9"], one["forecast"] + scale * np.array(calibration["scaled.q0.9"]))
+        # a constant history has no scale: its interval is the width-corrected one
+        flat = raw.loc["flat", ["forecast", "q0.1", "q0.5", "q0.9"]].to_numpy()[None]
+        widened = apply_corrections(flat[..., 1:], model.quantiles_, calibration)
+        np.testing.assert_allclose(out.loc["flat", ["q0.1", "q0.9"]].to_numpy(), widened[0][:, [0, 2]])
+        fallback = out["model"] != LSTM  # the series too short for the network keep seasonal naive's intervals
+        assert fallback.any()
+        pd.testing.assert_frame_equal(out[fallback], raw[fallback])
+        assert np.isfinite(out[["forecast", "q0.1", "q0.5", "q0.9"]].to_numpy()).all()
+        assert (out.loc["zeros", "q0.1"] >= 0).all()  # the floor after the intervals
+        again = LSTMForecaster.load(model.save(tmp_path / "m")).predict(frame).set_index("unique_id")
+        pd.testing.assert_frame_equal(again, out)
+    finally:
+        model._fitted = saved
+
+
+def test_a_combination_with_the_network_keeps_the_width_corrections(fitted):
+    frame, model = fitted
+    saved = model._fitted
+    try:
+        model.combine_, model.weights_ = NON_SEASONAL_COMBINATION, weights_of(NON_SEASONAL_COMBINATION)
+        assert not model.calibrates_by_scale()
+        assert not scaled_in(_calibrated(model, frame).calibration_)
+    finally:
+        model._fitted = saved
