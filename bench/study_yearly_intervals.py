@@ -27,22 +27,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.bench_dev_suite import SETS, wide  # noqa: E402
-
-
-def interval_scores(y: np.ndarray, q: np.ndarray, quantiles: tuple[float, ...], insample: list[np.ndarray],
-                    season: int) -> dict[str, float]:
-    """80 % coverage, MSIS (alpha 0.2) and the scaled mean pinball loss of quantile forecasts ``q``
-    (series, horizon, quantiles)."""
-    from forecaster.evaluation.metrics import mase_scale, msis
-
-    lo, hi = q[..., quantiles.index(0.1)], q[..., quantiles.index(0.9)]
-    scale = mase_scale(insample, season)
-    pin = np.mean([np.mean(np.maximum(t * (y - q[..., j]), (t - 1) * (y - q[..., j])), axis=1) / scale
-                   for j, t in enumerate(quantiles)], axis=0)
-    return {"coverage_80": float(((y >= lo) & (y <= hi)).mean()),
-            "msis_80": float(msis(y, lo, hi, insample, season, alpha=0.2)),
-            "pinball_scaled": float(np.nanmean(pin))}
+from bench.bench_dev_suite import SETS, interval_scores, wide  # noqa: E402
 
 
 def study(keep: Path, name: str) -> dict:
