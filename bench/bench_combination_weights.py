@@ -14,6 +14,11 @@ the backtest MASE they were decided on (issue #27, fourth session). ``--out`` wr
 
     .venv/bin/python bench/bench_combination_weights.py --sets m3_yearly m3_quarterly --series 300
     .venv/bin/python bench/bench_combination_weights.py --sets m1_yearly m3_other m3_yearly --series 0 --out v.json
+
+``--combine auto`` trains with the defaults instead and reports the model as trained (no variants);
+``--keep DIR`` saves each set's model, training and validation parts, backtest forecasts and
+cross-validation frame under DIR/SET for `study_yearly_members.py` and `study_yearly_intervals.py`
+(issue #27, sixth session).
 """
 
 from __future__ import annotations

@@ -527,7 +527,9 @@ class LSTMForecaster:
         network's output combined by this forecaster's weights now, the quantiles sorted, calibrated and
         floored as `predict` does them. One row per series, origin and step: id, time, ``window``,
         ``forecast``, the quantiles and ``model``. For `forecaster.evaluation.backtest.run_backtest`'s
-        ``known``: the backtest after a cross-validation forecasts nothing again."""
+        ``known``: the backtest after a cross-validation forecasts nothing again. (Intervals calibrated in
+        scale units take the frame's ``scale``, of the history as given; `predict` takes it from the
+        history it validated: the two differ only where a reading was treated as an outlier.)"""
         self._check_fitted()
         state = self._fitted
         qcolumns = [network_quantile(q) for q in state.quantiles]
