@@ -162,3 +162,32 @@ def test_a_combination_with_the_network_keeps_the_width_corrections(fitted):
         assert not scaled_in(_calibrated(model, frame).calibration_)
     finally:
         model._fitted = saved
+
+
+@pytest.mark.slow  # a whole training run: backtest, final fit, an MLflow run
+def test_a_yearly_training_run_logs_how_it_calibrated_and_forecasts_finite_intervals(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from forecaster.config import model_config_from_dict
+    from pipelines.train import train
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    data = tmp_path / "history.csv"
+    _ugly_yearly().to_csv(data, index=False)
+    config = model_config_from_dict({
+        "model": {"name": "ugly", "horizon": HORIZON}, "data": {"source": str(data), "freq": "YS"},
+        "network": {"units": 4, "head_units": 8}, "training": {"input_size": 6, "epochs": 1, "batch_size": 32},
+        "backtest": {"n_windows": WINDOWS, "step": HORIZON}})
+    result = train(config, register=False, verbose=0)
+    final = result.model
+    assert result.backtest.members is not None  # data without a season: the windows were reviewed
+    assert "scale" in result.backtest.forecasts.columns
+    run = MlflowClient().get_run(result.run_id)
+    dropped = LSTM not in final.weights_
+    assert run.data.params["calibration.method"] == ("scale_units" if dropped else "width_units")
+    assert scaled_in(final.calibration_) == dropped
+    out = final.predict(_ugly_yearly())
+    assert set(out["unique_id"]) >= {"001", "NA", "spike", "flat", "pair"}
+    values = out[["forecast", "q0.1", "q0.5", "q0.9"]].to_numpy("float64")
+    assert np.isfinite(values).all() and np.all(values[:, 1] <= values[:, 3])
+    assert out.loc[out["unique_id"] == "spike", "q0.9"].max() < 1e6  # the spike treated, not in the scale
