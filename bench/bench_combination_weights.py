@@ -14,6 +14,11 @@ the backtest MASE they were decided on (issue #27, fourth session). ``--out`` wr
 
     .venv/bin/python bench/bench_combination_weights.py --sets m3_yearly m3_quarterly --series 300
     .venv/bin/python bench/bench_combination_weights.py --sets m1_yearly m3_other m3_yearly --series 0 --out v.json
+
+``--combine auto`` trains with the defaults instead and reports the model as trained (no variants);
+``--keep DIR`` saves each set's model, training and validation parts, backtest forecasts and
+cross-validation frame under DIR/SET for `study_yearly_members.py` and `study_yearly_intervals.py`
+(issue #27, sixth session).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import numpy as np  # noqa: E402
 from bench.bench_dev_suite import SETS, load_set, scores, validation_split, wide  # noqa: E402
 
 
-def run_set(name: str, series: int, seed: int = 0) -> dict:
+def run_set(name: str, series: int, seed: int = 0, combine: str = "learned", keep: Path | None = None) -> dict:
     from forecaster.config import model_config_from_dict
     from forecaster.contract import LSTM
     from forecaster.defaults import default_combination
@@ -58,10 +63,19 @@ def run_set(name: str, series: int, seed: int = 0) -> dict:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         data = Path(work) / f"{name}.csv"
         fit_part.to_csv(data, index=False)
-        config = model_config_from_dict({"model": {"name": name, "horizon": h, "combine": LEARNED},
+        config = model_config_from_dict({"model": {"name": name, "horizon": h, "combine": combine},
                                          "data": {"source": str(data), "freq": freq}})
         result = train(config, register=False, verbose=0)
         model = result.model
+    if keep is not None:  # what later studies read without training again (the validation part included)
+        where = keep / name
+        where.mkdir(parents=True, exist_ok=True)
+        model.save(where / "model")
+        fit_part.to_parquet(where / "fit.parquet")
+        val.to_parquet(where / "validation.parquet")
+        result.backtest.forecasts.to_parquet(where / "backtest.parquet")
+        if result.backtest.members is not None:
+            result.backtest.members.to_parquet(where / "members.parquet")
 
     def mase_of(combine: str, weights: dict[str, float] | None = None) -> float:
         model.combine_ = combine
@@ -72,11 +86,14 @@ def run_set(name: str, series: int, seed: int = 0) -> dict:
 
     learned = dict(model.weights_)
     members = dict(model.member_scores_)
-    rows = {"learned": mase_of(LEARNED, learned)}
+    rows = {"learned": mase_of(model.combine_ if combine != LEARNED else LEARNED, learned)}
     # Other ways of weighing the same backtest forecasts (result.members), applied to the same network.
+    if combine != LEARNED:  # the model as trained (the variants below weigh a learned run's members)
+        return {"set": name, "series": len(ids), "combine": model.combine_, "weights": learned,
+                "backtest_member_mase": members, "validation_mase": {"model": rows[LEARNED]}}
     cv = result.backtest.members
     actual = cv["y"].to_numpy("float64").reshape(-1, h)
-    points = {m: cv[m].to_numpy("float64").reshape(-1, h) for m in members}
+    points = {m: cv[m].to_numpy("float64").reshape(-1, h) for m in members if m in cv.columns}
     scale = cv["scale"].to_numpy("float64")[::h]
     default = default_combination(season)  # what "auto" combines on this data
     variants = {"greedy_from_auto": greedy_weights(actual, points, scale, start=(LSTM, *MEMBERS[default]))[0],
@@ -99,7 +116,7 @@ def run_set(name: str, series: int, seed: int = 0) -> dict:
     rule = choose(model.combine_scores_, default)
     rows["rule"] = mase_of(rule)
     rows.update({f"named:{c}": mase_of(c) for c in MEMBERS})
-    for member in members:  # each member alone, through the same weights path
+    for member in points:  # each member alone, through the same weights path
         rows[f"alone:{member}"] = mase_of(LEARNED, {member: 1.0})
     return {"set": name, "series": len(ids), "horizon": h, "rule_chose": rule, "weights": learned,
             "variant_weights": variants, "backtest_member_mase": members, "backtest": network_study,
@@ -147,10 +164,12 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["m3_yearly", "m3_quarterly"], choices=sorted(SETS))
     parser.add_argument("--series", type=int, default=300, help="a random subset of this many (0: all)")
     parser.add_argument("--out", type=Path, help="also write the results as a JSON list here")
+    parser.add_argument("--combine", default="learned", help='the [model] combine trained with ("auto": the defaults)')
+    parser.add_argument("--keep", type=Path, help="save each set's model, backtest and validation part under DIR/SET")
     args = parser.parse_args()
     results = []
     for name in args.sets:
-        results.append(run_set(name, args.series))
+        results.append(run_set(name, args.series, combine=args.combine, keep=args.keep))
         print(json.dumps(results[-1]), flush=True)
         if args.out:
             args.out.write_text(json.dumps(results, indent=2))

@@ -102,6 +102,21 @@ def scores(y: np.ndarray, point: np.ndarray, insample: list[np.ndarray], season:
     return out
 
 
+def interval_scores(y: np.ndarray, q: np.ndarray, quantiles: tuple[float, ...], insample: list[np.ndarray],
+                    season: int) -> dict[str, float]:
+    """80 % coverage, M4's MSIS of the 80 % interval (alpha 0.2) and the mean pinball loss over the
+    quantiles scaled by each series' MASE scale, of quantile forecasts ``q`` (series, horizon, quantiles)."""
+    from forecaster.evaluation.metrics import mase_scale, msis
+
+    lo, hi = q[..., quantiles.index(0.1)], q[..., quantiles.index(0.9)]
+    scale = mase_scale(insample, season)
+    pin = np.mean([np.mean(np.maximum(t * (y - q[..., j]), (t - 1) * (y - q[..., j])), axis=1) / scale
+                   for j, t in enumerate(quantiles)], axis=0)
+    return {"coverage_80": float(((y >= lo) & (y <= hi)).mean()),
+            "msis_80": float(msis(y, lo, hi, insample, season, alpha=0.2)),
+            "pinball_scaled": float(np.nanmean(pin))}
+
+
 def validation_split(train: pd.DataFrame, h: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test) with each series' last ``h`` training values as the test: for choosing settings
     without reading the test part."""
@@ -224,6 +239,14 @@ def _lstm(name: str, work: Path, data: Path, train: pd.DataFrame, settings: list
         y, wide(raw, ids, "forecast", h), insample, season, wide(raw, ids, "q0.1", h),
         wide(raw, ids, "q0.9", h))["coverage_80"]
     rows["LSTM (defaults)"]["seconds"] = train_s
+    from forecaster.contract import quantile_name
+
+    names = [quantile_name(q) for q in model.quantiles_]
+    for label, frame in (("", ours), ("_before", raw)):  # the interval scores, calibrated and not
+        q = np.stack([wide(frame, ids, c, h) for c in names], axis=-1)
+        for key, value in interval_scores(y, q, tuple(model.quantiles_), insample, season).items():
+            if key != "coverage_80":
+                rows["LSTM (defaults)"][f"{key}{label}"] = value
     kept["forecast"] = wide(ours, ids, "forecast", h)
     if network:  # the network alone too, for studying combinations offline
         chosen, weights = model.combine_, model.weights_

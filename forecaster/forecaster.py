@@ -51,7 +51,13 @@ from forecaster.errors import (
     ShortHistoryError,
     ValueRangeError,
 )
-from forecaster.evaluation.calibration import apply_corrections, conformal_corrections
+from forecaster.evaluation.calibration import (
+    apply_corrections,
+    apply_scaled,
+    conformal_corrections,
+    scaled_in,
+    scaled_offsets,
+)
 from forecaster.evaluation.metrics import mase_scale
 from forecaster.models import distribute
 from forecaster.models.base import SeriesBatch, floor_at_zero
@@ -61,6 +67,7 @@ from forecaster.models.combination import (
     MEMBERS,
     choose,
     combine,
+    combined,
     greedy_weights,
     holdout_scores,
     member_forecasts,
@@ -395,7 +402,7 @@ class LSTMForecaster:
         columns = state.columns
         history = splits.history(data.frame, columns, data.last_train)
         actual = splits.following(data.frame, columns, data.last_train, self.horizon)
-        ids, points, histories = self._member_points(state, history, learned=self.combine == LEARNED)
+        ids, points, histories, _ = self._member_points(state, history, learned=self.combine == LEARNED)
         default = default_combination(seasonal_period(state.freq))
         if not ids:
             chosen = choose({}, default) if self.combine == "auto" else self.combine
@@ -411,40 +418,62 @@ class LSTMForecaster:
         return replace(state, combine=chosen, combine_scores=scores, weights=weights_of(chosen))
 
     def _member_points(self, state: FittedState, history: pd.DataFrame, learned: bool = True
-                       ) -> tuple[list[str], dict[str, np.ndarray], list[np.ndarray]]:
+                       ) -> tuple[list[str], dict[str, np.ndarray], list[np.ndarray], _NetworkOutput | None]:
         """The ids of the series of ``history`` the network forecasts (not the fallback's), each
         member's point forecasts (series, horizon) for them: the network's (uncombined, uncalibrated) and,
-        with ``learned``, every candidate's of `forecaster.models.combination.CANDIDATES`; and those
-        series' histories (`series_histories`, read once for the members and the MASE scale)."""
+        with ``learned``, every candidate's of `forecaster.models.combination.CANDIDATES`, from the
+        histories `predict` combines them from (its validated frame's); those series' histories as given
+        (`series_histories`, for the MASE scale); and the network's whole output with what `predict`
+        needs besides to finish it (`_NetworkOutput`; None where no series is forecast)."""
         vframe = self._validate(history, state.columns, state.freq, min_length=state.min_history,
                                 horizon=self.horizon, for_prediction=True)
         short = set(vframe.short_series)
         ids = [sid for sid in vframe.ids if sid not in short]
         if not ids:
-            return [], {}, []
+            return [], {}, [], None
         network = self._network(state)
-        points = {LSTM: network.forecast(SeriesBatch(vframe, ids), self.horizon)[..., 0].astype("float64")}
+        batch = SeriesBatch(vframe, ids)
+        values = network.forecast(batch, self.horizon)
+        points = {LSTM: values[..., 0].astype("float64")}
         self._predict_fn = network.predict_fn
-        # The statistical methods and the scale read the history as given (a slice of a validated frame).
+        # The MASE scale reads the history as given (a slice of a validated frame), as the backtest does.
         histories = series_histories(history, state.columns, ids)
         if learned:
-            points.update(member_forecasts(histories, self.horizon, seasonal_period(state.freq), set(CANDIDATES)))
-        return ids, points, histories
+            points.update(member_forecasts(batch.histories, self.horizon, seasonal_period(state.freq),
+                                           set(CANDIDATES)))
+        return ids, points, histories, _NetworkOutput(values, batch.never_negative)
 
     def calibrate(self, backtest_forecasts: pd.DataFrame) -> LSTMForecaster:
         """Set the conformal corrections of the intervals from a backtest's out-of-sample forecasts
-        (`forecaster.evaluation.calibration`); `predict` applies them unless ``calibrated=False``."""
+        (`forecaster.evaluation.calibration`); `predict` applies them unless ``calibrated=False``.
+        Where the combination forecasts without the network (`calibrates_by_scale`), the intervals are
+        the combined point plus the backtest's errors in units of each series' MASE scale
+        (`calibration.scaled_offsets`; the forecast frame needs its ``scale`` column, as
+        `run_backtest` gives it), the width corrections kept for series without a scale."""
         self._check_fitted()
-        self._fitted = replace(self._fitted, calibration=conformal_corrections(
-            backtest_forecasts, self.columns_, self.quantiles_, self.horizon))
+        calibration = conformal_corrections(backtest_forecasts, self.columns_, self.quantiles_, self.horizon)
+        if self.calibrates_by_scale():
+            calibration.update(scaled_offsets(backtest_forecasts, self.columns_, self.quantiles_, self.horizon))
+        self._fitted = replace(self._fitted, calibration=calibration)
         return self
+
+    def calibrates_by_scale(self) -> bool:
+        """Whether `calibrate` sets the intervals from the combination's own errors in scale units: where
+        the combination gives the network no weight (on data without a season, where the backtest's
+        windows dropped it), the network's spread, which the quantiles keep, says nothing of the
+        combination's errors (docs/accuracy.md, issue #27, sixth session)."""
+        self._check_fitted()
+        return self._fitted.weights.get(LSTM, 0.0) <= 0.0
 
     def cross_validation(self, df: pd.DataFrame, n_windows: int, step: int | None = None) -> pd.DataFrame:
         """Each member's out-of-sample point forecasts at ``n_windows`` rolling origins ``step`` apart
         (`forecaster.data.splits.backtest_cutoffs`, the backtest's windows): one row per series, origin and
         step with the id, time, target, ``window``, ``cutoff``, ``scale`` (the series' MASE scale at that
-        origin) and one column per member (``lstm`` and `forecaster.models.combination.CANDIDATES`). Series the
-        fallback forecasts at an origin are left out of it. What `learn_combination` weighs."""
+        origin) and one column per member (``lstm`` and `forecaster.models.combination.CANDIDATES`), then the
+        network's quantiles (``lstm_q0.1``, ...) and ``never_negative`` (the series' history holds no
+        negative value). Series the fallback forecasts at an origin are left out of it. What
+        `learn_combination` weighs, and what `window_forecasts` turns into the forecasts `predict` makes
+        there, so that a backtest on the same windows forecasts nothing twice."""
         self._check_fitted()
         n_windows = check_value("", "n_windows", n_windows)
         step = self.horizon if step is None else check_value("", "step", step)
@@ -462,8 +491,8 @@ class LSTMForecaster:
         for k, window in plan.groupby(WINDOW_COLUMN, sort=True):
             cutoffs = window.set_index(columns.id)[CUTOFF_COLUMN]
             history = splits.history(frame, columns, cutoffs)
-            ids, points, histories = self._member_points(state, history)
-            if not ids:
+            ids, points, histories, output = self._member_points(state, history)
+            if output is None:
                 continue
             actual = splits.following(frame, columns, cutoffs, self.horizon).set_index(columns.id).loc[ids]
             part = actual.reset_index()[[columns.id, columns.time, columns.target]]
@@ -472,6 +501,9 @@ class LSTMForecaster:
             part["scale"] = np.repeat(mase_scale(histories, season), self.horizon)
             for name, values in points.items():
                 part[name] = values.reshape(-1)
+            for j, q in enumerate(state.quantiles):  # the network's quantiles, for `window_forecasts`
+                part[network_quantile(q)] = output.values[..., 1 + j].reshape(-1)
+            part[NEVER_NEGATIVE] = np.repeat(output.never_negative, self.horizon)
             parts.append(part)
         if not parts:
             raise ShortHistoryError("no backtest window has a series the network forecasts", column=columns.target)
@@ -488,6 +520,36 @@ class LSTMForecaster:
         weights, scores = greedy_weights(actual, points, scale)
         self._fitted = replace(self._fitted, combine=LEARNED, weights=weights, member_scores=scores)
         return self
+
+    def window_forecasts(self, members: pd.DataFrame) -> pd.DataFrame:
+        """The forecasts `predict` makes at each origin of ``members`` (`cross_validation`'s frame, of this
+        forecaster) for the series the network forecasts there, from the forecasts the frame holds: the
+        network's output combined by this forecaster's weights now, the quantiles sorted, calibrated and
+        floored as `predict` does them. One row per series, origin and step: id, time, ``window``,
+        ``forecast``, the quantiles and ``model``. For `forecaster.evaluation.backtest.run_backtest`'s
+        ``known``: the backtest after a cross-validation forecasts nothing again. (Intervals calibrated in
+        scale units take the frame's ``scale``, of the history as given; `predict` takes it from the
+        history it validated: the two differ only where a reading was treated as an outlier.)"""
+        self._check_fitted()
+        state = self._fitted
+        qcolumns = [network_quantile(q) for q in state.quantiles]
+        others = [n for n in state.weights if n != LSTM]
+        actual, points, _ = self._windows(members, needs=(*qcolumns, NEVER_NEGATIVE, *others))
+        h = self.horizon
+        # The network's output as it came (float32), so that the combination's sums round as in `predict`.
+        values = np.stack([members[c].to_numpy() for c in (LSTM, *qcolumns)], axis=-1)
+        values = values.astype(members[qcolumns[0]].dtype if qcolumns else values.dtype).reshape(len(actual), h, -1)
+        if others:
+            values = combined(values, {n: points[n] for n in others}, state.weights)
+        values = self._finish(state, values, members[NEVER_NEGATIVE].to_numpy(bool)[::h], calibrated=True,
+                              scale=members["scale"].to_numpy("float64")[::h])
+        columns = state.columns
+        out = members[[columns.id, columns.time, WINDOW_COLUMN]].reset_index(drop=True)
+        out[FORECAST_COLUMN] = values[..., 0].reshape(-1)
+        for j, q in enumerate(state.quantiles):
+            out[quantile_name(q)] = values[..., 1 + j].reshape(-1)
+        out[MODEL_COLUMN] = LSTM
+        return out
 
     def reviews_network(self) -> bool:
         """Whether this fit's combination is decided again on backtest windows (`combine_on_windows`):
@@ -625,13 +687,10 @@ class LSTMForecaster:
         self._predict_fn = network.predict_fn
         if set(state.weights) - {LSTM}:  # the histories are read only for a combination
             values = combine(values, batch.histories, state.weights, batch.season)
-        n, h, k = values.shape
-        if k > 1:
-            values[..., 1:] = np.sort(values[..., 1:], axis=-1)  # quantiles never cross
-            if calibrated and state.calibration:
-                values[..., 1:] = apply_corrections(values[..., 1:], state.quantiles, state.calibration)
-        if self.nonnegative == "auto":
-            values = floor_at_zero(values, batch)
+        scale = mase_scale(batch.histories, batch.season) if calibrated and scaled_in(state.calibration) else None
+        values = self._finish(state, values, batch.never_negative if self.nonnegative == "auto" else None,
+                              calibrated, scale)
+        n, h, _ = values.shape
         data = {
             columns.id: pd.array(batch.ids, dtype=str).take(np.repeat(np.arange(n), h)),
             columns.time: times,
@@ -642,6 +701,27 @@ class LSTMForecaster:
         data[MODEL_COLUMN] = LSTM
         return pd.DataFrame(data)
 
+    def _finish(self, state: FittedState, values: np.ndarray, never_negative: np.ndarray | None,
+                calibrated: bool, scale: np.ndarray | None = None) -> np.ndarray:
+        """The combined forecasts ``values`` (series, horizon, 1 + quantiles) as `predict` answers them:
+        the quantiles sorted (they never cross), calibrated (with ``calibrated`` and corrections set:
+        in scale units from each series' MASE ``scale`` where the calibration has them and the scale is
+        positive, `calibration.apply_scaled`) and, where ``nonnegative`` is "auto", each series marked in
+        ``never_negative`` floored at 0."""
+        if values.shape[-1] > 1:
+            values[..., 1:] = np.sort(values[..., 1:], axis=-1)
+            if calibrated and state.calibration:
+                widened = apply_corrections(values[..., 1:], state.quantiles, state.calibration)
+                if scale is not None and scaled_in(state.calibration):
+                    values = apply_scaled(values, state.quantiles, state.calibration, scale)
+                    unscaled = ~(np.isfinite(scale) & (scale > 0))
+                    values[unscaled, :, 1:] = widened[unscaled]
+                else:
+                    values[..., 1:] = widened
+        if self.nonnegative == "auto" and never_negative is not None:
+            values = floor_at_zero(values, never_negative)
+        return values
+
     def _predict_fallback(self, state: FittedState, batch: SeriesBatch) -> pd.DataFrame:
         """Seasonal naive's forecasts and intervals (`forecaster.models.naive.SeasonalNaive`) for the
         series of ``batch``, too short for the network."""
@@ -650,7 +730,7 @@ class LSTMForecaster:
         times = future_indexes(last.loc[ids], state.freq, self.horizon)
         values = SeasonalNaive(state.quantiles).forecast(batch, self.horizon)
         if self.nonnegative == "auto":
-            values = floor_at_zero(values, batch)
+            values = floor_at_zero(values, batch.never_negative)
         data = {columns.id: np.repeat(np.asarray(ids, dtype=object), self.horizon),
                 columns.time: np.concatenate([times[sid].to_numpy() for sid in ids]),
                 FORECAST_COLUMN: values[..., 0].reshape(-1)}
@@ -713,6 +793,24 @@ class LSTMForecaster:
         loaded._fitted = replace(state, model=model, scaler=scaler)
         loaded._predict_fn = None
         return loaded
+
+
+#: `LSTMForecaster.cross_validation`'s column that says a series' history holds no negative value.
+NEVER_NEGATIVE = "never_negative"
+
+
+def network_quantile(q: float) -> str:
+    """`LSTMForecaster.cross_validation`'s column of the network's quantile ``q`` (``lstm_q0.1``)."""
+    return f"{LSTM}_{quantile_name(q)}"
+
+
+@dataclass(frozen=True)
+class _NetworkOutput:
+    """The network's forecasts (series, horizon, 1 + quantiles) of a batch, as it made them, and which
+    series are never negative: what `LSTMForecaster.window_forecasts` finishes as `predict` does."""
+
+    values: np.ndarray
+    never_negative: np.ndarray
 
 
 @dataclass(frozen=True)

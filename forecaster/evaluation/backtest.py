@@ -27,7 +27,8 @@ from forecaster.contract import (
 from forecaster.data import splits
 from forecaster.data.schema import Columns
 from forecaster.errors import DataError
-from forecaster.evaluation.metrics import per_series_metrics, summarize
+from forecaster.evaluation.calibration import SCALE_COLUMN
+from forecaster.evaluation.metrics import mase_scale, per_series_metrics, summarize
 from forecaster.models.baselines import seasonal_naive_batch, seasonal_naive_intervals
 
 
@@ -53,6 +54,7 @@ def run_backtest(
     season: int,
     quantiles: tuple[float, ...] = (),
     name: str = LSTM,
+    known: pd.DataFrame | None = None,
 ) -> BacktestResult:
     """Score ``predict`` and seasonal naive on ``n_windows`` rolling origins of a validated ``frame``.
 
@@ -60,6 +62,11 @@ def run_backtest(
     than ``horizon + 1`` steps cannot be scored and are left out (DataError if no series can be).
     The ``fallback`` column marks the rows where ``predict`` answered with its seasonal-naive fallback
     (its output's ``model`` column), so that they are counted, not hidden.
+
+    ``known``: forecasts already made on these windows (id, time, ``window`` and ``predict``'s columns,
+    as `LSTMForecaster.window_forecasts` gives them), used as they are; ``predict`` is then asked only
+    for the series a window's part of ``known`` lacks (none: it is not called), so that a backtest after
+    a cross-validation on the same windows forecasts nothing twice.
     """
     if not len(splits.holdout_cutoffs(frame, columns, horizon)):
         raise DataError(f"no series can be backtested: each needs at least {horizon + 1} steps (horizon + 1)",
@@ -76,7 +83,7 @@ def run_backtest(
         hist_groups = history.groupby(columns.id, sort=False)[columns.target]
         insample = [hist_groups.get_group(sid).to_numpy("float64") for sid in ids]
 
-        out = predict(history)
+        out = _forecasts(predict, history, columns, None if known is None else known[known[WINDOW_COLUMN] == k])
         out = out.set_index(columns.id).loc[ids].reset_index()
         fell_back = np.zeros(len(ids), dtype=bool)
         if MODEL_COLUMN in out.columns:
@@ -103,11 +110,25 @@ def run_backtest(
         for j, c in enumerate(qnames):
             f[c] = qpred[..., j].reshape(-1)
         f[BASELINE] = base_point.reshape(-1)
+        f[SCALE_COLUMN] = np.repeat(mase_scale(insample, season), horizon)  # for `calibration.scaled_offsets`
         f[FALLBACK_COLUMN] = np.repeat(fell_back, horizon)
         forecasts.append(f)
     table = pd.concat(per_series, ignore_index=True)
     summary = {model: summary_of(group, columns) for model, group in table.groupby(MODEL_COLUMN, sort=False)}
     return BacktestResult(per_series=table, summary=summary, forecasts=pd.concat(forecasts, ignore_index=True))
+
+
+def _forecasts(predict: Callable[[pd.DataFrame], pd.DataFrame], history: pd.DataFrame, columns: Columns,
+               known: pd.DataFrame | None) -> pd.DataFrame:
+    """``predict``'s forecasts from ``history``, taking those of ``known`` (one window's) as they are and
+    asking ``predict`` only for the other series (their own rows of ``history``)."""
+    if known is None or not len(known):
+        return predict(history)
+    known = known.drop(columns=[WINDOW_COLUMN])
+    rest = ~history[columns.id].isin(set(known[columns.id]))
+    if not rest.any():
+        return known
+    return pd.concat([known, predict(history[rest])], ignore_index=True)
 
 
 def summary_of(rows: pd.DataFrame, columns: Columns) -> dict[str, float]:

@@ -24,7 +24,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from forecaster.contract import FALLBACK_COLUMN, WINDOW_COLUMN, quantile_name
+from forecaster.contract import FALLBACK_COLUMN, FORECAST_COLUMN, WINDOW_COLUMN, quantile_name
 from forecaster.data.schema import Columns
 from forecaster.evaluation.metrics import intervals
 
@@ -93,3 +93,75 @@ def apply_corrections(values: np.ndarray, quantiles: tuple[float, ...],
             out[..., index[hi]] = np.maximum(high + c * width, inner_hi)
         inner_lo, inner_hi = out[..., index[lo]], out[..., index[hi]]
     return out
+
+
+#: The prefix of a quantile's calibration key in scale units (``"scaled.q0.9"``, `scaled_offsets`).
+SCALED = "scaled."
+#: The forecast frame's column of each row's MASE scale (`forecaster.evaluation.backtest.run_backtest`).
+SCALE_COLUMN = "scale"
+
+
+def scaled_offsets(forecasts: pd.DataFrame, columns: Columns, quantiles: tuple[float, ...],
+                   horizon: int) -> dict[str, list[float]]:
+    """Per quantile ``q`` of an interval (key ``"scaled.q0.9"``; the median keeps its own), the
+    ``horizon`` offsets ``o_j`` of a forecast's quantile from its point in units of the series' MASE
+    scale: the quantile ``q`` of the backtest's errors ``(y - forecast) / scale`` at step j, the
+    conformal order statistic ``ceil((n + 1) q)`` above the median and ``floor((n + 1) q)`` below it
+    (split conformal, each tail alone), all steps pooled where one has fewer than `MIN_PER_STEP` errors.
+
+    Why: where the combined point is not the network's (a combination that dropped the network), the
+    network's spread says little about the combination's errors, and widening it by how often it missed
+    (`conformal_corrections`) made M1 Yearly's intervals far too wide (docs/accuracy.md); errors in
+    units of the series' own scale pool series of any size and take the combination's error straight
+    from the windows. ``forecasts``: a backtest's forecast frame with `SCALE_COLUMN`; fallback rows and
+    rows without a finite positive scale or actual are left out. No usable row: {}.
+    """
+    rows = forecasts
+    if FALLBACK_COLUMN in rows.columns:
+        rows = rows[~rows[FALLBACK_COLUMN].to_numpy(bool)]
+    if SCALE_COLUMN not in rows.columns or not len(rows):
+        return {}
+    step = rows.groupby([columns.id, WINDOW_COLUMN], sort=False).cumcount().to_numpy()
+    scale = rows[SCALE_COLUMN].to_numpy("float64")
+    errors = rows[columns.target].to_numpy("float64") - rows[FORECAST_COLUMN].to_numpy("float64")
+    usable = np.isfinite(errors) & np.isfinite(scale) & (scale > 0)
+    errors, step = errors[usable] / scale[usable], step[usable]
+    if not len(errors):
+        return {}
+    per_step = [np.sort(errors[step == j]) for j in range(horizon)]
+    pooled = min(len(e) for e in per_step) < MIN_PER_STEP
+    out: dict[str, list[float]] = {}
+    for q in sorted({b for interval in intervals(quantiles) for b in (interval.lo, interval.hi)}):
+        parts = [np.sort(errors)] * horizon if pooled else per_step
+        out[f"{SCALED}{quantile_name(q)}"] = [_order_statistic(e, q) for e in parts]
+    return out
+
+
+def _order_statistic(ordered: np.ndarray, q: float) -> float:
+    n = len(ordered)
+    if abs(q - 0.5) < 1e-9:
+        return float(np.median(ordered))
+    k = math.ceil((n + 1) * q) if q > 0.5 else math.floor((n + 1) * q)
+    return float(ordered[min(max(k, 1), n) - 1])
+
+
+def apply_scaled(values: np.ndarray, quantiles: tuple[float, ...], offsets: dict[str, list[float]],
+                 scale: np.ndarray) -> np.ndarray:
+    """``values`` (n, H, 1 + quantiles): the point, then the quantiles; each quantile with offsets
+    (`scaled_offsets`) set to the point plus the series' ``scale`` (n) times its step's offset, then
+    all sorted. Series whose scale is not finite and positive (a constant history) keep theirs."""
+    out = values.copy()
+    ok = np.isfinite(scale) & (scale > 0)
+    h = values.shape[1]
+    for j, q in enumerate(quantiles):
+        o = offsets.get(f"{SCALED}{quantile_name(q)}")
+        if o is not None:
+            moved = values[..., 0] + scale[:, None] * np.asarray(o[:h], dtype="float64")[None, :]
+            out[ok, :, 1 + j] = moved[ok]
+    out[..., 1:] = np.sort(out[..., 1:], axis=-1)
+    return out
+
+
+def scaled_in(calibration: dict[str, list[float]]) -> bool:
+    """Whether ``calibration`` holds offsets in scale units (`scaled_offsets`)."""
+    return any(key.startswith(SCALED) for key in calibration)

@@ -61,9 +61,9 @@ class SeriesBatch:
 SIGN_RULES = ("auto", "never")
 
 
-def floor_at_zero(values: np.ndarray, batch: SeriesBatch) -> np.ndarray:
+def floor_at_zero(values: np.ndarray, never_negative: np.ndarray) -> np.ndarray:
     """``values`` (series, horizon, 1 + quantiles) with every value of a series that is never negative
-    in ``batch`` (`SeriesBatch.never_negative`) at least 0.
+    (``never_negative``, one per series: `SeriesBatch.never_negative`) at least 0.
 
     Why: a trend or drift extrapolated from a falling non-negative series (sales, counts, prices) goes
     below 0, which such a series cannot reach; its actuals are at or above 0, so raising a forecast or
@@ -71,7 +71,7 @@ def floor_at_zero(values: np.ndarray, batch: SeriesBatch) -> np.ndarray:
     """
     if not len(values):
         return values
-    keep = batch.never_negative
+    keep = np.asarray(never_negative, dtype=bool)
     values[keep] = np.maximum(values[keep], 0.0) + 0.0  # + 0.0: no -0.0 in the output
     return values
 

@@ -129,8 +129,15 @@ def combine(values: np.ndarray, histories: list[np.ndarray], method: str | dict[
     others = {name for name, w in method.items() if w > 0 and name != LSTM}
     if not others or not len(values):
         return values
-    members = member_forecasts(histories, values.shape[1], season, others)
-    shift = _weighted(values[..., 0], members, method) - values[..., 0]
+    return combined(values, member_forecasts(histories, values.shape[1], season, others), method)
+
+
+def combined(values: np.ndarray, members: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """``values`` (series, horizon, 1 + quantiles), the network's forecasts, moved to the ``weights``'
+    mean of the network's point and the ``members``' point forecasts (series, horizon), the quantiles by
+    as much as the point: what `combine` does once the members have forecast (also from forecasts made
+    before, as a backtest's, `LSTMForecaster.window_forecasts`)."""
+    shift = _weighted(values[..., 0], members, weights) - values[..., 0]
     return values + shift[..., None]
 
 

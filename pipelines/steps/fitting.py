@@ -19,6 +19,7 @@ from forecaster.contract import (
 )
 from forecaster.data import splits
 from forecaster.evaluation.backtest import BacktestResult, run_backtest
+from forecaster.evaluation.calibration import SCALED, scaled_in
 from forecaster.evaluation.metrics import coverage, intervals
 from forecaster.forecaster import LSTMForecaster
 from pipelines.steps.prepare import Prepared, make_forecaster
@@ -80,12 +81,13 @@ def backtest(prepared: Prepared, verbose: int = 1,
              "" if initial is None else " (warm start)")
     model = fit(c, splits.before_first_origin(prepared.frame, columns, c.horizon, n, prepared.step), verbose,
                 prefix="backtest_fit.", initial=initial, label="backtest fit")
-    members = None
+    members = known = None
     if model.reviews_network():  # decided on the backtest's windows, then scored there as decided
         members = model.cross_validation(prepared.frame, n, prepared.step)
         model.combine_on_windows(members)
+        known = model.window_forecasts(members)  # the same windows: their forecasts are not made again
     result = run_backtest(model.predict, prepared.frame, columns, c.horizon, n, prepared.step, prepared.season,
-                          model.quantiles_)
+                          model.quantiles_, known=known)
     result.members = members
     if mlflow.active_run():
         for name, metrics in result.summary.items():
@@ -112,6 +114,12 @@ def calibrate(model: LSTMForecaster, result: BacktestResult) -> str | None:
         if mlflow.active_run():
             mlflow.log_metrics({f"calibration.{key}.backtest_coverage": before,
                                 f"calibration.{key}.mean_correction": mean})
+    if scaled_in(model.calibration_):  # the combination's own errors set its intervals (the network dropped)
+        parts = [f"{interval.key} from the combination's backtest errors in units of each series' MASE scale "
+                 f"(the network dropped; its spread says nothing of them), the width corrections kept for "
+                 f"series without a scale" for interval in intervals(model.quantiles_)
+                 if f"{SCALED}{quantile_name(interval.hi)}" in model.calibration_]
     if mlflow.active_run():
+        mlflow.log_param("calibration.method", "scale_units" if scaled_in(model.calibration_) else "width_units")
         mlflow.log_dict(model.calibration_, "calibration.json")
     return "; ".join(parts)

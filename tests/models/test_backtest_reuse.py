@@ -1,0 +1,193 @@
+"""A training run's backtest on data without a season reuses the cross-validation's forecasts of the same
+windows (`LSTMForecaster.window_forecasts`, `run_backtest`'s ``known``): the same figures as forecasting
+every window again, bit for bit, with the network and the members run once per window. And a combination
+that dropped the network is calibrated from its own backtest errors in scale units
+(`LSTMForecaster.calibrates_by_scale`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecaster.contract import FORECAST_COLUMN, LSTM, WINDOW_COLUMN
+from forecaster.data.schema import Columns
+from forecaster.defaults import NON_SEASONAL_COMBINATION
+from forecaster.errors import MissingColumnError
+from forecaster.evaluation.backtest import run_backtest
+from forecaster.evaluation.calibration import SCALE_COLUMN, apply_corrections, scaled_in
+from forecaster.evaluation.metrics import mase_scale
+from forecaster.forecaster import NEVER_NEGATIVE, LSTMForecaster, network_quantile
+from forecaster.models.combination import LEARNED, weights_of
+from forecaster.models.keras_network import NetworkSpec
+
+HORIZON = 3
+WINDOWS = 2
+
+
+def _ugly_yearly() -> pd.DataFrame:
+    """Yearly series as users send them: ids "001" and "NA" (strings that look like a number and a
+    missing value), a falling series that crosses zero, one with zeros, one with a 1e9 spike, a 5-value
+    series too short for the network at the last origin (the fallback's there), a 3-value one (too short
+    to be backtested) and a 2-value one (too short for the network)."""
+    rng = np.random.default_rng(3)
+    n = 20
+    ds = pd.date_range("1990-01-01", periods=n, freq="YS")
+    series = {
+        "001": 100.0 + 4.0 * np.arange(n) + rng.normal(0, 2, n),
+        "NA": 50.0 + rng.normal(0, 5, n).cumsum(),
+        "down": 30.0 - 3.0 * np.arange(n) + rng.normal(0, 1, n),  # negative from the 11th year
+        "zeros": np.where(np.arange(n) % 4 == 0, 0.0, 5.0 + rng.normal(0, 1, n)),
+        "spike": np.where(np.arange(n) == 9, 1e9, 200.0 + rng.normal(0, 3, n)),
+        "flat": np.full(n, 7.0),  # no MASE scale
+    }
+    parts = [pd.DataFrame({"unique_id": sid, "ds": ds, "y": y}) for sid, y in series.items()]
+    parts.append(pd.DataFrame({"unique_id": "short", "ds": ds[-5:], "y": [1.0, 2.0, 3.0, 2.0, 4.0]}))
+    parts.append(pd.DataFrame({"unique_id": "tiny", "ds": ds[-3:], "y": [1.0, 2.0, 3.0]}))
+    parts.append(pd.DataFrame({"unique_id": "pair", "ds": ds[-2:], "y": [4.0, 2.0]}))  # the fallback's at predict
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[pd.DataFrame, LSTMForecaster]:
+    frame = _ugly_yearly()
+    model = LSTMForecaster(horizon=HORIZON, input_size=6, freq="YS", network=NetworkSpec(units=4, head_units=8),
+                           epochs=1, batch_size=32, verbose=0, seed=0).fit(frame)
+    return frame, model
+
+
+def _backtests(model: LSTMForecaster, frame: pd.DataFrame):
+    """The backtest forecasting every window again, and the one reusing the cross-validation's, with the
+    series ``predict`` was asked for in the second; both on the validated frame, as a training run's
+    backtest (its readings treated as at fit: the spike)."""
+    columns = Columns()
+    frame = model._validate(frame, model.columns_, model.freq_).frame
+    members = model.cross_validation(frame, WINDOWS)
+    again = run_backtest(model.predict, frame, columns, HORIZON, WINDOWS, HORIZON, 1, model.quantiles_)
+    asked: list[str] = []
+
+    def predict(history: pd.DataFrame) -> pd.DataFrame:
+        asked.extend(pd.unique(history["unique_id"]))
+        return model.predict(history)
+
+    reused = run_backtest(predict, frame, columns, HORIZON, WINDOWS, HORIZON, 1, model.quantiles_,
+                          known=model.window_forecasts(members))
+    return members, again, reused, asked
+
+
+@pytest.mark.parametrize("weights", ["auto", NON_SEASONAL_COMBINATION, "none", "learned_uneven"])
+def test_the_reused_forecasts_score_as_forecasting_again_bit_for_bit(fitted, weights):
+    frame, model = fitted
+    saved = model._fitted
+    try:
+        if weights == "learned_uneven":  # weights that are not equal: sums that round differently
+            model.combine_, model.weights_ = LEARNED, {LSTM: 0.15, "otm": 0.35, "rtrend8": 0.5}
+        elif weights != "auto":
+            model.combine_, model.weights_ = weights, weights_of(weights)
+        members, again, reused, asked = _backtests(model, frame)
+    finally:
+        model._fitted = saved
+    assert set(members[WINDOW_COLUMN]) == {0, 1} and "short" not in set(members["unique_id"])
+    # the network and the members forecast once per window: predict only answers the short series
+    assert set(asked) == {"short"}
+    pd.testing.assert_frame_equal(reused.forecasts, again.forecasts, check_exact=True)
+    pd.testing.assert_frame_equal(reused.per_series, again.per_series, check_exact=True)
+    assert reused.summary == again.summary
+    assert again.forecasts[FORECAST_COLUMN].notna().all()
+
+
+def test_the_cross_validation_frame_carries_the_networks_quantiles_and_the_floor(fitted):
+    frame, model = fitted
+    members = model.cross_validation(frame, WINDOWS)
+    q = [network_quantile(x) for x in model.quantiles_]
+    assert q and set(q) <= set(members.columns)
+    assert np.isfinite(members[q].to_numpy("float64")).all()  # the head's own (unsorted: predict sorts them)
+    never = members.groupby("unique_id")[NEVER_NEGATIVE].first()
+    assert not never["down"] and never["001"] and never["zeros"]
+
+
+def test_window_forecasts_names_a_column_its_frame_lacks(fitted):
+    frame, model = fitted
+    members = model.cross_validation(frame, 1)
+    with pytest.raises(MissingColumnError, match=NEVER_NEGATIVE):
+        model.window_forecasts(members.drop(columns=[NEVER_NEGATIVE]))
+    with pytest.raises(MissingColumnError, match=network_quantile(model.quantiles_[0])):
+        model.window_forecasts(members.drop(columns=[network_quantile(model.quantiles_[0])]))
+
+
+def _calibrated(model: LSTMForecaster, frame: pd.DataFrame) -> LSTMForecaster:
+    frame = model._validate(frame, model.columns_, model.freq_).frame
+    members = model.cross_validation(frame, WINDOWS)
+    backtest = run_backtest(model.predict, frame, Columns(), HORIZON, WINDOWS, HORIZON, 1, model.quantiles_,
+                            known=model.window_forecasts(members))
+    assert SCALE_COLUMN in backtest.forecasts.columns
+    return model.calibrate(backtest.forecasts)
+
+
+def test_a_combination_without_the_network_takes_its_intervals_from_its_errors_in_scale_units(fitted, tmp_path):
+    frame, model = fitted
+    saved = model._fitted
+    try:
+        model.combine_, model.weights_ = LEARNED, {"otm": 0.5, "rtrend8": 0.5}  # the network dropped
+        assert model.calibrates_by_scale()
+        calibration = _calibrated(model, frame).calibration_
+        assert scaled_in(calibration) and "q0.1-q0.9" in calibration  # the width kept for series without a scale
+        out = model.predict(frame).set_index("unique_id")
+        raw = model.predict(frame, calibrated=False).set_index("unique_id")
+        one = out.loc["001"]
+        scale = mase_scale([frame.loc[frame["unique_id"] == "001", "y"].to_numpy()], 1)[0]
+        np.testing.assert_allclose(one["q0.1"], one["forecast"] + scale * np.array(calibration["scaled.q0.1"]))
+        np.testing.assert_allclose(one["q0.9"], one["forecast"] + scale * np.array(calibration["scaled.q0.9"]))
+        # a constant history has no scale: its interval is the width-corrected one
+        flat = raw.loc["flat", ["forecast", "q0.1", "q0.5", "q0.9"]].to_numpy()[None]
+        widened = apply_corrections(flat[..., 1:], model.quantiles_, calibration)
+        np.testing.assert_allclose(out.loc["flat", ["q0.1", "q0.9"]].to_numpy(), widened[0][:, [0, 2]])
+        fallback = out["model"] != LSTM  # the series too short for the network keep seasonal naive's intervals
+        assert fallback.any()
+        pd.testing.assert_frame_equal(out[fallback], raw[fallback])
+        assert np.isfinite(out[["forecast", "q0.1", "q0.5", "q0.9"]].to_numpy()).all()
+        assert (out.loc["zeros", "q0.1"] >= 0).all()  # the floor after the intervals
+        again = LSTMForecaster.load(model.save(tmp_path / "m")).predict(frame).set_index("unique_id")
+        pd.testing.assert_frame_equal(again, out)
+    finally:
+        model._fitted = saved
+
+
+def test_a_combination_with_the_network_keeps_the_width_corrections(fitted):
+    frame, model = fitted
+    saved = model._fitted
+    try:
+        model.combine_, model.weights_ = NON_SEASONAL_COMBINATION, weights_of(NON_SEASONAL_COMBINATION)
+        assert not model.calibrates_by_scale()
+        assert not scaled_in(_calibrated(model, frame).calibration_)
+    finally:
+        model._fitted = saved
+
+
+@pytest.mark.slow  # a whole training run: backtest, final fit, an MLflow run
+def test_a_yearly_training_run_logs_how_it_calibrated_and_forecasts_finite_intervals(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from forecaster.config import model_config_from_dict
+    from pipelines.train import train
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    data = tmp_path / "history.csv"
+    _ugly_yearly().to_csv(data, index=False)
+    config = model_config_from_dict({
+        "model": {"name": "ugly", "horizon": HORIZON}, "data": {"source": str(data), "freq": "YS"},
+        "network": {"units": 4, "head_units": 8}, "training": {"input_size": 6, "epochs": 1, "batch_size": 32},
+        "backtest": {"n_windows": WINDOWS, "step": HORIZON}})
+    result = train(config, register=False, verbose=0)
+    final = result.model
+    assert result.backtest.members is not None  # data without a season: the windows were reviewed
+    assert "scale" in result.backtest.forecasts.columns
+    run = MlflowClient().get_run(result.run_id)
+    dropped = LSTM not in final.weights_
+    assert run.data.params["calibration.method"] == ("scale_units" if dropped else "width_units")
+    assert scaled_in(final.calibration_) == dropped
+    out = final.predict(_ugly_yearly())
+    assert set(out["unique_id"]) >= {"001", "NA", "spike", "flat", "pair"}
+    values = out[["forecast", "q0.1", "q0.5", "q0.9"]].to_numpy("float64")
+    assert np.isfinite(values).all() and np.all(values[:, 1] <= values[:, 3])
+    assert out.loc[out["unique_id"] == "spike", "q0.9"].max() < 1e6  # the spike treated, not in the scale
