@@ -504,6 +504,11 @@ def ets_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.ndarr
 # --------------------------------------------------------------------------- quantiles
 
 
+MIN_OWN_ERRORS = 5
+"""The fewest in-sample errors whose own quantiles place the seasonal naive's interval; below it they are
+pooled with their negatives (chosen on the suite's validation windows, docs/accuracy.md)."""
+
+
 def seasonal_naive_intervals(
     history: np.ndarray, horizon: int, m: int, quantiles: Sequence[float]
 ) -> np.ndarray:
@@ -521,6 +526,11 @@ def seasonal_naive_intervals(
     no errors at all: every quantile is then the point forecast (zero width), which says "unknown
     spread", not "certain". The quantiles are non-decreasing in q, and q0.5 is not forced onto the
     point forecast (the median error may be non-zero if the history is biased).
+
+    With fewer than `MIN_OWN_ERRORS` errors their own quantiles say nothing about a tail (one error
+    gave a zero-width interval beside the point; a short rising history one wholly above it), so the
+    errors are pooled with their negatives: a symmetric spread, centred on the point, as wide as the
+    changes seen (docs/accuracy.md, "The seasonal naive's intervals on short histories").
     """
     return seasonal_naive_intervals_batch([history], horizon, m, quantiles)[0]
 
@@ -546,6 +556,8 @@ def seasonal_naive_intervals_batch(histories: Sequence[np.ndarray], horizon: int
     rows = np.arange(len(arrays))[:, None]
     errors = np.where(later < lengths[:, None], padded[rows, np.minimum(later, padded.shape[1] - 1)] - padded, np.nan)
     has_errors = (~np.isnan(errors)).any(axis=1)
+    few = (~np.isnan(errors)).sum(axis=1) < MIN_OWN_ERRORS
+    errors = np.concatenate([errors, np.where(few[:, None], -errors, np.nan)], axis=1)
     spread = np.zeros((len(arrays), qs.size))
     if has_errors.any():
         spread[has_errors] = np.nanquantile(errors[has_errors], qs, axis=1).T

@@ -344,19 +344,38 @@ def test_naive2_without_seasonality_is_naive():
 
 
 def test_seasonal_naive_intervals_hand_values():
-    history = np.array([10.0, 20.0, 11.0, 22.0, 14.0, 20.0])
-    # lag-2 errors 1, 2, 3, -2 -> sorted -2, 1, 2, 3: q0.25 = 0.25, q0.5 = 1.5, q0.75 = 2.25
+    history = np.array([10.0, 20.0, 11.0, 22.0, 14.0, 20.0, 16.0])
+    # lag-2 errors 1, 2, 3, -2, 2 -> sorted -2, 1, 2, 2, 3: q0.25 = 1, q0.5 = 2, q0.75 = 2 (their own: 5 errors)
+    assert B.MIN_OWN_ERRORS == 5
     out = B.seasonal_naive_intervals(history, 4, 2, [0.25, 0.5, 0.75])
-    point = np.array([14.0, 20.0, 14.0, 20.0])
+    point = np.array([20.0, 16.0, 20.0, 16.0])
     scale = np.sqrt([1.0, 1.0, 2.0, 2.0])
-    np.testing.assert_allclose(out, point[:, None] + scale[:, None] * np.array([0.25, 1.5, 2.25]))
+    np.testing.assert_allclose(out, point[:, None] + scale[:, None] * np.array([1.0, 2.0, 2.0]))
 
 
 def test_seasonal_naive_intervals_short_and_degenerate_histories():
-    # 3 points, m = 5: naive with lag-1 errors 2, -1 -> q0.5 = 0.5, growing like sqrt(step)
-    out = B.seasonal_naive_intervals(np.array([1.0, 3.0, 2.0]), 3, 5, [0.5])
-    np.testing.assert_allclose(out[:, 0], 2.0 + 0.5 * np.sqrt([1.0, 2.0, 3.0]))
+    # 3 points, m = 5: naive with lag-1 errors 2, -1, too few for their own quantiles: pooled with their
+    # negatives (-2, -1, 1, 2), so q0.5 is the point and q0.25 / q0.75 = -1.25 / 1.25, growing like sqrt(step)
+    out = B.seasonal_naive_intervals(np.array([1.0, 3.0, 2.0]), 3, 5, [0.25, 0.5, 0.75])
+    steps = np.sqrt([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(out, 2.0 + steps[:, None] * np.array([-1.25, 0.0, 1.25]))
     np.testing.assert_array_equal(B.seasonal_naive_intervals(np.array([4.0]), 2, 3, [0.1, 0.9]), 4.0)
+
+
+def test_seasonal_naive_intervals_of_a_short_history_contain_the_point_and_have_width():
+    # One error (4 -> 2) gave q0.1 = q0.5 = q0.9 = 0 beside a forecast of 2; a falling history of 3 values
+    # an interval wholly below its point; one season-ahead error (5 values, m = 4) a zero width.
+    for history, m in (([4.0, 2.0], 1), ([6.0, 4.0, 2.0], 1), ([1.0, 5.0, 2.0, 7.0, 3.0], 4)):
+        history = np.asarray(history)
+        out = B.seasonal_naive_intervals(history, 8, m, [0.1, 0.5, 0.9])
+        point = B.seasonal_naive(history, 8, m)
+        assert np.all(out[:, 0] < point) and np.all(point < out[:, 2]), (history, out)
+        np.testing.assert_allclose(out[:, 1], point)
+        np.testing.assert_allclose(out[:, 2] - point, point - out[:, 0])
+    batch = B.seasonal_naive_intervals_batch([np.array([4.0, 2.0]), np.arange(30.0)], 3, 1, [0.1, 0.9])
+    np.testing.assert_allclose(batch[0], B.seasonal_naive_intervals(np.array([4.0, 2.0]), 3, 1, [0.1, 0.9]))
+    # 29 errors of +1: their own quantiles, the bias kept (the interval above the point, as before)
+    np.testing.assert_allclose(batch[1, 0], [30.0, 30.0])
 
 
 def test_theta_continues_half_the_slope_of_a_straight_line():
