@@ -30,6 +30,7 @@ from forecaster.errors import DataError
 from forecaster.evaluation.calibration import SCALE_COLUMN
 from forecaster.evaluation.metrics import mase_scale, per_series_metrics, summarize
 from forecaster.models.baselines import seasonal_naive_batch, seasonal_naive_intervals
+from forecaster.models.combination import series_histories
 
 
 @dataclass
@@ -110,7 +111,9 @@ def run_backtest(
         for j, c in enumerate(qnames):
             f[c] = qpred[..., j].reshape(-1)
         f[BASELINE] = base_point.reshape(-1)
-        f[SCALE_COLUMN] = np.repeat(mase_scale(insample, season), horizon)  # for `calibration.scaled_offsets`
+        # For `calibration.scaled_offsets`: the scale `predict` multiplies its offsets by, of the histories
+        # it reads (masked readings interpolated, not the 0.0 the "mask" policy leaves in the target).
+        f[SCALE_COLUMN] = np.repeat(mase_scale(series_histories(history, columns, ids), season), horizon)
         f[FALLBACK_COLUMN] = np.repeat(fell_back, horizon)
         forecasts.append(f)
     table = pd.concat(per_series, ignore_index=True)

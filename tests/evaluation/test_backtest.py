@@ -60,3 +60,25 @@ def test_training_part_stops_before_the_first_origin_and_short_series_are_named(
     with pytest.raises(DataError, match="no series can be backtested: each needs at least 13 steps"):
         run_backtest(_seasonal_naive_frame, hourly_frame(n_series=2, length=12), COLUMNS, horizon=12,
                      n_windows=3, step=6, season=24)
+
+
+def test_the_scale_column_reads_masked_readings_as_predict_does():
+    """The ``scale`` the calibration in scale units divides the errors by is the one `predict` multiplies
+    the offsets by: masked readings (missing_policy "mask": 0.0 in the target, ``observed`` 0) are
+    interpolated, not read as zeros (one gap in a series at 1000 made its scale 30 times too large)."""
+    from forecaster.data.validation import validate_frame
+
+    y = 1000.0 + 5.0 * np.arange(20)
+    y[8] = np.nan
+    raw = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("1990", periods=20, freq="YS"), "y": y})
+
+    def last_value(history: pd.DataFrame) -> pd.DataFrame:
+        start = history["ds"].max() + pd.DateOffset(years=1)
+        return pd.DataFrame({"unique_id": "a", "ds": pd.date_range(start, periods=3, freq="YS"),
+                             "forecast": history["y"].iloc[-1]})
+
+    scales = {policy: run_backtest(last_value, validate_frame(raw, COLUMNS, freq="YS", missing_policy=policy).frame,
+                                   COLUMNS, horizon=3, n_windows=2, step=3, season=1).forecasts["scale"]
+              for policy in ("fill", "mask")}
+    np.testing.assert_allclose(scales["fill"], 5.0)
+    np.testing.assert_allclose(scales["mask"], scales["fill"])
