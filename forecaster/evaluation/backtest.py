@@ -67,7 +67,8 @@ def run_backtest(
     ``known``: forecasts already made on these windows (id, time, ``window`` and ``predict``'s columns,
     as `LSTMForecaster.window_forecasts` gives them), used as they are; ``predict`` is then asked only
     for the series a window's part of ``known`` lacks (none: it is not called), so that a backtest after
-    a cross-validation on the same windows forecasts nothing twice.
+    a cross-validation on the same windows forecasts nothing twice. Forecasts of ``known`` not at their
+    window's times (made at other origins) are refused (DataError), never scored against other actuals.
     """
     if not len(splits.holdout_cutoffs(frame, columns, horizon)):
         raise DataError(f"no series can be backtested: each needs at least {horizon + 1} steps (horizon + 1)",
@@ -84,8 +85,11 @@ def run_backtest(
         hist_groups = history.groupby(columns.id, sort=False)[columns.target]
         insample = [hist_groups.get_group(sid).to_numpy("float64") for sid in ids]
 
-        out = _forecasts(predict, history, columns, None if known is None else known[known[WINDOW_COLUMN] == k])
+        window_known = None if known is None else known[known[WINDOW_COLUMN] == k]
+        out = _forecasts(predict, history, columns, window_known)
         out = out.set_index(columns.id).loc[ids].reset_index()
+        if window_known is not None and len(window_known):
+            _check_known(out, actual, window_known, columns, k)
         fell_back = np.zeros(len(ids), dtype=bool)
         if MODEL_COLUMN in out.columns:
             fell_back = (out.groupby(columns.id, sort=False)[MODEL_COLUMN].first().loc[ids] == BASELINE).to_numpy()
@@ -132,6 +136,22 @@ def _forecasts(predict: Callable[[pd.DataFrame], pd.DataFrame], history: pd.Data
     if not rest.any():
         return known
     return pd.concat([known, predict(history[rest])], ignore_index=True)
+
+
+def _check_known(out: pd.DataFrame, actual: pd.DataFrame, known: pd.DataFrame, columns: Columns, k: int) -> None:
+    """DataError naming the series and times where window ``k``'s forecasts taken from ``known`` are not at
+    that window's times (forecasts of other origins: a cross-validation with another ``n_windows``,
+    ``step`` or frame), which would otherwise be scored against the wrong actuals."""
+    if len(out) != len(actual):
+        wrong = np.ones(len(actual), dtype=bool)
+    else:
+        taken = actual[columns.id].isin(set(known[columns.id])).to_numpy()
+        wrong = taken & (out[columns.time].to_numpy() != actual[columns.time].to_numpy())
+    if wrong.any():
+        raise DataError(f"known holds forecasts for window {k} that are not at its times: forecasts of other "
+                        "origins (the cross-validation must have the backtest's n_windows, step and frame)",
+                        column=columns.time, series=pd.unique(actual[columns.id].to_numpy()[wrong]),
+                        timestamps=actual[columns.time].to_numpy()[wrong][:5])
 
 
 def summary_of(rows: pd.DataFrame, columns: Columns) -> dict[str, float]:

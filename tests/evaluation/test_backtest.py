@@ -62,6 +62,23 @@ def test_training_part_stops_before_the_first_origin_and_short_series_are_named(
                      n_windows=3, step=6, season=24)
 
 
+def test_forecasts_known_for_other_windows_are_refused_not_scored():
+    """``known`` forecasts made at other origins (a cross-validation with another ``n_windows`` or
+    ``step``) would be scored against the wrong actuals: refused with the window named; those of the
+    same windows are used as they are, ``predict`` never asked."""
+    frame = hourly_frame(n_series=2, length=100)
+    same = run_backtest(_seasonal_naive_frame, frame, COLUMNS, horizon=12, n_windows=3, step=6, season=24)
+    known = same.forecasts[["unique_id", "ds", "window", "forecast"]]
+
+    def never(history: pd.DataFrame) -> pd.DataFrame:
+        raise AssertionError("predict asked for a window known holds")
+
+    again = run_backtest(never, frame, COLUMNS, horizon=12, n_windows=3, step=6, season=24, known=known)
+    pd.testing.assert_frame_equal(again.forecasts, same.forecasts)
+    with pytest.raises(DataError, match=r"known.*window 0.*S0"):
+        run_backtest(never, frame, COLUMNS, horizon=12, n_windows=2, step=6, season=24, known=known)
+
+
 def test_the_scale_column_reads_masked_readings_as_predict_does():
     """The ``scale`` the calibration in scale units divides the errors by is the one `predict` multiplies
     the offsets by: masked readings (missing_policy "mask": 0.0 in the target, ``observed`` 0) are
