@@ -25,7 +25,7 @@ from forecaster.contract import (
     quantile_name,
 )
 from forecaster.data import splits
-from forecaster.data.schema import Columns
+from forecaster.data.schema import Columns, observed_rows
 from forecaster.errors import DataError
 from forecaster.evaluation.calibration import SCALE_COLUMN
 from forecaster.evaluation.metrics import mase_scale, per_series_metrics, summarize
@@ -62,7 +62,9 @@ def run_backtest(
     A series is scored on every window before whose origin it has at least one step: series shorter
     than ``horizon + 1`` steps cannot be scored and are left out (DataError if no series can be).
     The ``fallback`` column marks the rows where ``predict`` answered with its seasonal-naive fallback
-    (its output's ``model`` column), so that they are counted, not hidden.
+    (its output's ``model`` column), so that they are counted, not hidden. An actual that is not an
+    observation (``observed`` 0: masked, filled or treated as an outlier) is NaN, left out of the scores
+    and of the calibration, as monitoring leaves it out (`forecaster.evaluation.monitoring`).
 
     ``known``: forecasts already made on these windows (id, time, ``window`` and ``predict``'s columns,
     as `LSTMForecaster.window_forecasts` gives them), used as they are; ``predict`` is then asked only
@@ -80,6 +82,8 @@ def run_backtest(
         cutoffs = window.set_index(columns.id)[CUTOFF_COLUMN]
         history = splits.history(frame, columns, cutoffs)
         actual = splits.following(frame, columns, cutoffs, horizon)
+        # A masked reading (0.0 in the target, ``observed`` 0) is not an actual: NaN, left out of the scores.
+        actual = actual.assign(**{columns.target: actual[columns.target].where(observed_rows(actual, columns.target))})
         ids = list(pd.unique(history[columns.id]))
         y_true = actual[columns.target].to_numpy("float64").reshape(len(ids), horizon)
         hist_groups = history.groupby(columns.id, sort=False)[columns.target]

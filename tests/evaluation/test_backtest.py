@@ -99,3 +99,28 @@ def test_the_scale_column_reads_masked_readings_as_predict_does():
               for policy in ("fill", "mask")}
     np.testing.assert_allclose(scales["fill"], 5.0)
     np.testing.assert_allclose(scales["mask"], scales["fill"])
+
+
+def test_a_masked_actual_is_left_out_of_the_scores_not_read_as_zero():
+    """Under missing_policy "mask" a missing reading is 0.0 in the validated target with ``observed`` 0:
+    the backtest leaves it out of the scores and of the forecast frame's actuals (NaN), which the
+    calibration reads (a series at 1000 was scored against a 0: MAE 11.25 -> 189)."""
+    from forecaster.data.validation import validate_frame
+
+    y = 1000.0 + 5.0 * np.arange(20)
+    y[17] = np.nan
+    raw = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("1990", periods=20, freq="YS"), "y": y})
+
+    def last_value(history: pd.DataFrame) -> pd.DataFrame:
+        start = history["ds"].max() + pd.DateOffset(years=1)
+        return pd.DataFrame({"unique_id": "a", "ds": pd.date_range(start, periods=3, freq="YS"),
+                             "forecast": history["y"].iloc[-1]})
+
+    frame = validate_frame(raw, COLUMNS, freq="YS", missing_policy="mask").frame
+    result = run_backtest(last_value, frame, COLUMNS, horizon=3, n_windows=2, step=3, season=1)
+    f = result.forecasts
+    masked = f["ds"] == pd.Timestamp("2007-01-01")
+    assert masked.sum() == 1 and f.loc[masked, "y"].isna().all() and f.loc[~masked, "y"].notna().all()
+    expected = (f["y"] - f["forecast"]).abs().groupby(f["window"]).mean().mean()  # NaN left out
+    assert result.summary["lstm"]["mae"] == pytest.approx(expected)
+    assert result.summary["lstm"]["mae"] == pytest.approx((10.0 + 12.5) / 2)  # window 1: |1090 - 1080|, |1095 - 1080|
