@@ -460,8 +460,9 @@ class LSTMForecaster:
     def calibrates_by_scale(self) -> bool:
         """Whether `calibrate` sets the intervals from the combination's own errors in scale units: where
         the combination gives the network no weight (on data without a season, where the backtest's
-        windows dropped it), the network's spread, which the quantiles keep, says nothing of the
-        combination's errors (docs/accuracy.md, issue #27, sixth session)."""
+        windows dropped it, or a "learned" one, on any data, that left it out), the network's spread,
+        which the quantiles keep, says nothing of the combination's errors (docs/accuracy.md, issue #27,
+        sixth session)."""
         self._check_fitted()
         return self._fitted.weights.get(LSTM, 0.0) <= 0.0
 

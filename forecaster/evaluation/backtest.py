@@ -25,11 +25,12 @@ from forecaster.contract import (
     quantile_name,
 )
 from forecaster.data import splits
-from forecaster.data.schema import Columns
+from forecaster.data.schema import Columns, observed_rows
 from forecaster.errors import DataError
 from forecaster.evaluation.calibration import SCALE_COLUMN
 from forecaster.evaluation.metrics import mase_scale, per_series_metrics, summarize
 from forecaster.models.baselines import seasonal_naive_batch, seasonal_naive_intervals
+from forecaster.models.combination import series_histories
 
 
 @dataclass
@@ -61,12 +62,15 @@ def run_backtest(
     A series is scored on every window before whose origin it has at least one step: series shorter
     than ``horizon + 1`` steps cannot be scored and are left out (DataError if no series can be).
     The ``fallback`` column marks the rows where ``predict`` answered with its seasonal-naive fallback
-    (its output's ``model`` column), so that they are counted, not hidden.
+    (its output's ``model`` column), so that they are counted, not hidden. An actual that is not an
+    observation (``observed`` 0: masked, filled or treated as an outlier) is NaN, left out of the scores
+    and of the calibration, as monitoring leaves it out (`forecaster.evaluation.monitoring`).
 
     ``known``: forecasts already made on these windows (id, time, ``window`` and ``predict``'s columns,
     as `LSTMForecaster.window_forecasts` gives them), used as they are; ``predict`` is then asked only
     for the series a window's part of ``known`` lacks (none: it is not called), so that a backtest after
-    a cross-validation on the same windows forecasts nothing twice.
+    a cross-validation on the same windows forecasts nothing twice. Forecasts of ``known`` not at their
+    window's times (made at other origins) are refused (DataError), never scored against other actuals.
     """
     if not len(splits.holdout_cutoffs(frame, columns, horizon)):
         raise DataError(f"no series can be backtested: each needs at least {horizon + 1} steps (horizon + 1)",
@@ -78,13 +82,18 @@ def run_backtest(
         cutoffs = window.set_index(columns.id)[CUTOFF_COLUMN]
         history = splits.history(frame, columns, cutoffs)
         actual = splits.following(frame, columns, cutoffs, horizon)
+        # A masked reading (0.0 in the target, ``observed`` 0) is not an actual: NaN, left out of the scores.
+        actual = actual.assign(**{columns.target: actual[columns.target].where(observed_rows(actual, columns.target))})
         ids = list(pd.unique(history[columns.id]))
         y_true = actual[columns.target].to_numpy("float64").reshape(len(ids), horizon)
         hist_groups = history.groupby(columns.id, sort=False)[columns.target]
         insample = [hist_groups.get_group(sid).to_numpy("float64") for sid in ids]
 
-        out = _forecasts(predict, history, columns, None if known is None else known[known[WINDOW_COLUMN] == k])
+        window_known = None if known is None else known[known[WINDOW_COLUMN] == k]
+        out = _forecasts(predict, history, columns, window_known)
         out = out.set_index(columns.id).loc[ids].reset_index()
+        if window_known is not None and len(window_known):
+            _check_known(out, actual, window_known, columns, k)
         fell_back = np.zeros(len(ids), dtype=bool)
         if MODEL_COLUMN in out.columns:
             fell_back = (out.groupby(columns.id, sort=False)[MODEL_COLUMN].first().loc[ids] == BASELINE).to_numpy()
@@ -110,7 +119,9 @@ def run_backtest(
         for j, c in enumerate(qnames):
             f[c] = qpred[..., j].reshape(-1)
         f[BASELINE] = base_point.reshape(-1)
-        f[SCALE_COLUMN] = np.repeat(mase_scale(insample, season), horizon)  # for `calibration.scaled_offsets`
+        # For `calibration.scaled_offsets`: the scale `predict` multiplies its offsets by, of the histories
+        # it reads (masked readings interpolated, not the 0.0 the "mask" policy leaves in the target).
+        f[SCALE_COLUMN] = np.repeat(mase_scale(series_histories(history, columns, ids), season), horizon)
         f[FALLBACK_COLUMN] = np.repeat(fell_back, horizon)
         forecasts.append(f)
     table = pd.concat(per_series, ignore_index=True)
@@ -129,6 +140,22 @@ def _forecasts(predict: Callable[[pd.DataFrame], pd.DataFrame], history: pd.Data
     if not rest.any():
         return known
     return pd.concat([known, predict(history[rest])], ignore_index=True)
+
+
+def _check_known(out: pd.DataFrame, actual: pd.DataFrame, known: pd.DataFrame, columns: Columns, k: int) -> None:
+    """DataError naming the series and times where window ``k``'s forecasts taken from ``known`` are not at
+    that window's times (forecasts of other origins: a cross-validation with another ``n_windows``,
+    ``step`` or frame), which would otherwise be scored against the wrong actuals."""
+    if len(out) != len(actual):
+        wrong = np.ones(len(actual), dtype=bool)
+    else:
+        taken = actual[columns.id].isin(set(known[columns.id])).to_numpy()
+        wrong = taken & (out[columns.time].to_numpy() != actual[columns.time].to_numpy())
+    if wrong.any():
+        raise DataError(f"known holds forecasts for window {k} that are not at its times: forecasts of other "
+                        "origins (the cross-validation must have the backtest's n_windows, step and frame)",
+                        column=columns.time, series=pd.unique(actual[columns.id].to_numpy()[wrong]),
+                        timestamps=actual[columns.time].to_numpy()[wrong][:5])
 
 
 def summary_of(rows: pd.DataFrame, columns: Columns) -> dict[str, float]:

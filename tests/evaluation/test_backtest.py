@@ -60,3 +60,67 @@ def test_training_part_stops_before_the_first_origin_and_short_series_are_named(
     with pytest.raises(DataError, match="no series can be backtested: each needs at least 13 steps"):
         run_backtest(_seasonal_naive_frame, hourly_frame(n_series=2, length=12), COLUMNS, horizon=12,
                      n_windows=3, step=6, season=24)
+
+
+def test_forecasts_known_for_other_windows_are_refused_not_scored():
+    """``known`` forecasts made at other origins (a cross-validation with another ``n_windows`` or
+    ``step``) would be scored against the wrong actuals: refused with the window named; those of the
+    same windows are used as they are, ``predict`` never asked."""
+    frame = hourly_frame(n_series=2, length=100)
+    same = run_backtest(_seasonal_naive_frame, frame, COLUMNS, horizon=12, n_windows=3, step=6, season=24)
+    known = same.forecasts[["unique_id", "ds", "window", "forecast"]]
+
+    def never(history: pd.DataFrame) -> pd.DataFrame:
+        raise AssertionError("predict asked for a window known holds")
+
+    again = run_backtest(never, frame, COLUMNS, horizon=12, n_windows=3, step=6, season=24, known=known)
+    pd.testing.assert_frame_equal(again.forecasts, same.forecasts)
+    with pytest.raises(DataError, match=r"known.*window 0.*S0"):
+        run_backtest(never, frame, COLUMNS, horizon=12, n_windows=2, step=6, season=24, known=known)
+
+
+def test_the_scale_column_reads_masked_readings_as_predict_does():
+    """The ``scale`` the calibration in scale units divides the errors by is the one `predict` multiplies
+    the offsets by: masked readings (missing_policy "mask": 0.0 in the target, ``observed`` 0) are
+    interpolated, not read as zeros (one gap in a series at 1000 made its scale 30 times too large)."""
+    from forecaster.data.validation import validate_frame
+
+    y = 1000.0 + 5.0 * np.arange(20)
+    y[8] = np.nan
+    raw = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("1990", periods=20, freq="YS"), "y": y})
+
+    def last_value(history: pd.DataFrame) -> pd.DataFrame:
+        start = history["ds"].max() + pd.DateOffset(years=1)
+        return pd.DataFrame({"unique_id": "a", "ds": pd.date_range(start, periods=3, freq="YS"),
+                             "forecast": history["y"].iloc[-1]})
+
+    scales = {policy: run_backtest(last_value, validate_frame(raw, COLUMNS, freq="YS", missing_policy=policy).frame,
+                                   COLUMNS, horizon=3, n_windows=2, step=3, season=1).forecasts["scale"]
+              for policy in ("fill", "mask")}
+    np.testing.assert_allclose(scales["fill"], 5.0)
+    np.testing.assert_allclose(scales["mask"], scales["fill"])
+
+
+def test_a_masked_actual_is_left_out_of_the_scores_not_read_as_zero():
+    """Under missing_policy "mask" a missing reading is 0.0 in the validated target with ``observed`` 0:
+    the backtest leaves it out of the scores and of the forecast frame's actuals (NaN), which the
+    calibration reads (a series at 1000 was scored against a 0: MAE 11.25 -> 189)."""
+    from forecaster.data.validation import validate_frame
+
+    y = 1000.0 + 5.0 * np.arange(20)
+    y[17] = np.nan
+    raw = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("1990", periods=20, freq="YS"), "y": y})
+
+    def last_value(history: pd.DataFrame) -> pd.DataFrame:
+        start = history["ds"].max() + pd.DateOffset(years=1)
+        return pd.DataFrame({"unique_id": "a", "ds": pd.date_range(start, periods=3, freq="YS"),
+                             "forecast": history["y"].iloc[-1]})
+
+    frame = validate_frame(raw, COLUMNS, freq="YS", missing_policy="mask").frame
+    result = run_backtest(last_value, frame, COLUMNS, horizon=3, n_windows=2, step=3, season=1)
+    f = result.forecasts
+    masked = f["ds"] == pd.Timestamp("2007-01-01")
+    assert masked.sum() == 1 and f.loc[masked, "y"].isna().all() and f.loc[~masked, "y"].notna().all()
+    expected = (f["y"] - f["forecast"]).abs().groupby(f["window"]).mean().mean()  # NaN left out
+    assert result.summary["lstm"]["mae"] == pytest.approx(expected)
+    assert result.summary["lstm"]["mae"] == pytest.approx((10.0 + 12.5) / 2)  # window 1: |1090 - 1080|, |1095 - 1080|
