@@ -66,9 +66,10 @@ def tiny_registry(root: Path, name: str = "tiny", combine: str = "theta") -> Ite
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
-        # Trained once per test process for each name, copied into each root after that (tests/stores.py).
-        stores.trained_once(name, root, lambda: train(tiny_config(data, name=name, margin=-10.0, combine=combine),
-                                                         verbose=0))
+        # Trained once per test session for each name and combination, copied into each root after that
+        # (tests/stores.py): the key names everything the training differs by here.
+        config = tiny_config(data, name=name, margin=-10.0, combine=combine)
+        stores.trained_once(f"{name}-{combine}", root, lambda: train(config, verbose=0))
         yield uri, data
 
 
