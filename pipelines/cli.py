@@ -205,12 +205,14 @@ def _train(args: argparse.Namespace) -> int:
         if value is not None:
             value = p.check_flag(value)
             config = replace(config, **{p.section: replace(getattr(config, p.section), **{p.name: value})})
+    from forecaster.models import distribute
+
+    # A wrong TF_CONFIG is refused before TensorFlow and MLflow are imported (seconds of the process).
+    distribute.is_chief(config.training.strategy)
     from pipelines.train import train  # TensorFlow and MLflow: imported once the arguments are checked
 
     result = train(config, register=not args.no_register, verbose=_verbose(args.quiet))
     if result.run_id is None:
-        from forecaster.models import distribute
-
         workers = distribute.cluster()
         print(f"worker {workers.index} of {len(workers.workers)}: trained in lockstep with worker 0, "
               f"which logs the run and registers the model")

@@ -22,6 +22,9 @@ import pytest
 from tests import stores
 
 atexit.register(shutil.rmtree, os.environ["FORECASTER_MLRUNS"], ignore_errors=True)
+# Made here, at the import in pytest's own process, so that xdist's workers (started later) inherit its
+# name: what the session trains once for all its processes lies there (`stores.trained_once`).
+stores.shared_folder()
 
 PROJECT_STORE = Path(__file__).resolve().parent.parent / "mlruns"
 

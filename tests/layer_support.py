@@ -81,3 +81,14 @@ def outputs_and_grads(
         grads = [xt.grad, *[v.value.grad for v in layer.trainable_variables]]
         return [keras.ops.convert_to_numpy(o) for o in outs], [g.detach().cpu().numpy() for g in grads]
     raise NotImplementedError(f"gradients for backend {backend}")
+
+
+def sweep_examples(elsewhere: int, under_jax: int) -> int:
+    """How many random cases a hypothesis sweep of the layer draws (besides its fixed ``@example`` cases):
+    ``under_jax`` under JAX, ``elsewhere`` under TensorFlow and torch.
+
+    Under JAX every case compiles its own scan (a new layer is a new function to trace: ~2 CPU s a case,
+    whatever its shapes), so that run draws fewer; its fixed cases all still run there, the TensorFlow
+    suite draws the full number through the same properties, and each run draws afresh (no example
+    database in CI), so the JAX loop still meets new shapes and options every run."""
+    return under_jax if keras.backend.backend() == "jax" else elsewhere

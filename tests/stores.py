@@ -106,19 +106,49 @@ def copy_store(source: Path, target: Path) -> None:
     # recorded, and the path an MLmodel file notes where it was logged is not read back.
 
 
+SHARED_ENV = "FORECASTER_TEST_SHARED"
+
+
+def shared_folder() -> Path:
+    """A folder every process of one test session sees: made by the first process that asks (pytest's
+    own, before xdist starts its workers, see tests/conftest.py), named to the later ones by the
+    environment they inherit, and removed when its maker ends."""
+    import atexit
+    import os
+
+    if os.environ.get(SHARED_ENV):
+        return Path(os.environ[SHARED_ENV])
+    folder = Path(tempfile.mkdtemp(prefix="forecaster-test-shared-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ[SHARED_ENV] = str(folder)
+    return folder
+
+
 _TRAINED: dict[str, Path] = {}
 
 
 def trained_once(name: str, root: Path, train: Callable[[], object]) -> None:
-    """The store of folder ``root`` holding what ``train()`` makes there, trained once per test process for
-    each ``name`` and copied into ``root`` afterwards (see `copy_store`)."""
+    """The store of folder ``root`` holding what ``train()`` makes there, trained once per test session for
+    each ``name`` and copied into ``root`` afterwards (see `copy_store`).
+
+    Once per session, not per process: both xdist workers need the same tiny registered model, and each
+    trained it. The first process to ask trains while it holds a lock in `shared_folder`, and keeps a
+    copy there; the others wait for the lock and copy that. A name stands for one training (data and
+    config) throughout a session; the folder lives no longer than the session, so nothing older is read.
+    """
     if name in _TRAINED:
         copy_store(_TRAINED[name], root)
         return
-    train()
-    import atexit
+    from forecaster.ops import locks
 
-    keep = Path(tempfile.mkdtemp(prefix=f"forecaster-test-trained-{name}-"))
-    atexit.register(shutil.rmtree, keep, ignore_errors=True)
-    copy_store(root, keep)
+    keep = shared_folder() / f"trained-{name}"
+    with locks.hold(shared_folder() / f"trained-{name}.lock", timeout=1800, what=f"the tiny model {name!r}"):
+        done = keep.with_name(f"{keep.name}.done")  # written last: a copy cut short is not taken
+        if done.exists():
+            copy_store(keep, root)
+        else:
+            train()
+            shutil.rmtree(keep, ignore_errors=True)
+            copy_store(root, keep)
+            done.touch()
     _TRAINED[name] = keep

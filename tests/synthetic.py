@@ -26,6 +26,16 @@ def hourly_frame(n_series: int = 6, length: int = 240, seed: int = 0, start: str
     return pd.concat(parts, ignore_index=True)
 
 
+def streaming_history(n_new: int = 0) -> pd.DataFrame:
+    """`hourly_frame`'s six series (what `tiny_registry` trains on), ``n_new`` series never seen in training
+    (60 to 109 hours), and one too short for the network (``SHORT``, 20 hours)."""
+    parts = [hourly_frame()]
+    for k in range(n_new):
+        parts.append(hourly_frame(n_series=1, length=60 + k % 50, seed=100 + k).assign(unique_id=f"N{k:04d}"))
+    parts.append(hourly_frame(n_series=1, length=20, seed=3).assign(unique_id="SHORT"))
+    return pd.concat(parts, ignore_index=True)
+
+
 def tiny_config(data_path, name: str = "tiny", margin: float = 0.0, epochs: int = 2, combine: str = "theta"):
     """A model config small enough to train in seconds: horizon 12, input 48, 8 units.
 
@@ -66,9 +76,10 @@ def tiny_registry(root: Path, name: str = "tiny", combine: str = "theta") -> Ite
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
-        # Trained once per test process for each name, copied into each root after that (tests/stores.py).
-        stores.trained_once(name, root, lambda: train(tiny_config(data, name=name, margin=-10.0, combine=combine),
-                                                         verbose=0))
+        # Trained once per test session for each name and combination, copied into each root after that
+        # (tests/stores.py): the key names everything the training differs by here.
+        config = tiny_config(data, name=name, margin=-10.0, combine=combine)
+        stores.trained_once(f"{name}-{combine}", root, lambda: train(config, verbose=0))
         yield uri, data
 
 

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from forecaster.layers import LSTM
+from tests.layer_support import sweep_examples
 
 pytestmark = pytest.mark.layer
 INPUT_DTYPES = ("int32", "int64", "bool", "float16", "bfloat16", "float32", "float64")
@@ -64,7 +65,7 @@ def _outcome(layer: keras.layers.Layer, chunks: list, call: dict) -> tuple:
         return "error", type(exc)
 
 
-@settings(max_examples=10, deadline=None,
+@settings(max_examples=sweep_examples(10, under_jax=5), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 # The cases, every time: int64 into our own loop (Keras-sized errors under TF, truncated weights
 # under JAX), int32 with recurrent dropout (the cell's per-gate path), bool reversed with state.

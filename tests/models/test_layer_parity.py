@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from forecaster.layers import LSTM
-from tests.layer_support import outputs_and_grads
+from tests.layer_support import outputs_and_grads, sweep_examples
 
 pytestmark = pytest.mark.layer
 TOL = {"atol": 1e-5, "rtol": 1e-5}
@@ -42,7 +42,8 @@ def _mask(kind: str, batch: int, steps: int, rng: np.random.Generator) -> np.nda
     return idx >= (steps - lengths)[:, None]  # left-padded
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=sweep_examples(15, under_jax=6), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 # Cases that found or could hide real differences, run every time besides the random ones: a masked
 # first step with an initial state (Keras' JAX loop outputs h0 there, its TF loop zeros), a left-padded
 # reversed sequence with state, and one step.

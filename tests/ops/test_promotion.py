@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from forecaster.errors import LockHeldError
 from forecaster.ops import registry, tracking
 from pipelines.train import train
-from tests.synthetic import hourly_frame, tiny_config
+from tests.synthetic import hourly_frame, tiny_config, tiny_registry
 
 pytestmark = pytest.mark.slow
 
@@ -91,10 +91,12 @@ _TRAINER = (
 
 
 def test_a_killed_training_is_marked_failed_by_the_next_one(tmp_path, store):
-    data = tmp_path / "history.csv"
-    hourly_frame().to_csv(data, index=False)
-    champion = train(tiny_config(data, margin=-10.0, epochs=1), verbose=0).version
-    client = MlflowClient()
+    # The champion before the killed training: the session's tiny model, its store copied here (trained
+    # once for the suite, `tests/synthetic.tiny_registry`), its data in tmp_path/history.csv.
+    with tiny_registry(tmp_path) as (_, data):
+        client = MlflowClient()
+        champion = registry.champion_version(client, "tiny")
+    assert champion == "1"
     log = tmp_path / "trainer.log"
     with open(log, "w") as err:
         trainer = subprocess.Popen([sys.executable, "-c", _TRAINER, str(data)], env={**os.environ}, stderr=err)

@@ -25,7 +25,7 @@ from forecaster.errors import ColumnTypeError, ConfigError, DuplicateRowsError
 from pipelines.predict import _sorted_chunks, ahead, forecast_in_chunks, history_chunks, predict
 from pipelines.steps import forecast as forecast_frame
 from pipelines.steps import load
-from tests.synthetic import hourly_frame, tiny_registry
+from tests.synthetic import hourly_frame, streaming_history, tiny_registry
 
 # --------------------------------------------------------------------------- chunks of whole series (no model)
 
@@ -147,15 +147,6 @@ def registry(tmp_path_factory):
         yield uri, root
 
 
-def _history(n_new: int = 0) -> pd.DataFrame:
-    """The six trained series, ``n_new`` never seen in training, one too short for the network."""
-    parts = [hourly_frame()]
-    for k in range(n_new):
-        parts.append(hourly_frame(n_series=1, length=60 + k % 50, seed=100 + k).assign(unique_id=f"N{k:04d}"))
-    parts.append(hourly_frame(n_series=1, length=20, seed=3).assign(unique_id="SHORT"))
-    return pd.concat(parts, ignore_index=True)
-
-
 def _whole(model, path: Path, out: Path, **kwargs) -> pd.DataFrame:
     """What the non-streaming engine writes: the whole file forecast as one frame, read back."""
     write_frame_atomic(forecast_frame(model, read_frame(path), **kwargs), out)
@@ -167,7 +158,7 @@ def _whole(model, path: Path, out: Path, **kwargs) -> pd.DataFrame:
 @pytest.mark.parametrize("shuffled", [False, True])
 def test_streamed_forecast_equals_the_whole_frame_row_for_row(registry, tmp_path, monkeypatch, suffix, shuffled):
     monkeypatch.setattr(streaming, "READ_ROWS", 97)  # every series spans reads: 60 to 240 rows each
-    history = _history(n_new=9)
+    history = streaming_history(n_new=9)
     if shuffled:
         history = history.sample(frac=1.0, random_state=0)
     source = tmp_path / f"history{suffix}"
@@ -189,7 +180,7 @@ def test_streamed_forecast_equals_the_whole_frame_row_for_row(registry, tmp_path
 @pytest.mark.slow
 def test_the_scheduled_jobs_chunked_forecast_equals_the_whole_frame(registry):
     model = load("models:/tiny_stream@champion")
-    history = _history(n_new=5).sample(frac=1.0, random_state=1)
+    history = streaming_history(n_new=5).sample(frac=1.0, random_state=1)
     pd.testing.assert_frame_equal(forecast_in_chunks(model, history, chunk_series=3), forecast_frame(model, history),
                                   check_exact=True)
 
@@ -201,7 +192,7 @@ def test_the_networks_batches_do_not_change_the_forecast(registry, monkeypatch):
     import forecaster.models.network as fc
 
     model = load("models:/tiny_stream@champion")
-    history = _history(n_new=9)
+    history = streaming_history(n_new=9)
     whole = forecast_frame(model, history)
     monkeypatch.setattr(fc, "PREDICT_CHUNK", 4)  # 15 windows: calls of 4, 4, 4 and 3
     split = forecast_frame(model, history)
@@ -211,7 +202,7 @@ def test_the_networks_batches_do_not_change_the_forecast(registry, monkeypatch):
 @pytest.mark.slow
 def test_chunk_series_must_be_a_positive_whole_number(registry, tmp_path):
     source = tmp_path / "history.parquet"
-    _history().to_parquet(source)
+    streaming_history().to_parquet(source)
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ConfigError, match="chunk_series"):
             predict("models:/tiny_stream@champion", source, tmp_path / "out.parquet", chunk_series=bad)
@@ -226,7 +217,7 @@ def test_chunk_series_must_be_a_positive_whole_number(registry, tmp_path):
 
 @pytest.mark.slow
 def test_a_bad_chunk_stops_the_run_and_leaves_the_previous_output_and_nothing_else(registry, tmp_path):
-    history = _history(n_new=8)
+    history = streaming_history(n_new=8)
     late = history["unique_id"] == "N0007"  # in the 4th chunk of 2 series: 3 chunks are written before it
     history = pd.concat([history, history[late].iloc[[5]]]).sample(frac=1.0, random_state=5)  # a duplicate row
     source = tmp_path / "history.parquet"
@@ -245,7 +236,7 @@ def test_times_with_an_offset_in_one_chunk_and_without_in_another_are_refused_as
         registry, tmp_path, suffix):
     """One frame mixing times with and without a UTC offset is a ColumnTypeError; split over chunks, the
     same file was written with exit 0: both kinds in one CSV column, the offset dropped in Parquet."""
-    history = _history(n_new=4)
+    history = streaming_history(n_new=4)
     history["ds"] = history["ds"].dt.strftime("%Y-%m-%dT%H:%M:%S")
     late = history["unique_id"] >= "N0002"  # the third chunk of two series on: N0002, N0003, SHORT
     history.loc[late, "ds"] = history.loc[late, "ds"] + "+00:00"
@@ -267,7 +258,7 @@ def test_times_with_an_offset_in_one_chunk_and_without_in_another_are_refused_as
 def test_a_killed_streaming_run_leaves_the_previous_output_intact(registry, tmp_path):
     uri, _ = registry
     source = tmp_path / "history.parquet"
-    _history(n_new=300).sample(frac=1.0, random_state=2).to_parquet(source)  # unsorted: a spill folder too
+    streaming_history(n_new=300).sample(frac=1.0, random_state=2).to_parquet(source)  # unsorted: a spill folder too
     out = tmp_path / "forecast.parquet"
     out.write_bytes(b"the previous output")
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
@@ -317,7 +308,7 @@ def test_a_signal_mid_run_stops_it_with_one_line_the_previous_output_and_nothing
     spill folder left (the handler removes both: no next run needed)."""
     uri, _ = registry
     source = tmp_path / "history.parquet"
-    _history(n_new=300).sample(frac=1.0, random_state=2).to_parquet(source)  # unsorted: a spill folder too
+    streaming_history(n_new=300).sample(frac=1.0, random_state=2).to_parquet(source)  # unsorted: a spill folder too
     out = tmp_path / "forecast.parquet"
     out.write_bytes(b"the previous output")
     cmd = [sys.executable, "-m", "pipelines.cli", "predict", "--model", "models:/tiny_stream@champion",
@@ -337,28 +328,6 @@ def test_a_signal_mid_run_stops_it_with_one_line_the_previous_output_and_nothing
     assert len(lines) == 1 and f"stopped by {signal.Signals(sig).name}" in lines[0], lines
     assert out.read_bytes() == b"the previous output"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, out.name])
-
-
-@pytest.mark.spark
-@pytest.mark.slow
-def test_spark_output_equals_the_streaming_engines_on_a_sample(registry, tmp_path):
-    pytest.importorskip("pyspark")
-    source = tmp_path / "history.parquet"
-    _history(n_new=20).sample(frac=1.0, random_state=4).to_parquet(source, index=False)
-    local = tmp_path / "local.parquet"
-    predict("models:/tiny_stream@champion", source, local, chunk_series=5)
-    spark_out = tmp_path / "spark.parquet"
-    predict("models:/tiny_stream@champion", source, spark_out, engine="spark")
-    keys = ["unique_id", "ds"]
-    want = pd.read_parquet(local)
-    got = pd.read_parquet(spark_out).sort_values(keys, kind="stable").reset_index(drop=True)
-    got["ds"] = got["ds"].astype(want["ds"].dtype)
-    assert list(got.columns) == list(want.columns) and len(got) == len(want) == 27 * 12
-    for name in ("unique_id", "model", "model_name", "model_version"):
-        assert (got[name].astype(str) == want[name].astype(str)).all(), name
-    assert (got["ds"] == want["ds"]).all()
-    for name in ("forecast", "q0.1", "q0.5", "q0.9"):
-        np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-9)
 
 
 # --------------------------------------------------------------------------- memory (no model)

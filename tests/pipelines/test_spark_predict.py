@@ -21,7 +21,7 @@ from pipelines.predict import predict
 from pipelines.spark_predict import _session, predict_spark
 from pipelines.steps import forecast as forecast_frame
 from pipelines.steps import load
-from tests.synthetic import hourly_frame, tiny_registry
+from tests.synthetic import hourly_frame, streaming_history, tiny_registry
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -126,6 +126,31 @@ def test_a_failing_run_leaves_the_previous_output_intact(model, spark, history, 
     predict_spark(model, good, target, horizon=3)
     assert len(pd.read_parquet(target)) == 7 * 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet", "forecast.parquet", "good.parquet"]
+
+
+def test_spark_output_equals_the_streaming_engines_on_a_sample(spark, tmp_path):
+    """The product's default combination (``tiny_stream``, the streaming tests' model), a shuffled file:
+    the Spark engine's rows equal the local streaming engine's. Here, not in the streaming tests' file,
+    so that it runs in this module's Spark session: a JVM's start less in the suite."""
+    root = tmp_path / "store"
+    root.mkdir()
+    source = tmp_path / "history.parquet"
+    streaming_history(n_new=20).sample(frac=1.0, random_state=4).to_parquet(source, index=False)
+    local = tmp_path / "local.parquet"
+    spark_out = tmp_path / "spark.parquet"
+    with tiny_registry(root, name="tiny_stream", combine="auto"):
+        predict("models:/tiny_stream@champion", source, local, chunk_series=5)
+        predict("models:/tiny_stream@champion", source, spark_out, engine="spark")  # the module's session
+    keys = ["unique_id", "ds"]
+    want = pd.read_parquet(local)
+    got = pd.read_parquet(spark_out).sort_values(keys, kind="stable").reset_index(drop=True)
+    got["ds"] = got["ds"].astype(want["ds"].dtype)
+    assert list(got.columns) == list(want.columns) and len(got) == len(want) == 27 * 12
+    for name in ("unique_id", "model", "model_name", "model_version"):
+        assert (got[name].astype(str) == want[name].astype(str)).all(), name
+    assert (got["ds"] == want["ds"]).all()
+    for name in ("forecast", "q0.1", "q0.5", "q0.9"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-9)
 
 
 # What Spark and the JVM printed on stderr before pipelines/spark_quiet.py: none of it is ours.
