@@ -206,7 +206,6 @@ class LSTMForecaster:
         seed: int = _D("seed"),
         verbose: int = _D("verbose"),
         ensemble: int = _D("ensemble"),
-        member_scalers: tuple[str, ...] = _D("member_scalers"),
         lr_schedule: str = _D("lr_schedule"),
         strategy: str = _D("strategy"),
         budget_windows: int | None = _D("budget_windows"),
@@ -232,7 +231,6 @@ class LSTMForecaster:
         self.seed = seed
         self.verbose = verbose
         self.ensemble = ensemble
-        self.member_scalers = member_scalers
         self.lr_schedule = lr_schedule
         self.strategy = strategy
         self.budget_windows = budget_windows
@@ -271,8 +269,7 @@ class LSTMForecaster:
             quantiles=config.quantiles, network=config.network, epochs=t.epochs, batch_size=t.batch_size,
             learning_rate=t.learning_rate, patience=t.patience, scaler=t.scaler, point_loss=t.point_loss,
             missing_policy=config.data.missing_policy, max_windows_per_series=t.max_windows_per_series,
-            seed=t.seed, verbose=verbose, ensemble=t.ensemble, member_scalers=t.member_scalers,
-            lr_schedule=t.lr_schedule, strategy=t.strategy,
+            seed=t.seed, verbose=verbose, ensemble=t.ensemble, lr_schedule=t.lr_schedule, strategy=t.strategy,
             budget_windows=t.budget_windows, combine=config.combine, outliers=config.data.outliers,
             outlier_threshold=config.data.outlier_threshold, nonnegative=config.nonnegative,
         )
@@ -326,9 +323,6 @@ class LSTMForecaster:
         # becomes 12, which the saved description's JSON can hold).
         for key, value in check_estimator(self).items():
             setattr(self, key, value)
-        if self.member_scalers and len(self.member_scalers) != self.ensemble:
-            raise ConfigError(f"[training] member_scalers names {len(self.member_scalers)} scalers, one per "
-                              f"ensemble member, but ensemble = {self.ensemble}: give as many as ensemble, or none")
         strategy = distribute.strategy(self.strategy)  # first: a multi-worker strategy precedes any TF work
         keras.utils.set_random_seed(self.seed)
         if initial is not None:
@@ -368,16 +362,12 @@ class LSTMForecaster:
         resolved = replace(resolved, derived=(*not_given, *(d for d in resolved.derived if d not in not_given)))
         scaler = SeriesScaler(self.scaler).fit(frame, columns, until=until)
         arrays = build_feature_arrays(vframe, scaler, self.horizon, until=until)
-        # Each member's loss in its own scaler's units: per series, the data's scale over that scaler's.
-        weights = tuple(scaler.relative_scale(SeriesScaler(m).fit(frame, columns, until=until), arrays.ids)
-                        for m in self.member_scalers)
         seen = {str(k): int(n) for k, n in splits.rows_until(frame, columns, last_train).items()}
         plan = TrainingPlan(arrays=arrays, cutoff={sid: seen[sid] - 1 for sid in arrays.ids},
                             spec=resolved.network, input_size=rules.input_size, horizon=int(self.horizon),
                             min_history=rules.min_history, quantiles=tuple(sorted(float(q) for q in self.quantiles)),
                             epochs=resolved.epochs, max_windows=resolved.max_windows_per_series,
-                            padded=bool(rules.padded(arrays.lengths).any()), season=seasonal_period(freq),
-                            series_weights=weights)
+                            padded=bool(rules.padded(arrays.lengths).any()), season=seasonal_period(freq))
         return _Prepared(vframe=vframe, frame=frame, rules=rules, untrained=untrained, last_train=last_train,
                          resolved=resolved, scaler=scaler, plan=plan)
 

@@ -154,9 +154,6 @@ PARAMS: tuple[Param, ...] = (
     _p("training", "seed", int, 0, "the random seed", NON_NEGATIVE, estimator=True),
     _p("training", "ensemble", int, 1, "networks trained (seeds seed, seed+1000, ...), their outputs averaged",
        POSITIVE, estimator=True),
-    _p("training", "member_scalers", tuple[str, ...], (), "the per-series scaler whose units each ensemble member's "
-       "loss is measured in, one per member (empty: every member's is `scaler`'s; forecaster.models.network)",
-       (lambda v: all(m in SCALERS for m in v), f"a list of {', '.join(SCALERS)}"), estimator=True),
     _p("training", "lr_schedule", str, "constant", "'constant', or 'cosine': decay from learning_rate to 5 % of "
        "it over the epochs", choices=LR_SCHEDULES, estimator=True),
     _p("training", "budget_windows", _OPT_INT, None, "window-epochs a fit may train when epochs or windows per "

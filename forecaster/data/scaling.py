@@ -166,12 +166,6 @@ class SeriesScaler:
         ids = list(ids)
         return self._params(ids, len(ids))
 
-    def relative_scale(self, other: SeriesScaler, ids: Iterable[Any]) -> np.ndarray:
-        """Per series of ``ids``, this scaler's scale over ``other``'s: the weight that turns an absolute
-        error measured in this scaler's units into the same error in ``other``'s."""
-        ids = list(ids)
-        return self.series_params(ids)[1] / other.series_params(ids)[1]
-
     def transform(self, values: np.ndarray, ids: Iterable[Any]) -> np.ndarray:
         """Scale ``values`` (shape (n,) or (n, k)); row ``i`` uses the parameters of ``ids[i]``."""
         values = np.asarray(values, dtype=np.float64)

@@ -315,15 +315,12 @@ def make_window_dataset(
     stride: int = 1,
     start_after: dict | None = None,
     min_context: int = 1,
-    series_weight: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Stream batches ``({"past", "future", "static"}, target, sample_weight)`` of training windows.
 
     Shapes: past (B, L, P), future (B, H, K), static (B, S), target and sample_weight (B, H).  Only the
     flat feature arrays and the small window table (:func:`window_index`) are held in memory; windows
-    are gathered batch by batch.  The order is deterministic for a given ``seed``.  The sample weight
-    is 1 for observed targets, 0 for the others, times ``series_weight[s]`` for the windows of series
-    ``s`` where given (one positive number per series of ``arrays``, in its order).
+    are gathered batch by batch.  The order is deterministic for a given ``seed``.
     """
     table = window_index(arrays, input_size, horizon, cutoff, start_after, seed, max_windows_per_series, stride,
                          min_context)
@@ -337,7 +334,6 @@ def make_window_dataset(
     static = tf.constant(arrays.static_matrix)
     past_steps = tf.range(input_size, dtype=tf.int64) - (input_size - 1)
     target_steps = tf.range(1, horizon + 1, dtype=tf.int64)
-    weights = None if series_weight is None else tf.constant(np.asarray(series_weight, np.float32))
 
     def gather(rows: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
         offset, end = rows[:, 0:1], rows[:, 1:2]
@@ -351,10 +347,7 @@ def make_window_dataset(
             "future": tf.gather(future, ahead),
             "static": tf.gather(static, rows[:, 2]),
         }
-        observed = ahead_past[..., 1]
-        if weights is not None:
-            observed = observed * tf.gather(weights, rows[:, 2])[:, None]
-        return inputs, ahead_past[..., 0], observed
+        return inputs, ahead_past[..., 0], ahead_past[..., 1]
 
     dataset = tf.data.Dataset.from_tensor_slices(table)
     if shuffle:

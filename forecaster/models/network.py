@@ -51,8 +51,6 @@ class TrainingPlan:
     max_windows: int | None
     padded: bool
     season: int
-    # Per member, its per-series loss weights (`LSTMForecaster`'s ``member_scalers``); empty: all 1.
-    series_weights: tuple[np.ndarray, ...] = ()
 
 
 def average_members(members: list[keras.Model]) -> keras.Model:
@@ -101,33 +99,22 @@ class NetworkModel(ForecastModel):
             strategy: Any = None, callbacks: list[keras.callbacks.Callback] | None = None,
             initial: keras.Model | None = None, **options: Any) -> NetworkModel:
         """Train ``params.ensemble`` members on ``plan``'s windows (seeds ``seed + 1000 k``, each on its
-        own sample of windows), early-stopped on the windows after each series' cutoff; member k's loss
-        weighs each series by ``plan.series_weights[k]`` where given (its loss in the units of another
-        per-series scaler: with window normalisation, as if it trained on data that scaler scaled, since
-        the network's forecast does not depend on the per-series scaling but for the spread's floor,
-        `forecaster.models.keras_network.WindowLevel`); ``initial``
+        own sample of windows), early-stopped on the windows after each series' cutoff; ``initial``
         (a network of the same shape) warm-starts them from its weights."""
         if plan is None:
             raise ValueError("the network trains on a TrainingPlan")
         p = self.params
         arrays = plan.arrays
 
-        def weight(k: int) -> np.ndarray | None:
-            return plan.series_weights[k] if plan.series_weights else None
-
-        def windows(seed: int, k: int) -> Any:
+        def windows(seed: int) -> Any:
             return distribute.shard_by_data(make_window_dataset(
                 arrays, plan.input_size, plan.horizon, p.batch_size, cutoff=plan.cutoff, shuffle=True,
-                seed=seed, max_windows_per_series=plan.max_windows, min_context=plan.min_history,
-                series_weight=weight(k)), p.strategy)
+                seed=seed, max_windows_per_series=plan.max_windows, min_context=plan.min_history), p.strategy)
 
-        def validation(k: int) -> Any:
-            return distribute.shard_by_data(make_window_dataset(
-                arrays, plan.input_size, plan.horizon, p.batch_size, shuffle=False, start_after=plan.cutoff,
-                min_context=plan.min_history, series_weight=weight(k)), p.strategy)
-
-        train_ds = windows(p.seed, 0)
-        val_ds = validation(0)
+        train_ds = windows(p.seed)
+        val_ds = distribute.shard_by_data(make_window_dataset(
+            arrays, plan.input_size, plan.horizon, p.batch_size, shuffle=False, start_after=plan.cutoff,
+            min_context=plan.min_history), p.strategy)
         shapes = (len(arrays.past_names), len(arrays.future_names), len(arrays.static_names), len(plan.quantiles))
         steps = int(train_ds.cardinality().numpy())
         members, histories = [], []
@@ -151,9 +138,8 @@ class NetworkModel(ForecastModel):
                     member.optimizer.build(member.trainable_variables)
                 distribute.prepare_model(member, p.strategy)
                 stop = keras.callbacks.EarlyStopping(patience=p.patience, restore_best_weights=True)
-                data = train_ds if k == 0 else windows(seed, k)
-                history = member.fit(data, validation_data=val_ds if k == 0 or not plan.series_weights
-                                     else validation(k), epochs=plan.epochs, verbose=p.verbose,
+                data = train_ds if k == 0 else windows(seed)
+                history = member.fit(data, validation_data=val_ds, epochs=plan.epochs, verbose=p.verbose,
                                      shuffle=False, callbacks=[stop, *(callbacks or [])])
             except Exception as exc:
                 distribute.raise_if_worker_lost(exc, p.strategy)

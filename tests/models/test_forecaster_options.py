@@ -122,30 +122,6 @@ def test_ensemble_averages_its_members_and_round_trips(tmp_path):
     np.testing.assert_allclose(loaded.predict(history)["forecast"], out["forecast"], rtol=1e-5)
 
 
-def test_member_scalers_measure_each_members_loss_in_its_scalers_units(tmp_path):
-    spec = NetworkSpec(units=8, head_units=16, seasonal_skip=True, window_norm="standard")
-    history = hourly_frame(n_series=4, length=200)
-    # With window normalisation the forecast does not depend on the per-series scaling, so a network whose
-    # loss is weighed into mean_abs's units trains as one on data that mean_abs scaled.
-    # (Equal within 1e-7 here; the weights themselves move the forecast by 0.7 %.)
-    longer = {"epochs": 3, "learning_rate": 0.01}
-    weighed = _fit(spec, member_scalers=("mean_abs",), **longer).predict(history)["forecast"]
-    np.testing.assert_allclose(weighed, _fit(spec, scaler="mean_abs", **longer).predict(history)["forecast"],
-                               rtol=1e-5)
-    assert not np.allclose(weighed, _fit(spec, **longer).predict(history)["forecast"], rtol=1e-3)
-    # members named with the data's own scaler train as the plain ensemble does
-    np.testing.assert_allclose(_fit(spec, ensemble=2, member_scalers=("standard", "standard")).predict(history)[
-        "forecast"], _fit(spec, ensemble=2).predict(history)["forecast"], rtol=1e-6)
-    mixed = _fit(spec, ensemble=2, member_scalers=("standard", "mean_abs"))
-    loaded = LSTMForecaster.load(mixed.save(tmp_path / "mixed"))
-    assert list(loaded.member_scalers) == ["standard", "mean_abs"]
-    np.testing.assert_allclose(loaded.predict(history)["forecast"], mixed.predict(history)["forecast"], rtol=1e-5)
-    with pytest.raises(ConfigError, match=r"member_scalers .*ensemble = 2"):
-        _fit(spec, ensemble=2, member_scalers=("mean_abs",))
-    with pytest.raises(ConfigError, match="member_scalers must be a list of standard"):
-        _fit(spec, member_scalers=("log",))
-
-
 def test_cosine_schedule_decays_the_learning_rate():
     model = _fit(NetworkSpec(units=8, head_units=16), lr_schedule="cosine", epochs=2, learning_rate=0.01)
     optimizer = model.model_.optimizer
