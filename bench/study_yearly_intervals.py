@@ -14,8 +14,6 @@ for the network keep their seasonal-naive intervals in every variant. Prints one
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench.bench_dev_suite import SETS, interval_scores, wide  # noqa: E402
+from bench.study_yearly_members import run_studies  # noqa: E402
 
 
 def study(keep: Path, name: str) -> dict:
@@ -74,17 +73,7 @@ def study(keep: Path, name: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("keep", type=Path)
-    parser.add_argument("--sets", nargs="+", default=["m1_yearly", "m3_yearly", "m3_other"], choices=sorted(SETS))
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-    results = []
-    for name in args.sets:
-        results.append(study(args.keep, name))
-        print(json.dumps(results[-1]), flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2))
+    run_studies(study, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -93,8 +93,10 @@ def study(keep: Path, name: str) -> dict:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_studies(study, description: str) -> None:
+    """The command line both yearly studies share: ``study(keep, name)`` for each set, one JSON line
+    each, all of them in ``--out``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("keep", type=Path)
     parser.add_argument("--sets", nargs="+", default=["m1_yearly", "m3_yearly", "m3_other"], choices=sorted(SETS))
     parser.add_argument("--out", type=Path)
@@ -105,6 +107,10 @@ def main() -> None:
         print(json.dumps(results[-1]), flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
+
+
+def main() -> None:
+    run_studies(study, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

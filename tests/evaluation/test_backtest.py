@@ -79,22 +79,28 @@ def test_forecasts_known_for_other_windows_are_refused_not_scored():
         run_backtest(never, frame, COLUMNS, horizon=12, n_windows=2, step=6, season=24, known=known)
 
 
+def _yearly_with_a_gap(gap: int) -> pd.DataFrame:
+    """One yearly series at 1000 rising by 5, its reading ``gap`` missing."""
+    y = 1000.0 + 5.0 * np.arange(20)
+    y[gap] = np.nan
+    return pd.DataFrame({"unique_id": "a", "ds": pd.date_range("1990", periods=20, freq="YS"), "y": y})
+
+
+def _last_value(history: pd.DataFrame) -> pd.DataFrame:
+    """Three years of the last value: a model whose forecast the tests can compute by hand."""
+    start = history["ds"].max() + pd.DateOffset(years=1)
+    return pd.DataFrame({"unique_id": "a", "ds": pd.date_range(start, periods=3, freq="YS"),
+                         "forecast": history["y"].iloc[-1]})
+
+
 def test_the_scale_column_reads_masked_readings_as_predict_does():
     """The ``scale`` the calibration in scale units divides the errors by is the one `predict` multiplies
     the offsets by: masked readings (missing_policy "mask": 0.0 in the target, ``observed`` 0) are
     interpolated, not read as zeros (one gap in a series at 1000 made its scale 30 times too large)."""
     from forecaster.data.validation import validate_frame
 
-    y = 1000.0 + 5.0 * np.arange(20)
-    y[8] = np.nan
-    raw = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("1990", periods=20, freq="YS"), "y": y})
-
-    def last_value(history: pd.DataFrame) -> pd.DataFrame:
-        start = history["ds"].max() + pd.DateOffset(years=1)
-        return pd.DataFrame({"unique_id": "a", "ds": pd.date_range(start, periods=3, freq="YS"),
-                             "forecast": history["y"].iloc[-1]})
-
-    scales = {policy: run_backtest(last_value, validate_frame(raw, COLUMNS, freq="YS", missing_policy=policy).frame,
+    raw = _yearly_with_a_gap(8)
+    scales = {policy: run_backtest(_last_value, validate_frame(raw, COLUMNS, freq="YS", missing_policy=policy).frame,
                                    COLUMNS, horizon=3, n_windows=2, step=3, season=1).forecasts["scale"]
               for policy in ("fill", "mask")}
     np.testing.assert_allclose(scales["fill"], 5.0)
@@ -107,17 +113,9 @@ def test_a_masked_actual_is_left_out_of_the_scores_not_read_as_zero():
     calibration reads (a series at 1000 was scored against a 0: MAE 11.25 -> 189)."""
     from forecaster.data.validation import validate_frame
 
-    y = 1000.0 + 5.0 * np.arange(20)
-    y[17] = np.nan
-    raw = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("1990", periods=20, freq="YS"), "y": y})
-
-    def last_value(history: pd.DataFrame) -> pd.DataFrame:
-        start = history["ds"].max() + pd.DateOffset(years=1)
-        return pd.DataFrame({"unique_id": "a", "ds": pd.date_range(start, periods=3, freq="YS"),
-                             "forecast": history["y"].iloc[-1]})
-
+    raw = _yearly_with_a_gap(17)
     frame = validate_frame(raw, COLUMNS, freq="YS", missing_policy="mask").frame
-    result = run_backtest(last_value, frame, COLUMNS, horizon=3, n_windows=2, step=3, season=1)
+    result = run_backtest(_last_value, frame, COLUMNS, horizon=3, n_windows=2, step=3, season=1)
     f = result.forecasts
     masked = f["ds"] == pd.Timestamp("2007-01-01")
     assert masked.sum() == 1 and f.loc[masked, "y"].isna().all() and f.loc[~masked, "y"].notna().all()
