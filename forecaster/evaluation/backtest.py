@@ -64,7 +64,9 @@ def run_backtest(
     The ``fallback`` column marks the rows where ``predict`` answered with its seasonal-naive fallback
     (its output's ``model`` column), so that they are counted, not hidden. An actual that is not an
     observation (``observed`` 0: masked, filled or treated as an outlier) is NaN, left out of the scores
-    and of the calibration, as monitoring leaves it out (`forecaster.evaluation.monitoring`).
+    and of the calibration, as monitoring leaves it out (`forecaster.evaluation.monitoring`); the histories
+    (MASE's scale, seasonal naive's forecast, the ``scale`` column) are read as `predict` reads them, a
+    masked reading interpolated (`forecaster.models.combination.series_histories`), never as its 0.0.
 
     ``known``: forecasts already made on these windows (id, time, ``window`` and ``predict``'s columns,
     as `LSTMForecaster.window_forecasts` gives them), used as they are; ``predict`` is then asked only
@@ -86,8 +88,9 @@ def run_backtest(
         actual = actual.assign(**{columns.target: actual[columns.target].where(observed_rows(actual, columns.target))})
         ids = list(pd.unique(history[columns.id]))
         y_true = actual[columns.target].to_numpy("float64").reshape(len(ids), horizon)
-        hist_groups = history.groupby(columns.id, sort=False)[columns.target]
-        insample = [hist_groups.get_group(sid).to_numpy("float64") for sid in ids]
+        # The histories `predict` reads (masked readings interpolated, not the 0.0 the "mask" policy leaves
+        # in the target): MASE's scale, seasonal naive's forecast and `calibration.scaled_offsets`' scale.
+        insample = series_histories(history, columns, ids)
 
         window_known = None if known is None else known[known[WINDOW_COLUMN] == k]
         out = _forecasts(predict, history, columns, window_known)
@@ -119,9 +122,7 @@ def run_backtest(
         for j, c in enumerate(qnames):
             f[c] = qpred[..., j].reshape(-1)
         f[BASELINE] = base_point.reshape(-1)
-        # For `calibration.scaled_offsets`: the scale `predict` multiplies its offsets by, of the histories
-        # it reads (masked readings interpolated, not the 0.0 the "mask" policy leaves in the target).
-        f[SCALE_COLUMN] = np.repeat(mase_scale(series_histories(history, columns, ids), season), horizon)
+        f[SCALE_COLUMN] = np.repeat(mase_scale(insample, season), horizon)
         f[FALLBACK_COLUMN] = np.repeat(fell_back, horizon)
         forecasts.append(f)
     table = pd.concat(per_series, ignore_index=True)

@@ -24,6 +24,7 @@ from forecaster.contract import (
 from forecaster.data.schema import OBSERVED, Columns
 from forecaster.evaluation.metrics import intervals, mase_scale
 from forecaster.models.baselines import seasonal_naive_batch
+from forecaster.models.combination import series_histories
 
 STEP = "step"
 
@@ -61,9 +62,10 @@ def score(forecasts: pd.DataFrame, frame: pd.DataFrame, columns: Columns, season
     for as_of, group in joined.groupby(AS_OF_COLUMN, sort=True):
         ids = list(pd.unique(group[c.id]))
         seen = values[(values[c.time] <= as_of).to_numpy() & values[c.id].isin(ids).to_numpy()]
-        by_id = {sid: part[c.target].to_numpy("float64") for sid, part in seen.groupby(c.id, sort=False)}
-        ids = [sid for sid in ids if sid in by_id]
-        insample = [by_id[sid] for sid in ids]
+        present = set(seen[c.id])
+        ids = [sid for sid in ids if sid in present]
+        # As `predict` and the backtest read them: a masked reading interpolated, not a fall to 0.0.
+        insample = series_histories(seen, c, ids)
         scale_parts.append(pd.DataFrame({AS_OF_COLUMN: as_of, c.id: ids,
                                          "scale": mase_scale(insample, season, len(ids))}))
         naive = seasonal_naive_batch(insample, horizon, season)

@@ -122,3 +122,18 @@ def test_a_masked_actual_is_left_out_of_the_scores_not_read_as_zero():
     expected = (f["y"] - f["forecast"]).abs().groupby(f["window"]).mean().mean()  # NaN left out
     assert result.summary["lstm"]["mae"] == pytest.approx(expected)
     assert result.summary["lstm"]["mae"] == pytest.approx((10.0 + 12.5) / 2)  # window 1: |1090 - 1080|, |1095 - 1080|
+
+
+def test_the_mase_reads_a_masked_history_as_predict_does():
+    """MASE's scale (and seasonal naive's forecast) from the history `predict` reads: a masked reading
+    (0.0 in the target under missing_policy "mask") interpolated, as the "fill" policy has it, not a fall
+    to 0 and back that made the scale 30 times too large and the backtest's MASE as much too small."""
+    from forecaster.data.validation import validate_frame
+
+    raw = _yearly_with_a_gap(8)
+    results = {policy: run_backtest(_last_value, validate_frame(raw, COLUMNS, freq="YS", missing_policy=policy).frame,
+                                    COLUMNS, horizon=3, n_windows=2, step=3, season=1)
+               for policy in ("fill", "mask")}
+    for model in ("lstm", "seasonal_naive"):
+        assert results["mask"].summary[model]["mase"] == pytest.approx(results["fill"].summary[model]["mase"])
+    assert results["fill"].summary["lstm"]["mase"] == pytest.approx(results["fill"].summary["lstm"]["mae"] / 5.0)

@@ -55,6 +55,23 @@ def test_seasonal_naive_is_made_from_the_same_history():
     assert np.isclose(scored.overall["mase"], scored.overall["seasonal_naive_mase"], equal_nan=True)
 
 
+def test_a_masked_reading_in_the_history_is_read_as_predict_reads_it():
+    """MASE's scale and seasonal naive from the history as `predict` reads it: a masked reading (0.0 in
+    the target, ``observed`` 0, missing_policy "mask") interpolated as "fill" has it, not a fall to 0."""
+    from forecaster.data.validation import validate_frame
+
+    raw = _frame()
+    raw.loc[(raw["unique_id"] == "b") & (raw["ds"] == pd.Timestamp("2026-01-01 01:00")), "y"] = np.nan
+    f = _forecasts("2026-01-01 03:00", ["2026-01-01 04:00", "2026-01-01 05:00"], a=[4.0, 4.0], b=[10.0, 12.0])
+    scored = {policy: monitoring.score(f, validate_frame(raw, Columns(), freq="h", missing_policy=policy).frame,
+                                       Columns(), season=2)
+              for policy in ("fill", "mask")}
+    for key in ("mase", "seasonal_naive_mase"):
+        assert scored["mask"].overall[key] == pytest.approx(scored["fill"].overall[key])
+    # b as of 03:00, 1:00 filled between 10 and 13 (11.5): 10, 11.5, 13, 12 -> scale mean(3, 0.5) = 1.75
+    assert scored["mask"].by_as_of.iloc[0]["mase"] == pytest.approx((1.0 + (4.0 + 1.0) / 2 / 1.75) / 2)
+
+
 @pytest.mark.parametrize(("observed", "verdict"), [(1.2, False), (1.3, True)])
 def test_degradation_compares_complete_as_ofs_of_the_champion_with_its_promise(observed, verdict):
     table = pd.DataFrame({"as_of": pd.date_range("2026-01-01", periods=4, freq="D"),
