@@ -103,11 +103,12 @@ SCALE_COLUMN = "scale"
 
 def scaled_offsets(forecasts: pd.DataFrame, columns: Columns, quantiles: tuple[float, ...],
                    horizon: int) -> dict[str, list[float]]:
-    """Per quantile ``q`` of an interval (key ``"scaled.q0.9"``; the median keeps its own), the
-    ``horizon`` offsets ``o_j`` of a forecast's quantile from its point in units of the series' MASE
-    scale: the quantile ``q`` of the backtest's errors ``(y - forecast) / scale`` at step j, the
-    conformal order statistic ``ceil((n + 1) q)`` above the median and ``floor((n + 1) q)`` below it
-    (split conformal, each tail alone), all steps pooled where one has fewer than `MIN_PER_STEP` errors.
+    """Per quantile ``q`` (key ``"scaled.q0.9"``; every quantile asked for, the median and a quantile
+    without a pair included), the ``horizon`` offsets ``o_j`` of a forecast's quantile from its point in
+    units of the series' MASE scale: the quantile ``q`` of the backtest's errors ``(y - forecast) /
+    scale`` at step j, the conformal order statistic ``ceil((n + 1) q)`` above the median and
+    ``floor((n + 1) q)`` below it (split conformal, each tail alone; the median itself for 0.5), all
+    steps pooled where one has fewer than `MIN_PER_STEP` errors.
 
     Why: where the combined point is not the network's (a combination that dropped the network), the
     network's spread says little about the combination's errors, and widening it by how often it missed
@@ -131,7 +132,7 @@ def scaled_offsets(forecasts: pd.DataFrame, columns: Columns, quantiles: tuple[f
     per_step = [np.sort(errors[step == j]) for j in range(horizon)]
     pooled = min(len(e) for e in per_step) < MIN_PER_STEP
     out: dict[str, list[float]] = {}
-    for q in sorted({b for interval in intervals(quantiles) for b in (interval.lo, interval.hi)}):
+    for q in sorted(set(quantiles)):
         parts = [np.sort(errors)] * horizon if pooled else per_step
         out[f"{SCALED}{quantile_name(q)}"] = [_order_statistic(e, q) for e in parts]
     return out

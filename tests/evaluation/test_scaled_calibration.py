@@ -40,8 +40,9 @@ def _coverage(fresh: pd.DataFrame, offsets: dict) -> np.ndarray:
 def test_offsets_give_the_nominal_coverage_per_step_at_any_scale_and_follow_a_bias():
     rng = np.random.default_rng(0)
     offsets = scaled_offsets(_backtest(rng, 300, bias=1.0), Columns(), QUANTILES, H)
-    assert set(offsets) == {"scaled.q0.1", "scaled.q0.9"} and scaled_in(offsets)  # the median keeps its own
+    assert set(offsets) == {"scaled.q0.1", "scaled.q0.5", "scaled.q0.9"} and scaled_in(offsets)
     lo, hi = np.array(offsets["scaled.q0.1"]), np.array(offsets["scaled.q0.9"])
+    np.testing.assert_allclose(offsets["scaled.q0.5"], 1.0, atol=0.35)  # the median follows the bias too
     # N(1, s): its 10 % and 90 % quantiles 1 -+ 1.28 s, wider with the step as the errors are
     np.testing.assert_allclose(lo, 1.0 - 1.2816 * np.array([1.0, 2.0, 4.0]), atol=0.35)
     np.testing.assert_allclose(hi, 1.0 + 1.2816 * np.array([1.0, 2.0, 4.0]), atol=0.35)
@@ -82,3 +83,16 @@ def test_a_single_row_or_two_give_finite_offsets(n):
     frame = _backtest(np.random.default_rng(3), 1).iloc[: n * H]
     offsets = scaled_offsets(frame, Columns(), QUANTILES, H)
     assert offsets and np.isfinite(np.concatenate(list(offsets.values()))).all()
+
+
+def test_every_quantile_asked_for_gets_its_offsets_a_lone_one_and_the_median_included():
+    """Not only each symmetric pair: (0.1, 0.5, 0.8) has no pair for 0.8, which the width correction
+    leaves as the network made it; in scale units it is the errors' 80 % quantile like any other."""
+    frame = _backtest(np.random.default_rng(4), 300)
+    offsets = scaled_offsets(frame, Columns(), (0.1, 0.5, 0.8), H)
+    assert set(offsets) == {"scaled.q0.1", "scaled.q0.5", "scaled.q0.8"}
+    np.testing.assert_allclose(offsets["scaled.q0.8"], 0.8416 * np.array([1.0, 2.0, 4.0]), atol=0.35)
+    point = np.zeros((1, H, 4))
+    out = apply_scaled(point, (0.1, 0.5, 0.8), offsets, np.array([10.0]))
+    np.testing.assert_allclose(out[0, :, 2], 10.0 * np.array(offsets["scaled.q0.5"]))
+    np.testing.assert_allclose(out[0, :, 3], 10.0 * np.array(offsets["scaled.q0.8"]))
