@@ -31,7 +31,7 @@ from forecaster.contract import (
 from forecaster.data import splits
 from forecaster.data.frequency import future_indexes, seasonal_period
 from forecaster.data.scaling import SeriesScaler
-from forecaster.data.schema import Columns
+from forecaster.data.schema import Columns, observed_rows
 from forecaster.data.validation import ValidatedFrame, validate_frame
 from forecaster.data.windows import build_feature_arrays
 from forecaster.defaults import (
@@ -469,8 +469,9 @@ class LSTMForecaster:
     def cross_validation(self, df: pd.DataFrame, n_windows: int, step: int | None = None) -> pd.DataFrame:
         """Each member's out-of-sample point forecasts at ``n_windows`` rolling origins ``step`` apart
         (`forecaster.data.splits.backtest_cutoffs`, the backtest's windows): one row per series, origin and
-        step with the id, time, target, ``window``, ``cutoff``, ``scale`` (the series' MASE scale at that
-        origin) and one column per member (``lstm`` and `forecaster.models.combination.CANDIDATES`), then the
+        step with the id, time, target (NaN where it is no observation: masked), ``window``, ``cutoff``,
+        ``scale`` (the series' MASE scale at that origin) and one column per member (``lstm`` and
+        `forecaster.models.combination.CANDIDATES`), then the
         network's quantiles (``lstm_q0.1``, ...) and ``never_negative`` (the series' history holds no
         negative value). Series the fallback forecasts at an origin are left out of it. What
         `learn_combination` weighs, and what `window_forecasts` turns into the forecasts `predict` makes
@@ -497,6 +498,8 @@ class LSTMForecaster:
                 continue
             actual = splits.following(frame, columns, cutoffs, self.horizon).set_index(columns.id).loc[ids]
             part = actual.reset_index()[[columns.id, columns.time, columns.target]]
+            # An actual that is not an observation (masked: its 0.0) is NaN, left out as `run_backtest` does.
+            part[columns.target] = part[columns.target].where(observed_rows(actual, columns.target))
             part[WINDOW_COLUMN] = k
             part[CUTOFF_COLUMN] = part[columns.id].map(cutoffs)
             part["scale"] = np.repeat(mase_scale(histories, season), self.horizon)

@@ -23,6 +23,7 @@ from forecaster.data.schema import Columns
 from forecaster.data.validation import ValidatedFrame, validate_frame
 from forecaster.errors import ConfigError, DataError, MissingColumnError
 from forecaster.evaluation.backtest import BacktestResult
+from forecaster.models.combination import series_histories
 
 if TYPE_CHECKING:  # the network's module imports TensorFlow: a data-only command need not
     from forecaster.forecaster import LSTMForecaster
@@ -139,11 +140,13 @@ def check_learnable(prepared: Prepared) -> None:
     """DataError, before a training, when every series is constant: there is nothing to learn, and
     MASE (its scale is 0) is undefined for each, so no version could ever be promoted."""
     c = prepared.columns
-    spread = prepared.frame.groupby(c.id, sort=False)[c.target].agg(lambda y: np.nanmax(y) - np.nanmin(y))
-    if len(spread) and not (spread > 0).any():
-        raise DataError(f"every series is constant ({len(spread)} series): there is nothing to learn, and MASE "
+    # The histories the fit and MASE read (a masked reading interpolated, not the 0.0 "mask" leaves).
+    ids = list(pd.unique(prepared.frame[c.id]))
+    histories = series_histories(prepared.frame, c, ids)
+    if ids and not any(np.isfinite(h).any() and np.nanmax(h) > np.nanmin(h) for h in histories):
+        raise DataError(f"every series is constant ({len(ids)} series): there is nothing to learn, and MASE "
                         f"is undefined for each (its scale is 0); nothing trained or registered",
-                        column=c.target, series=list(spread.index[:5]))
+                        column=c.target, series=[str(i) for i in ids[:5]])
 
 
 def undefined_scores(result: BacktestResult, columns: Columns, metric: str) -> list[str]:

@@ -191,3 +191,17 @@ def test_a_yearly_training_run_logs_how_it_calibrated_and_forecasts_finite_inter
     values = out[["forecast", "q0.1", "q0.5", "q0.9"]].to_numpy("float64")
     assert np.isfinite(values).all() and np.all(values[:, 1] <= values[:, 3])
     assert out.loc[out["unique_id"] == "spike", "q0.9"].max() < 1e6  # the spike treated, not in the scale
+
+
+def test_the_cross_validation_leaves_a_masked_actual_out_not_as_its_zero():
+    # Under missing_policy "mask" a masked reading's target is 0.0; the windows' actuals (what the learned
+    # combination is weighed on) held it as an observation, scoring every member against 0.0.
+    frame = _ugly_yearly()
+    gap = (frame["unique_id"] == "001") & (frame["ds"] == frame["ds"].max() - pd.DateOffset(years=1))
+    frame.loc[gap, "y"] = np.nan
+    model = LSTMForecaster(horizon=HORIZON, input_size=6, freq="YS", network=NetworkSpec(units=4, head_units=8),
+                           epochs=1, batch_size=32, verbose=0, seed=0, missing_policy="mask").fit(frame)
+    members = model.cross_validation(frame, WINDOWS)
+    at = members[(members["unique_id"] == "001") & (members["ds"] == frame.loc[gap, "ds"].iloc[0])]
+    assert len(at) and at["y"].isna().all(), at  # before: 0.0
+    assert members["y"].isna().sum() == len(at)  # every other actual as given

@@ -4,6 +4,7 @@ and a learned combination weighs them by greedy ensemble selection on out-of-sam
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from forecaster.data.schema import Columns
@@ -203,3 +204,16 @@ def test_a_series_gets_the_same_bits_alone_and_batched_with_others(season):
         together = method(histories, 8, season)
         alone = np.stack([method([h], 8, season)[0] for h in histories])
         np.testing.assert_array_equal(together, alone, err_msg=name)
+
+
+def test_the_fallback_reads_a_masked_reading_as_interpolated_not_as_its_zero():
+    # Under missing_policy "mask" a masked reading's target is 0.0: the fallback forecast 0.0 for a short
+    # series whose last reading was masked (q0.1 at -8 below a history of 10..14), while the backtest's
+    # seasonal naive and the members read the interpolated history.
+    t = pd.date_range("2020-01-01", periods=6, freq="h")
+    frame = pd.DataFrame({"unique_id": "a", "ds": t, "y": [10.0, 11.0, 12.0, 13.0, 14.0, np.nan]})
+    batch = SeriesBatch(validate_frame(frame, Columns(), freq="h", missing_policy="mask"), ["a"])
+    out = SeasonalNaive((0.1, 0.5, 0.9)).forecast(batch, 3)
+    history = np.array([10.0, 11.0, 12.0, 13.0, 14.0, 14.0])
+    np.testing.assert_array_equal(out[0, :, 0], 14.0)
+    np.testing.assert_allclose(out[0, :, 1:], baselines.seasonal_naive_intervals(history, 3, 24, [0.1, 0.5, 0.9]))
