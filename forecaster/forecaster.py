@@ -31,7 +31,7 @@ from forecaster.contract import (
 from forecaster.data import splits
 from forecaster.data.frequency import future_indexes, seasonal_period
 from forecaster.data.scaling import SeriesScaler
-from forecaster.data.schema import Columns, observed_rows
+from forecaster.data.schema import Columns
 from forecaster.data.validation import ValidatedFrame, validate_frame
 from forecaster.data.windows import build_feature_arrays
 from forecaster.defaults import (
@@ -401,7 +401,7 @@ class LSTMForecaster:
         (`learn_combination` weighs them on backtest windows instead)."""
         columns = state.columns
         history = splits.history(data.frame, columns, data.last_train)
-        actual = splits.following(data.frame, columns, data.last_train, self.horizon)
+        actual = splits.actuals(data.frame, columns, data.last_train, self.horizon)  # masked: NaN, not scored
         ids, points, histories, _ = self._member_points(state, history, learned=self.combine == LEARNED)
         default = default_combination(seasonal_period(state.freq))
         if not ids:
@@ -496,10 +496,8 @@ class LSTMForecaster:
             ids, points, histories, output = self._member_points(state, history)
             if output is None:
                 continue
-            actual = splits.following(frame, columns, cutoffs, self.horizon).set_index(columns.id).loc[ids]
+            actual = splits.actuals(frame, columns, cutoffs, self.horizon).set_index(columns.id).loc[ids]
             part = actual.reset_index()[[columns.id, columns.time, columns.target]]
-            # An actual that is not an observation (masked: its 0.0) is NaN, left out as `run_backtest` does.
-            part[columns.target] = part[columns.target].where(observed_rows(actual, columns.target))
             part[WINDOW_COLUMN] = k
             part[CUTOFF_COLUMN] = part[columns.id].map(cutoffs)
             part["scale"] = np.repeat(mase_scale(histories, season), self.horizon)

@@ -25,7 +25,7 @@ from forecaster.contract import (
     quantile_name,
 )
 from forecaster.data import splits
-from forecaster.data.schema import Columns, observed_rows
+from forecaster.data.schema import Columns
 from forecaster.errors import DataError
 from forecaster.evaluation.calibration import SCALE_COLUMN
 from forecaster.evaluation.metrics import mase_scale, per_series_metrics, summarize
@@ -83,9 +83,7 @@ def run_backtest(
     for k, window in plan.groupby(WINDOW_COLUMN, sort=True):
         cutoffs = window.set_index(columns.id)[CUTOFF_COLUMN]
         history = splits.history(frame, columns, cutoffs)
-        actual = splits.following(frame, columns, cutoffs, horizon)
-        # A masked reading (0.0 in the target, ``observed`` 0) is not an actual: NaN, left out of the scores.
-        actual = actual.assign(**{columns.target: actual[columns.target].where(observed_rows(actual, columns.target))})
+        actual = splits.actuals(frame, columns, cutoffs, horizon)  # a masked reading's 0.0: NaN, not scored
         ids = list(pd.unique(history[columns.id]))
         y_true = actual[columns.target].to_numpy("float64").reshape(len(ids), horizon)
         # The histories `predict` reads (masked readings interpolated, not the 0.0 the "mask" policy leaves

@@ -109,3 +109,23 @@ def test_the_as_of_cut_reads_raw_times_as_validation_does_and_refuses_an_as_of_b
         splits.as_of_split(raw, COLUMNS, "2020-01-01")
     with pytest.raises(MissingColumnError, match="'ds'"):
         splits.as_of_split(raw.drop(columns="ds"), COLUMNS, "2026-01-09 12:00")
+
+
+def test_actuals_are_the_following_rows_with_what_is_no_observation_left_out():
+    """What a forecast is scored against (the backtest, the cross-validation, the fit's holdout): a masked
+    reading (0.0 in the validated target, ``observed`` 0) is NaN, not an actual of 0; every other row and
+    value as `following` gives it."""
+    from forecaster.data.validation import validate_frame
+
+    raw = _frame({"a": 10, "001": 10})
+    raw["y"] = raw["y"].astype(float) + 100.0
+    raw.loc[(raw["unique_id"] == "a") & (raw["ds"] == raw["ds"].max()), "y"] = float("nan")
+    frame = validate_frame(raw, COLUMNS, freq="h", missing_policy="mask").frame
+    cutoffs = splits.holdout_cutoffs(frame, COLUMNS, 3)
+    following = splits.following(frame, COLUMNS, cutoffs, 3)
+    actual = splits.actuals(frame, COLUMNS, cutoffs, 3)
+    masked = (following["unique_id"] == "a").to_numpy() & (following["ds"] == raw["ds"].max()).to_numpy()
+    assert following.loc[masked, "y"].tolist() == [0.0]  # what the "mask" policy stores
+    assert actual.loc[masked, "y"].isna().all()
+    pd.testing.assert_frame_equal(actual.loc[~masked], following.loc[~masked])
+    assert sorted(actual["unique_id"].unique()) == ["001", "a"]
