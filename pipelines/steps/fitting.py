@@ -115,10 +115,10 @@ def calibrate(model: LSTMForecaster, result: BacktestResult) -> str | None:
             mlflow.log_metrics({f"calibration.{key}.backtest_coverage": before,
                                 f"calibration.{key}.mean_correction": mean})
     if scaled_in(model.calibration_):  # the combination's own errors set its intervals (the network dropped)
-        parts = [f"{interval.key} from the combination's backtest errors in units of each series' MASE scale "
+        scaled = [quantile_name(q) for q in model.quantiles_ if f"{SCALED}{quantile_name(q)}" in model.calibration_]
+        parts = [f"{', '.join(scaled)} from the combination's backtest errors in units of each series' MASE scale "
                  f"(the network dropped; its spread says nothing of them), the width corrections kept for "
-                 f"series without a scale" for interval in intervals(model.quantiles_)
-                 if f"{SCALED}{quantile_name(interval.hi)}" in model.calibration_]
+                 f"series without a scale"]
     if mlflow.active_run():
         mlflow.log_param("calibration.method", "scale_units" if scaled_in(model.calibration_) else "width_units")
         mlflow.log_dict(model.calibration_, "calibration.json")
