@@ -19,6 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_dev_suite import load_set
 
+from forecaster.evaluation.metrics import coverage, msis
 from forecaster.models import baselines as B
 
 SETS = {"m3_yearly": 1, "m1_yearly": 1, "m3_other": 1, "m3_quarterly": 4, "m1_quarterly": 4,
@@ -37,23 +38,11 @@ def interval(history: np.ndarray, horizon: int, m: int, pooled: bool) -> np.ndar
     return point[:, None] + steps[:, None] * np.quantile(errors, [0.1, 0.9])[None, :]
 
 
-def interval_score(q: np.ndarray, actual: np.ndarray, scale: np.ndarray, alpha: float = 0.2) -> float:
-    """The mean interval (Winkler) score of an 80 % interval, each series divided by its MAE of naive steps."""
-    lo, hi = q[..., 0], q[..., 1]
-    score = (hi - lo) + 2 / alpha * ((lo - actual) * (actual < lo) + (actual - hi) * (actual > hi))
-    return float(np.mean(score / scale[:, None]))
-
-
-def coverage(q: np.ndarray, actual: np.ndarray) -> float:
-    """The share of actual values inside the interval."""
-    return float(np.mean((actual >= q[..., 0]) & (actual <= q[..., 1])))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     args = parser.parse_args()
-    print("set, values kept, series, errors: coverage own -> pooled; scaled interval score own -> pooled")
+    print("set, values kept, series, errors: coverage own -> pooled; MSIS (alpha 0.2) own -> pooled")
     for name in args.sets:
         m = SETS[name]
         train, test = load_set(name)
@@ -65,14 +54,19 @@ def main() -> None:
                 continue
             histories = [y[:-horizon][-n:] for y in kept]
             actual = np.array([y[-horizon:] for y in kept])
-            scale = np.array([np.mean(np.abs(np.diff(y[:-horizon]))) or 1.0 for y in kept])
+            before = [y[:-horizon] for y in kept]  # MSIS's scale: the whole history before the window
             own = np.array([interval(h, horizon, m, False) for h in histories])
             pooled = np.array([interval(h, horizon, m, True) for h in histories])
             errors = n - (m if n > m else 1)
 
-            print(f"{name} n={n} ({len(kept)} series, {errors} errors): coverage {coverage(own, actual):.3f} -> "
-                  f"{coverage(pooled, actual):.3f}; score {interval_score(own, actual, scale):.2f} -> "
-                  f"{interval_score(pooled, actual, scale):.2f}")
+            def cover(q: np.ndarray, actual: np.ndarray = actual) -> float:
+                return float(coverage(actual, q[..., 0], q[..., 1]))
+
+            def score(q: np.ndarray, actual: np.ndarray = actual, before: list = before, m: int = m) -> float:
+                return float(msis(actual, q[..., 0], q[..., 1], before, m, alpha=0.2))
+
+            print(f"{name} n={n} ({len(kept)} series, {errors} errors): coverage {cover(own):.3f} -> "
+                  f"{cover(pooled):.3f}; score {score(own):.2f} -> {score(pooled):.2f}")
 
 
 if __name__ == "__main__":
