@@ -636,6 +636,9 @@ def ces_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.ndarr
     most the last `CES_VALUES` values are read. Each series is fitted divided by its largest absolute
     value (the model is linear: the forecast scales with the series). A series of fewer than
     `CES_MIN_LENGTH` values, a constant one, or one whose forecast is not finite is forecast naively.
+    Unlike the other members it is not invariant to a shift of the series: its level feeds its potential,
+    so a constant added moves the forecast by more than the constant (centring the series before the fit
+    made it far worse, docs/accuracy.md). Its trajectory can compound (a1 > 1 grows geometrically).
     """
     _check(horizon, m)
     if not len(histories):
