@@ -50,7 +50,7 @@ MEMBERS: dict[str, tuple[str, ...]] = {"none": (), "theta": ("theta",), "theta+e
                                                                              "ces")}
 #: Methods only a named combination a user asks for runs, never a learned one nor a training's backtest
 #: by default: complex exponential smoothing (greedy weights with it were mixed on the season-1 sets'
-#: backtest windows, 6 % worse at one origin of M3 Yearly, docs/accuracy.md).
+#: backtest windows, 6 % worse than without it at one origin of M3 Yearly, docs/accuracy.md).
 OPT_IN_METHODS: tuple[str, ...] = ("ces",)
 #: The point models a learned combination chooses from besides the network, by name (the cross-validation
 #: of a training on data without a season forecasts each at every backtest window).
