@@ -72,7 +72,8 @@ OURS: dict[str, Callable[[list[np.ndarray], int, int], np.ndarray]] = {
     "SeasonalNaive (ours)": seasonal_naive_batch,
     **{f"{label} (ours)": _member(method)
        for label, method in (("Theta", "theta"), ("OTM", "otm"), ("DOTM", "dotm"), ("ETS", "ets"),
-                             ("AETS", "aets"), ("RTrend", "rtrend"), ("RTrend8", "rtrend8"))},
+                             ("AETS", "aets"), ("RTrend", "rtrend"), ("RTrend8", "rtrend8"),
+                             ("CES", "ces"))},
 }
 #: The statistical half of the product's former default combination ("otm+dotm+ets").
 MEAN = ("OTM (ours)", "DOTM (ours)", "ETS (ours)")

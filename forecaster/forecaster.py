@@ -175,7 +175,8 @@ class LSTMForecaster:
     Theta method's (``"theta"``), with Theta's and exponential smoothing's (``"theta+ets"``) or with the
     optimised Theta model's, static and dynamic, and exponential smoothing's (``"otm+dotm+ets"``) or the
     same Theta models' and the seasonal state-space exponential smoothing's (``"otm+dotm+aets"``) or the
-    same three and two robust trends' (``"otm+dotm+aets+rtrend+rtrend8"``), or the data's default
+    same three and two robust trends' (``"otm+dotm+aets+rtrend+rtrend8"``), or those five and complex
+    exponential smoothing's (``"otm+dotm+aets+rtrend+rtrend8+ces"``, opt-in), or the data's default
     combination (`forecaster.defaults.default_combination`: the last on yearly and other data without a
     season, else the one before) unless the network alone is far better on the fit's holdout (``"auto"``,
     the default: `forecaster.models.combination`; on data without a season a training run then asks

@@ -101,7 +101,8 @@ PARAMS: tuple[Param, ...] = (
        QUANTILES, estimator=True),
     _p("model", "combine", str, "auto", "what the network's forecasts are averaged with "
        "(forecaster.models.combination): 'none', 'theta', 'theta+ets', 'otm+dotm+ets', 'otm+dotm+aets', "
-       "'otm+dotm+aets+rtrend+rtrend8', 'auto' (the data's default one, by its season: forecaster.defaults, "
+       "'otm+dotm+aets+rtrend+rtrend8', 'otm+dotm+aets+rtrend+rtrend8+ces', "
+       "'auto' (the data's default one, by its season: forecaster.defaults, "
        "unless the network alone is far better on the fit's holdout) or 'learned' (weights chosen on the "
        "backtest windows)",
        choices=COMBINES, estimator=True),

@@ -1,5 +1,5 @@
-"""Pipeline test support: small hourly series with a daily cycle, trend and noise; a tiny model config;
-a registry holding a trained tiny model; the `forecaster` command as installed."""
+"""Pipeline test support: small hourly series with a daily cycle, trend and noise; yearly series as users send
+them; a tiny model config; a registry holding a trained tiny model; the `forecaster` command as installed."""
 
 from __future__ import annotations
 
@@ -23,6 +23,29 @@ def hourly_frame(n_series: int = 6, length: int = 240, seed: int = 0, start: str
         y = level + daily + level * 0.001 * t + rng.normal(scale=level * 0.03, size=length)
         parts.append(pd.DataFrame({"unique_id": f"S{s}", "ds": pd.date_range(start, periods=length, freq="h"),
                                    "y": y}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def ugly_yearly_frame() -> pd.DataFrame:
+    """Yearly series as users send them: ids "001" and "NA" (strings that look like a number and a
+    missing value), a falling series that crosses zero, one with zeros, one with a 1e9 spike, a 5-value
+    series too short for the network at the last origin (the fallback's there), a 3-value one (too short
+    to be backtested) and a 2-value one (too short for the network)."""
+    rng = np.random.default_rng(3)
+    n = 20
+    ds = pd.date_range("1990-01-01", periods=n, freq="YS")
+    series = {
+        "001": 100.0 + 4.0 * np.arange(n) + rng.normal(0, 2, n),
+        "NA": 50.0 + rng.normal(0, 5, n).cumsum(),
+        "down": 30.0 - 3.0 * np.arange(n) + rng.normal(0, 1, n),  # negative from the 11th year
+        "zeros": np.where(np.arange(n) % 4 == 0, 0.0, 5.0 + rng.normal(0, 1, n)),
+        "spike": np.where(np.arange(n) == 9, 1e9, 200.0 + rng.normal(0, 3, n)),
+        "flat": np.full(n, 7.0),  # no MASE scale
+    }
+    parts = [pd.DataFrame({"unique_id": sid, "ds": ds, "y": y}) for sid, y in series.items()]
+    parts.append(pd.DataFrame({"unique_id": "short", "ds": ds[-5:], "y": [1.0, 2.0, 3.0, 2.0, 4.0]}))
+    parts.append(pd.DataFrame({"unique_id": "tiny", "ds": ds[-3:], "y": [1.0, 2.0, 3.0]}))
+    parts.append(pd.DataFrame({"unique_id": "pair", "ds": ds[-2:], "y": [4.0, 2.0]}))  # the fallback's at predict
     return pd.concat(parts, ignore_index=True)
 
 

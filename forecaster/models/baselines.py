@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "acf",
     "acf_rows",
+    "ces_batch",
     "ets_batch",
     "naive2",
     "optimised_theta_batch",
@@ -563,3 +564,129 @@ def seasonal_naive_intervals_batch(histories: Sequence[np.ndarray], horizon: int
         spread[has_errors] = np.nanquantile(errors[has_errors], qs, axis=1).T
     seasons_ahead = np.ceil(np.arange(1, horizon + 1)[None, :] / lag[:, None])
     return point[:, :, None] + np.sqrt(seasons_ahead)[:, :, None] * spread[:, None, :]
+
+
+# --------------------------------------------------------------------------- complex exponential smoothing
+
+#: The coarse grid of complex smoothing parameters a0 + i a1 `ces_batch` starts from (the admissible ones,
+#: `_ces_admissible`), then `_CES_ROUNDS` rounds of a pattern search from each series' best, the step
+#: halved each round.
+_CES_A0 = np.round(np.arange(0.1, 3.0, 0.15), 4)
+_CES_A1 = np.round(np.arange(-1.0, 2.2, 0.15), 4)
+_CES_ROUNDS = 4
+_CES_STEP = 0.075
+#: The initial level is the mean of a series' first values (this many), the initial potential the level
+#: over `_CES_POTENTIAL`: fitting both by least squares instead scored far worse alone (M1 Yearly's
+#: validation MASE 3.13 against 2.80, docs/accuracy.md): two more free values overfit short series.
+_CES_FIRST = 10
+_CES_POTENTIAL = 1.1
+#: Fewer values than this are forecast naively (two constants fitted on fewer errors say nothing).
+CES_MIN_LENGTH = 4
+#: The most of a series' last values `ces_batch` reads: a pass over time per candidate and round, so a
+#: long history would cost more than the other members do without telling a yearly model more.
+CES_VALUES = 300
+
+
+def _ces_admissible(a0: np.ndarray, a1: np.ndarray) -> np.ndarray:
+    """Whether a0 + i a1 gives a stable model: both eigenvalues of the discount matrix
+    ``[[1 - a0 + a1, a1 - 1], [1 - a0 - a1, 1 - a0]]`` (how the states forget their start) inside the
+    unit circle, by Jury's conditions on its trace and determinant (Svetunkov and Kourentzes' admissible
+    bounds)."""
+    trace = 2.0 - 2.0 * a0 + a1
+    det = (1.0 - a0 + a1) * (1.0 - a0) + (1.0 - a1) * (1.0 - a0 - a1)
+    return (np.abs(det) < 1.0) & (np.abs(trace) < 1.0 + det)
+
+
+def _ces_pass(x: np.ndarray, lengths: np.ndarray, a0: np.ndarray, a1: np.ndarray,
+              level: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Non-seasonal CES over each left-aligned row of ``x`` (its first ``lengths`` values) for each of its
+    candidates (``a0``, ``a1``: (n, C) or (1, C)), from the initial ``level`` (n, 1) and the potential
+    ``level / _CES_POTENTIAL``. With e the one-step error (the forecast of the next value is the level l),
+    the level and the potential c move as ``l' = l - (1 - a1) c + (a0 - a1) e`` and
+    ``c' = l + (1 - a0) c + (a0 + a1) e``. Returns the in-sample sum of squared errors (inadmissible
+    candidates: inf) and the final level and potential, each (n, C)."""
+    shape = np.broadcast_shapes(a0.shape, a1.shape, level.shape)
+    level = np.broadcast_to(level, shape).copy()
+    potential = level / _CES_POTENTIAL
+    sse = np.zeros(shape)
+    for t in range(x.shape[1]):
+        active = (t < lengths)[:, None]
+        error = x[:, t : t + 1] - level
+        sse += np.where(active, error * error, 0.0)
+        level, potential = (np.where(active, level - (1.0 - a1) * potential + (a0 - a1) * error, level),
+                            np.where(active, level + (1.0 - a0) * potential + (a0 + a1) * error, potential))
+    sse = np.where(_ces_admissible(a0, a1) & np.isfinite(sse), sse, np.inf)
+    return sse, level, potential
+
+
+def ces_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.ndarray:
+    """Complex exponential smoothing without a season (Svetunkov, Kourentzes and Ord, 2022) for many
+    series at once, shape (n, horizon).
+
+    The series y_t is read with its one-step error e_t as the complex number y_t + i e_t and smoothed
+    with a complex constant a0 + i a1: the level l (the forecast) and the potential c follow
+    ``l' = l - (1 - a1) c + (a0 - a1) e``, ``c' = l + (1 - a0) c + (a0 + a1) e``, and the h-step forecast
+    carries both on without errors. One model and no trend to choose: by a0 and a1 it follows a level, a
+    trend or a slow swing (statsforecast's AutoCES was among the best single models on yearly data,
+    docs/accuracy.md). a0 and a1 are fitted per series for the least in-sample squared one-step error
+    (the Gaussian likelihood) among the admissible ones (`_ces_admissible`): a coarse grid, then a
+    pattern search, all series and candidates in one pass over time per round; the initial level is the
+    mean of the first `_CES_FIRST` values and the potential the level over `_CES_POTENTIAL`. As the other
+    members, the series is seasonally adjusted first (`_adjusted`) and the forecast reseasonalised; at
+    most the last `CES_VALUES` values are read. Each series is fitted divided by its largest absolute
+    value (the model is linear: the forecast scales with the series). A series of fewer than
+    `CES_MIN_LENGTH` values, a constant one, or one whose forecast is not finite is forecast naively.
+    Unlike the other members it is not invariant to a shift of the series: its level feeds its potential,
+    so a constant added moves the forecast by more than the constant (centring the series before the fit
+    made it far worse, docs/accuracy.md). Its trajectory can compound (a1 > 1 grows geometrically).
+    """
+    _check(horizon, m)
+    if not len(histories):
+        return np.empty((0, horizon))
+    adjusted, lengths, season = _adjusted([_history(h)[-CES_VALUES:] for h in histories], horizon, m)
+    rows = np.arange(len(lengths))
+    inside = np.arange(adjusted.shape[1])[None, :] < lengths[:, None]
+    size = np.where(inside, np.abs(adjusted), 0.0).max(axis=1)
+    size = np.where(size > 0, size, 1.0)
+    x = np.where(inside, adjusted / size[:, None], 0.0)
+    last = x[rows, lengths - 1]
+    spread = np.where(inside, x, last[:, None])
+    fit = (lengths >= CES_MIN_LENGTH) & (spread.max(axis=1) > spread.min(axis=1))
+    forecast = np.repeat(last[:, None], horizon, axis=1)
+    if fit.any():
+        forecast[fit] = _ces_forecast(x[fit], lengths[fit], horizon)
+    forecast = np.where(np.isfinite(forecast).all(axis=1, keepdims=True), forecast, last[:, None])
+    return season.apply(forecast * size[:, None])
+
+
+def _ces_forecast(x: np.ndarray, lengths: np.ndarray, horizon: int) -> np.ndarray:
+    """`ces_batch`'s fit and forecast of the rows it fits (scaled, seasonally adjusted)."""
+    rows = np.arange(len(x))
+    first = np.minimum(lengths, _CES_FIRST)
+    start = (row_sums(x, first) / first)[:, None]
+    a0, a1 = (g.ravel()[None, :] for g in np.meshgrid(_CES_A0, _CES_A1, indexing="ij"))
+    keep = _ces_admissible(a0, a1)[0]
+    a0, a1 = a0[:, keep], a1[:, keep]
+    sse, level, potential = _ces_pass(x, lengths, a0, a1, start)
+    pick = np.argmin(sse, axis=1)
+    best0, best1, best = a0[0, pick], a1[0, pick], sse[rows, pick]
+    level, potential = level[rows, pick], potential[rows, pick]
+    moves = np.array([(i, j) for i in (-1, 0, 1) for j in (-1, 0, 1) if (i, j) != (0, 0)], dtype=np.float64)
+    step = _CES_STEP
+    for _ in range(_CES_ROUNDS):
+        c0 = best0[:, None] + step * moves[None, :, 0]
+        c1 = best1[:, None] + step * moves[None, :, 1]
+        sse, levels, potentials = _ces_pass(x, lengths, c0, c1, start)
+        pick = np.argmin(sse, axis=1)
+        better = sse[rows, pick] < best
+        best0 = np.where(better, c0[rows, pick], best0)
+        best1 = np.where(better, c1[rows, pick], best1)
+        best = np.where(better, sse[rows, pick], best)
+        level = np.where(better, levels[rows, pick], level)
+        potential = np.where(better, potentials[rows, pick], potential)
+        step /= 2.0
+    out = np.empty((len(x), horizon))
+    for h in range(horizon):
+        out[:, h] = level
+        level, potential = level - (1.0 - best1) * potential, level + (1.0 - best0) * potential
+    return out

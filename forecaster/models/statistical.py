@@ -11,7 +11,14 @@ from functools import partial
 import numpy as np
 
 from forecaster.models.base import ForecastModel, SeriesBatch
-from forecaster.models.baselines import RECENT_VALUES, ets_batch, optimised_theta_batch, robust_trend_batch, theta_batch
+from forecaster.models.baselines import (
+    RECENT_VALUES,
+    ces_batch,
+    ets_batch,
+    optimised_theta_batch,
+    robust_trend_batch,
+    theta_batch,
+)
 from forecaster.models.ets import aets_batch
 
 
@@ -43,4 +50,5 @@ METHODS: dict[str, Callable[..., np.ndarray]] = {
     "aets": aets_batch,
     "rtrend": robust_trend_batch,
     "rtrend8": partial(robust_trend_batch, last=RECENT_VALUES),  # the name is in saved models' weights
+    "ces": ces_batch,
 }

@@ -20,37 +20,15 @@ from forecaster.evaluation.metrics import mase_scale
 from forecaster.forecaster import NEVER_NEGATIVE, LSTMForecaster, network_quantile
 from forecaster.models.combination import LEARNED, weights_of
 from forecaster.models.keras_network import NetworkSpec
+from tests.synthetic import ugly_yearly_frame
 
 HORIZON = 3
 WINDOWS = 2
 
 
-def _ugly_yearly() -> pd.DataFrame:
-    """Yearly series as users send them: ids "001" and "NA" (strings that look like a number and a
-    missing value), a falling series that crosses zero, one with zeros, one with a 1e9 spike, a 5-value
-    series too short for the network at the last origin (the fallback's there), a 3-value one (too short
-    to be backtested) and a 2-value one (too short for the network)."""
-    rng = np.random.default_rng(3)
-    n = 20
-    ds = pd.date_range("1990-01-01", periods=n, freq="YS")
-    series = {
-        "001": 100.0 + 4.0 * np.arange(n) + rng.normal(0, 2, n),
-        "NA": 50.0 + rng.normal(0, 5, n).cumsum(),
-        "down": 30.0 - 3.0 * np.arange(n) + rng.normal(0, 1, n),  # negative from the 11th year
-        "zeros": np.where(np.arange(n) % 4 == 0, 0.0, 5.0 + rng.normal(0, 1, n)),
-        "spike": np.where(np.arange(n) == 9, 1e9, 200.0 + rng.normal(0, 3, n)),
-        "flat": np.full(n, 7.0),  # no MASE scale
-    }
-    parts = [pd.DataFrame({"unique_id": sid, "ds": ds, "y": y}) for sid, y in series.items()]
-    parts.append(pd.DataFrame({"unique_id": "short", "ds": ds[-5:], "y": [1.0, 2.0, 3.0, 2.0, 4.0]}))
-    parts.append(pd.DataFrame({"unique_id": "tiny", "ds": ds[-3:], "y": [1.0, 2.0, 3.0]}))
-    parts.append(pd.DataFrame({"unique_id": "pair", "ds": ds[-2:], "y": [4.0, 2.0]}))  # the fallback's at predict
-    return pd.concat(parts, ignore_index=True)
-
-
 @pytest.fixture(scope="module")
 def fitted() -> tuple[pd.DataFrame, LSTMForecaster]:
-    frame = _ugly_yearly()
+    frame = ugly_yearly_frame()
     model = LSTMForecaster(horizon=HORIZON, input_size=6, freq="YS", network=NetworkSpec(units=4, head_units=8),
                            epochs=1, batch_size=32, verbose=0, seed=0).fit(frame)
     return frame, model
@@ -173,7 +151,7 @@ def test_a_yearly_training_run_logs_how_it_calibrated_and_forecasts_finite_inter
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     data = tmp_path / "history.csv"
-    _ugly_yearly().to_csv(data, index=False)
+    ugly_yearly_frame().to_csv(data, index=False)
     config = model_config_from_dict({
         "model": {"name": "ugly", "horizon": HORIZON}, "data": {"source": str(data), "freq": "YS"},
         "network": {"units": 4, "head_units": 8}, "training": {"input_size": 6, "epochs": 1, "batch_size": 32},
@@ -186,7 +164,7 @@ def test_a_yearly_training_run_logs_how_it_calibrated_and_forecasts_finite_inter
     dropped = LSTM not in final.weights_
     assert run.data.params["calibration.method"] == ("scale_units" if dropped else "width_units")
     assert scaled_in(final.calibration_) == dropped
-    out = final.predict(_ugly_yearly())
+    out = final.predict(ugly_yearly_frame())
     assert set(out["unique_id"]) >= {"001", "NA", "spike", "flat", "pair"}
     values = out[["forecast", "q0.1", "q0.5", "q0.9"]].to_numpy("float64")
     assert np.isfinite(values).all() and np.all(values[:, 1] <= values[:, 3])
@@ -196,7 +174,7 @@ def test_a_yearly_training_run_logs_how_it_calibrated_and_forecasts_finite_inter
 def test_the_cross_validation_leaves_a_masked_actual_out_not_as_its_zero():
     # Under missing_policy "mask" a masked reading's target is 0.0; the windows' actuals (what the learned
     # combination is weighed on) held it as an observation, scoring every member against 0.0.
-    frame = _ugly_yearly()
+    frame = ugly_yearly_frame()
     gap = (frame["unique_id"] == "001") & (frame["ds"] == frame["ds"].max() - pd.DateOffset(years=1))
     frame.loc[gap, "y"] = np.nan
     model = LSTMForecaster(horizon=HORIZON, input_size=6, freq="YS", network=NetworkSpec(units=4, head_units=8),

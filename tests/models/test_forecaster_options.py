@@ -430,14 +430,14 @@ def test_combine_is_checked_in_the_config_the_estimator_and_the_saved_file(tmp_p
 
 def test_auto_keeps_the_combination_unless_the_network_alone_is_far_better_on_the_fits_holdout():
     from forecaster.evaluation.metrics import mase
-    from forecaster.models.baselines import ets_batch, optimised_theta_batch, robust_trend_batch, theta_batch
+    from forecaster.models.baselines import ces_batch, ets_batch, optimised_theta_batch, robust_trend_batch, theta_batch
     from forecaster.models.combination import AUTO, choose
     from forecaster.models.ets import aets_batch
 
     model = _fit(NetworkSpec(units=8, head_units=16), combine="auto")
     scores = model.combine_scores_
     assert set(scores) == {"none", "theta", "theta+ets", "otm+dotm+ets", "otm+dotm+aets",
-                           "otm+dotm+aets+rtrend+rtrend8"}
+                           "otm+dotm+aets+rtrend+rtrend8", "otm+dotm+aets+rtrend+rtrend8+ces"}
     assert model.combine_ == choose(scores, AUTO)
     frame = hourly_frame(n_series=4, length=200)
     held_out = frame.groupby("unique_id").cumcount(ascending=False) < HORIZON
@@ -461,6 +461,9 @@ def test_auto_keeps_the_combination_unless_the_network_alone_is_far_better_on_th
     rtrend, rtrend8 = robust_trend_batch(insample, HORIZON, 24), robust_trend_batch(insample, HORIZON, 24, last=8)
     assert scores["otm+dotm+aets+rtrend+rtrend8"] == pytest.approx(
         mase(y, (network + otm + dotm + aets + rtrend + rtrend8) / 6, insample, 24), rel=1e-9)
+    ces = ces_batch(insample, HORIZON, 24)
+    assert scores["otm+dotm+aets+rtrend+rtrend8+ces"] == pytest.approx(
+        mase(y, (network + otm + dotm + aets + rtrend + rtrend8 + ces) / 7, insample, 24), rel=1e-9)
     assert AUTO == "otm+dotm+aets"
     assert choose({"none": 1.0, "theta": 1.1, AUTO: 1.19}, AUTO) == AUTO, "the benefit of the doubt"
     assert choose({"none": 1.0, "theta": 0.9, AUTO: 0.95}, AUTO) == AUTO, "one window picks no partner"

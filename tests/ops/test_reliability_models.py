@@ -217,15 +217,24 @@ def _seasonal(length: int = 240, m: int = 24, seed: int = 0) -> np.ndarray:
     return 20.0 * np.sin(2 * np.pi * t / m) + 0.02 * t + rng.normal(0, 1.0, length)
 
 
+#: Members whose forecast is not moved by exactly the constant added to a series: complex exponential
+#: smoothing's level feeds its potential, so its dynamics depend on the level itself (centring the
+#: series before the fit made it alone 20-56 % worse on the season-1 sets' validation windows,
+#: docs/accuracy.md).
+NOT_SHIFT_INVARIANT = {"ces"}
+
+
 @pytest.mark.parametrize("method", sorted({m for ms in MEMBERS.values() for m in ms}))
 def test_additive_members_commute_with_negation_and_shifts(method):
     y = _seasonal()  # values on both sides of zero: additive seasonal adjustment
     base = member_forecasts([y], 24, 24, {method})[method][0]
     np.testing.assert_allclose(member_forecasts([-y], 24, 24, {method})[method][0], -base, rtol=1e-7, atol=1e-7)
+    assert np.ptp(base) > 20.0  # the seasonal swing is kept (its amplitude is 40)
+    if method in NOT_SHIFT_INVARIANT:
+        return
     for c in (-500.0, 7.5, 15.0):  # still not all positive: the same decomposition
         shifted = member_forecasts([y + c], 24, 24, {method})[method][0]
         np.testing.assert_allclose(shifted, base + c, rtol=1e-7, atol=1e-6)
-    assert np.ptp(base) > 20.0  # the seasonal swing is kept (its amplitude is 40)
 
 
 @pytest.mark.slow  # the module's trained, registered model
@@ -240,7 +249,9 @@ def test_one_zero_keeps_the_seasonality_of_every_member_and_the_combined_forecas
         # recent robust trend extrapolates 7 noisy differences, MAE ~ 6 with or without the zero), the
         # zero moves no member by more than a fraction of the swing, whose amplitude is 40
         assert np.abs(forecast[0] - clean[name][0]).mean() < 4.0 and np.ptp(forecast[0]) > 30.0, name
-        assert np.abs(forecast[0] - actual).mean() < 4.0 or name == "rtrend8", name
+        # (complex exponential smoothing, opt-in and weak on seasonal data: MAE 4.0 without the zero, 5.8
+        # with it, which moves it by 1.8)
+        assert np.abs(forecast[0] - actual).mean() < 4.0 or name in ("rtrend8", "ces"), name
     def combined(y: np.ndarray) -> np.ndarray:
         frame = pd.DataFrame({"unique_id": "Z", "ds": pd.date_range("2024-01-01", periods=240, freq="h"), "y": y})
         return model.predict(frame)["forecast"].to_numpy()
