@@ -54,6 +54,7 @@ from forecaster.errors import (
 from forecaster.evaluation.calibration import (
     apply_corrections,
     apply_scaled,
+    by_scale,
     conformal_corrections,
     scaled_in,
     scaled_offsets,
@@ -446,7 +447,8 @@ class LSTMForecaster:
     def calibrate(self, backtest_forecasts: pd.DataFrame) -> LSTMForecaster:
         """Set the conformal corrections of the intervals from a backtest's out-of-sample forecasts
         (`forecaster.evaluation.calibration`); `predict` applies them unless ``calibrated=False``.
-        Where the combination forecasts without the network (`calibrates_by_scale`), the intervals are
+        Where `calibrates_by_scale` says so (the network dropped, or one member among others on seasonal
+        data), the intervals are
         the combined point plus the backtest's errors in units of each series' MASE scale
         (`calibration.scaled_offsets`; the forecast frame needs its ``scale`` column, as
         `run_backtest` gives it), the width corrections kept for series without a scale."""
@@ -458,13 +460,13 @@ class LSTMForecaster:
         return self
 
     def calibrates_by_scale(self) -> bool:
-        """Whether `calibrate` sets the intervals from the combination's own errors in scale units: where
-        the combination gives the network no weight (on data without a season, where the backtest's
-        windows dropped it, or a "learned" one, on any data, that left it out), the network's spread,
-        which the quantiles keep, says nothing of the combination's errors (docs/accuracy.md, issue #27,
-        sixth session)."""
+        """Whether `calibrate` sets the intervals from the combination's own errors in scale units
+        (`calibration.by_scale`, which owns the rule): where the combination gives the network no weight,
+        and on seasonal data where the network is one member among statistical ones; not where the
+        point is the network's alone, nor on data without a season with the network kept
+        (docs/accuracy.md, issue #27, sixth and seventh sessions)."""
         self._check_fitted()
-        return self._fitted.weights.get(LSTM, 0.0) <= 0.0
+        return by_scale(seasonal_period(self._fitted.freq), self._fitted.weights)
 
     def cross_validation(self, df: pd.DataFrame, n_windows: int, step: int | None = None) -> pd.DataFrame:
         """Each member's out-of-sample point forecasts at ``n_windows`` rolling origins ``step`` apart

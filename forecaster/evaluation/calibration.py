@@ -20,11 +20,12 @@ fallback are left out (they have intervals of their own), and so are forecasts w
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
-from forecaster.contract import FALLBACK_COLUMN, FORECAST_COLUMN, WINDOW_COLUMN, quantile_name
+from forecaster.contract import FALLBACK_COLUMN, FORECAST_COLUMN, LSTM, WINDOW_COLUMN, quantile_name
 from forecaster.data.schema import Columns
 from forecaster.evaluation.metrics import intervals
 
@@ -161,6 +162,28 @@ def apply_scaled(values: np.ndarray, quantiles: tuple[float, ...], offsets: dict
             out[ok, :, 1 + j] = moved[ok]
     out[..., 1:] = np.sort(out[..., 1:], axis=-1)
     return out
+
+
+def by_scale(season: int, weights: Mapping[str, float]) -> bool:
+    """Whether a forecaster whose combination weighs its members ``weights`` (``"lstm"`` the network)
+    on data of seasonal period ``season`` takes its intervals from the combination's backtest errors in
+    units of each series' MASE scale (`scaled_offsets`) instead of widening the network's quantiles
+    (`conformal_corrections`).
+
+    Why: the network's quantiles describe the network's errors. Where the point is the network's alone
+    (``combine = "none"``), they are the point's own spread and the width corrections keep their shape;
+    where the network is dropped they say nothing of the point (M1 Yearly); where it is one member
+    among statistical ones on seasonal data, the combination's own errors did better on most origins the
+    training parts give (docs/accuracy.md, issue #27, seventh session: MSIS lower than the width
+    corrections at 9 of 12 set-origins on M3 and M1 Monthly and Quarterly; the network alone on M4
+    Hourly lower with the width at 2 of 3). Yearly data with the network kept stays with the width
+    corrections (M3 Yearly lost in scale units, sixth session).
+    """
+    network = weights.get(LSTM, 0.0)
+    if network <= 0.0:
+        return True
+    others = any(w > 0.0 for member, w in weights.items() if member != LSTM)
+    return others and season > 1
 
 
 def scaled_in(calibration: dict[str, list[float]]) -> bool:

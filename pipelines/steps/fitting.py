@@ -114,11 +114,11 @@ def calibrate(model: LSTMForecaster, result: BacktestResult) -> str | None:
         if mlflow.active_run():
             mlflow.log_metrics({f"calibration.{key}.backtest_coverage": before,
                                 f"calibration.{key}.mean_correction": mean})
-    if scaled_in(model.calibration_):  # the combination's own errors set its intervals (the network dropped)
+    if scaled_in(model.calibration_):  # the combination's own errors set its intervals (calibration.by_scale)
         scaled = [quantile_name(q) for q in model.quantiles_ if f"{SCALED}{quantile_name(q)}" in model.calibration_]
         parts = [f"{', '.join(scaled)} from the combination's backtest errors in units of each series' MASE scale "
-                 f"(the network dropped; its spread says nothing of them), the width corrections kept for "
-                 f"series without a scale"]
+                 f"(the network's spread is not the combination's: calibration.by_scale), the width "
+                 f"corrections kept for series without a scale"]
     if mlflow.active_run():
         mlflow.log_param("calibration.method", "scale_units" if scaled_in(model.calibration_) else "width_units")
         mlflow.log_dict(model.calibration_, "calibration.json")
