@@ -16,7 +16,9 @@ calibrated on both backtest windows, as a training run does). Rules:
 - ``cqr_scale``: conformalised quantile regression in scale units, the network's bounds moved out or
   in by the per-step conformal quantile of ``max(lo - y, y - hi) / scale`` (the network's shape kept,
   the correction additive in the series' scale instead of a multiple of the width);
-- ``half_width``: the width corrections halved (shrunk toward uncalibrated).
+- ``half_width``: the width corrections halved (shrunk toward uncalibrated);
+- ``scale_units_centred``: scale units with every offset less the median's (the median at the point:
+  the backtest network's bias not carried to another network).
 
 Scores: 80 % coverage, M4's MSIS of the 80 % interval (`forecaster.evaluation.metrics.msis`, scaled by
 the history before the window at the set's season) and the mean pinball loss over every quantile in
@@ -106,12 +108,15 @@ def rules(calib: pd.DataFrame, values: np.ndarray, scale: np.ndarray, quantiles:
     finally:
         cal.MIN_PER_STEP = saved
     half = {k: [c / 2 for c in v] for k, v in width.items()}
+    offsets = cal.scaled_offsets(calib, columns, quantiles, h)
+    middle = np.asarray(offsets.get(f"{cal.SCALED}q0.5", [0.0] * h))
+    centred = {k: list(np.asarray(v) - middle) for k, v in offsets.items()}
     sorted_values = values.copy()
     sorted_values[..., 1:] = q
     return {"uncalibrated": q,
             "width_units": cal.apply_corrections(q, quantiles, width),
-            "scale_units": cal.apply_scaled(sorted_values, quantiles,
-                                            cal.scaled_offsets(calib, columns, quantiles, h), scale)[..., 1:],
+            "scale_units": cal.apply_scaled(sorted_values, quantiles, offsets, scale)[..., 1:],
+            "scale_units_centred": cal.apply_scaled(sorted_values, quantiles, centred, scale)[..., 1:],
             "width_units_pooled": cal.apply_corrections(q, quantiles, pooled),
             "cqr_scale": apply_cqr(q, quantiles, cqr_offsets(calib, quantiles, h), scale),
             "half_width": cal.apply_corrections(q, quantiles, half)}

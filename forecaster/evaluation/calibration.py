@@ -103,7 +103,7 @@ SCALE_COLUMN = "scale"
 
 
 def scaled_offsets(forecasts: pd.DataFrame, columns: Columns, quantiles: tuple[float, ...],
-                   horizon: int) -> dict[str, list[float]]:
+                   horizon: int, centred: bool = False) -> dict[str, list[float]]:
     """Per quantile ``q`` (key ``"scaled.q0.9"``; every quantile asked for, the median and a quantile
     without a pair included), the ``horizon`` offsets ``o_j`` of a forecast's quantile from its point in
     units of the series' MASE scale: the quantile ``q`` of the backtest's errors ``(y - forecast) /
@@ -117,6 +117,10 @@ def scaled_offsets(forecasts: pd.DataFrame, columns: Columns, quantiles: tuple[f
     units of the series' own scale pool series of any size and take the combination's error straight
     from the windows. ``forecasts``: a backtest's forecast frame with `SCALE_COLUMN`; fallback rows and
     rows without a finite positive scale or actual are left out. No usable row: {}.
+
+    ``centred``: each step's errors less their median (the median's offset 0: the point), the spread
+    taken and the backtest's bias left (`method`: where the backtest's network is in the point, its bias
+    is not the final network's).
     """
     rows = forecasts
     if FALLBACK_COLUMN in rows.columns:
@@ -131,12 +135,11 @@ def scaled_offsets(forecasts: pd.DataFrame, columns: Columns, quantiles: tuple[f
     if not len(errors):
         return {}
     per_step = [np.sort(errors[step == j]) for j in range(horizon)]
-    pooled = min(len(e) for e in per_step) < MIN_PER_STEP
-    out: dict[str, list[float]] = {}
-    for q in sorted(set(quantiles)):
-        parts = [np.sort(errors)] * horizon if pooled else per_step
-        out[f"{SCALED}{quantile_name(q)}"] = [_order_statistic(e, q) for e in parts]
-    return out
+    if min(len(e) for e in per_step) < MIN_PER_STEP:
+        per_step = [np.sort(errors)] * horizon
+    if centred:
+        per_step = [e - np.median(e) for e in per_step]
+    return {f"{SCALED}{quantile_name(q)}": [_order_statistic(e, q) for e in per_step] for q in sorted(set(quantiles))}
 
 
 def _order_statistic(ordered: np.ndarray, q: float) -> float:
@@ -164,26 +167,46 @@ def apply_scaled(values: np.ndarray, quantiles: tuple[float, ...], offsets: dict
     return out
 
 
-def by_scale(season: int, weights: Mapping[str, float]) -> bool:
-    """Whether a forecaster whose combination weighs its members ``weights`` (``"lstm"`` the network)
-    on data of seasonal period ``season`` takes its intervals from the combination's backtest errors in
-    units of each series' MASE scale (`scaled_offsets`) instead of widening the network's quantiles
-    (`conformal_corrections`).
+#: How `method` says a forecaster's intervals are calibrated (logged as ``calibration.method``).
+WIDTH_UNITS, SCALE_UNITS, SCALE_UNITS_CENTRED = "width_units", "scale_units", "scale_units_centred"
 
-    Why: the network's quantiles describe the network's errors. Where the point is the network's alone
-    (``combine = "none"``), they are the point's own spread and the width corrections keep their shape;
-    where the network is dropped they say nothing of the point (M1 Yearly); where it is one member
-    among statistical ones on seasonal data, the combination's own errors did better on most origins the
-    training parts give (docs/accuracy.md, issue #27, seventh session: MSIS lower than the width
-    corrections at 9 of 12 set-origins on M3 and M1 Monthly and Quarterly; the network alone on M4
-    Hourly lower with the width at 2 of 3). Yearly data with the network kept stays with the width
-    corrections (M3 Yearly lost in scale units, sixth session).
+
+def method(season: int, weights: Mapping[str, float]) -> str:
+    """How a forecaster whose combination weighs its members ``weights`` (``"lstm"`` the network) on data
+    of seasonal period ``season`` calibrates its intervals on its backtest (`calibration`):
+
+    - the network dropped (weight 0): `SCALE_UNITS`, the combination's errors in units of each series'
+      MASE scale (`scaled_offsets`): the network's spread says nothing of that point (M1 Yearly, sixth
+      session);
+    - seasonal data with the network one member among statistical ones: `SCALE_UNITS_CENTRED`, the
+      same errors' spread around the point, their median (the backtest network's bias) left out;
+    - otherwise (the network alone, or data without a season with the network kept): `WIDTH_UNITS`,
+      the network's quantiles widened or narrowed (`conformal_corrections`): they are the point's own
+      spread, or the scale units lost (M3 Yearly, sixth session).
+
+    Why (docs/accuracy.md, issue #27, seventh session): on M3's and M1's monthly and quarterly sets,
+    each backtest window calibrated on the other and the validation window on both, the centred scale
+    units had a lower MSIS than the width corrections at 10 of 12 such origins and a lower pinball at
+    11, and at every validation window (the backtest's network calibrating the final one, as a
+    training run does) a lower MSIS than uncalibrated quantiles too; the bias kept instead lost to the
+    uncalibrated ones on M3 Quarterly's. The network alone (M4 Hourly) did better widened at 2 of 3.
     """
     network = weights.get(LSTM, 0.0)
     if network <= 0.0:
-        return True
+        return SCALE_UNITS
     others = any(w > 0.0 for member, w in weights.items() if member != LSTM)
-    return others and season > 1
+    return SCALE_UNITS_CENTRED if others and season > 1 else WIDTH_UNITS
+
+
+def calibration(how: str, forecasts: pd.DataFrame, columns: Columns, quantiles: tuple[float, ...],
+                horizon: int) -> dict[str, list[float]]:
+    """The calibration `method` named ``how`` sets from a backtest's ``forecasts``: the width corrections
+    always (`conformal_corrections`: series without a scale keep them), and in scale units the offsets
+    (`scaled_offsets`, centred for `SCALE_UNITS_CENTRED`) that `apply_scaled` then applies instead."""
+    out = conformal_corrections(forecasts, columns, quantiles, horizon)
+    if how != WIDTH_UNITS:
+        out.update(scaled_offsets(forecasts, columns, quantiles, horizon, centred=how == SCALE_UNITS_CENTRED))
+    return out
 
 
 def scaled_in(calibration: dict[str, list[float]]) -> bool:

@@ -1,6 +1,7 @@
-"""Intervals of a combination that holds the network on seasonal data: from the combination's backtest
-errors in units of each series' MASE scale (`calibration.by_scale`; docs/accuracy.md, issue #27, seventh
-session), on ugly quarterly data; a model saved before, with width corrections, predicts as it did."""
+"""Intervals of a combination that holds the network on seasonal data: the spread of the combination's
+backtest errors in units of each series' MASE scale around the point (`calibration.method`,
+``scale_units_centred``; docs/accuracy.md, issue #27, seventh session), on ugly quarterly data; a model
+saved before, with width corrections, predicts as it did."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ import pytest
 from forecaster.contract import LSTM
 from forecaster.data.schema import Columns
 from forecaster.evaluation.backtest import run_backtest
-from forecaster.evaluation.calibration import apply_corrections, by_scale, conformal_corrections, scaled_in
+from forecaster.evaluation.calibration import (
+    SCALE_UNITS,
+    SCALE_UNITS_CENTRED,
+    WIDTH_UNITS,
+    apply_corrections,
+    conformal_corrections,
+    method,
+    scaled_in,
+    scaled_offsets,
+)
 from forecaster.evaluation.metrics import mase_scale
 from forecaster.forecaster import LSTMForecaster
 from forecaster.models.combination import weights_of
@@ -56,21 +66,28 @@ def _backtest(model: LSTMForecaster, frame: pd.DataFrame) -> pd.DataFrame:
                         model.quantiles_).forecasts
 
 
-def test_the_rule_scale_units_wherever_the_point_is_not_the_network_alone_but_yearly_with_it():
+def test_the_rule_centred_scale_units_on_seasonal_combinations_the_network_alone_widened():
     with_network = weights_of("otm+dotm+aets")
-    assert by_scale(SEASON, with_network) and by_scale(12, with_network) and by_scale(24, with_network)
-    assert by_scale(1, {"otm": 0.5, "rtrend8": 0.5}) and by_scale(SEASON, {"otm": 1.0})  # the network dropped
-    assert not by_scale(SEASON, weights_of("none")) and not by_scale(24, {LSTM: 1.0})  # the network alone
-    assert not by_scale(1, weights_of("otm+dotm+aets+rtrend+rtrend8"))  # yearly with the network: as before
+    assert method(SEASON, with_network) == method(12, with_network) == method(24, with_network) == SCALE_UNITS_CENTRED
+    assert method(1, {"otm": 0.5, "rtrend8": 0.5}) == method(SEASON, {"otm": 1.0}) == SCALE_UNITS  # the network dropped
+    assert method(SEASON, weights_of("none")) == method(24, {LSTM: 1.0}) == WIDTH_UNITS  # the network alone
+    assert method(1, weights_of("otm+dotm+aets+rtrend+rtrend8")) == WIDTH_UNITS  # yearly with the network: as before
 
 
 def test_a_seasonal_combination_with_the_network_takes_its_intervals_from_its_errors_in_scale_units(fitted,
                                                                                                   tmp_path):
     frame, model = fitted
     assert LSTM in model.weights_ and len(model.weights_) > 1  # auto's seasonal default holds the network
-    assert model.calibrates_by_scale()
-    calibration = model.calibrate(_backtest(model, frame)).calibration_
+    assert model.calibration_method() == SCALE_UNITS_CENTRED and model.calibrates_by_scale()
+    backtest = _backtest(model, frame)
+    calibration = model.calibrate(backtest).calibration_
     assert scaled_in(calibration) and "q0.1-q0.9" in calibration  # the width kept for series without a scale
+    # the errors' spread around the point: each step's median left out, the median forecast the point
+    biased = scaled_offsets(backtest, Columns(), model.quantiles_, HORIZON)
+    np.testing.assert_allclose(calibration["scaled.q0.5"], 0.0, atol=1e-12)
+    for q in ("q0.1", "q0.9"):
+        np.testing.assert_allclose(calibration[f"scaled.{q}"],
+                                   np.array(biased[f"scaled.{q}"]) - np.array(biased["scaled.q0.5"]))
     out = model.predict(frame).set_index("unique_id")
     raw = model.predict(frame, calibrated=False).set_index("unique_id")
     one = out.loc["large"]
