@@ -55,7 +55,7 @@ from forecaster.evaluation.calibration import (
     WIDTH_UNITS,
     apply_corrections,
     apply_scaled,
-    calibration,
+    corrections_for,
     method,
     scaled_in,
 )
@@ -452,7 +452,7 @@ class LSTMForecaster:
         forecast frame needs its ``scale`` column, as `run_backtest` gives it), the width corrections
         kept for series without a scale."""
         self._check_fitted()
-        found = calibration(self.calibration_method(), backtest_forecasts, self.columns_, self.quantiles_,
+        found = corrections_for(self.calibration_method(), backtest_forecasts, self.columns_, self.quantiles_,
                             self.horizon)
         self._fitted = replace(self._fitted, calibration=found)
         return self

@@ -15,6 +15,11 @@ found it too narrow, narrower where too wide. Scores in width units pool series 
 keep each forecast's own uncertainty shape. With fewer than ``MIN_PER_STEP`` scores at a step, all
 steps' scores are pooled into one correction. Rows the model answered with its seasonal-naive
 fallback are left out (they have intervals of their own), and so are forecasts with a zero width.
+
+Where the network's spread is not the point's (a combination that dropped the network, or holds it
+among statistical members on seasonal data), the intervals come instead from the combination's own
+backtest errors in units of each series' MASE scale (`scaled_offsets`, `apply_scaled`); `method` owns
+which, `corrections_for` what each sets.
 """
 
 from __future__ import annotations
@@ -173,7 +178,7 @@ WIDTH_UNITS, SCALE_UNITS, SCALE_UNITS_CENTRED = "width_units", "scale_units", "s
 
 def method(season: int, weights: Mapping[str, float]) -> str:
     """How a forecaster whose combination weighs its members ``weights`` (``"lstm"`` the network) on data
-    of seasonal period ``season`` calibrates its intervals on its backtest (`calibration`):
+    of seasonal period ``season`` calibrates its intervals on its backtest (`corrections_for`):
 
     - the network dropped (weight 0): `SCALE_UNITS`, the combination's errors in units of each series'
       MASE scale (`scaled_offsets`): the network's spread says nothing of that point (M1 Yearly, sixth
@@ -190,6 +195,8 @@ def method(season: int, weights: Mapping[str, float]) -> str:
     11, and at every validation window (the backtest's network calibrating the final one, as a
     training run does) a lower MSIS than uncalibrated quantiles too; the bias kept instead lost to the
     uncalibrated ones on M3 Quarterly's. The network alone (M4 Hourly) did better widened at 2 of 3.
+    Read once on the four sets' test parts: MSIS 2-8 % lower than the width corrections on three, 3.8 %
+    higher on M3 Monthly.
     """
     network = weights.get(LSTM, 0.0)
     if network <= 0.0:
@@ -198,7 +205,7 @@ def method(season: int, weights: Mapping[str, float]) -> str:
     return SCALE_UNITS_CENTRED if others and season > 1 else WIDTH_UNITS
 
 
-def calibration(how: str, forecasts: pd.DataFrame, columns: Columns, quantiles: tuple[float, ...],
+def corrections_for(how: str, forecasts: pd.DataFrame, columns: Columns, quantiles: tuple[float, ...],
                 horizon: int) -> dict[str, list[float]]:
     """The calibration `method` named ``how`` sets from a backtest's ``forecasts``: the width corrections
     always (`conformal_corrections`: series without a scale keep them), and in scale units the offsets
