@@ -256,7 +256,8 @@ def _lstm(name: str, work: Path, data: Path, train: pd.DataFrame, settings: list
         model.combine_, model.weights_ = chosen, weights
     return {"train_s": train_s, "predict_s": predict_s,
             "resolved": {k: str(v) for k, v in model.resolved_.params().items()},
-            "calibration": model.calibration_, "untrained_series": len(model.untrained_series_),
+            "calibration": model.calibration_, "calibration_method": model.calibration_method(),
+            "untrained_series": len(model.untrained_series_),
             "combine": model.combine_, "combine_scores": model.combine_scores_, "weights": model.weights_,
             "member_scores": model.member_scores_,
             "fallback_series": int((ours.groupby("unique_id")["model"].first() != "lstm").sum())}

@@ -52,11 +52,12 @@ from forecaster.errors import (
     ValueRangeError,
 )
 from forecaster.evaluation.calibration import (
+    WIDTH_UNITS,
     apply_corrections,
     apply_scaled,
-    conformal_corrections,
+    corrections_for,
+    method,
     scaled_in,
-    scaled_offsets,
 )
 from forecaster.evaluation.metrics import mase_scale
 from forecaster.models import distribute
@@ -447,25 +448,28 @@ class LSTMForecaster:
     def calibrate(self, backtest_forecasts: pd.DataFrame) -> LSTMForecaster:
         """Set the conformal corrections of the intervals from a backtest's out-of-sample forecasts
         (`forecaster.evaluation.calibration`); `predict` applies them unless ``calibrated=False``.
-        Where the combination forecasts without the network (`calibrates_by_scale`), the intervals are
-        the combined point plus the backtest's errors in units of each series' MASE scale
-        (`calibration.scaled_offsets`; the forecast frame needs its ``scale`` column, as
-        `run_backtest` gives it), the width corrections kept for series without a scale."""
+        How is `calibration_method`'s: widening the network's quantiles, or the combined point plus the
+        backtest's errors in units of each series' MASE scale (`calibration.scaled_offsets`; the
+        forecast frame needs its ``scale`` column, as `run_backtest` gives it), the width corrections
+        kept for series without a scale."""
         self._check_fitted()
-        calibration = conformal_corrections(backtest_forecasts, self.columns_, self.quantiles_, self.horizon)
-        if self.calibrates_by_scale():
-            calibration.update(scaled_offsets(backtest_forecasts, self.columns_, self.quantiles_, self.horizon))
-        self._fitted = replace(self._fitted, calibration=calibration)
+        found = corrections_for(self.calibration_method(), backtest_forecasts, self.columns_, self.quantiles_,
+                            self.horizon)
+        self._fitted = replace(self._fitted, calibration=found)
         return self
 
-    def calibrates_by_scale(self) -> bool:
-        """Whether `calibrate` sets the intervals from the combination's own errors in scale units: where
-        the combination gives the network no weight (on data without a season, where the backtest's
-        windows dropped it, or a "learned" one, on any data, that left it out), the network's spread,
-        which the quantiles keep, says nothing of the combination's errors (docs/accuracy.md, issue #27,
-        sixth session)."""
+    def calibration_method(self) -> str:
+        """How `calibrate` sets the intervals (`calibration.method`, which owns the rule): in scale units
+        where the combination gives the network no weight, centred on the point on seasonal data where
+        the network is one member among statistical ones, else widening the network's quantiles
+        (docs/accuracy.md, issue #27, sixth and seventh sessions)."""
         self._check_fitted()
-        return self._fitted.weights.get(LSTM, 0.0) <= 0.0
+        return method(seasonal_period(self._fitted.freq), self._fitted.weights)
+
+    def calibrates_by_scale(self) -> bool:
+        """Whether `calibrate` sets the intervals from the combination's own errors in scale units
+        (`calibration_method`, centred or not)."""
+        return self.calibration_method() != WIDTH_UNITS
 
     def cross_validation(self, df: pd.DataFrame, n_windows: int, step: int | None = None) -> pd.DataFrame:
         """Each member's out-of-sample point forecasts at ``n_windows`` rolling origins ``step`` apart

@@ -19,7 +19,7 @@ from forecaster.contract import (
 )
 from forecaster.data import splits
 from forecaster.evaluation.backtest import BacktestResult, run_backtest
-from forecaster.evaluation.calibration import SCALED, scaled_in
+from forecaster.evaluation.calibration import SCALE_UNITS_CENTRED, SCALED, WIDTH_UNITS, scaled_in
 from forecaster.evaluation.metrics import coverage, intervals
 from forecaster.forecaster import LSTMForecaster
 from pipelines.steps.prepare import Prepared, make_forecaster
@@ -114,12 +114,15 @@ def calibrate(model: LSTMForecaster, result: BacktestResult) -> str | None:
         if mlflow.active_run():
             mlflow.log_metrics({f"calibration.{key}.backtest_coverage": before,
                                 f"calibration.{key}.mean_correction": mean})
-    if scaled_in(model.calibration_):  # the combination's own errors set its intervals (the network dropped)
+    if scaled_in(model.calibration_):  # the combination's own errors set its intervals (calibration.method)
         scaled = [quantile_name(q) for q in model.quantiles_ if f"{SCALED}{quantile_name(q)}" in model.calibration_]
-        parts = [f"{', '.join(scaled)} from the combination's backtest errors in units of each series' MASE scale "
-                 f"(the network dropped; its spread says nothing of them), the width corrections kept for "
-                 f"series without a scale"]
+        centred = model.calibration_method() == SCALE_UNITS_CENTRED
+        around = " around the point (their median left out)" if centred else ""
+        parts = [f"{', '.join(scaled)} from the combination's backtest errors in units of each series' MASE scale"
+                 f"{around} (the network's spread is not the combination's: calibration.method), the width "
+                 f"corrections kept for series without a scale"]
     if mlflow.active_run():
-        mlflow.log_param("calibration.method", "scale_units" if scaled_in(model.calibration_) else "width_units")
+        mlflow.log_param("calibration.method", model.calibration_method() if scaled_in(model.calibration_)
+                         else WIDTH_UNITS)
         mlflow.log_dict(model.calibration_, "calibration.json")
     return "; ".join(parts)

@@ -78,8 +78,9 @@ def test_pairs_are_the_symmetric_quantiles_only():
 
 def test_a_calibrated_forecaster_widens_its_intervals_keeps_its_median_and_round_trips(tmp_path):
     frame = hourly_frame(n_series=6, length=240)
+    # the network alone: its quantiles are the point's own spread, widened (`calibration.by_scale`)
     model = LSTMForecaster(horizon=12, input_size=48, freq="h", epochs=1, batch_size=64, max_windows_per_series=20,
-                           verbose=0, quantiles=QUANTILES)
+                           verbose=0, quantiles=QUANTILES, combine="none")
     model.fit(frame)
     result = run_backtest(model.predict, frame, COLS, 12, 2, 12, 24, QUANTILES)
     model.calibrate(result.forecasts)

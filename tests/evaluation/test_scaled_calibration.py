@@ -96,3 +96,17 @@ def test_every_quantile_asked_for_gets_its_offsets_a_lone_one_and_the_median_inc
     out = apply_scaled(point, (0.1, 0.5, 0.8), offsets, np.array([10.0]))
     np.testing.assert_allclose(out[0, :, 2], 10.0 * np.array(offsets["scaled.q0.5"]))
     np.testing.assert_allclose(out[0, :, 3], 10.0 * np.array(offsets["scaled.q0.8"]))
+
+
+def test_centred_offsets_keep_the_errors_spread_and_leave_their_bias_out():
+    """``centred`` (seasonal data with the network in the point, `calibration.method`): each step's
+    errors less their median, so a backtest network's bias is not carried to the final network."""
+    frame = _backtest(np.random.default_rng(5), 300, bias=1.0)
+    offsets = scaled_offsets(frame, Columns(), QUANTILES, H, centred=True)
+    biased = scaled_offsets(frame, Columns(), QUANTILES, H)
+    np.testing.assert_allclose(offsets["scaled.q0.5"], 0.0, atol=1e-12)
+    for q in ("scaled.q0.1", "scaled.q0.9"):
+        np.testing.assert_allclose(offsets[q], np.array(biased[q]) - np.array(biased["scaled.q0.5"]))
+    np.testing.assert_allclose(offsets["scaled.q0.9"], 1.2816 * np.array([1.0, 2.0, 4.0]), atol=0.35)
+    covered = _coverage(_backtest(np.random.default_rng(6), 300, bias=0.0), offsets)  # a final network unbiased
+    assert np.all(np.abs(covered - 0.8) < 0.05), covered
