@@ -142,9 +142,11 @@ def scaled_offsets(forecasts: pd.DataFrame, columns: Columns, quantiles: tuple[f
     per_step = [np.sort(errors[step == j]) for j in range(horizon)]
     if min(len(e) for e in per_step) < MIN_PER_STEP:
         per_step = [np.sort(errors)] * horizon
-    if centred:
-        per_step = [e - np.median(e) for e in per_step]
-    return {f"{SCALED}{quantile_name(q)}": [_order_statistic(e, q) for e in per_step] for q in sorted(set(quantiles))}
+    # Centred: each order statistic less its step's median (the median's own offset then 0 exactly;
+    # the median of the shifted errors kept a rounding of the shift).
+    centre = [float(np.median(e)) if centred else 0.0 for e in per_step]
+    return {f"{SCALED}{quantile_name(q)}": [_order_statistic(e, q) - c for e, c in zip(per_step, centre)]
+            for q in sorted(set(quantiles))}
 
 
 def _order_statistic(ordered: np.ndarray, q: float) -> float:

@@ -110,3 +110,16 @@ def test_centred_offsets_keep_the_errors_spread_and_leave_their_bias_out():
     np.testing.assert_allclose(offsets["scaled.q0.9"], 1.2816 * np.array([1.0, 2.0, 4.0]), atol=0.35)
     covered = _coverage(_backtest(np.random.default_rng(6), 300, bias=0.0), offsets)  # a final network unbiased
     assert np.all(np.abs(covered - 0.8) < 0.05), covered
+
+
+def test_centred_median_is_the_point_exactly():
+    """Centred, the median's offset is 0 to the last bit, so that ``q0.5`` is ``forecast`` (README):
+    subtracting an even count's median from the errors and taking the median again left a rounding
+    (-5.6e-17 here), which a series' large scale carried to a point near zero."""
+    frame = _backtest(np.random.default_rng(9), 40, bias=1.0)  # 80 errors a step: an even count
+    offsets = scaled_offsets(frame, Columns(), QUANTILES, H, centred=True)
+    assert offsets["scaled.q0.5"] == [0.0] * H
+    point = np.full((1, H, 1 + len(QUANTILES)), 0.3)
+    out = apply_scaled(point, QUANTILES, offsets, np.array([1e6]))
+    np.testing.assert_array_equal(out[0, :, 2], out[0, :, 0])
+    assert np.all(out[0, :, 1] < out[0, :, 2]) and np.all(out[0, :, 2] < out[0, :, 3])
