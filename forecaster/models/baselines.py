@@ -582,6 +582,12 @@ _CES_FIRST = 10
 _CES_POTENTIAL = 1.1
 #: Fewer values than this are forecast naively (two constants fitted on fewer errors say nothing).
 CES_MIN_LENGTH = 4
+#: How far beyond its history's span a CES forecast may go, in multiples of the history's range, before
+#: the series is forecast naively instead: admissible constants let the trajectory grow by up to ~1.6 a
+#: step, so on a short history a long horizon can compound to absurd values (a 20-value random walk at
+#: horizon 168: 1e13 times its range). Far wider than any yearly trend it extrapolates (at most ~4 times
+#: at horizon 6 in the same probes), so it changes no forecast of the development suite's yearly sets.
+CES_REACH = 10.0
 #: The most of a series' last values `ces_batch` reads: a pass over time per candidate and round, so a
 #: long history would cost more than the other members do without telling a yearly model more.
 CES_VALUES = 300
@@ -635,7 +641,8 @@ def ces_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.ndarr
     members, the series is seasonally adjusted first (`_adjusted`) and the forecast reseasonalised; at
     most the last `CES_VALUES` values are read. Each series is fitted divided by its largest absolute
     value (the model is linear: the forecast scales with the series). A series of fewer than
-    `CES_MIN_LENGTH` values, a constant one, or one whose forecast is not finite is forecast naively.
+    `CES_MIN_LENGTH` values, a constant one, or one whose forecast is not finite or goes more than
+    `CES_REACH` times its history's range beyond that range is forecast naively.
     Unlike the other members it is not invariant to a shift of the series: its level feeds its potential,
     so a constant added moves the forecast by more than the constant (centring the series before the fit
     made it far worse, docs/accuracy.md). Its trajectory can compound (a1 > 1 grows geometrically).
@@ -655,7 +662,11 @@ def ces_batch(histories: Sequence[np.ndarray], horizon: int, m: int) -> np.ndarr
     forecast = np.repeat(last[:, None], horizon, axis=1)
     if fit.any():
         forecast[fit] = _ces_forecast(x[fit], lengths[fit], horizon)
-    forecast = np.where(np.isfinite(forecast).all(axis=1, keepdims=True), forecast, last[:, None])
+    low, high = spread.min(axis=1, keepdims=True), spread.max(axis=1, keepdims=True)
+    reach = CES_REACH * (high - low)
+    with np.errstate(invalid="ignore"):
+        sane = (np.isfinite(forecast) & (forecast >= low - reach) & (forecast <= high + reach)).all(axis=1)
+    forecast = np.where(sane[:, None], forecast, last[:, None])
     return season.apply(forecast * size[:, None])
 
 

@@ -73,6 +73,25 @@ def test_ugly_histories_get_naive_or_finite_forecasts():
         ces_batch([np.ones(8)], 0, 1)
 
 
+def test_a_trajectory_that_runs_away_on_a_long_horizon_is_forecast_naively(monkeypatch):
+    """Admissible constants can compound over a long horizon on a short history: a 20-value random walk
+    forecast 168 steps runs to millions of times its range unguarded. Beyond `CES_REACH` ranges from the
+    history's span the series gets its last value; a trend it extrapolates a few steps is untouched."""
+    walk = np.cumsum(np.random.default_rng(9).normal(size=20))
+    trend = np.linspace(10.0, 29.0, 20) + np.random.default_rng(1).normal(scale=0.5, size=20)
+    guarded = ces_batch([walk, trend], 168, 1)
+    short = ces_batch([trend], 6, 1)
+    reach = baselines.CES_REACH
+    monkeypatch.setattr(baselines, "CES_REACH", np.inf)
+    loose = ces_batch([walk, trend], 168, 1)
+    assert np.abs(loose[0] - walk.mean()).max() > 1e6 * np.ptp(walk)  # the runaway the guard exists for
+    np.testing.assert_array_equal(guarded[0], walk[-1])
+    lows, highs = np.c_[[walk.min(), trend.min()]], np.c_[[walk.max(), trend.max()]]
+    assert ((guarded >= lows - reach * (highs - lows)) & (guarded <= highs + reach * (highs - lows))).all()
+    np.testing.assert_array_equal(short, ces_batch([trend], 6, 1))
+    assert not np.allclose(short[0], trend[-1])  # the trend is extrapolated, not replaced by naive
+
+
 def test_deterministic_and_each_series_alone_as_in_a_batch():
     rng = np.random.default_rng(3)
     histories = [rng.normal(size=int(n)).cumsum() + 40.0 for n in rng.integers(1, 80, size=40)]
