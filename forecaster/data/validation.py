@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.api import guess_datetime_format
 
 from forecaster.data.frequency import (
     build_grid,
@@ -231,6 +232,65 @@ def _local_dates(col: pd.Series, utc: pd.Series) -> pd.Series:
     return pd.Series(wall, index=col.index)
 
 
+def _inserted_rows(times: pd.Series, ids: pd.Series | None) -> float:
+    """How many rows the regular grid of ``times`` (series by ``ids``) would insert: 0 for regular series,
+    inf where no frequency fits or a series repeats a time."""
+    codes = np.zeros(len(times), dtype=np.int64) if ids is None else pd.factorize(ids)[0]
+    stamps = pd.DatetimeIndex(times).as_unit("ns")
+    order = np.lexsort((stamps.asi8, codes))
+    codes, stamps = codes[order], stamps[order]
+    if ((codes[1:] == codes[:-1]) & (stamps.asi8[1:] == stamps.asi8[:-1])).any():
+        return np.inf
+    n_series = int(codes.max()) + 1 if len(codes) else 0
+    bounds = _bounds(codes, n_series)
+    try:
+        grid = build_grid(stamps, bounds, infer_from_sorted(stamps, bounds, list(range(n_series))))
+    except FrequencyError:
+        return np.inf
+    return np.inf if (grid.positions < 0).any() else float(grid.lengths.sum() - len(stamps))
+
+
+def _day_or_month_first(col: pd.Series, name: str, ids: pd.Series | None, utc: bool) -> pd.Series | None:
+    """Dates written with the day and the month in an order the text does not tell (``01/02/2024``):
+    pandas reads them month first, so ten days written day first became ten months, exit 0. Of the two
+    readings that parse every value, the one whose series are regular with the fewest inserted rows is
+    the data (a 13th day, or the months of two years, decide); where both are as regular, only the
+    writer knows: ColumnTypeError. None where the layout is not ambiguous (year first, ISO 8601, words)."""
+    given = col[col.notna()]
+    first = given.iloc[0] if len(given) else None
+    if not isinstance(first, str):
+        return None
+    month_first = guess_datetime_format(first.strip())
+    day_first = guess_datetime_format(first.strip(), dayfirst=True)
+    if month_first is None or day_first is None or month_first == day_first or month_first.startswith("%Y"):
+        return None
+    readings = {}
+    for order, layout in (("month first", month_first), ("day first", day_first)):
+        try:
+            parsed = pd.to_datetime(col.astype("string").str.strip(), format=layout, errors="coerce", utc=utc)
+        except (TypeError, ValueError):  # values of other kinds: pandas' own reading says what is wrong
+            return None
+        if not (parsed.isna() & col.notna()).any():
+            readings[order] = parsed
+    if len(readings) < 2:
+        return next(iter(readings.values()), None)
+    differ = np.flatnonzero((readings["month first"] != readings["day first"]).to_numpy())
+    if not len(differ):
+        return readings["month first"]
+    inserted = {order: _inserted_rows(parsed, ids) for order, parsed in readings.items()}
+    if inserted["month first"] != inserted["day first"]:
+        return readings[min(inserted, key=inserted.get)]
+    row = int(differ[0])
+    raise ColumnTypeError(
+        f"time column's dates read both day first and month first, and either reading makes regular series: "
+        f"{col.iloc[row]!r} (row {row}) is {readings['day first'].iloc[row]:%Y-%m-%d} day first, "
+        f"{readings['month first'].iloc[row]:%Y-%m-%d} month first; write the dates year first (YYYY-MM-DD, "
+        "ISO 8601)",
+        column=name,
+        series=[] if ids is None else list(pd.unique(ids.iloc[differ[:1]])),
+    )
+
+
 def parse_ids(col: pd.Series, name: str) -> pd.Series:
     """A raw id column as validation reads it: text (integers written with ``str``), typed errors otherwise."""
     return _id_column(col, name)
@@ -257,10 +317,12 @@ def _time_column(col: pd.Series, name: str, ids: pd.Series | None = None) -> pd.
             )
         # Several offsets (daylight saving time, series from several zones) are one time line in UTC.
         to_utc = offsets[present].nunique() > 1
-        try:
-            parsed = pd.to_datetime(col, errors="coerce", utc=to_utc)
-        except (TypeError, ValueError) as exc:
-            raise ColumnTypeError(f"time column cannot be parsed as datetimes: {exc}", column=name) from exc
+        parsed = _day_or_month_first(col, name, ids, to_utc)
+        if parsed is None:
+            try:
+                parsed = pd.to_datetime(col, errors="coerce", utc=to_utc)
+            except (TypeError, ValueError) as exc:
+                raise ColumnTypeError(f"time column cannot be parsed as datetimes: {exc}", column=name) from exc
         _refuse_unconverted(col, parsed, name, "time column has values that are not datetimes", ids)
         if to_utc:
             parsed = _local_dates(col, parsed)

@@ -170,6 +170,41 @@ def test_string_times_are_parsed_and_tz_kept():
     assert out.freq == "h"
 
 
+def _written(frame: pd.DataFrame, layout: str) -> pd.DataFrame:
+    return frame.assign(ds=frame["ds"].dt.strftime(layout))
+
+
+def test_dates_that_read_both_day_first_and_month_first_are_refused_not_guessed():
+    """Ten days written day first (01/01/2024 ... 10/01/2024) read month first as ten months (exit 0 on
+    monthly data); twelve months written day first read as twelve days. Only the writer knows."""
+    daily = _written(make_frame(periods=10, freq="D"), "%d/%m/%Y")
+    with pytest.raises(ColumnTypeError) as info:
+        validate_frame(daily, COLS)
+    assert info.value.column == "ds" and "'02/01/2024'" in str(info.value)
+    assert "day first" in str(info.value) and "month first" in str(info.value) and "YYYY-MM-DD" in str(info.value)
+    assert "cannot be parsed" not in str(info.value)
+    monthly = _written(make_frame(periods=12, freq="MS"), "%d/%m/%Y")
+    with pytest.raises(ColumnTypeError, match="day first"):
+        validate_frame(monthly, COLS, missing_policy="fill")
+
+
+@pytest.mark.parametrize("layout", ["%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y %H:%M"])
+def test_dates_in_one_order_are_read_in_the_order_that_makes_the_series_regular(layout):
+    """Where one reading leaves the series regular and the other does not (a 13th day, or months of two
+    years whose day-first reading would be January's first twelve days twice), that one is the data."""
+    for freq, periods in (("D", 40), ("MS", 24)):
+        frame = make_frame(periods=periods, freq=freq)
+        out = validate_frame(_written(frame, layout), COLS)
+        assert out.freq == freq, layout
+        assert (out.frame["ds"].to_numpy() == frame["ds"].to_numpy()).all(), layout
+
+
+def test_year_first_dates_are_read_year_month_day():
+    frame = make_frame(periods=12, freq="MS")
+    out = validate_frame(_written(frame, "%Y/%m/%d"), COLS)
+    assert out.freq == "MS" and (out.frame["ds"].to_numpy() == frame["ds"].to_numpy()).all()
+
+
 def test_non_numeric_target_names_column_and_value():
     frame = make_frame()
     frame["y"] = frame["y"].astype(object)
