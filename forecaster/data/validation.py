@@ -233,10 +233,12 @@ def _local_dates(col: pd.Series, utc: pd.Series) -> pd.Series:
 
 
 def _inserted_rows(times: pd.Series, ids: pd.Series | None) -> float:
-    """How many rows the regular grid of ``times`` (series by ``ids``) would insert: 0 for regular series,
-    inf where no frequency fits or a series repeats a time."""
-    codes = np.zeros(len(times), dtype=np.int64) if ids is None else pd.factorize(ids)[0]
+    """How many rows the regular grid of ``times`` (series by ``ids``; without them, the distinct times as
+    one time line) would insert: 0 for regular series, inf where no frequency fits or a series repeats a time."""
     stamps = pd.DatetimeIndex(times).as_unit("ns")
+    if ids is None:
+        stamps = stamps.unique()
+    codes = np.zeros(len(stamps), dtype=np.int64) if ids is None else pd.factorize(ids)[0]
     order = np.lexsort((stamps.asi8, codes))
     codes, stamps = codes[order], stamps[order]
     if ((codes[1:] == codes[:-1]) & (stamps.asi8[1:] == stamps.asi8[:-1])).any():

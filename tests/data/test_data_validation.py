@@ -199,6 +199,16 @@ def test_dates_in_one_order_are_read_in_the_order_that_makes_the_series_regular(
         assert (out.frame["ds"].to_numpy() == frame["ds"].to_numpy()).all(), layout
 
 
+def test_the_as_of_cut_reads_dates_of_several_series_as_validation_does():
+    """`splits.as_of_split` parses the raw times without the ids (`parse_times`): the series' times
+    together are one time line there, not a repeat of each other."""
+    from forecaster.data import splits
+
+    frame = _written(make_frame(ids=("a", "b", "c"), periods=24, freq="MS"), "%d/%m/%Y")
+    kept, cut = splits.as_of_split(frame, COLS, "2025-06-01")
+    assert cut == pd.Timestamp("2025-06-01") and len(kept) == 3 * 18
+
+
 def test_year_first_dates_are_read_year_month_day():
     frame = make_frame(periods=12, freq="MS")
     out = validate_frame(_written(frame, "%Y/%m/%d"), COLS)
