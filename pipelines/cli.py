@@ -45,7 +45,13 @@ def _stop(signum: int, frame: object) -> None:
 
     name = signal.Signals(signum).name
     mlflow = sys.modules.get("mlflow")
-    run = mlflow.active_run() if mlflow is not None else None  # per thread: read here, in the main one
+    # Per thread: read here, in the main one. A signal during mlflow's own import finds it half made, without
+    # `active_run` (an AttributeError from here went into that import: the command ran on, exit 0); no run
+    # can have begun through it.
+    try:
+        run = mlflow.active_run() if hasattr(mlflow, "active_run") else None
+    except Exception:  # its fluent module half made too: nothing to end that can be found
+        run = None
     outcome: list[bool] = []
     ended = threading.Thread(target=lambda: outcome.append(_end_run(None if run is None else run.info.run_id)),
                              daemon=True)

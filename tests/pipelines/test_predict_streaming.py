@@ -330,6 +330,43 @@ def test_a_signal_mid_run_stops_it_with_one_line_the_previous_output_and_nothing
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, out.name])
 
 
+_SIGNAL_IN_MLFLOWS_IMPORT = """
+import os, signal, sys
+
+
+class SignalInImport:
+    \"\"\"Sends this process SIGTERM when the import of mlflow (under way: a partial module in sys.modules)
+    reaches its tracking package, as a scheduler's SIGTERM may arrive in the seconds mlflow takes.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "mlflow.tracking":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+
+
+sys.meta_path.insert(0, SignalInImport())
+from pipelines.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_signal_while_mlflow_is_being_imported_stops_the_command_with_its_line(tmp_path):
+    """The handler read the active run from a half-imported mlflow (no ``active_run`` yet): its
+    AttributeError went into the import, and `forecaster predict` ran on to write its output, exit 0."""
+    source = tmp_path / "history.csv"
+    hourly_frame(n_series=1, length=60).to_csv(source, index=False)
+    out = tmp_path / "forecast.parquet"
+    done = subprocess.run([sys.executable, "-c", _SIGNAL_IN_MLFLOWS_IMPORT, "predict", "--model", "models:/none/1",
+                           "--input", str(source), "--output", str(out)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "stopped by SIGTERM" in lines[0], lines
+    assert not out.exists()
+
+
 # --------------------------------------------------------------------------- memory (no model)
 
 
