@@ -336,7 +336,22 @@ def _time_column(col: pd.Series, name: str, ids: pd.Series | None = None) -> pd.
         rows = np.flatnonzero(parsed.isna().to_numpy())
         raise ColumnTypeError(f"time column has missing values at rows {_rows_text(rows)}", column=name,
                               series=[] if ids is None else list(pd.unique(ids.iloc[rows])))
-    return parsed.dt.as_unit("ns")
+    try:
+        return parsed.dt.as_unit("ns")
+    except pd.errors.OutOfBoundsDatetime:  # years past 2262 or before 1677: name them (pandas names one)
+        rows = np.flatnonzero([not _fits_nanoseconds(t) for t in parsed])
+        raise ColumnTypeError(
+            f"time column has times outside 1677-09-21 .. 2262-04-11, what nanosecond times hold, such as "
+            f"{parsed.iloc[rows[0]]} at rows {_rows_text(rows)}", column=name,
+            series=[] if ids is None else list(pd.unique(ids.iloc[rows]))) from None
+
+
+def _fits_nanoseconds(stamp: pd.Timestamp) -> bool:
+    try:
+        stamp.as_unit("ns")
+    except pd.errors.OutOfBoundsDatetime:
+        return False
+    return True
 
 
 def _numeric_column(col: pd.Series, name: str, allow_bool: bool, ids: pd.Series | None = None) -> np.ndarray:

@@ -209,6 +209,18 @@ def test_the_as_of_cut_reads_dates_of_several_series_as_validation_does():
     assert cut == pd.Timestamp("2025-06-01") and len(kept) == 3 * 18
 
 
+@pytest.mark.parametrize("times", [[f"{y}-01-01" for y in range(2258, 2266)],
+                                   pd.date_range("1600-01-01", periods=8, freq="YS", unit="s")])
+def test_times_beyond_what_the_model_can_carry_are_a_column_type_error_naming_the_rows(times):
+    """Times outside 1677-2262 (what nanosecond times hold) raised pandas' OutOfBoundsDatetime: the
+    command's "failed" line and exit 1, not a data error (exit 3) naming them."""
+    frame = pd.DataFrame({"unique_id": "a", "ds": times, "y": np.arange(8.0)})
+    with pytest.raises(ColumnTypeError) as info:
+        validate_frame(frame, COLS)
+    assert info.value.column == "ds" and info.value.series == ["a"] and "1677" in str(info.value)
+    assert ("rows 5, 6, 7 (" if isinstance(times, list) else "rows 0, 1, 2, 3, 4 and 3 more") in str(info.value)
+
+
 def test_year_first_dates_are_read_year_month_day():
     frame = make_frame(periods=12, freq="MS")
     out = validate_frame(_written(frame, "%Y/%m/%d"), COLS)
