@@ -218,7 +218,7 @@ def _utc_offsets(col: pd.Series) -> pd.Series:
     return text.str.extract(_OFFSET, expand=False).replace("Z", "+00:00").str.replace(":", "", regex=False)
 
 
-def _local_dates(col: pd.Series, utc: pd.Series) -> pd.Series:
+def _local_dates(col: pd.Series, utc: pd.Series, dayfirst: bool = False) -> pd.Series:
     """Times written with several UTC offsets, every one at local midnight (daily or coarser data of a
     zone with daylight saving: ``2024-03-30T00:00+01:00``, ``2024-03-31T00:00+02:00``) are dates: their
     local dates as written, naive, so that a day stays a day (in UTC they are 23 or 25 hours apart and
@@ -226,7 +226,7 @@ def _local_dates(col: pd.Series, utc: pd.Series) -> pd.Series:
     text = col.astype("string").str.strip()
     offset = text.str.extract(_OFFSET, expand=False)
     wall = pd.to_datetime([t[: len(t) - len(o)] if isinstance(o, str) else t for t, o in zip(text, offset)],
-                          errors="coerce")
+                          errors="coerce", dayfirst=dayfirst)
     if wall.isna().any() or not (wall == wall.normalize()).all():
         return utc
     return pd.Series(wall, index=col.index)
@@ -252,36 +252,38 @@ def _inserted_rows(times: pd.Series, ids: pd.Series | None) -> float:
     return np.inf if (grid.positions < 0).any() else float(grid.lengths.sum() - len(stamps))
 
 
-def _day_or_month_first(col: pd.Series, name: str, ids: pd.Series | None, utc: bool) -> pd.Series | None:
+def _day_or_month_first(col: pd.Series, name: str, ids: pd.Series | None, utc: bool) -> tuple[pd.Series | None, bool]:
     """Dates written with the day and the month in an order the text does not tell (``01/02/2024``):
     pandas reads them month first, so ten days written day first became ten months, exit 0. Of the two
     readings that parse every value, the one whose series are regular with the fewest inserted rows is
     the data (a 13th day, or the months of two years, decide); where both are as regular, only the
-    writer knows: ColumnTypeError. None where the layout is not ambiguous (year first, ISO 8601, words)."""
+    writer knows: ColumnTypeError. Returns the reading and whether it is day first; (None, False) where the
+    layout is not ambiguous (year first, ISO 8601, words) or no reading parses every value."""
     given = col[col.notna()]
     first = given.iloc[0] if len(given) else None
     if not isinstance(first, str):
-        return None
+        return None, False
     month_first = guess_datetime_format(first.strip())
     day_first = guess_datetime_format(first.strip(), dayfirst=True)
     if month_first is None or day_first is None or month_first == day_first or month_first.startswith("%Y"):
-        return None
+        return None, False
     readings = {}
     for order, layout in (("month first", month_first), ("day first", day_first)):
         try:
             parsed = pd.to_datetime(col.astype("string").str.strip(), format=layout, errors="coerce", utc=utc)
         except (TypeError, ValueError):  # values of other kinds: pandas' own reading says what is wrong
-            return None
+            return None, False
         if not (parsed.isna() & col.notna()).any():
             readings[order] = parsed
     if len(readings) < 2:
-        return next(iter(readings.values()), None)
+        return next(iter(readings.values()), None), "day first" in readings
     differ = np.flatnonzero((readings["month first"] != readings["day first"]).to_numpy())
     if not len(differ):
-        return readings["month first"]
+        return readings["month first"], False
     inserted = {order: _inserted_rows(parsed, ids) for order, parsed in readings.items()}
     if inserted["month first"] != inserted["day first"]:
-        return readings[min(inserted, key=inserted.get)]
+        chosen = min(inserted, key=inserted.get)
+        return readings[chosen], chosen == "day first"
     row = int(differ[0])
     raise ColumnTypeError(
         f"time column's dates read both day first and month first, and either reading makes regular series: "
@@ -319,7 +321,7 @@ def _time_column(col: pd.Series, name: str, ids: pd.Series | None = None) -> pd.
             )
         # Several offsets (daylight saving time, series from several zones) are one time line in UTC.
         to_utc = offsets[present].nunique() > 1
-        parsed = _day_or_month_first(col, name, ids, to_utc)
+        parsed, dayfirst = _day_or_month_first(col, name, ids, to_utc)
         if parsed is None:
             try:
                 parsed = pd.to_datetime(col, errors="coerce", utc=to_utc)
@@ -327,7 +329,7 @@ def _time_column(col: pd.Series, name: str, ids: pd.Series | None = None) -> pd.
                 raise ColumnTypeError(f"time column cannot be parsed as datetimes: {exc}", column=name) from exc
         _refuse_unconverted(col, parsed, name, "time column has values that are not datetimes", ids)
         if to_utc:
-            parsed = _local_dates(col, parsed)
+            parsed = _local_dates(col, parsed, dayfirst)
     else:
         raise ColumnTypeError(
             f"time column must be datetime64 or datetime strings, not {col.dtype}", column=name

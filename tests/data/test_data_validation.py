@@ -221,6 +221,15 @@ def test_times_beyond_what_the_model_can_carry_are_a_column_type_error_naming_th
     assert ("rows 5, 6, 7 (" if isinstance(times, list) else "rows 0, 1, 2, 3, 4 and 3 more") in str(info.value)
 
 
+def test_daily_dates_written_day_first_with_their_offsets_are_local_dates():
+    """Local midnights with two offsets are dates (their local dates as written): written day first, the
+    local dates were read month first again, and the data could not be trained (FrequencyError)."""
+    local = pd.date_range("2024-03-10", periods=40, freq="D", tz="Europe/Berlin")
+    frame = pd.DataFrame({"unique_id": "a", "ds": local.strftime("%d/%m/%Y %H:%M%z"), "y": np.arange(40.0)})
+    out = validate_frame(frame, COLS)
+    assert out.freq == "D" and (out.frame["ds"].to_numpy() == local.tz_localize(None).to_numpy()).all()
+
+
 def test_year_first_dates_are_read_year_month_day():
     frame = make_frame(periods=12, freq="MS")
     out = validate_frame(_written(frame, "%Y/%m/%d"), COLS)
