@@ -36,6 +36,8 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import InitVar, dataclass, field
 from functools import cached_property
@@ -252,6 +254,28 @@ def _inserted_rows(times: pd.Series, ids: pd.Series | None) -> float:
     return np.inf if (grid.positions < 0).any() else float(grid.lengths.sum() - len(stamps))
 
 
+#: A date written day and month (either order) then year, with one separator: ``01/02/2024``, ``1.2.24``.
+_DAY_MONTH_YEAR = re.compile(r"(\d{1,2})([/.\- ])(\d{1,2})\2(\d{4}|\d{2})(?!\d)")
+
+
+def _day_month_layouts(text: str) -> tuple[str | None, str | None] | None:
+    """The month-first and day-first layouts (``strptime``) of a time written as `_DAY_MONTH_YEAR` plus
+    an optional time of day (``02/01/24 13:00+01:00``), (None, None) where pandas knows no layout for that
+    time of day (``12:00 AM``: each value is then read on its own, in either order); None for any other
+    text. pandas guesses no layout at all for two-digit years, and reads those dates month first one by one."""
+    date = _DAY_MONTH_YEAR.match(text)
+    if date is None:
+        return None
+    sep, year = date.group(2), "%Y" if len(date.group(4)) == 4 else "%y"
+    rest = text[date.end():]
+    iso = "%Y-%m-%d"
+    tail = guess_datetime_format("2000-01-13" + rest) if rest else iso  # the time of day's own layout
+    if tail is None or not tail.startswith(iso):
+        return None, None
+    tail = tail[len(iso):]
+    return f"%m{sep}%d{sep}{year}{tail}", f"%d{sep}%m{sep}{year}{tail}"
+
+
 def _day_or_month_first(col: pd.Series, name: str, ids: pd.Series | None, utc: bool) -> tuple[pd.Series | None, bool]:
     """Dates written with the day and the month in an order the text does not tell (``01/02/2024``):
     pandas reads them month first, so ten days written day first became ten months, exit 0. Of the two
@@ -263,14 +287,17 @@ def _day_or_month_first(col: pd.Series, name: str, ids: pd.Series | None, utc: b
     first = given.iloc[0] if len(given) else None
     if not isinstance(first, str):
         return None, False
-    month_first = guess_datetime_format(first.strip())
-    day_first = guess_datetime_format(first.strip(), dayfirst=True)
-    if month_first is None or day_first is None or month_first == day_first or month_first.startswith("%Y"):
+    layouts = _day_month_layouts(first.strip())
+    if layouts is None:
         return None, False
+    month_first, day_first = layouts
     readings = {}
     for order, layout in (("month first", month_first), ("day first", day_first)):
         try:
-            parsed = pd.to_datetime(col.astype("string").str.strip(), format=layout, errors="coerce", utc=utc)
+            with warnings.catch_warnings():  # without a layout pandas warns that it reads value by value
+                warnings.simplefilter("ignore", UserWarning)
+                parsed = pd.to_datetime(col.astype("string").str.strip(), errors="coerce", utc=utc,
+                                        **({"format": layout} if layout else {"dayfirst": order == "day first"}))
         except (TypeError, ValueError):  # values of other kinds: pandas' own reading says what is wrong
             return None, False
         if not (parsed.isna() & col.notna()).any():

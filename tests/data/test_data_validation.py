@@ -183,12 +183,15 @@ def test_dates_that_read_both_day_first_and_month_first_are_refused_not_guessed(
     assert info.value.column == "ds" and "'02/01/2024'" in str(info.value)
     assert "day first" in str(info.value) and "month first" in str(info.value) and "YYYY-MM-DD" in str(info.value)
     assert "cannot be parsed" not in str(info.value)
-    monthly = _written(make_frame(periods=12, freq="MS"), "%d/%m/%Y")
-    with pytest.raises(ColumnTypeError, match="day first"):
-        validate_frame(monthly, COLS, missing_policy="fill")
+    # pandas guesses no layout for two-digit years, nor any for a time of day with AM/PM
+    for layout in ("%d/%m/%Y", "%d/%m/%y", "%d.%m.%y %H:%M", "%d/%m/%y %I:%M %p"):
+        monthly = _written(make_frame(periods=12, freq="MS"), layout)
+        with pytest.raises(ColumnTypeError, match="day first"):
+            validate_frame(monthly, COLS, missing_policy="fill")
 
 
-@pytest.mark.parametrize("layout", ["%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y %H:%M"])
+@pytest.mark.parametrize("layout", ["%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y %H:%M", "%d/%m/%y", "%m-%d-%y %H:%M:%S",
+                                    "%d/%m/%Y %I:%M %p"])
 def test_dates_in_one_order_are_read_in_the_order_that_makes_the_series_regular(layout):
     """Where one reading leaves the series regular and the other does not (a 13th day, or months of two
     years whose day-first reading would be January's first twelve days twice), that one is the data."""
