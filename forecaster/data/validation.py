@@ -12,7 +12,9 @@ Decisions worth knowing:
 * Ids become pandas' ``str`` dtype (integer ids are converted with ``str``); float, bool and mixed
   str/int id columns are refused because their text form is ambiguous.
 * Times become ``datetime64[ns]`` (time zone kept).  Strings are parsed with ``pd.to_datetime``;
-  numbers (epochs of unknown unit) are refused.
+  numbers (epochs of unknown unit) are refused.  Dates written day and month then year (``01/02/2024``)
+  are read in the order that parses every value and leaves the series regular; where both orders do,
+  ColumnTypeError (`_day_or_month_first`).
 * Targets must be numeric and not bool.  Covariates may be bool (read as 0.0/1.0).  Text columns are
   accepted only if every value parses as a number.  Everything numeric becomes float64.
 * Under every policy the output has an ``observed`` column: 1.0 where the target was given and finite,
