@@ -133,7 +133,7 @@ def _ended_before(config: ModelConfig, vframe: ValidatedFrame, cut: pd.Timestamp
     as-of is wrong); some (a series that stopped): their ids, which the job leaves out and names."""
     c = config.data.columns()
     last = vframe.frame.groupby(c.id, sort=True)[c.time].max()
-    reach = pd.DatetimeIndex(last.to_numpy()) + config.horizon * pd.tseries.frequencies.to_offset(vframe.freq)
+    reach = pd.DatetimeIndex(last) + config.horizon * pd.tseries.frequencies.to_offset(vframe.freq)
     behind = np.asarray(reach < cut)
     if behind.all():
         end = last.max()
