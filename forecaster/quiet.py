@@ -48,20 +48,35 @@ STARTUP_HOOK = "forecaster-quiet.pth"
 _HOOK_LINE = 'import importlib.util; importlib.util.find_spec("forecaster") and __import__("forecaster")\n'
 
 
+#: While `_filtered_stderr` captures descriptor 2, the descriptor of the process's real stderr; else None.
+_REAL_STDERR: int | None = None
+
+
+def stderr_fd() -> int:
+    """The descriptor that reaches the process's stderr now: 2, or while TensorFlow's import runs with
+    descriptor 2 captured, the saved one. A signal's handler that ends the process at once (``os._exit``,
+    `pipelines.cli`) writes its line there: written to 2, it went into the capture, which was never
+    written back."""
+    return 2 if _REAL_STDERR is None else _REAL_STDERR
+
+
 @contextlib.contextmanager
 def _filtered_stderr() -> Iterator[None]:
     """Capture descriptor 2 for the duration; write back what is not known start-up noise."""
     import tempfile
 
+    global _REAL_STDERR
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as captured:
         os.dup2(captured.fileno(), 2)
+        _REAL_STDERR = saved
         try:
             yield
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
+            _REAL_STDERR = None
             os.close(saved)
             captured.seek(0)
             kept = [line for line in captured.read().decode("utf-8", "replace").splitlines()

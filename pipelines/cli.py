@@ -14,6 +14,7 @@ Each error prints one line on stderr, never a traceback (FORECASTER_DEBUG=1 show
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import os
@@ -45,32 +46,53 @@ def _stop(signum: int, frame: object) -> None:
 
     name = signal.Signals(signum).name
     mlflow = sys.modules.get("mlflow")
-    run = mlflow.active_run() if mlflow is not None else None  # per thread: read here, in the main one
+    # Per thread: read here, in the main one. A signal during mlflow's own import finds it half made, without
+    # `active_run` (an AttributeError from here went into that import: the command ran on, exit 0); no run
+    # can have begun through it.
+    try:
+        run = mlflow.active_run() if hasattr(mlflow, "active_run") else None
+    except Exception:  # its fluent module half made too: nothing to end that can be found
+        run = None
     outcome: list[bool] = []
     ended = threading.Thread(target=lambda: outcome.append(_end_run(None if run is None else run.info.run_id)),
                              daemon=True)
     ended.start()
     ended.join(_STOP_TIMEOUT)
-    remove_temporaries()
-    _remove_autograph_files()
+    # Nothing may raise out of here: an exception goes into the code the signal stopped (an import, say),
+    # which may catch it and run on.
+    with contextlib.suppress(Exception):
+        remove_temporaries()
+    with contextlib.suppress(Exception):
+        _remove_autograph_files()
     said = "its MLflow run (if one began) is marked KILLED" if outcome == [True] else \
         "its MLflow run could not be ended (the next training on this host marks it FAILED)"
-    print(f"forecaster: stopped by {name}: {said}, temporary files are removed, and no output was replaced",
-          file=sys.stderr)
+    from forecaster import quiet
+
     sys.stdout.flush()
     sys.stderr.flush()
+    # Not print(): during TensorFlow's import descriptor 2 is captured (`forecaster.quiet`), and the line went
+    # there, never to be written back.
+    os.write(quiet.stderr_fd(), f"forecaster: stopped by {name}: {said}, temporary files are removed, and no "
+                                f"output was replaced\n".encode())
     os._exit(EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED)
 
 
 def _remove_autograph_files() -> None:
     """The source files TensorFlow's autograph wrote for this process's functions (it removes them at a
     normal exit, which `_stop` skips): each is the ``__file__`` of a module it put in ``sys.modules``."""
-    import contextlib
     import tempfile
 
     folder = os.path.realpath(tempfile.gettempdir())
     for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None) or ""
+        # From the module's own namespace: getattr on a lazily loaded module (keras' visualization,
+        # `forecaster.quiet`) loads it, here in a signal's handler and maybe in the middle of an import it needs
+        # (matplotlib's: an ImportError that went into that import, and a training ran on to exit 0).
+        try:
+            path = object.__getattribute__(module, "__dict__").get("__file__") or ""
+        except (AttributeError, TypeError):  # not a module
+            continue
+        if not isinstance(path, str):
+            continue
         if os.path.basename(path).startswith("__autograph_generated_file") and \
                 os.path.realpath(os.path.dirname(path)) == folder:
             with contextlib.suppress(OSError):

@@ -30,7 +30,8 @@ from forecaster.config import ModelConfig
 from forecaster.contract import LSTM
 from forecaster.data.io import check_distinct, temporary
 from forecaster.data.splits import as_of_timestamp, parse_as_of
-from forecaster.errors import ConfigError, NoChampionError
+from forecaster.data.validation import parse_ids
+from forecaster.errors import ConfigError, NoChampionError, summarize
 from forecaster.ops import locks
 
 FORECASTS_FILE, MANIFEST_FILE = "forecasts.parquet", "manifest.json"
@@ -201,8 +202,11 @@ def _run_locked(config: ModelConfig, stamp: pd.Timestamp, target: Path, raw: pd.
         from pipelines.predict import forecast_in_chunks
 
         model = steps.load(f"models:/{config.name}/{champion}")  # the version whose promise was read
-        forecasts = forecast_in_chunks(model, prepared.raw)  # bounded work memory (pipelines/predict.py)
+        forecasts = forecast_in_chunks(model, current_rows(prepared))  # bounded work memory (pipelines/predict.py)
         say(f"predict: version {model.version} ({chosen}), {len(forecasts)} rows")
+        if prepared.ended:
+            say(f"predict: {len(prepared.ended)} series left out, their data ended more than the horizon before the "
+                f"as-of (their forecasts would all lie at or before it): {summarize(prepared.ended)}")
         mlflow.set_tag(FORECAST_REASON_TAG, chosen[:5000])
         write(config, prepared, stamp, target, forecasts, outcome.run_id, model.version, promise)
         say(f"write: {target}")
@@ -385,6 +389,16 @@ def plot(table: pd.DataFrame, promise: float | None, metric: str, path: Path) ->
     plt.close(fig)
 
 
+def current_rows(prepared: Any) -> pd.DataFrame:
+    """The rows the job forecasts: ``prepared.raw`` less the series whose data ended more than a horizon
+    before the as-of (``prepared.ended``: their forecasts would all lie at or before it, "as of" a time
+    after them), which the run's line and the manifest name instead."""
+    if not prepared.ended:
+        return prepared.raw
+    ids = parse_ids(prepared.raw[prepared.columns.id], prepared.columns.id)
+    return prepared.raw[~ids.isin(prepared.ended).to_numpy()]
+
+
 def write(config: ModelConfig, prepared: Any, stamp: pd.Timestamp, target: Path, forecasts: pd.DataFrame,
           run_id: str, version: str, promise: dict[str, float]) -> None:
     """The as-of folder, whole or not at all: written beside its name, synced, renamed into place."""
@@ -396,6 +410,7 @@ def write(config: ModelConfig, prepared: Any, stamp: pd.Timestamp, target: Path,
     manifest = {"as_of": str(stamp), "run_id": run_id, "model_name": config.name, "model_version": version,
                 "rows": len(out), "series": int(out[columns.id].nunique()),
                 "fallback_series": fallback_series(out, columns.id),
+                "ended_series": {"count": len(prepared.ended), "series": prepared.ended[:1000]},
                 "config_sha256": config_hash(config), "data": prepared.fingerprint(), "backtest": promise}
     staging = target.parent / f".{target.name}.{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)

@@ -12,7 +12,9 @@ Decisions worth knowing:
 * Ids become pandas' ``str`` dtype (integer ids are converted with ``str``); float, bool and mixed
   str/int id columns are refused because their text form is ambiguous.
 * Times become ``datetime64[ns]`` (time zone kept).  Strings are parsed with ``pd.to_datetime``;
-  numbers (epochs of unknown unit) are refused.
+  numbers (epochs of unknown unit) are refused.  Dates written day and month then year (``01/02/2024``)
+  are read in the order that parses every value and leaves the series regular; where both orders do,
+  ColumnTypeError (`_day_or_month_first`).
 * Targets must be numeric and not bool.  Covariates may be bool (read as 0.0/1.0).  Text columns are
   accepted only if every value parses as a number.  Everything numeric becomes float64.
 * Under every policy the output has an ``observed`` column: 1.0 where the target was given and finite,
@@ -36,6 +38,8 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import InitVar, dataclass, field
 from functools import cached_property
@@ -43,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.api import guess_datetime_format
 
 from forecaster.data.frequency import (
     build_grid,
@@ -217,7 +222,7 @@ def _utc_offsets(col: pd.Series) -> pd.Series:
     return text.str.extract(_OFFSET, expand=False).replace("Z", "+00:00").str.replace(":", "", regex=False)
 
 
-def _local_dates(col: pd.Series, utc: pd.Series) -> pd.Series:
+def _local_dates(col: pd.Series, utc: pd.Series, dayfirst: bool = False) -> pd.Series:
     """Times written with several UTC offsets, every one at local midnight (daily or coarser data of a
     zone with daylight saving: ``2024-03-30T00:00+01:00``, ``2024-03-31T00:00+02:00``) are dates: their
     local dates as written, naive, so that a day stays a day (in UTC they are 23 or 25 hours apart and
@@ -225,10 +230,98 @@ def _local_dates(col: pd.Series, utc: pd.Series) -> pd.Series:
     text = col.astype("string").str.strip()
     offset = text.str.extract(_OFFSET, expand=False)
     wall = pd.to_datetime([t[: len(t) - len(o)] if isinstance(o, str) else t for t, o in zip(text, offset)],
-                          errors="coerce")
+                          errors="coerce", dayfirst=dayfirst)
     if wall.isna().any() or not (wall == wall.normalize()).all():
         return utc
     return pd.Series(wall, index=col.index)
+
+
+def _inserted_rows(times: pd.Series, ids: pd.Series | None) -> float:
+    """How many rows the regular grid of ``times`` (series by ``ids``; without them, the distinct times as
+    one time line) would insert: 0 for regular series, inf where no frequency fits or a series repeats a time."""
+    stamps = pd.DatetimeIndex(times).as_unit("ns")
+    if ids is None:
+        stamps = stamps.unique()
+    codes = np.zeros(len(stamps), dtype=np.int64) if ids is None else pd.factorize(ids)[0]
+    order = np.lexsort((stamps.asi8, codes))
+    codes, stamps = codes[order], stamps[order]
+    if ((codes[1:] == codes[:-1]) & (stamps.asi8[1:] == stamps.asi8[:-1])).any():
+        return np.inf
+    n_series = int(codes.max()) + 1 if len(codes) else 0
+    bounds = _bounds(codes, n_series)
+    try:
+        grid = build_grid(stamps, bounds, infer_from_sorted(stamps, bounds, list(range(n_series))))
+    except FrequencyError:
+        return np.inf
+    return np.inf if (grid.positions < 0).any() else float(grid.lengths.sum() - len(stamps))
+
+
+#: A date written day and month (either order) then year, with one separator: ``01/02/2024``, ``1.2.24``.
+_DAY_MONTH_YEAR = re.compile(r"(\d{1,2})([/.\- ])(\d{1,2})\2(\d{4}|\d{2})(?!\d)")
+
+
+def _day_month_layouts(text: str) -> tuple[str | None, str | None] | None:
+    """The month-first and day-first layouts (``strptime``) of a time written as `_DAY_MONTH_YEAR` plus
+    an optional time of day (``02/01/24 13:00+01:00``), (None, None) where pandas knows no layout for that
+    time of day (``12:00 AM``: each value is then read on its own, in either order); None for any other
+    text. pandas guesses no layout at all for two-digit years, and reads those dates month first one by one."""
+    date = _DAY_MONTH_YEAR.match(text)
+    if date is None:
+        return None
+    sep, year = date.group(2), "%Y" if len(date.group(4)) == 4 else "%y"
+    rest = text[date.end():]
+    iso = "%Y-%m-%d"
+    tail = guess_datetime_format("2000-01-13" + rest) if rest else iso  # the time of day's own layout
+    if tail is None or not tail.startswith(iso):
+        return None, None
+    tail = tail[len(iso):]
+    return f"%m{sep}%d{sep}{year}{tail}", f"%d{sep}%m{sep}{year}{tail}"
+
+
+def _day_or_month_first(col: pd.Series, name: str, ids: pd.Series | None, utc: bool) -> tuple[pd.Series | None, bool]:
+    """Dates written with the day and the month in an order the text does not tell (``01/02/2024``):
+    pandas reads them month first, so ten days written day first became ten months, exit 0. Of the two
+    readings that parse every value, the one whose series are regular with the fewest inserted rows is
+    the data (a 13th day, or the months of two years, decide); where both are as regular, only the
+    writer knows: ColumnTypeError. Returns the reading and whether it is day first; (None, False) where the
+    layout is not ambiguous (year first, ISO 8601, words) or no reading parses every value."""
+    given = col[col.notna()]
+    first = given.iloc[0] if len(given) else None
+    if not isinstance(first, str):
+        return None, False
+    layouts = _day_month_layouts(first.strip())
+    if layouts is None:
+        return None, False
+    month_first, day_first = layouts
+    readings = {}
+    for order, layout in (("month first", month_first), ("day first", day_first)):
+        try:
+            with warnings.catch_warnings():  # without a layout pandas warns that it reads value by value
+                warnings.simplefilter("ignore", UserWarning)
+                parsed = pd.to_datetime(col.astype("string").str.strip(), errors="coerce", utc=utc,
+                                        **({"format": layout} if layout else {"dayfirst": order == "day first"}))
+        except (TypeError, ValueError):  # values of other kinds: pandas' own reading says what is wrong
+            return None, False
+        if not (parsed.isna() & col.notna()).any():
+            readings[order] = parsed
+    if len(readings) < 2:
+        return next(iter(readings.values()), None), "day first" in readings
+    differ = np.flatnonzero((readings["month first"] != readings["day first"]).to_numpy())
+    if not len(differ):
+        return readings["month first"], False
+    inserted = {order: _inserted_rows(parsed, ids) for order, parsed in readings.items()}
+    if inserted["month first"] != inserted["day first"]:
+        chosen = min(inserted, key=inserted.get)
+        return readings[chosen], chosen == "day first"
+    row = int(differ[0])
+    raise ColumnTypeError(
+        f"time column's dates read both day first and month first, and either reading makes regular series: "
+        f"{col.iloc[row]!r} (row {row}) is {readings['day first'].iloc[row]:%Y-%m-%d} day first, "
+        f"{readings['month first'].iloc[row]:%Y-%m-%d} month first; write the dates year first (YYYY-MM-DD, "
+        "ISO 8601)",
+        column=name,
+        series=[] if ids is None else list(pd.unique(ids.iloc[differ[:1]])),
+    )
 
 
 def parse_ids(col: pd.Series, name: str) -> pd.Series:
@@ -257,13 +350,15 @@ def _time_column(col: pd.Series, name: str, ids: pd.Series | None = None) -> pd.
             )
         # Several offsets (daylight saving time, series from several zones) are one time line in UTC.
         to_utc = offsets[present].nunique() > 1
-        try:
-            parsed = pd.to_datetime(col, errors="coerce", utc=to_utc)
-        except (TypeError, ValueError) as exc:
-            raise ColumnTypeError(f"time column cannot be parsed as datetimes: {exc}", column=name) from exc
+        parsed, dayfirst = _day_or_month_first(col, name, ids, to_utc)
+        if parsed is None:
+            try:
+                parsed = pd.to_datetime(col, errors="coerce", utc=to_utc)
+            except (TypeError, ValueError) as exc:
+                raise ColumnTypeError(f"time column cannot be parsed as datetimes: {exc}", column=name) from exc
         _refuse_unconverted(col, parsed, name, "time column has values that are not datetimes", ids)
         if to_utc:
-            parsed = _local_dates(col, parsed)
+            parsed = _local_dates(col, parsed, dayfirst)
     else:
         raise ColumnTypeError(
             f"time column must be datetime64 or datetime strings, not {col.dtype}", column=name
@@ -272,7 +367,22 @@ def _time_column(col: pd.Series, name: str, ids: pd.Series | None = None) -> pd.
         rows = np.flatnonzero(parsed.isna().to_numpy())
         raise ColumnTypeError(f"time column has missing values at rows {_rows_text(rows)}", column=name,
                               series=[] if ids is None else list(pd.unique(ids.iloc[rows])))
-    return parsed.dt.as_unit("ns")
+    try:
+        return parsed.dt.as_unit("ns")
+    except pd.errors.OutOfBoundsDatetime:  # years past 2262 or before 1677: name them (pandas names one)
+        rows = np.flatnonzero([not _fits_nanoseconds(t) for t in parsed])
+        raise ColumnTypeError(
+            f"time column has times outside 1677-09-21 .. 2262-04-11, what nanosecond times hold, such as "
+            f"{parsed.iloc[rows[0]]} at rows {_rows_text(rows)}", column=name,
+            series=[] if ids is None else list(pd.unique(ids.iloc[rows]))) from None
+
+
+def _fits_nanoseconds(stamp: pd.Timestamp) -> bool:
+    try:
+        stamp.as_unit("ns")
+    except pd.errors.OutOfBoundsDatetime:
+        return False
+    return True
 
 
 def _numeric_column(col: pd.Series, name: str, allow_bool: bool, ids: pd.Series | None = None) -> np.ndarray:

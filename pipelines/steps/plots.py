@@ -18,6 +18,7 @@ from forecaster.contract import (
     WINDOW_COLUMN,
     quantile_name,
 )
+from forecaster.data.schema import Columns, observed_rows
 from forecaster.errors import ConfigError
 from forecaster.evaluation.backtest import BacktestResult
 from pipelines.steps.prepare import Prepared
@@ -95,6 +96,20 @@ def plotted_series(prepared: Prepared, result: BacktestResult) -> dict[str, str]
     return chosen
 
 
+def plotted_actuals(series: pd.DataFrame, forecasts: pd.DataFrame, columns: Columns, horizon: int) -> pd.DataFrame:
+    """The rows of one validated series that `plot_forecasts` draws as its actual: three horizons before
+    its first backtest origin (``forecasts``: its backtest rows) and all after, or its last three
+    horizons; the target NaN where it is no observation (a masked reading's 0.0, a filled or treated
+    one), so that the line breaks there instead of drawing what was never read."""
+    if len(forecasts):
+        first = forecasts[CUTOFF_COLUMN].min()
+        before = series[series[columns.time] <= first].tail(3 * horizon)
+        series = pd.concat([before, series[series[columns.time] > first]])
+    else:
+        series = series.tail(3 * horizon)
+    return series.assign(**{columns.target: series[columns.target].where(observed_rows(series, columns.target))})
+
+
 def plot_forecasts(prepared: Prepared, result: BacktestResult, path: Path) -> None:
     """Forecasts against actuals for the series of `plotted_series`: three horizons of history before the
     first backtest origin, every window's forecast with its outer quantile band and seasonal naive, and
@@ -110,13 +125,7 @@ def plot_forecasts(prepared: Prepared, result: BacktestResult, path: Path) -> No
     fig, axes = plt.subplots(max(len(chosen), 1), 1, figsize=(10, 2.6 * max(len(chosen), 1)), squeeze=False)
     for ax, (sid, why) in zip(axes[:, 0], chosen.items()):
         part = forecasts[forecasts["_id"] == sid]
-        series = frame[frame["_id"] == sid]
-        if len(part):
-            first = part[CUTOFF_COLUMN].min()
-            before = series[series[c.time] <= first].tail(3 * config.horizon)
-            series = pd.concat([before, series[series[c.time] > first]])
-        else:
-            series = series.tail(3 * config.horizon)
+        series = plotted_actuals(frame[frame["_id"] == sid], part, c, config.horizon)
         ax.plot(series[c.time], series[c.target], color="black", linewidth=1, label="actual")
         for n, (_, window) in enumerate(part.groupby(WINDOW_COLUMN, sort=True)):
             ax.plot(window[c.time], window[FORECAST_COLUMN], color="C0", label="forecast" if n == 0 else None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,9 @@ class Prepared:
     vframe: ValidatedFrame
     season: int
     step: int  # the backtest's origin spacing
+    #: Series whose data ended more than a horizon before the as-of (`prepare` with an as-of): forecast
+    #: from their own last time, every step would lie at or before the as-of.
+    ended: list[str] = field(default_factory=list)
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -120,20 +123,24 @@ def prepare(config: ModelConfig, raw: pd.DataFrame | None = None,
     # the fit and the plots read the same treated frame, and data_report.json counts what was treated.
     vframe = validate_frame(raw, columns, freq=config.data.freq, missing_policy=config.data.missing_policy,
                             outliers=config.data.outliers, outlier_threshold=config.data.outlier_threshold)
-    if as_of is not None:
-        _check_as_of_near_end(config, vframe, cut)
-    return Prepared(config, raw, vframe, seasonal_period(vframe.freq), step)
+    ended = _ended_before(config, vframe, cut) if as_of is not None else []
+    return Prepared(config, raw, vframe, seasonal_period(vframe.freq), step, ended)
 
 
-def _check_as_of_near_end(config: ModelConfig, vframe: ValidatedFrame, cut: pd.Timestamp) -> None:
-    """ConfigError when the as-of is more than a horizon after the data's last time: the forecasts would
-    start after the data's end, not after the as-of (an as-of in 2030 on data ending in 2024)."""
-    end = vframe.frame[config.data.columns().time].max()
-    reach = end + config.horizon * pd.tseries.frequencies.to_offset(vframe.freq)
-    if cut > reach:
+def _ended_before(config: ModelConfig, vframe: ValidatedFrame, cut: pd.Timestamp) -> list[str]:
+    """The series whose last time is more than a horizon before the as-of ``cut``: their forecasts would
+    all lie at or before it. Every series: ConfigError (an as-of in 2030 on data ending in 2024, the
+    as-of is wrong); some (a series that stopped): their ids, which the job leaves out and names."""
+    c = config.data.columns()
+    last = vframe.frame.groupby(c.id, sort=True)[c.time].max()
+    reach = pd.DatetimeIndex(last) + config.horizon * pd.tseries.frequencies.to_offset(vframe.freq)
+    behind = np.asarray(reach < cut)
+    if behind.all():
+        end = last.max()
         raise ConfigError(f"as-of {cut} is more than the horizon ({config.horizon} steps of {vframe.freq}) after the "
                           f"data's last time {end}: the forecasts would start at {end}, not at the as-of. Give an "
-                          f"as-of at most {reach}, or bring the data up to date")
+                          f"as-of at most {reach.max()}, or bring the data up to date")
+    return [str(i) for i in last.index[behind]]
 
 
 def check_learnable(prepared: Prepared) -> None:

@@ -170,6 +170,75 @@ def test_string_times_are_parsed_and_tz_kept():
     assert out.freq == "h"
 
 
+def _written(frame: pd.DataFrame, layout: str) -> pd.DataFrame:
+    return frame.assign(ds=frame["ds"].dt.strftime(layout))
+
+
+def test_dates_that_read_both_day_first_and_month_first_are_refused_not_guessed():
+    """Ten days written day first (01/01/2024 ... 10/01/2024) read month first as ten months (exit 0 on
+    monthly data); twelve months written day first read as twelve days. Only the writer knows."""
+    daily = _written(make_frame(periods=10, freq="D"), "%d/%m/%Y")
+    with pytest.raises(ColumnTypeError) as info:
+        validate_frame(daily, COLS)
+    assert info.value.column == "ds" and "'02/01/2024'" in str(info.value)
+    assert "day first" in str(info.value) and "month first" in str(info.value) and "YYYY-MM-DD" in str(info.value)
+    assert "cannot be parsed" not in str(info.value)
+    # pandas guesses no layout for two-digit years, nor any for a time of day with AM/PM
+    for layout in ("%d/%m/%Y", "%d/%m/%y", "%d.%m.%y %H:%M", "%d/%m/%y %I:%M %p"):
+        monthly = _written(make_frame(periods=12, freq="MS"), layout)
+        with pytest.raises(ColumnTypeError, match="day first"):
+            validate_frame(monthly, COLS, missing_policy="fill")
+
+
+@pytest.mark.parametrize("layout", ["%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y %H:%M", "%d/%m/%y", "%m-%d-%y %H:%M:%S",
+                                    "%d/%m/%Y %I:%M %p"])
+def test_dates_in_one_order_are_read_in_the_order_that_makes_the_series_regular(layout):
+    """Where one reading leaves the series regular and the other does not (a 13th day, or months of two
+    years whose day-first reading would be January's first twelve days twice), that one is the data."""
+    for freq, periods in (("D", 40), ("MS", 24)):
+        frame = make_frame(periods=periods, freq=freq)
+        out = validate_frame(_written(frame, layout), COLS)
+        assert out.freq == freq, layout
+        assert (out.frame["ds"].to_numpy() == frame["ds"].to_numpy()).all(), layout
+
+
+def test_the_as_of_cut_reads_dates_of_several_series_as_validation_does():
+    """`splits.as_of_split` parses the raw times without the ids (`parse_times`): the series' times
+    together are one time line there, not a repeat of each other."""
+    from forecaster.data import splits
+
+    frame = _written(make_frame(ids=("a", "b", "c"), periods=24, freq="MS"), "%d/%m/%Y")
+    kept, cut = splits.as_of_split(frame, COLS, "2025-06-01")
+    assert cut == pd.Timestamp("2025-06-01") and len(kept) == 3 * 18
+
+
+@pytest.mark.parametrize("times", [[f"{y}-01-01" for y in range(2258, 2266)],
+                                   pd.date_range("1600-01-01", periods=8, freq="YS", unit="s")])
+def test_times_beyond_what_the_model_can_carry_are_a_column_type_error_naming_the_rows(times):
+    """Times outside 1677-2262 (what nanosecond times hold) raised pandas' OutOfBoundsDatetime: the
+    command's "failed" line and exit 1, not a data error (exit 3) naming them."""
+    frame = pd.DataFrame({"unique_id": "a", "ds": times, "y": np.arange(8.0)})
+    with pytest.raises(ColumnTypeError) as info:
+        validate_frame(frame, COLS)
+    assert info.value.column == "ds" and info.value.series == ["a"] and "1677" in str(info.value)
+    assert ("rows 5, 6, 7 (" if isinstance(times, list) else "rows 0, 1, 2, 3, 4 and 3 more") in str(info.value)
+
+
+def test_daily_dates_written_day_first_with_their_offsets_are_local_dates():
+    """Local midnights with two offsets are dates (their local dates as written): written day first, the
+    local dates were read month first again, and the data could not be trained (FrequencyError)."""
+    local = pd.date_range("2024-03-10", periods=40, freq="D", tz="Europe/Berlin")
+    frame = pd.DataFrame({"unique_id": "a", "ds": local.strftime("%d/%m/%Y %H:%M%z"), "y": np.arange(40.0)})
+    out = validate_frame(frame, COLS)
+    assert out.freq == "D" and (out.frame["ds"].to_numpy() == local.tz_localize(None).to_numpy()).all()
+
+
+def test_year_first_dates_are_read_year_month_day():
+    frame = make_frame(periods=12, freq="MS")
+    out = validate_frame(_written(frame, "%Y/%m/%d"), COLS)
+    assert out.freq == "MS" and (out.frame["ds"].to_numpy() == frame["ds"].to_numpy()).all()
+
+
 def test_non_numeric_target_names_column_and_value():
     frame = make_frame()
     frame["y"] = frame["y"].astype(object)

@@ -23,6 +23,7 @@ from forecaster.quiet import STARTUP_HOOK, install_startup_hook
 from pipelines import steps
 from pipelines.report import _bands
 from pipelines.run import with_breaks
+from pipelines.steps.plots import plotted_actuals
 from tests.synthetic import hourly_frame
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,6 +191,21 @@ def test_the_plotted_series_are_the_worst_median_and_best_by_mase_and_the_named_
                                    "backtest": {"plot_series": ["S9"]}})
     with pytest.raises(ConfigError, match=r"plot_series .*\['S9'\]"):
         steps.check_plot_series(steps.prepare(typo))
+
+
+def test_the_plotted_actual_breaks_at_a_masked_reading_instead_of_drawing_its_zero(tmp_path):
+    """Under missing_policy = "mask" validation stores a missing reading as 0.0 (observed 0): the plot of
+    forecasts against actuals drew it as a drop to zero in the actual line."""
+    frame = hourly_frame(n_series=2, length=120)
+    frame.loc[110, "y"] = np.nan
+    frame.to_csv(tmp_path / "h.csv", index=False)
+    data = {"source": str(tmp_path / "h.csv"), "freq": "h", "missing_policy": "mask"}
+    prepared = steps.prepare(model_config_from_dict({"model": {"name": "p", "horizon": 12}, "data": data}))
+    series = prepared.frame[prepared.frame["unique_id"] == "S0"]
+    assert series["y"].iloc[110] == 0.0  # what validation stores, and what was drawn
+    drawn = plotted_actuals(series, pd.DataFrame(), prepared.columns, 12)
+    assert len(drawn) == 36 and drawn["ds"].iloc[-1] == series["ds"].iloc[-1]
+    assert np.isnan(drawn["y"].iloc[-10]) and drawn["y"].drop(drawn.index[-10]).gt(0).all()
 
 
 def test_loss_curves_number_the_final_fits_epochs_on_after_the_backtests():

@@ -6,6 +6,7 @@ Real processes, real SIGKILL, a real MLflow store in a temporary folder, real fi
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -139,6 +140,24 @@ def test_a_run_writes_one_whole_folder_and_a_rerun_changes_nothing(tmp_path, sto
     assert "job daily: 1 as-of time(s) scored, 0 partial (actuals still arriving)" in printed
     assert printed[-1] == "exit 0 False"
     assert (tmp_path / "out" / "_report" / "accuracy.png").stat().st_size > 0
+
+
+def test_a_series_whose_data_ended_before_the_as_of_is_left_out_and_named_not_forecast_into_the_past(
+        tmp_path, store, capsys):
+    """S2 stopped 100 hours before the as-of: forecast from its own last time, its six rows lay days before
+    the as-of in a folder "as of" it (exit 0, nothing said). Series that stopped are left out and named."""
+    data = hourly_frame(n_series=3, length=300)
+    data = data[(data["unique_id"] != "S2") | (data["ds"] < pd.Timestamp(A) - pd.Timedelta("100h"))]
+    config = _job(tmp_path, "ended", data=data)
+    assert main(["run", str(config), "--as-of", A]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "predict: 1 series left out, their data ended more than the horizon before the as-of" in out
+    assert out.split("left out", 1)[1].splitlines()[0].endswith(": S2")
+    folder = tmp_path / "out" / "as_of=20240111T000000"
+    frame = pd.read_parquet(folder / "forecasts.parquet")
+    assert set(frame["unique_id"]) == {"S0", "S1"} and (frame["ds"] > pd.Timestamp(A)).all()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["ended_series"] == {"count": 1, "series": ["S2"]} and manifest["series"] == 2
 
 
 def test_backfill_runs_in_order_monitors_and_resumes_after_a_failure(tmp_path, store, capsys):
