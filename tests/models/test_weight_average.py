@@ -16,6 +16,7 @@ from forecaster.errors import ConfigError
 from forecaster.forecaster import LSTMForecaster
 from forecaster.models.averaging import WeightAverage, momentum
 from forecaster.models.network_spec import NetworkSpec
+from pipelines.steps.describe import describe_resolved
 from tests.synthetic import hourly_frame
 
 NETWORK = NetworkSpec(units=8, head_units=16)
@@ -57,6 +58,7 @@ def test_momentum_spans_epochs_of_steps_and_a_span_of_one_step_averages_nothing(
 
 def test_the_fit_keeps_the_moving_average_of_its_steps_weights():
     model, steps = _fit(epochs=1, weight_average=1.0)
+    assert "the weights' moving average over 1 epoch(s) kept" in describe_resolved(model)  # the run says so
     n = len(steps.steps)
     assert n > 2 and model.resolved_.weight_average == 1.0
     m = 1.0 - 1.0 / n  # one epoch of n steps
@@ -96,6 +98,7 @@ def test_off_keeps_the_last_steps_weights_bit_for_bit():
         np.testing.assert_array_equal(got, last)
     given, _ = _fit(epochs=1)  # a network given in [network]: derived off
     assert given.resolved_.weight_average == 0.0 and "weight_average" in given.resolved_.derived
+    assert describe_resolved(given).endswith(", the last step's weights kept")
     for a, b in zip(_trainable(model), _trainable(given), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -130,3 +133,15 @@ def test_the_key_reaches_the_forecaster_and_bad_values_are_refused():
                                     "training": {"weight_average": bad}})
         with pytest.raises(ConfigError, match="weight_average"):
             LSTMForecaster(horizon=6, freq="h", weight_average=bad).fit(hourly_frame(n_series=2, length=100))
+
+
+def test_a_warm_start_that_leaves_it_to_be_derived_keeps_the_initial_fits_span():
+    """As it keeps the initial network (the pipeline's warm final fit goes on from the backtest's)."""
+    options = {"horizon": 12, "freq": "h", "epochs": 1, "max_windows_per_series": 4, "verbose": 0,
+               "combine": "none"}
+    initial = LSTMForecaster(**options, weight_average=0.5).fit(hourly_frame(n_series=2, length=130, seed=2))
+    warm = LSTMForecaster(**options).fit(hourly_frame(n_series=2, length=300, seed=2), initial=initial)
+    assert warm.resolved_.weight_average == initial.resolved_.weight_average == 0.5
+    assert "weight_average" in warm.resolved_.derived
+    fresh = LSTMForecaster(**options).fit(hourly_frame(n_series=2, length=130, seed=2))
+    assert fresh.resolved_.weight_average == WEIGHT_AVERAGE_EPOCHS
