@@ -28,8 +28,13 @@ def momentum(span_epochs: float, steps_per_epoch: int) -> float:
 
 class WeightAverage(keras.callbacks.Callback):
     """Keeps an exponential moving average of the model's trainable weights over the training steps
-    (``momentum`` per step, starting from the weights the fit starts with) and puts it in the model
-    for each epoch's validation and at the end of training; the steps themselves train the raw weights.
+    (``momentum`` per step) and puts it in the model for each epoch's validation and at the end of
+    training; the steps themselves train the raw weights.
+
+    The average starts from the weights the fit starts with where those are trained (``warm``: a warm
+    start), else from the first epoch's end: random weights would otherwise weigh on a short fit's
+    average (a third of it after one epoch at a span of one epoch), and a one-epoch fit from scratch
+    keeps its last step's weights.
 
     Keras calls ``on_test_begin`` before the epoch's validation and ``on_epoch_begin`` before the next
     epoch's steps: the average goes in at the first and the raw weights come back at the second, so
@@ -37,29 +42,37 @@ class WeightAverage(keras.callbacks.Callback):
     best epoch's average. Deterministic: the same steps give the same average.
     """
 
-    def __init__(self, momentum: float) -> None:
+    def __init__(self, momentum: float, warm: bool = False) -> None:
         super().__init__()
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"the weight average's momentum must be in [0, 1), got {momentum}")
-        self.momentum = float(momentum)
-        self._average: list[np.ndarray] = []
+        self.momentum, self.warm = float(momentum), bool(warm)
+        self._average: list[np.ndarray] | None = None
         self._raw: list[np.ndarray] | None = None
 
     def _variables(self) -> list[Any]:
         return list(self.model.trainable_variables)
 
+    def _current(self) -> list[np.ndarray]:
+        return [np.array(v.numpy(), dtype=np.float64) for v in self._variables()]
+
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._average = [np.array(v.numpy(), dtype=np.float64) for v in self._variables()]
+        self._average = self._current() if self.warm else None
         self._raw = None
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self._average is None:  # the first epoch of a fit from scratch: not averaged yet
+            return
         m = self.momentum
         for avg, var in zip(self._average, self._variables()):
             avg *= m
             avg += (1.0 - m) * var.numpy()
 
     def _swap_in(self) -> None:
-        """The average into the model, the raw weights kept aside (once per epoch)."""
+        """The average into the model, the raw weights kept aside (once per epoch); at the first
+        epoch's end of a fit from scratch the average starts as the weights there."""
+        if self._average is None:
+            self._average = self._current()
         if self._raw is None:
             variables = self._variables()
             self._raw = [v.numpy() for v in variables]

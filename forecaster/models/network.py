@@ -142,7 +142,7 @@ class NetworkModel(ForecastModel):
                 distribute.prepare_model(member, p.strategy)
                 stop = keras.callbacks.EarlyStopping(patience=p.patience, restore_best_weights=True)
                 rate = momentum(plan.weight_average, steps)
-                average = [WeightAverage(rate)] if rate > 0 else []
+                average = [WeightAverage(rate, warm=initial is not None)] if rate > 0 else []
                 data = train_ds if k == 0 else windows(seed)
                 history = member.fit(data, validation_data=val_ds, epochs=plan.epochs, verbose=p.verbose,
                                      shuffle=False, callbacks=[*average, stop, *(callbacks or [])])

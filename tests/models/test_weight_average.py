@@ -23,12 +23,14 @@ NETWORK = NetworkSpec(units=8, head_units=16)
 
 
 class Steps(keras.callbacks.Callback):
-    """The trainable weights the fit starts from and those after each training step (raw: the steps')."""
+    """The trainable weights the fit starts from, those after each training step (raw: the steps') and
+    those in the model at each epoch's end (what the epoch is scored on)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.start: list[np.ndarray] = []
         self.steps: list[list[np.ndarray]] = []
+        self.ends: list[list[np.ndarray]] = []
 
     def on_train_begin(self, logs=None) -> None:
         self.start = [v.numpy().copy() for v in self.model.trainable_variables]
@@ -36,16 +38,31 @@ class Steps(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None) -> None:
         self.steps.append([v.numpy().copy() for v in self.model.trainable_variables])
 
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        self.ends.append([v.numpy().copy() for v in self.model.trainable_variables])
 
-def _fit(epochs: int = 1, **kwargs) -> tuple[LSTMForecaster, Steps]:
+
+def _fit(epochs: int = 1, initial: LSTMForecaster | None = None, **kwargs) -> tuple[LSTMForecaster, Steps]:
     steps = Steps()
     model = LSTMForecaster(horizon=12, input_size=48, freq="h", network=NETWORK, epochs=epochs, batch_size=16,
                            max_windows_per_series=20, patience=10, seed=3, verbose=0, combine="none", **kwargs)
-    return model.fit(hourly_frame(n_series=3, length=200), callbacks=[steps]), steps
+    return model.fit(hourly_frame(n_series=3, length=200), callbacks=[steps], initial=initial), steps
 
 
 def _trainable(model: LSTMForecaster) -> list[np.ndarray]:
     return [v.numpy() for v in model.model_.trainable_variables]
+
+
+def _averages(start: list[np.ndarray], steps: list[list[np.ndarray]], m: float) -> list[np.ndarray]:
+    average = [w.astype(np.float64) for w in start]
+    for step in steps:
+        average = [m * a + (1.0 - m) * w for a, w in zip(average, step)]
+    return average
+
+
+def _close(got: list[np.ndarray], want: list[np.ndarray]) -> None:
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
 
 
 def test_momentum_spans_epochs_of_steps_and_a_span_of_one_step_averages_nothing():
@@ -56,40 +73,35 @@ def test_momentum_spans_epochs_of_steps_and_a_span_of_one_step_averages_nothing(
         WeightAverage(1.0)
 
 
-def test_the_fit_keeps_the_moving_average_of_its_steps_weights():
-    model, steps = _fit(epochs=1, weight_average=1.0)
+def test_from_scratch_the_average_starts_at_the_first_epochs_end_and_early_stopping_keeps_the_best():
+    model, steps = _fit(epochs=3, weight_average=1.0)
     assert "the weights' moving average over 1 epoch(s) kept" in describe_resolved(model)  # the run says so
-    n = len(steps.steps)
-    assert n > 2 and model.resolved_.weight_average == 1.0
-    m = 1.0 - 1.0 / n  # one epoch of n steps
-    expected = [w.astype(np.float64) for w in steps.start]
-    for step in steps.steps:
-        expected = [m * e + (1.0 - m) * w for e, w in zip(expected, step)]
-    kept = _trainable(model)
-    for got, want in zip(kept, expected, strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    assert any(not np.allclose(got, last) for got, last in zip(kept, steps.steps[-1])), \
-        "the average differs from the last step's weights"
-
-
-def test_early_stopping_restores_the_best_epochs_average_and_the_steps_train_the_raw_weights():
-    averaged, steps = _fit(epochs=3, weight_average=1.0)
+    n = len(steps.steps) // 3
+    assert n > 2 and len(steps.steps) == 3 * n and model.resolved_.weight_average == 1.0
+    m = 1.0 - 1.0 / n  # a span of one epoch of n steps
+    _close(steps.ends[0], steps.steps[n - 1])  # the first epoch is scored on its last step's weights
+    for epoch in (1, 2):  # then on the average of the steps since, started from there
+        _close(steps.ends[epoch], _averages(steps.steps[n - 1], steps.steps[n:(epoch + 1) * n], m))
+    assert not np.allclose(steps.ends[2][0], steps.steps[-1][0]), "the average is not the last step's"
+    best = int(np.argmin(model.history_["val_loss"]))
+    _close(_trainable(model), steps.ends[best])
+    # The steps train the raw weights: the same training loss and last step as without the average.
     plain, plain_steps = _fit(epochs=3, weight_average=0.0)
-    # The steps are the same (the average is only scored and kept): the same training loss every epoch.
-    assert averaged.history_["loss"] == plain.history_["loss"]
-    assert averaged.history_["val_loss"] != plain.history_["val_loss"]
-    for a, b in zip(steps.steps[-1], plain_steps.steps[-1]):
+    assert model.history_["loss"] == plain.history_["loss"]
+    assert model.history_["val_loss"][0] == plain.history_["val_loss"][0]
+    assert model.history_["val_loss"][1:] != plain.history_["val_loss"][1:]
+    for a, b in zip(steps.steps[-1], plain_steps.steps[-1], strict=True):
         np.testing.assert_array_equal(a, b)
-    per_epoch = len(steps.steps) // 3
-    m = 1.0 - 1.0 / per_epoch
-    expected, by_epoch = [w.astype(np.float64) for w in steps.start], []
-    for i, step in enumerate(steps.steps, start=1):
-        expected = [m * e + (1.0 - m) * w for e, w in zip(expected, step)]
-        if i % per_epoch == 0:
-            by_epoch.append(expected)
-    best = int(np.argmin(averaged.history_["val_loss"]))
-    for got, want in zip(_trainable(averaged), by_epoch[best], strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_warm_start_averages_from_the_initial_weights_and_one_epoch_from_scratch_keeps_its_last_step():
+    initial, scratch = _fit(epochs=1, weight_average=1.0)
+    for got, last in zip(_trainable(initial), scratch.steps[-1], strict=True):
+        np.testing.assert_array_equal(got, last)
+    warm, steps = _fit(epochs=1, initial=initial, weight_average=1.0)
+    for got, want in zip(steps.start, _trainable(initial), strict=True):
+        np.testing.assert_array_equal(got, want)
+    _close(_trainable(warm), _averages(steps.start, steps.steps, 1.0 - 1.0 / len(steps.steps)))
 
 
 def test_off_keeps_the_last_steps_weights_bit_for_bit():
