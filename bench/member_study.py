@@ -12,6 +12,7 @@ with the seasonal state-space exponential smoothing (``+aets``, the runtime's me
     .venv/bin/python bench/bench_dev_suite.py --validate --no-baselines --sets m4_hourly --keep /tmp/keep-b \\
         --set training.input_size=336
     .venv/bin/python bench/member_study.py default=/tmp/keep-a input336=/tmp/keep-b [--aets] [--out F]
+    .venv/bin/python bench/member_study.py d0=/tmp/keep-a d1=/tmp/keep-b d2=/tmp/keep-c --curve
 """
 
 from __future__ import annotations
@@ -49,8 +50,27 @@ def scorer(y: np.ndarray, histories: list[np.ndarray], season: int, with_owa: bo
     return score
 
 
-def study(runs: dict[str, Path], name: str, aets: bool) -> dict[str, dict[str, float]]:
-    """Each run, pair, the mean and median of all (and each with AETS) on set ``name``, scored."""
+def curve(nets: dict[str, np.ndarray], score: callable, key: str) -> dict[str, dict[str, float]]:
+    """For each k >= 2: ``key`` (OWA or MASE) of the mean and of the median of every k of ``nets``,
+    averaged over those subsets, with the best and worst subset and the count."""
+    rows = {}
+    labels = list(nets)
+    for k in range(2, len(labels) + 1):
+        subsets = list(itertools.combinations(labels, k))
+        means = [score(np.mean([nets[a] for a in sub], axis=0))[key] for sub in subsets]
+        medians = [score(np.median([nets[a] for a in sub], axis=0))[key] for sub in subsets]
+        rows[f"curve k={k}"] = {"subsets": len(subsets), f"mean_{key}": float(np.mean(means)),
+                                "best_mean": float(np.min(means)), "worst_mean": float(np.max(means)),
+                                f"median_{key}": float(np.mean(medians)), "best_median": float(np.min(medians)),
+                                "worst_median": float(np.max(medians)),
+                                "best_subset": ",".join(subsets[int(np.argmin(means))])}
+    return rows
+
+
+def study(runs: dict[str, Path], name: str, aets: bool, others: dict[str, tuple[str, str]] | None = None,
+          with_curve: bool = False) -> dict[str, dict[str, float]]:
+    """Each run, pair, the mean and median of all (and each with AETS) on set ``name``, scored;
+    ``others`` (label: (pair, member)) adds each pair run's other member; ``with_curve`` the curve."""
     saved = {label: np.load(folder / f"{name}.npz") for label, folder in runs.items()}
     first = next(iter(saved.values()))
     for label, arrays in saved.items():  # the same series, in the same order, on the same target
@@ -60,6 +80,8 @@ def study(runs: dict[str, Path], name: str, aets: bool) -> dict[str, dict[str, f
     histories = np.split(first["history"], np.cumsum(first["lengths"])[:-1])
     score = scorer(y, histories, season, name == "m4_hourly")
     nets = {label: arrays["network"] for label, arrays in saved.items()}
+    for label, (pair, member) in (others or {}).items():
+        nets[label] = 2 * nets[pair] - nets[member]
     rows = {label: score(f) for label, f in nets.items()}
     for a, b in itertools.combinations(nets, 2):
         rows[f"mean({a}, {b})"] = score((nets[a] + nets[b]) / 2)
@@ -74,6 +96,10 @@ def study(runs: dict[str, Path], name: str, aets: bool) -> dict[str, dict[str, f
         for label, f in nets.items():
             rows[f"{label}+aets"] = score((f + stat) / 2)
             rows[f"{label}+aets/4"] = score(0.75 * f + 0.25 * stat)
+    if with_curve:
+        pairs = {pair for pair, _ in (others or {}).values()}  # ensembles themselves: their members count
+        rows.update(curve({label: f for label, f in nets.items() if label not in pairs},
+                          score, "owa" if name == "m4_hourly" else "mase"))
     return rows
 
 
@@ -83,11 +109,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="name", default="m4_hourly", choices=list(SETS))
     parser.add_argument("--aets", action="store_true", help="also each run averaged with AETS")
     parser.add_argument("--out", type=Path, help="write the scores as JSON here")
+    parser.add_argument("--curve", action="store_true", help="also the ensemble-size curve (k = 2 .. runs)")
+    parser.add_argument("--other", action="append", default=[], metavar="LABEL=PAIR-MEMBER",
+                        help="a two-member run's other member, 2 PAIR - MEMBER, studied as LABEL")
     args = parser.parse_args(argv)
     runs = dict(item.split("=", 1) for item in args.runs)
-    rows = study({label: Path(folder) for label, folder in runs.items()}, args.name, args.aets)
+    others = {}
+    for item in args.other:
+        label, expr = item.split("=", 1)
+        pair, member = expr.split("-", 1)
+        if pair not in runs or member not in runs:
+            raise SystemExit(f"--other {item}: {pair} and {member} must be runs given")
+        others[label] = (pair, member)
+    rows = study({label: Path(folder) for label, folder in runs.items()}, args.name, args.aets, others,
+                 args.curve)
     for label, row in rows.items():
-        print(f"{label:40s} " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()))
+        print(f"{label:40s} " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                          for k, v in row.items()))
     if args.out:
         args.out.write_text(json.dumps({"set": args.name, "runs": runs, "scores": rows}, indent=2))
     return 0

@@ -189,7 +189,9 @@ class LSTMForecaster:
     `forecaster.models.state.FittedState`.
     ``budget_windows``: the window-epochs a fit may train where ``epochs`` or ``max_windows_per_series``
     are left to be derived (`forecaster.defaults`): training is decided by the data's size, never by a
-    clock, so a seeded fit gives the same weights on an idle and on a loaded machine. ``outliers`` and
+    clock, so a seeded fit gives the same weights on an idle and on a loaded machine. ``weight_average``:
+    the span in epochs of the moving average of the steps' weights that the epochs are scored on and the
+    fit keeps (`forecaster.models.averaging`; 0: the last step's weights; None: derived). ``outliers`` and
     ``outlier_threshold``: readings far outside their series' range are treated as unobserved and
     interpolated in every frame it reads, at fit and at predict (`forecaster.data.outliers`; "keep"
     keeps them). ``nonnegative``: "auto" forecasts a series whose history holds no negative value at or
@@ -218,6 +220,7 @@ class LSTMForecaster:
         lr_schedule: str = _D("lr_schedule"),
         strategy: str = _D("strategy"),
         budget_windows: int | None = _D("budget_windows"),
+        weight_average: float | None = _D("weight_average"),
         combine: str = _D("combine"),
         outliers: str = _D("outliers"),
         outlier_threshold: float = _D("outlier_threshold"),
@@ -243,6 +246,7 @@ class LSTMForecaster:
         self.lr_schedule = lr_schedule
         self.strategy = strategy
         self.budget_windows = budget_windows
+        self.weight_average = weight_average
         self.combine = combine
         self.outliers = outliers
         self.outlier_threshold = outlier_threshold
@@ -279,8 +283,9 @@ class LSTMForecaster:
             learning_rate=t.learning_rate, patience=t.patience, scaler=t.scaler, point_loss=t.point_loss,
             missing_policy=config.data.missing_policy, max_windows_per_series=t.max_windows_per_series,
             seed=t.seed, verbose=verbose, ensemble=t.ensemble, lr_schedule=t.lr_schedule, strategy=t.strategy,
-            budget_windows=t.budget_windows, combine=config.combine, outliers=config.data.outliers,
-            outlier_threshold=config.data.outlier_threshold, nonnegative=config.nonnegative,
+            budget_windows=t.budget_windows, weight_average=t.weight_average, combine=config.combine,
+            outliers=config.data.outliers, outlier_threshold=config.data.outlier_threshold,
+            nonnegative=config.nonnegative,
         )
 
     # ------------------------------------------------------------------ fit
@@ -361,13 +366,16 @@ class LSTMForecaster:
         until = {str(k): v for k, v in last_train.items()}
         lengths = frame.groupby(columns.id, sort=False).size().to_numpy()
         # A warm start keeps the initial network where this forecaster leaves it to be derived.
-        network = self.network
+        network, weight_average = self.network, self.weight_average
         if network is None and initial is not None and getattr(initial, "resolved_", None) is not None:
             network = initial.resolved_.network
+            if weight_average is None:
+                weight_average = initial.resolved_.weight_average
         resolved = derive(freq, self.horizon, lengths, rules.min_history, network=network,
                           input_size=rules.input_size, max_windows_per_series=self.max_windows_per_series,
-                          epochs=self.epochs, budget_windows=self.budget_windows, ensemble=self.ensemble)
-        not_given = [name for name in ("input_size", "network") if getattr(self, name) is None]
+                          epochs=self.epochs, budget_windows=self.budget_windows, ensemble=self.ensemble,
+                          weight_average=weight_average)
+        not_given = [name for name in ("input_size", "network", "weight_average") if getattr(self, name) is None]
         resolved = replace(resolved, derived=(*not_given, *(d for d in resolved.derived if d not in not_given)))
         scaler = SeriesScaler(self.scaler).fit(frame, columns, until=until)
         arrays = build_feature_arrays(vframe, scaler, self.horizon, until=until)
@@ -376,7 +384,8 @@ class LSTMForecaster:
                             spec=resolved.network, input_size=rules.input_size, horizon=int(self.horizon),
                             min_history=rules.min_history, quantiles=tuple(sorted(float(q) for q in self.quantiles)),
                             epochs=resolved.epochs, max_windows=resolved.max_windows_per_series,
-                            padded=bool(rules.padded(arrays.lengths).any()), season=seasonal_period(freq))
+                            padded=bool(rules.padded(arrays.lengths).any()), season=seasonal_period(freq),
+                            weight_average=resolved.weight_average)
         return _Prepared(vframe=vframe, frame=frame, rules=rules, untrained=untrained, last_train=last_train,
                          resolved=resolved, scaler=scaler, plan=plan)
 

@@ -39,6 +39,7 @@ SHARE: Rule = (lambda v: 0 <= v < 1, "a number in [0, 1)")
 # Distinct: each quantile is a column of the output, named by its value (`forecaster.contract.quantile_name`).
 QUANTILES: Rule = (lambda v: all(0 < q < 1 for q in v) and len(set(v)) == len(v),
                    "a list of numbers strictly between 0 and 1, each once")
+FINITE_NON_NEGATIVE: Rule = (lambda v: 0 <= v < math.inf, "a finite number >= 0")
 FINITE_BELOW_ONE: Rule = (lambda v: -math.inf < v < 1, "a finite number below 1")
 
 #: Names the sections' choices hold (their owners: the modules that implement them, imported above).
@@ -160,6 +161,9 @@ PARAMS: tuple[Param, ...] = (
     _p("training", "budget_windows", _OPT_INT, None, "window-epochs a fit may train when epochs or windows per "
        "series are derived (default: forecaster.defaults.default_budget; docs/accuracy.md)", POSITIVE,
        estimator=True, flag=True),
+    _p("training", "weight_average", float | None, None, "the span, in epochs, of the moving average of the "
+       "training steps' weights that each epoch is scored on and the fit keeps; 0 keeps the last step's "
+       "weights (default: derived, forecaster.defaults; docs/accuracy.md)", FINITE_NON_NEGATIVE, estimator=True),
     _p("training", "strategy", str, "none", "'mirrored' trains on the GPUs of one machine, 'multi_worker' across "
        "the workers TF_CONFIG lists (docs/scale-out.md)", choices=STRATEGIES, estimator=True, flag=True),
     _p("training", "final_fit", str, "auto", "the pipeline's final fit: 'warm' (from the backtest model), 'full' "

@@ -25,6 +25,7 @@ from forecaster.data.windows import (
 )
 from forecaster.errors import ConfigError
 from forecaster.models import distribute
+from forecaster.models.averaging import WeightAverage, momentum
 from forecaster.models.base import ForecastModel, SeriesBatch
 from forecaster.models.keras_network import NetworkSpec, build_network
 from forecaster.models.losses import PointAndQuantileLoss
@@ -51,6 +52,7 @@ class TrainingPlan:
     max_windows: int | None
     padded: bool
     season: int
+    weight_average: float = 0.0  # the span in epochs of the weights' moving average kept (0: the last step's)
 
 
 def average_members(members: list[keras.Model]) -> keras.Model:
@@ -100,7 +102,8 @@ class NetworkModel(ForecastModel):
             initial: keras.Model | None = None, **options: Any) -> NetworkModel:
         """Train ``params.ensemble`` members on ``plan``'s windows (seeds ``seed + 1000 k``, each on its
         own sample of windows), early-stopped on the windows after each series' cutoff; ``initial``
-        (a network of the same shape) warm-starts them from its weights."""
+        (a network of the same shape) warm-starts them from its weights. With ``plan.weight_average`` > 0
+        each member keeps the moving average of its steps' weights (`forecaster.models.averaging`)."""
         if plan is None:
             raise ValueError("the network trains on a TrainingPlan")
         p = self.params
@@ -138,9 +141,11 @@ class NetworkModel(ForecastModel):
                     member.optimizer.build(member.trainable_variables)
                 distribute.prepare_model(member, p.strategy)
                 stop = keras.callbacks.EarlyStopping(patience=p.patience, restore_best_weights=True)
+                rate = momentum(plan.weight_average, steps)
+                average = [WeightAverage(rate, warm=initial is not None)] if rate > 0 else []
                 data = train_ds if k == 0 else windows(seed)
                 history = member.fit(data, validation_data=val_ds, epochs=plan.epochs, verbose=p.verbose,
-                                     shuffle=False, callbacks=[stop, *(callbacks or [])])
+                                     shuffle=False, callbacks=[*average, stop, *(callbacks or [])])
             except Exception as exc:
                 distribute.raise_if_worker_lost(exc, p.strategy)
                 raise

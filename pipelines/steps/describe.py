@@ -50,8 +50,10 @@ def describe_resolved(model: LSTMForecaster) -> str:
     if {"epochs", "max_windows_per_series"} & set(r.derived) and r.budget_windows:
         budget = (f" (budget {r.budget_windows} window-epochs a fit, about "
                   f"{expected_seconds(r.budget_windows, r.input_size):.0f} s on 2 cores)")
+    average = (f", the weights' moving average over {r.weight_average:g} epoch(s) kept" if r.weight_average
+               else ", the last step's weights kept")
     return (f"input_size {r.input_size}, {skip}, window_norm {n.window_norm}, "
-            f"{r.max_windows_per_series} windows per series, up to {r.epochs} epochs{budget}")
+            f"{r.max_windows_per_series} windows per series, up to {r.epochs} epochs{budget}{average}")
 
 
 def describe_combination(model: LSTMForecaster) -> list[str]:

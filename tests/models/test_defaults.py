@@ -17,6 +17,7 @@ from forecaster.defaults import (
     MAX_EPOCHS,
     MIN_EPOCHS,
     WARM_FINAL_MAX_SHARE,
+    WEIGHT_AVERAGE_EPOCHS,
     default_budget,
     derive,
     expected_seconds,
@@ -47,7 +48,8 @@ def test_the_network_and_window_follow_the_frequency_and_horizon(freq, horizon, 
     got = _derive(freq, horizon, [500] * 10)
     assert got.input_size == input_size
     assert got.network == NetworkSpec(seasonal_skip=True, window_norm="standard", skip_period=skip)
-    assert set(got.derived) == {"input_size", "network", "max_windows_per_series", "epochs"}
+    assert set(got.derived) == {"input_size", "network", "weight_average", "max_windows_per_series", "epochs"}
+    assert got.weight_average == WEIGHT_AVERAGE_EPOCHS > 0
 
 
 def test_periods_longer_than_a_given_window_are_dropped():
@@ -94,9 +96,10 @@ def test_the_windows_counted_for_the_budget_are_the_ones_the_window_index_makes(
 
 def test_given_settings_are_kept():
     network = NetworkSpec(units=8)
-    got = _derive("h", 24, [500] * 5, network=network, input_size=72, max_windows_per_series=7, epochs=3)
-    assert (got.network, got.input_size, got.max_windows_per_series, got.epochs, got.derived) == (
-        network, 72, 7, 3, ())
+    got = _derive("h", 24, [500] * 5, network=network, input_size=72, max_windows_per_series=7, epochs=3,
+                  weight_average=0.5)
+    assert (got.network, got.input_size, got.max_windows_per_series, got.epochs, got.weight_average,
+            got.derived) == (network, 72, 7, 3, 0.5, ())
 
 
 def test_a_config_without_a_network_section_leaves_it_to_the_data():
@@ -112,7 +115,8 @@ def test_a_fit_uses_and_reports_the_derived_settings_within_its_budget(tmp_path)
     frame = hourly_frame(n_series=3, length=300)
     model = LSTMForecaster(horizon=12, freq="h", verbose=0, budget_windows=30).fit(frame)
     resolved = model.resolved_
-    assert resolved.derived == ("input_size", "network", "max_windows_per_series", "epochs")
+    assert resolved.derived == ("input_size", "network", "weight_average", "max_windows_per_series", "epochs")
+    assert resolved.weight_average == WEIGHT_AVERAGE_EPOCHS
     assert model.input_size_ == resolved.input_size == 168 and resolved.network.skip_period == (24, 168)
     assert [layer.name for layer in model.model_.layers if layer.name in ("window_norm", "seasonal_skip")] == [
         "window_norm", "seasonal_skip"]
