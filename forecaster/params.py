@@ -315,7 +315,10 @@ def _conform(value: Any, hint: Any) -> Any:
     if hint is float:
         if _is_bool(value) or not isinstance(value, numbers.Real):
             raise TypeError
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond any float (10**400): infinite, for the key's range to refuse
+            return math.inf if value > 0 else -math.inf
     if hint is str:
         if not isinstance(value, str):
             raise TypeError

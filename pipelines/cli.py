@@ -68,12 +68,17 @@ def _stop(signum: int, frame: object) -> None:
         "its MLflow run could not be ended (the next training on this host marks it FAILED)"
     from forecaster import quiet
 
-    sys.stdout.flush()
-    sys.stderr.flush()
+    # A flush raises where the reader of stdout has gone (BrokenPipeError) or where the signal came in the
+    # middle of a write to that stream (RuntimeError, reentrant call): raised from here, it went into the
+    # stopped code and the process ran on without its line or its exit code.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
     # Not print(): during TensorFlow's import descriptor 2 is captured (`forecaster.quiet`), and the line went
     # there, never to be written back.
-    os.write(quiet.stderr_fd(), f"forecaster: stopped by {name}: {said}, temporary files are removed, and no "
-                                f"output was replaced\n".encode())
+    with contextlib.suppress(OSError):
+        os.write(quiet.stderr_fd(), f"forecaster: stopped by {name}: {said}, temporary files are removed, and "
+                                    f"no output was replaced\n".encode())
     os._exit(EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED)
 
 

@@ -104,6 +104,16 @@ def test_integers_where_numbers_are_asked_are_taken_as_numbers():
     assert config.training.learning_rate == 1.0 and isinstance(config.training.learning_rate, float)
 
 
+@pytest.mark.parametrize("key", ["learning_rate", "weight_average"])
+def test_an_integer_beyond_any_float_is_refused_naming_the_key(key):
+    """TOML's integers (tomllib's) and Python's have no bound: float(10**400) raised OverflowError, a
+    traceback and exit 1 instead of the key's line and exit 2."""
+    with pytest.raises(ConfigError, match=rf"\[training\] {key} must be a (finite )?number"):
+        model_config_from_dict(_config(training={key: 10**400}))
+    with pytest.raises(ConfigError, match=key):
+        LSTMForecaster(horizon=6, freq="h", **{key: -10**400}).fit(hourly_frame(n_series=2, length=100))
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

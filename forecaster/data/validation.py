@@ -306,16 +306,21 @@ def _day_or_month_first(col: pd.Series, name: str, ids: pd.Series | None, utc: b
             readings[order] = parsed
     if len(readings) < 2:
         return next(iter(readings.values()), None), "day first" in readings
-    differ = np.flatnonzero((readings["month first"] != readings["day first"]).to_numpy())
+    # Missing times are left to the missing-values check: they are no reading's evidence.
+    given_rows = col.notna().to_numpy()
+    differ = np.flatnonzero((readings["month first"] != readings["day first"]).to_numpy() & given_rows)
     if not len(differ):
         return readings["month first"], False
-    inserted = {order: _inserted_rows(parsed, ids) for order, parsed in readings.items()}
+    inserted = {order: _inserted_rows(parsed[given_rows], None if ids is None else ids[given_rows])
+                for order, parsed in readings.items()}
     if inserted["month first"] != inserted["day first"]:
         chosen = min(inserted, key=inserted.get)
         return readings[chosen], chosen == "day first"
+    either = ("either reading makes regular series" if np.isfinite(inserted["day first"]) else
+              "neither reading makes regular series (a time repeated in a series, or no frequency fits)")
     row = int(differ[0])
     raise ColumnTypeError(
-        f"time column's dates read both day first and month first, and either reading makes regular series: "
+        f"time column's dates read both day first and month first, and {either}: "
         f"{col.iloc[row]!r} (row {row}) is {readings['day first'].iloc[row]:%Y-%m-%d} day first, "
         f"{readings['month first'].iloc[row]:%Y-%m-%d} month first; write the dates year first (YYYY-MM-DD, "
         "ISO 8601)",

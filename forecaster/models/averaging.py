@@ -12,6 +12,7 @@ averaged weights.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
@@ -21,9 +22,11 @@ import numpy as np
 def momentum(span_epochs: float, steps_per_epoch: int) -> float:
     """The per-step momentum of an average whose span is ``span_epochs`` epochs of ``steps_per_epoch``
     steps (``1 - 1 / steps``; 0, no averaging, for a span of one step or less): the span is set in
-    epochs so that a fit on few series averages as many epochs as a fit on many."""
+    epochs so that a fit on few series averages as many epochs as a fit on many. Below 1 for every
+    finite span: past 2**53 steps ``1 - 1 / steps`` rounds to 1, which `WeightAverage` refuses, so such a
+    span takes the largest momentum below 1 (the average all but fixed where it starts)."""
     steps = float(span_epochs) * max(int(steps_per_epoch), 0)
-    return 0.0 if steps <= 1.0 else 1.0 - 1.0 / steps
+    return 0.0 if steps <= 1.0 else min(1.0 - 1.0 / steps, math.nextafter(1.0, 0.0))
 
 
 class WeightAverage(keras.callbacks.Callback):

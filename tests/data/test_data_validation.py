@@ -190,6 +190,21 @@ def test_dates_that_read_both_day_first_and_month_first_are_refused_not_guessed(
             validate_frame(monthly, COLS, missing_policy="fill")
 
 
+def test_a_missing_or_repeated_time_among_day_first_dates_is_named_as_such():
+    """Where every given date read the same in both orders, a missing time (NaT in both readings, so
+    "differing") was taken for the dates' ambiguity and the message's NaT raised ValueError (exit 1, a
+    traceback's line); a repeated time makes neither reading regular, not both."""
+    frame = pd.DataFrame({"unique_id": "a", "ds": ["01/01/2024", "02/02/2024", None, "04/04/2024"],
+                          "y": np.arange(4.0)})
+    with pytest.raises(ColumnTypeError, match="missing values at rows 2") as info:
+        validate_frame(frame, COLS)
+    assert info.value.column == "ds" and info.value.series == ["a"]
+    repeated = _written(make_frame(ids=("a",), periods=10, freq="D"), "%d/%m/%Y")
+    with pytest.raises(ColumnTypeError, match="neither reading makes regular series") as info:
+        validate_frame(pd.concat([repeated, repeated.iloc[[3]]], ignore_index=True), COLS)
+    assert info.value.column == "ds" and "and either reading" not in str(info.value)
+
+
 @pytest.mark.parametrize("layout", ["%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y %H:%M", "%d/%m/%y", "%m-%d-%y %H:%M:%S",
                                     "%d/%m/%Y %I:%M %p"])
 def test_dates_in_one_order_are_read_in_the_order_that_makes_the_series_regular(layout):

@@ -71,6 +71,17 @@ def test_momentum_spans_epochs_of_steps_and_a_span_of_one_step_averages_nothing(
     assert momentum(0.0, 100) == momentum(1.0, 1) == momentum(0.5, 2) == 0.0
     with pytest.raises(ValueError, match="momentum"):
         WeightAverage(1.0)
+    # A huge span (params allow any finite one) rounded to 1.0: the fit raised ValueError, exit 1.
+    for span in (1e17, 1e300):
+        assert 0.999 < momentum(span, 100) < 1.0
+        WeightAverage(momentum(span, 100))
+
+
+def test_a_huge_span_keeps_the_first_epochs_weights():
+    """The limit of the span: from scratch the average starts at the first epoch's end and stays there."""
+    model, steps = _fit(epochs=2, weight_average=1e300)
+    _close(steps.ends[1], steps.ends[0])
+    _close(_trainable(model), steps.ends[0])
 
 
 def test_from_scratch_the_average_starts_at_the_first_epochs_end_and_early_stopping_keeps_the_best():

@@ -375,6 +375,33 @@ def test_a_signal_during_a_slow_import_stops_the_command_with_its_line(tmp_path,
     assert not out.exists()
 
 
+_SIGNAL_WITH_STDOUT_GONE = """
+import os, signal, sys
+
+from pipelines.cli import _stop
+
+signal.signal(signal.SIGTERM, _stop)  # what `forecaster` does for the length of a command
+sys.stdout.write("a forecast line, buffered")
+sys.stdin.readline()  # returns once the reader of stdout has gone
+os.kill(os.getpid(), signal.SIGTERM)
+print("ran on", file=sys.stderr)
+"""
+
+
+def test_a_signal_after_the_reader_of_stdout_has_gone_still_ends_the_process_with_its_line():
+    """(``forecaster predict ... | head`` and Ctrl-C.) The handler's flush of stdout raised BrokenPipeError
+    into the stopped code: no line, exit 120 here (a command: whatever its caller made of the error)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as in a pipe
+    process = subprocess.Popen([sys.executable, "-c", _SIGNAL_WITH_STDOUT_GONE], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process.stdout.close()
+    _, err = process.communicate("go\n", timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert err.strip().splitlines() == [
+        "forecaster: stopped by SIGTERM: its MLflow run (if one began) is marked KILLED, temporary files are "
+        "removed, and no output was replaced"], err[-2000:]
+
+
 _SIGNAL_IN_MATPLOTLIBS_IMPORT = """
 import os, signal, sys
 
