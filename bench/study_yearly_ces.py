@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.bench_dev_suite import SETS, wide  # noqa: E402
-from bench.study_yearly_members import run_studies, score  # noqa: E402
+from bench.bench_dev_suite import SETS  # noqa: E402
+from bench.study_yearly_members import network_on_validation, run_studies, score  # noqa: E402
 
 CES = "ces"
 ARIMA = "arima011_drift"  # this study's own, not a product member
@@ -116,7 +116,7 @@ def variants(points: dict[str, np.ndarray], statistical: tuple[str, ...], drop: 
 
 
 def study(keep: Path, name: str) -> dict:
-    from forecaster.contract import BASELINE, LSTM
+    from forecaster.contract import LSTM
     from forecaster.defaults import NETWORK_REVIEW_MARGIN, default_combination
     from forecaster.evaluation.metrics import mase_scale
     from forecaster.forecaster import LSTMForecaster
@@ -182,13 +182,8 @@ def study(keep: Path, name: str) -> dict:
     greedy6 = greedy_weights(actual, {m: points[m] for m in pool}, scale, start=pool)[0]
     greedy5 = greedy_weights(actual, {m: points[m] for m in statistical}, scale, start=statistical)[0]
     # the validation window: the final network's forecasts and the members' from each training part
-    ids = list(dict.fromkeys(fit_part["unique_id"]))
-    vhist = [g.to_numpy("float64") for _, g in fit_part.groupby("unique_id", sort=False)["y"]]
-    y = wide(val, ids, "y", h)
-    model.combine_, model.weights_ = "none", {LSTM: 1.0}
-    alone = model.predict(fit_part, calibrated=False)
-    short = (alone.groupby("unique_id", sort=False)["model"].first().loc[ids] == BASELINE).to_numpy()
-    vpoints = {LSTM: wide(alone, ids, "forecast", h),
+    ids, vhist, y, network, short = network_on_validation(model, fit_part, val, h)
+    vpoints = {LSTM: network,
                **member_forecasts(vhist, h, season, {*statistical, CES, "theta"}), ARIMA: arima011_drift(vhist, h)}
     naive = SeasonalNaive().point(vhist, h, season)
     vscale = mase_scale(vhist, season)

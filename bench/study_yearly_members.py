@@ -45,8 +45,23 @@ def score(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray) -> float:
     return float(np.mean(np.abs(actual[keep] - forecast[keep]) / scale[keep, None]))
 
 
-def study(keep: Path, name: str) -> dict:
+
+def network_on_validation(model, fit_part: pd.DataFrame, val: pd.DataFrame, h: int):
+    """The validation window as the studies score it: the series' ids, their training histories, the
+    actuals (series x h), the network's own forecasts (the model set to the network alone, uncalibrated)
+    and which series the fallback forecasts there (too short for the network)."""
     from forecaster.contract import BASELINE, LSTM
+
+    ids = list(dict.fromkeys(fit_part["unique_id"]))
+    histories = [g.to_numpy("float64") for _, g in fit_part.groupby("unique_id", sort=False)["y"]]
+    y = wide(val, ids, "y", h)
+    model.combine_, model.weights_ = "none", {LSTM: 1.0}
+    alone = model.predict(fit_part, calibrated=False)
+    short = (alone.groupby("unique_id", sort=False)["model"].first().loc[ids] == BASELINE).to_numpy()
+    return ids, histories, y, wide(alone, ids, "forecast", h), short
+
+def study(keep: Path, name: str) -> dict:
+    from forecaster.contract import LSTM
     from forecaster.defaults import default_combination
     from forecaster.evaluation.metrics import mase_scale
     from forecaster.forecaster import LSTMForecaster
@@ -72,13 +87,8 @@ def study(keep: Path, name: str) -> dict:
     greedy_s = greedy_weights(actual, {m: points[m] for m in statistical}, scale, start=statistical)[0]
     # the validation window: the final network's forecasts and the members' from each training part
     fit_part, val = pd.read_parquet(where / "fit.parquet"), pd.read_parquet(where / "validation.parquet")
-    ids = list(dict.fromkeys(fit_part["unique_id"]))
-    histories = [g.to_numpy("float64") for _, g in fit_part.groupby("unique_id", sort=False)["y"]]
-    y = wide(val, ids, "y", h)
-    model.combine_, model.weights_ = "none", {LSTM: 1.0}
-    alone = model.predict(fit_part, calibrated=False)
-    short = (alone.groupby("unique_id", sort=False)["model"].first().loc[ids] == BASELINE).to_numpy()
-    vpoints = {LSTM: wide(alone, ids, "forecast", h), **member_forecasts(histories, h, season, set(statistical))}
+    ids, histories, y, network, short = network_on_validation(model, fit_part, val, h)
+    vpoints = {LSTM: network, **member_forecasts(histories, h, season, set(statistical))}
     naive = SeasonalNaive().point(histories, h, season)
     vscale = mase_scale(histories, season)
     table = rules(vpoints, statistical)

@@ -49,6 +49,26 @@ def ugly_yearly_frame() -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def ugly_training_run(frame: pd.DataFrame, tmp_path: Path, monkeypatch, *, freq: str, horizon: int,
+                      windows: int, input_size: int):
+    """A whole tiny training run (backtest, final fit, an MLflow run in a store under ``tmp_path``) on
+    ``frame`` written as a CSV: the result and its MLflow run, for tests of what a run logs and keeps."""
+    from mlflow import MlflowClient
+
+    from forecaster.config import model_config_from_dict
+    from pipelines.train import train
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    data = tmp_path / "history.csv"
+    frame.to_csv(data, index=False)
+    config = model_config_from_dict({
+        "model": {"name": "ugly", "horizon": horizon}, "data": {"source": str(data), "freq": freq},
+        "network": {"units": 4, "head_units": 8}, "training": {"input_size": input_size, "epochs": 1, "batch_size": 32},
+        "backtest": {"n_windows": windows, "step": horizon}})
+    result = train(config, register=False, verbose=0)
+    return result, MlflowClient().get_run(result.run_id)
+
+
 def streaming_history(n_new: int = 0) -> pd.DataFrame:
     """`hourly_frame`'s six series (what `tiny_registry` trains on), ``n_new`` series never seen in training
     (60 to 109 hours), and one too short for the network (``SHORT``, 20 hours)."""

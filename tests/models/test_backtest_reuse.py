@@ -20,7 +20,7 @@ from forecaster.evaluation.metrics import mase_scale
 from forecaster.forecaster import NEVER_NEGATIVE, LSTMForecaster, network_quantile
 from forecaster.models.combination import LEARNED, weights_of
 from forecaster.models.keras_network import NetworkSpec
-from tests.synthetic import ugly_yearly_frame
+from tests.synthetic import ugly_training_run, ugly_yearly_frame
 
 HORIZON = 3
 WINDOWS = 2
@@ -144,23 +144,11 @@ def test_a_combination_with_the_network_keeps_the_width_corrections(fitted):
 
 @pytest.mark.slow  # a whole training run: backtest, final fit, an MLflow run
 def test_a_yearly_training_run_logs_how_it_calibrated_and_forecasts_finite_intervals(tmp_path, monkeypatch):
-    from mlflow import MlflowClient
-
-    from forecaster.config import model_config_from_dict
-    from pipelines.train import train
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    data = tmp_path / "history.csv"
-    ugly_yearly_frame().to_csv(data, index=False)
-    config = model_config_from_dict({
-        "model": {"name": "ugly", "horizon": HORIZON}, "data": {"source": str(data), "freq": "YS"},
-        "network": {"units": 4, "head_units": 8}, "training": {"input_size": 6, "epochs": 1, "batch_size": 32},
-        "backtest": {"n_windows": WINDOWS, "step": HORIZON}})
-    result = train(config, register=False, verbose=0)
+    result, run = ugly_training_run(ugly_yearly_frame(), tmp_path, monkeypatch, freq="YS", horizon=HORIZON,
+                                    windows=WINDOWS, input_size=6)
     final = result.model
     assert result.backtest.members is not None  # data without a season: the windows were reviewed
     assert "scale" in result.backtest.forecasts.columns
-    run = MlflowClient().get_run(result.run_id)
     dropped = LSTM not in final.weights_
     assert run.data.params["calibration.method"] == ("scale_units" if dropped else "width_units")
     assert scaled_in(final.calibration_) == dropped

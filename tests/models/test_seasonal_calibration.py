@@ -26,6 +26,7 @@ from forecaster.evaluation.metrics import mase_scale
 from forecaster.forecaster import LSTMForecaster
 from forecaster.models.combination import weights_of
 from forecaster.models.keras_network import NetworkSpec
+from tests.synthetic import ugly_training_run
 
 HORIZON = 4
 WINDOWS = 2
@@ -150,22 +151,10 @@ def test_a_model_saved_with_width_corrections_predicts_as_before(fitted, tmp_pat
 @pytest.mark.slow  # a whole training run: backtest, final fit, an MLflow run
 def test_a_seasonal_training_run_logs_the_centred_method_and_forecasts_finite_ordered_intervals(tmp_path,
                                                                                               monkeypatch):
-    from mlflow import MlflowClient
-
-    from forecaster.config import model_config_from_dict
-    from pipelines.train import train
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    data = tmp_path / "history.csv"
-    _ugly_quarterly().to_csv(data, index=False)
-    config = model_config_from_dict({
-        "model": {"name": "ugly", "horizon": HORIZON}, "data": {"source": str(data), "freq": "QS"},
-        "network": {"units": 4, "head_units": 8}, "training": {"input_size": 8, "epochs": 1, "batch_size": 32},
-        "backtest": {"n_windows": WINDOWS, "step": HORIZON}})
-    result = train(config, register=False, verbose=0)
+    result, run = ugly_training_run(_ugly_quarterly(), tmp_path, monkeypatch, freq="QS", horizon=HORIZON,
+                                    windows=WINDOWS, input_size=8)
     final = result.model
     assert LSTM in final.weights_ and len(final.weights_) > 1
-    run = MlflowClient().get_run(result.run_id)
     assert run.data.params["calibration.method"] == SCALE_UNITS_CENTRED
     assert scaled_in(final.calibration_)
     out = final.predict(_ugly_quarterly())
