@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench.bench_dev_suite import SETS  # noqa: E402
-from bench.study_yearly_members import network_on_validation, run_studies, score  # noqa: E402
+from bench.study_yearly_members import network_on_validation, run_studies, score, validation_scores  # noqa: E402
 
 CES = "ces"
 ARIMA = "arima011_drift"  # this study's own, not a product member
@@ -192,10 +192,7 @@ def study(keep: Path, name: str) -> dict:
     compare_rows("validation", y, table, net, vscale)
     table["greedy_five"] = sum(w * vpoints[m] for m, w in greedy5.items())
     table["greedy_six"] = sum(w * vpoints[m] for m, w in greedy6.items())
-    for r, f in table.items():
-        with_fallback = np.where(short[:, None], naive, f)
-        out["validation"][r] = {"network_series": score(y[~short], f[~short], vscale[~short]),
-                                "all_series": score(y, with_fallback, vscale)}
+    out["validation"].update(validation_scores(table, y, short, naive, vscale))
     for r, w in (("greedy_five", "members_mean"), ("greedy_six", "members_mean")):
         compare("validation", f"{r}_vs_{w}", y[net], table[r][net], table[w][net], vscale[net])
     intervals["all origins pooled"] = {label: relative_interval(*(np.concatenate(p) for p in zip(*parts)))

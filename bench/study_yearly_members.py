@@ -46,6 +46,14 @@ def score(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray) -> float:
 
 
 
+def validation_scores(table: dict[str, np.ndarray], y: np.ndarray, short: np.ndarray, naive: np.ndarray,
+                      scale: np.ndarray) -> dict[str, dict]:
+    """Each rule's forecasts scored on the validation window: on the series the network forecasts, and on
+    all of them with the fallback's seasonal naive where the series is too short, as `predict` serves."""
+    return {r: {"network_series": score(y[~short], f[~short], scale[~short]),
+                "all_series": score(y, np.where(short[:, None], naive, f), scale)} for r, f in table.items()}
+
+
 def network_on_validation(model, fit_part: pd.DataFrame, val: pd.DataFrame, h: int):
     """The validation window as the studies score it: the series' ids, their training histories, the
     actuals (series x h), the network's own forecasts (the model set to the network alone, uncalibrated)
@@ -94,10 +102,7 @@ def study(keep: Path, name: str) -> dict:
     table = rules(vpoints, statistical)
     table["greedy_all_from_members"] = sum(w * vpoints[m] for m, w in greedy.items())
     table["greedy_members_from_equal"] = sum(w * vpoints[m] for m, w in greedy_s.items())
-    for r, f in table.items():
-        with_fallback = np.where(short[:, None], naive, f)
-        out["validation"][r] = {"network_series": score(y[~short], f[~short], vscale[~short]),
-                                "all_series": score(y, with_fallback, vscale)}
+    out["validation"].update(validation_scores(table, y, short, naive, vscale))
     out["greedy_weights"] = {"all_from_members": greedy, "members_from_equal": greedy_s}
     out["validation_series"], out["fallback_series"] = len(ids), int(short.sum())
     return out

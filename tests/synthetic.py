@@ -49,6 +49,16 @@ def ugly_yearly_frame() -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def tiny_fit(frame: pd.DataFrame, *, freq: str, horizon: int, input_size: int, **options):
+    """A forecaster with a tiny network fitted one epoch on ``frame`` (seed 0; ``options``: other
+    settings): for tests of what a fitted model does with ugly series, not of how well it forecasts."""
+    from forecaster.forecaster import LSTMForecaster
+    from forecaster.models.keras_network import NetworkSpec
+
+    return LSTMForecaster(horizon=horizon, input_size=input_size, freq=freq, network=NetworkSpec(units=4, head_units=8),
+                          epochs=1, batch_size=32, verbose=0, seed=0, **options).fit(frame)
+
+
 def ugly_training_run(frame: pd.DataFrame, tmp_path: Path, monkeypatch, *, freq: str, horizon: int,
                       windows: int, input_size: int):
     """A whole tiny training run (backtest, final fit, an MLflow run in a store under ``tmp_path``) on

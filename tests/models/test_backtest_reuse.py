@@ -19,8 +19,7 @@ from forecaster.evaluation.calibration import SCALE_COLUMN, apply_corrections, s
 from forecaster.evaluation.metrics import mase_scale
 from forecaster.forecaster import NEVER_NEGATIVE, LSTMForecaster, network_quantile
 from forecaster.models.combination import LEARNED, weights_of
-from forecaster.models.keras_network import NetworkSpec
-from tests.synthetic import ugly_training_run, ugly_yearly_frame
+from tests.synthetic import tiny_fit, ugly_training_run, ugly_yearly_frame
 
 HORIZON = 3
 WINDOWS = 2
@@ -29,9 +28,7 @@ WINDOWS = 2
 @pytest.fixture(scope="module")
 def fitted() -> tuple[pd.DataFrame, LSTMForecaster]:
     frame = ugly_yearly_frame()
-    model = LSTMForecaster(horizon=HORIZON, input_size=6, freq="YS", network=NetworkSpec(units=4, head_units=8),
-                           epochs=1, batch_size=32, verbose=0, seed=0).fit(frame)
-    return frame, model
+    return frame, tiny_fit(frame, freq="YS", horizon=HORIZON, input_size=6)
 
 
 def _backtests(model: LSTMForecaster, frame: pd.DataFrame):
@@ -165,8 +162,7 @@ def test_the_cross_validation_leaves_a_masked_actual_out_not_as_its_zero():
     frame = ugly_yearly_frame()
     gap = (frame["unique_id"] == "001") & (frame["ds"] == frame["ds"].max() - pd.DateOffset(years=1))
     frame.loc[gap, "y"] = np.nan
-    model = LSTMForecaster(horizon=HORIZON, input_size=6, freq="YS", network=NetworkSpec(units=4, head_units=8),
-                           epochs=1, batch_size=32, verbose=0, seed=0, missing_policy="mask").fit(frame)
+    model = tiny_fit(frame, freq="YS", horizon=HORIZON, input_size=6, missing_policy="mask")
     members = model.cross_validation(frame, WINDOWS)
     at = members[(members["unique_id"] == "001") & (members["ds"] == frame.loc[gap, "ds"].iloc[0])]
     assert len(at) and at["y"].isna().all(), at  # before: 0.0

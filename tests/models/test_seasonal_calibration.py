@@ -25,8 +25,7 @@ from forecaster.evaluation.calibration import (
 from forecaster.evaluation.metrics import mase_scale
 from forecaster.forecaster import LSTMForecaster
 from forecaster.models.combination import weights_of
-from forecaster.models.keras_network import NetworkSpec
-from tests.synthetic import ugly_training_run
+from tests.synthetic import tiny_fit, ugly_training_run
 
 HORIZON = 4
 WINDOWS = 2
@@ -56,9 +55,7 @@ def _ugly_quarterly() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def fitted() -> tuple[pd.DataFrame, LSTMForecaster]:
     frame = _ugly_quarterly()
-    model = LSTMForecaster(horizon=HORIZON, input_size=8, freq="QS", network=NetworkSpec(units=4, head_units=8),
-                           epochs=1, batch_size=32, verbose=0, seed=0).fit(frame)
-    return frame, model
+    return frame, tiny_fit(frame, freq="QS", horizon=HORIZON, input_size=8)
 
 
 def _backtest(model: LSTMForecaster, frame: pd.DataFrame) -> pd.DataFrame:
