@@ -69,8 +69,13 @@ def _pair(y_true: ArrayLike, y_pred: ArrayLike, pred_name: str = "y_pred") -> tu
 
 
 def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Row means of ``values`` over the ``mask``ed entries; NaN for rows with nothing observed."""
-    total = np.where(mask, values, 0.0).sum(axis=1)
+    """Row means of ``values`` over the ``mask``ed entries; NaN for rows with nothing observed.
+
+    The row sums are accumulated left to right, so a row's mean does not depend on how many masked
+    entries pad it: a series' MASE scale is the same to the last bit whether its history is padded to
+    the longest series of a whole frame or of a streamed chunk (a pairwise sum regroups with the width)."""
+    kept = np.where(mask, values, 0.0)
+    total = np.cumsum(kept, axis=1)[:, -1] if kept.shape[1] else np.zeros(kept.shape[0])
     count = mask.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return total / count

@@ -532,3 +532,16 @@ def test_combinations_run_the_methods_in_parts_with_the_same_result(monkeypatch)
     monkeypatch.setattr(combination, "CHUNK", 3)
     np.testing.assert_allclose(combination.combine(network, histories, "otm+dotm+ets", 4), whole, rtol=1e-12)
     assert combination.combine(network[:0], [], "otm+dotm+ets", 4).shape == (0, 5, 3)
+
+
+def test_a_series_scale_is_the_same_to_the_bit_whatever_pads_its_history():
+    # predict computes each batch's MASE scales on histories padded to the batch's longest: a streamed
+    # chunk and the whole frame pad differently, and their calibrated intervals must agree exactly.
+    rng = np.random.default_rng(3)
+    histories = [rng.normal(100.0, 30.0, size=n) for n in (37, 161, 200, 333)]
+    longer = rng.normal(size=5000)
+    for m in (1, 24):
+        alone = np.array([M.mase_scale([h], m)[0] for h in histories])
+        padded = M.mase_scale([*histories, longer], m)[: len(histories)]
+        np.testing.assert_array_equal(alone, padded)
+        np.testing.assert_allclose(alone, [np.mean(np.abs(h[m:] - h[:-m])) for h in histories], rtol=1e-12)

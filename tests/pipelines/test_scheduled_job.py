@@ -152,7 +152,7 @@ def test_a_series_whose_data_ended_before_the_as_of_is_left_out_and_named_not_fo
     assert main(["run", str(config), "--as-of", A]) == EXIT_OK
     out = capsys.readouterr().out
     assert "predict: 1 series left out, their data ended more than the horizon before the as-of" in out
-    assert out.split("left out", 1)[1].splitlines()[0].endswith(": S2")
+    assert out.split("series left out, their data ended", 1)[1].splitlines()[0].endswith(": S2")
     folder = tmp_path / "out" / "as_of=20240111T000000"
     frame = pd.read_parquet(folder / "forecasts.parquet")
     assert set(frame["unique_id"]) == {"S0", "S1"} and (frame["ds"] > pd.Timestamp(A)).all()
