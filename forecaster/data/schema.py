@@ -22,6 +22,12 @@ def observed_rows(frame: pd.DataFrame, target: str) -> np.ndarray:
     return np.isfinite(frame[target].to_numpy("float64"))
 
 
+def observations_only(frame: pd.DataFrame, target: str) -> pd.DataFrame:
+    """``frame`` with its ``target`` NaN where the row holds no observation (`observed_rows`: a masked
+    reading's stored 0.0, a filled or an outlier-treated one): what is scored or drawn as an actual."""
+    return frame.assign(**{target: frame[target].where(observed_rows(frame, target))})
+
+
 @dataclass(frozen=True)
 class Columns:
     """Which frame column plays which role.

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.contract import CUTOFF_COLUMN, WINDOW_COLUMN
-from forecaster.data.schema import Columns, observed_rows
+from forecaster.data.schema import Columns, observations_only
 from forecaster.data.validation import parse_times
 from forecaster.errors import ConfigError, MissingColumnError
 
@@ -69,11 +69,10 @@ def following(frame: pd.DataFrame, columns: Columns, cutoffs: pd.Series, horizon
 
 def actuals(frame: pd.DataFrame, columns: Columns, cutoffs: pd.Series, horizon: int) -> pd.DataFrame:
     """`following`'s rows with the target NaN where it is no observation (``observed`` 0: masked, filled
-    or treated as an outlier; `forecaster.data.schema.observed_rows`): what a forecast is scored against,
+    or treated as an outlier; `forecaster.data.schema.observations_only`): what a forecast is scored against,
     so that a masked reading's 0.0 is never an actual (the backtest, the cross-validation's windows and the
     fit's holdout alike; monitoring likewise scores observations only)."""
-    rows = following(frame, columns, cutoffs, horizon)
-    return rows.assign(**{columns.target: rows[columns.target].where(observed_rows(rows, columns.target))})
+    return observations_only(following(frame, columns, cutoffs, horizon), columns.target)
 
 
 def rows_until(frame: pd.DataFrame, columns: Columns, cutoffs: pd.Series) -> pd.Series:

@@ -18,7 +18,7 @@ from forecaster.contract import (
     WINDOW_COLUMN,
     quantile_name,
 )
-from forecaster.data.schema import Columns, observed_rows
+from forecaster.data.schema import Columns, observations_only
 from forecaster.errors import ConfigError
 from forecaster.evaluation.backtest import BacktestResult
 from pipelines.steps.prepare import Prepared
@@ -107,7 +107,7 @@ def plotted_actuals(series: pd.DataFrame, forecasts: pd.DataFrame, columns: Colu
         series = pd.concat([before, series[series[columns.time] > first]])
     else:
         series = series.tail(3 * horizon)
-    return series.assign(**{columns.target: series[columns.target].where(observed_rows(series, columns.target))})
+    return observations_only(series, columns.target)
 
 
 def plot_forecasts(prepared: Prepared, result: BacktestResult, path: Path) -> None:
