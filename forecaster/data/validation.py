@@ -58,7 +58,7 @@ from forecaster.data.frequency import (
 )
 from forecaster.data.frequency import normalize_frequency as _normalize_frequency
 from forecaster.data.outliers import DEFAULT_THRESHOLD, LEVEL_RUN, TREATMENTS, find_outliers
-from forecaster.data.schema import OBSERVED, Columns
+from forecaster.data.schema import OBSERVED, Columns, observed_rows
 from forecaster.errors import (
     ColumnTypeError,
     ConfigError,
@@ -509,6 +509,8 @@ def validate_frame(
     ids = _id_column(df[columns.id], columns.id)
     times = _time_column(df[columns.time], columns.time, ids)  # errors name the series: rows are the frame's
     target = _numeric_column(df[columns.target], columns.target, allow_bool=False, ids=ids)
+    if missing_policy == "mask" and OBSERVED in df.columns:  # a frame validated before: its 0.0 stays masked
+        target = np.where(observed_rows(df, columns.target), target, np.nan)
     cov = np.column_stack(
         [_numeric_column(df[c], c, allow_bool=True, ids=ids) for c in covariates]
     ) if covariates else np.empty((rows_in, 0))

@@ -403,6 +403,16 @@ def test_mask_policy_values_and_counts():
     assert out.report["per_series"] == {"a": {"gaps_filled": 1, "targets_masked": 3}}
 
 
+def test_mask_policy_keeps_its_mask_when_a_validated_frame_is_validated_again():
+    # The training pipeline hands its validated frame (masked readings 0.0, `observed` 0) to fit and
+    # backtest, which validate it again: the masked 0.0 must stay masked, not become a real reading.
+    cols = Columns(past_only=("p",))
+    once = validate_frame(gappy_frame(), cols, missing_policy="mask").frame
+    twice = validate_frame(once, cols, missing_policy="mask")
+    assert twice.frame["observed"].tolist() == once["observed"].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+    assert twice.frame["y"].tolist() == once["y"].tolist()
+
+
 def test_error_policy_output_all_observed_and_nothing_logged(caplog):
     with caplog.at_level(logging.INFO, logger="forecaster.data"):
         out = validate_frame(make_frame(), COLS)
