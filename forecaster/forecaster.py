@@ -52,7 +52,6 @@ from forecaster.errors import (
     ValueRangeError,
 )
 from forecaster.evaluation.calibration import (
-    WIDTH_UNITS,
     apply_corrections,
     apply_scaled,
     corrections_for,
@@ -474,11 +473,6 @@ class LSTMForecaster:
         (docs/accuracy.md, issue #27, sixth and seventh sessions)."""
         self._check_fitted()
         return method(seasonal_period(self._fitted.freq), self._fitted.weights)
-
-    def calibrates_by_scale(self) -> bool:
-        """Whether `calibrate` sets the intervals from the combination's own errors in scale units
-        (`calibration_method`, centred or not)."""
-        return self.calibration_method() != WIDTH_UNITS
 
     def cross_validation(self, df: pd.DataFrame, n_windows: int, step: int | None = None) -> pd.DataFrame:
         """Each member's out-of-sample point forecasts at ``n_windows`` rolling origins ``step`` apart

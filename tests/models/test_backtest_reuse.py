@@ -2,7 +2,7 @@
 windows (`LSTMForecaster.window_forecasts`, `run_backtest`'s ``known``): the same figures as forecasting
 every window again, bit for bit, with the network and the members run once per window. And a combination
 that dropped the network is calibrated from its own backtest errors in scale units
-(`LSTMForecaster.calibrates_by_scale`)."""
+(`LSTMForecaster.calibration_method`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from forecaster.data.schema import Columns
 from forecaster.defaults import NON_SEASONAL_COMBINATION
 from forecaster.errors import MissingColumnError
 from forecaster.evaluation.backtest import run_backtest
-from forecaster.evaluation.calibration import SCALE_COLUMN, apply_corrections, scaled_in
+from forecaster.evaluation.calibration import SCALE_COLUMN, SCALE_UNITS, WIDTH_UNITS, apply_corrections, scaled_in
 from forecaster.evaluation.metrics import mase_scale
 from forecaster.forecaster import NEVER_NEGATIVE, LSTMForecaster, network_quantile
 from forecaster.models.combination import LEARNED, weights_of
@@ -104,7 +104,7 @@ def test_a_combination_without_the_network_takes_its_intervals_from_its_errors_i
     saved = model._fitted
     try:
         model.combine_, model.weights_ = LEARNED, {"otm": 0.5, "rtrend8": 0.5}  # the network dropped
-        assert model.calibrates_by_scale()
+        assert model.calibration_method() == SCALE_UNITS
         calibration = _calibrated(model, frame).calibration_
         assert scaled_in(calibration) and "q0.1-q0.9" in calibration  # the width kept for series without a scale
         out = model.predict(frame).set_index("unique_id")
@@ -133,7 +133,7 @@ def test_a_combination_with_the_network_keeps_the_width_corrections(fitted):
     saved = model._fitted
     try:
         model.combine_, model.weights_ = NON_SEASONAL_COMBINATION, weights_of(NON_SEASONAL_COMBINATION)
-        assert not model.calibrates_by_scale()
+        assert model.calibration_method() == WIDTH_UNITS
         assert not scaled_in(_calibrated(model, frame).calibration_)
     finally:
         model._fitted = saved

@@ -76,7 +76,7 @@ def test_a_seasonal_combination_with_the_network_takes_its_intervals_from_its_er
                                                                                                   tmp_path):
     frame, model = fitted
     assert LSTM in model.weights_ and len(model.weights_) > 1  # auto's seasonal default holds the network
-    assert model.calibration_method() == SCALE_UNITS_CENTRED and model.calibrates_by_scale()
+    assert model.calibration_method() == SCALE_UNITS_CENTRED
     backtest = _backtest(model, frame)
     calibration = model.calibrate(backtest).calibration_
     assert scaled_in(calibration) and "q0.1-q0.9" in calibration  # the width kept for series without a scale
@@ -114,7 +114,7 @@ def test_the_network_alone_keeps_the_width_corrections(fitted):
     saved = model._fitted
     try:
         model.combine_, model.weights_ = "none", weights_of("none")
-        assert not model.calibrates_by_scale()
+        assert model.calibration_method() == WIDTH_UNITS
         assert not scaled_in(model.calibrate(_backtest(model, frame)).calibration_)
     finally:
         model._fitted = saved
