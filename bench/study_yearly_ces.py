@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.bench_dev_suite import SETS  # noqa: E402
+from bench.bench_dev_suite import SETS, relative_interval  # noqa: E402
 from bench.study_yearly_members import network_on_validation, run_studies, score, validation_scores  # noqa: E402
 
 CES = "ces"
@@ -77,19 +77,6 @@ def arima011_drift(histories: list[np.ndarray], h: int) -> np.ndarray:
         last_error = r[i, k] - mu[i, k] * g[i, k]
         out[rows] = x[:, -1:] + mu[i, k][:, None] * np.arange(1, h + 1)[None, :] + (MA_GRID[k] * last_error)[:, None]
     return out
-
-
-def relative_interval(actual: np.ndarray, forecast: np.ndarray, base: np.ndarray, scale: np.ndarray,
-                      draws: int = 2000, seed: int = 0) -> list[float]:
-    """The relative MASE difference of ``forecast`` against ``base`` (forecast / base - 1) and its 5 %
-    and 95 % points over ``draws`` bootstrap resamples of the rows (a row: one series at one origin):
-    how far the rows' own variation alone moves the difference."""
-    keep = np.isfinite(scale) & (scale > 0) & np.isfinite(actual).all(1)
-    a = np.mean(np.abs(actual[keep] - forecast[keep]) / scale[keep, None], axis=1)
-    b = np.mean(np.abs(actual[keep] - base[keep]) / scale[keep, None], axis=1)
-    picks = np.random.default_rng(seed).integers(0, len(a), (draws, len(a)))
-    ratios = a[picks].mean(1) / b[picks].mean(1) - 1.0
-    return [float(a.mean() / b.mean() - 1.0), *np.quantile(ratios, [0.05, 0.95]).tolist()]
 
 
 def variants(points: dict[str, np.ndarray], statistical: tuple[str, ...], drop: bool,

@@ -1,10 +1,12 @@
 """bench/study_yearly_ces.py's own arithmetic: the ARIMA(0,1,1) with drift it judges as a member (not a
-product member), each backtest row's history, and the bootstrap interval of a relative difference."""
+product member) and each backtest row's history; and the bootstrap interval of a relative difference
+(bench/bench_dev_suite.py's, which the study and the suite's gap to the best baseline use)."""
 
 import numpy as np
 import pandas as pd
 
-from bench.study_yearly_ces import arima011_drift, relative_interval, window_histories
+from bench.bench_dev_suite import relative_interval
+from bench.study_yearly_ces import arima011_drift, window_histories
 
 
 def test_arima_continues_a_line_and_a_random_walk_with_drift_exactly():
