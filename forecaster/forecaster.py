@@ -646,8 +646,9 @@ class LSTMForecaster:
 
         ``df`` holds the history (and, with known-future covariates, the future rows carrying them).
         ``horizon`` may be at most the trained horizon; ``quantiles`` must be among the trained ones.
-        Series never seen in training are scaled on the history given; series shorter than
-        ``min_history_`` get the seasonal-naive forecast and intervals, marked in the ``model`` column.
+        Series never seen in training are scaled on the history given; series with fewer than
+        ``min_history_`` observed readings (blanks do not count) get the seasonal-naive forecast and
+        intervals, marked in the ``model`` column.
         Intervals carry the conformal corrections set by `calibrate` (``calibrated=False``: the quantile
         head's own). Readings of ``df`` far outside their series' range are treated as at fit
         (``outliers``, `forecaster.data.outliers`); the output's ``attrs["outlier_readings"]`` counts them.

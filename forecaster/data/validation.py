@@ -93,8 +93,8 @@ class ValidatedFrame:
 
     ``frame`` is sorted by (id, time), regular at ``freq`` and holds the columns id, time, target,
     covariates (``columns.covariates()`` order) and ``observed``.  ``future`` holds future rows (id,
-    time, known-future columns) for prediction, ``short_series`` the series shorter than
-    ``min_length`` when validating for prediction.
+    time, known-future columns) for prediction, ``short_series`` the series with fewer
+    than ``min_length`` observed readings when validating for prediction.
 
     Only `validate_frame` makes one, and `subset` takes some of its series: built by hand (or by
     `dataclasses.replace`) it would vouch for a frame nobody checked, so that is a TypeError.
@@ -479,7 +479,7 @@ def validate_frame(
     columns: Columns,
     freq: str | None = None,
     missing_policy: str = "error",
-    min_length: int = 1,
+    min_length: int = 0,
     horizon: int = 0,
     for_prediction: bool = False,
     outliers: str = "keep",
@@ -488,8 +488,9 @@ def validate_frame(
     """Validate ``df`` against ``columns`` and return it sorted, regular and typed (see module doc).
 
     ``freq`` is inferred when None; ``missing_policy`` is "error", "fill" or "mask"; ``min_length``
-    is the fewest grid rows a series may have; ``horizon`` is the forecast length that known-future
-    covariates must cover when ``for_prediction`` is true. ``outliers = "interpolate"`` treats the
+    is the fewest observed readings a series may have (the ``observed`` rows: given, finite and not
+    treated as an outlier; filled or masked rows do not count); ``horizon`` is the forecast length that
+    known-future covariates must cover when ``for_prediction`` is true. ``outliers = "interpolate"`` treats the
     readings more than ``outlier_threshold`` IQRs beyond their series' quartiles as unobserved
     (`forecaster.data.outliers`: the rule, its threshold and why); "keep" (the default here; the
     forecaster's own default is "interpolate") keeps every reading as given.
@@ -653,13 +654,15 @@ def validate_frame(
     elif missing_policy == "mask":
         y = np.where(observed == 1.0, y, 0.0)
 
-    short = np.flatnonzero(grid.lengths < min_length)
+    # Readings, not grid rows: a series of 100 rows of which 80 are blanks holds 20 readings to forecast from.
+    readings = np.bincount(grid_codes, weights=observed, minlength=n_series).astype(np.int64)
+    short = np.flatnonzero(readings < min_length)
     short_series: list[str] = []
     if len(short):
         if not for_prediction:
             raise ShortHistoryError(
-                f"series shorter than min_length={min_length}: "
-                f"{summarize([f'{labels[s]} ({grid.lengths[s]} rows)' for s in short])}",
+                f"series with fewer than min_length={min_length} observed readings: "
+                f"{summarize([f'{labels[s]} ({readings[s]} of {grid.lengths[s]} rows observed)' for s in short])}",
                 column=columns.target,
                 series=[labels[s] for s in short],
             )

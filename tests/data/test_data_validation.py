@@ -461,10 +461,32 @@ def test_short_history_error_and_prediction_listing():
     frame = pd.concat([make_frame(ids=("a",), periods=6), make_frame(ids=("b",), periods=3)])
     with pytest.raises(ShortHistoryError) as info:
         validate_frame(frame, COLS, min_length=5)
-    assert info.value.series == ["b"] and "b (3 rows)" in str(info.value)
+    assert info.value.series == ["b"] and "b (3 of 3 rows observed)" in str(info.value)
     out = validate_frame(frame, COLS, min_length=5, for_prediction=True)
     assert out.short_series == ["b"] and out.report["short_series"] == 1
     assert len(out.frame) == 9
+
+
+@pytest.mark.parametrize("policy", ["fill", "mask"])
+def test_the_length_rule_counts_observed_readings_not_the_rows_of_the_grid(policy):
+    """A series of 100 grid rows of which 80 are blanks (40 missing rows, 40 missing values) has 20
+    readings: below a minimum of 24 it is short, whatever its policy fills in or masks (it counted as
+    100 before, and the network forecast it from blanks)."""
+    frame = make_frame(ids=("blank", "full", "some"), periods=100)
+    step = frame.groupby("unique_id").cumcount()
+    blank, some = frame["unique_id"].eq("blank"), frame["unique_id"].eq("some")
+    frame.loc[blank & step.between(10, 49), "y"] = np.nan  # 40 missing values
+    frame.loc[some & step.between(10, 79), "y"] = np.nan  # 70 missing values: 30 readings stay
+    frame = frame[~(blank & step.between(50, 89))]  # 40 missing rows
+    with pytest.raises(ShortHistoryError, match=r"fewer than min_length=24 observed readings: blank \(20 of 100 "
+                                                r"rows observed\)"):
+        validate_frame(frame, COLS, missing_policy=policy, min_length=24)
+    out = validate_frame(frame, COLS, missing_policy=policy, min_length=24, for_prediction=True)
+    assert out.short_series == ["blank"] and out.report["short_series"] == 1
+    assert out.frame.groupby("unique_id").size().eq(100).all()  # every row kept, filled or masked
+    # Without a minimum a fully masked series is still trained on as its policy says (nothing is short).
+    frame.loc[frame["unique_id"].eq("some"), "y"] = np.nan
+    assert validate_frame(frame, COLS, missing_policy="mask").short_series == []
 
 
 # ----------------------------------------------------------------------------- prediction

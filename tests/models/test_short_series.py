@@ -112,3 +112,31 @@ def test_the_cli_trains_on_a_frame_with_short_series_and_reports_them(tmp_path):
     assert ours[ours["unique_id"] == "S4"]["fallback"].all()
     assert not ours[ours["unique_id"].isin(["S0", "S1", "S2"])]["fallback"].any()
     assert not table[table["model"] == "seasonal_naive"]["fallback"].any()
+
+
+def test_a_long_grid_of_blanks_is_forecast_by_the_fallback_counting_readings_not_rows():
+    """S1: 100 hourly rows of which 80 are blanks (40 missing values, 40 missing rows) holds 20 readings,
+    fewer than min_history 24: the fallback forecasts it (the network did, from 80 masked zeros, before).
+    S2: 100 rows of which 70 are blanks holds 30 readings: the network's."""
+    from tests.synthetic import tiny_fit
+
+    frame = hourly_frame(n_series=3, length=100)
+    model = tiny_fit(frame, freq="h", horizon=HORIZON, input_size=48, missing_policy="mask")
+    assert model.min_history_ == 24
+    step = frame.groupby("unique_id").cumcount()
+    s1, s2 = frame["unique_id"].eq("S1"), frame["unique_id"].eq("S2")
+    frame.loc[s1 & step.between(10, 49), "y"] = np.nan
+    frame.loc[s2 & step.between(10, 79), "y"] = np.nan
+    frame = frame[~(s1 & step.between(50, 89))]
+    kinds = model.predict(frame).groupby("unique_id")["model"].first().to_dict()
+    assert kinds == {"S0": "lstm", "S1": "seasonal_naive", "S2": "lstm"}
+    # The training run's report (data_report.json, the "short series" line) counts the same way.
+    from forecaster.config import model_config_from_dict
+    from pipelines import steps
+
+    config = model_config_from_dict({"model": {"name": "blanks", "horizon": HORIZON},
+                                     "data": {"source": "unused.csv", "freq": "h", "missing_policy": "mask"},
+                                     "training": {"input_size": 48}})
+    report = steps.prepare(config, raw=frame).too_short
+    assert report["fallback"]["series"] == ["S1"] and "observed readings" in report["fallback"]["rule"]
+    assert report["not_trained"]["count"] == 0  # windows are cut from the grid: S1 still trains on its readings
