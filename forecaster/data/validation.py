@@ -329,6 +329,73 @@ def _day_or_month_first(col: pd.Series, name: str, ids: pd.Series | None, utc: b
     )
 
 
+#: A date written year first, then the month and the day in either order, with one separator: ``2024-01-13``,
+#: ``2024-13-01``, ``2024/1/13``.
+_YEAR_FIRST = re.compile(r"(\d{4})([/.\-])(\d{1,2})\2(\d{1,2})(?!\d)")
+
+
+def _year_first_layouts(text: str) -> tuple[str, str] | None:
+    """The year-month-day and year-day-month layouts (``strptime``) of a time written as `_YEAR_FIRST`
+    plus an optional time of day pandas knows the layout of; None for any other text."""
+    date = _YEAR_FIRST.match(text)
+    if date is None:
+        return None
+    sep, rest, iso = date.group(2), text[date.end():], "%Y-%m-%d"
+    tail = guess_datetime_format("2000-01-13" + rest) if rest else iso  # the time of day's own layout
+    if tail is None or not tail.startswith(iso):
+        return None
+    tail = tail[len(iso):]
+    return f"%Y{sep}%m{sep}%d{tail}", f"%Y{sep}%d{sep}%m{tail}"
+
+
+def _year_day_month(col: pd.Series, name: str, ids: pd.Series | None, utc: bool) -> pd.Series | None:
+    """Dates written year, day, month (``2024-13-01`` for 13 January): pandas reads a year-first date
+    year-month-day, and where no day was past the 12th the dates were silently wrong. Year-month-day (ISO
+    8601) wins wherever it reads every value and leaves every series regular (no row to insert); where it
+    does not, and year-day-month reads every value and leaves every series regular, that reading is
+    returned and a warning says so. None otherwise: the column is read as before, ISO 8601 unchanged.
+    Times with several UTC offsets (read in UTC) are left to that reading."""
+    given = col[col.notna()]
+    first = given.iloc[0] if len(given) else None
+    if utc or not isinstance(first, str):
+        return None
+    layouts = _year_first_layouts(first.strip())
+    if layouts is None:
+        return None
+    text = col.astype("string").str.strip()
+    given_rows = col.notna().to_numpy()
+
+    def read(layout: str) -> pd.Series | None:
+        try:
+            return pd.to_datetime(text, format=layout, errors="coerce")
+        except (TypeError, ValueError):  # values of other kinds: pandas' own reading says what is wrong
+            return None
+
+    def unread(parsed: pd.Series | None) -> np.ndarray:
+        return given_rows if parsed is None else parsed.isna().to_numpy() & given_rows
+
+    def regular(parsed: pd.Series) -> bool:
+        return _inserted_rows(parsed[given_rows], None if ids is None else ids[given_rows]) == 0
+
+    iso, swapped = (read(layout) for layout in layouts)
+    if swapped is None or unread(swapped).any():  # a month past 12 written last, or not such dates at all
+        return None
+    failed = np.flatnonzero(unread(iso))
+    if not len(failed):
+        differ = np.flatnonzero(given_rows & (iso != swapped).to_numpy())
+        if not len(differ) or regular(iso):  # the day is the month in every value, or ISO 8601 reads it well
+            return None
+    if not regular(swapped):
+        return None
+    row = int(failed[0] if len(failed) else differ[0])
+    why = ("does not read every value" if len(failed) else
+           "leaves a series irregular (rows to insert), and year-day-month leaves every one regular")
+    logger.warning(
+        "time column %r read year-day-month: year-month-day (ISO 8601) %s; %r (row %d) is %s; write the dates "
+        "YYYY-MM-DD to be sure", name, why, col.iloc[row], row, f"{swapped.iloc[row]:%Y-%m-%d}")
+    return swapped
+
+
 def parse_ids(col: pd.Series, name: str) -> pd.Series:
     """A raw id column as validation reads it: text (integers written with ``str``), typed errors otherwise."""
     return _id_column(col, name)
@@ -356,6 +423,8 @@ def _time_column(col: pd.Series, name: str, ids: pd.Series | None = None) -> pd.
         # Several offsets (daylight saving time, series from several zones) are one time line in UTC.
         to_utc = offsets[present].nunique() > 1
         parsed, dayfirst = _day_or_month_first(col, name, ids, to_utc)
+        if parsed is None:
+            parsed = _year_day_month(col, name, ids, to_utc)
         if parsed is None:
             try:
                 parsed = pd.to_datetime(col, errors="coerce", utc=to_utc)
