@@ -571,7 +571,8 @@ def test_year_day_month_dates_are_read_so_where_iso_does_not_read_them_or_leaves
     with caplog.at_level(logging.WARNING, logger="forecaster.data"):
         out = validate_frame(frame, COLS)
     assert out.freq == "D" and out.frame["ds"].tolist() == list(days)
-    assert "time column 'ds' read year-day-month" in caplog.text and "'2024-13-01' (row 12) is 2024-01-13" in caplog.text
+    assert "time column 'ds' read year-day-month" in caplog.text
+    assert "'2024-13-01' (row 12) is 2024-01-13" in caplog.text
     hours = pd.date_range("2024-01-10", periods=60, freq="h")  # no day past the 12th: every value reads as ISO
     for policy in ("error", "fill"):
         both = pd.DataFrame({"unique_id": np.repeat(["a", "b"], 60), "ds": [f"{t:%Y-%d-%m %H:%M}" for t in hours] * 2,
