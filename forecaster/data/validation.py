@@ -14,7 +14,9 @@ Decisions worth knowing:
 * Times become ``datetime64[ns]`` (time zone kept).  Strings are parsed with ``pd.to_datetime``;
   numbers (epochs of unknown unit) are refused.  Dates written day and month then year (``01/02/2024``)
   are read in the order that parses every value and leaves the series regular; where both orders do,
-  ColumnTypeError (`_day_or_month_first`).
+  ColumnTypeError (`_day_or_month_first`). Year-first dates are read year-month-day (ISO 8601) wherever
+  that reads every value and leaves every series regular, else year-day-month where that does, with a
+  warning (`_year_day_month`).
 * Targets must be numeric and not bool.  Covariates may be bool (read as 0.0/1.0).  Text columns are
   accepted only if every value parses as a number.  Everything numeric becomes float64.
 * Under every policy the output has an ``observed`` column: 1.0 where the target was given and finite,
@@ -129,6 +131,17 @@ class ValidatedFrame:
     def ids(self) -> list[str]:
         """Series ids in frame order (computed once: the frame is not to be changed once validated)."""
         return list(pd.unique(self.frame[self.columns.id]))
+
+    @cached_property
+    def constant_series(self) -> list[str]:
+        """Ids (frame order) of the series whose observed readings (`observed_rows`: blanks and treated
+        outliers aside) are all one value: a dead product's zeros, a capped meter. Every statistical method
+        forecasts such a history as its value, with no spread; the forecaster does too (its fallback)."""
+        target = self.columns.target
+        readings = np.where(observed_rows(self.frame, target), self.frame[target].to_numpy("float64"), np.nan)
+        grouped = pd.Series(readings).groupby(self.frame[self.columns.id].to_numpy(), sort=False)
+        same = (grouped.max() == grouped.min()).to_numpy()  # a series without a reading: NaN, not the same
+        return [str(sid) for sid in grouped.max().index[same]]
 
 
 # --------------------------------------------------------------------------- column checks

@@ -72,6 +72,8 @@ class Prepared:
                                                                "cannot be scored"),
             "padded": (rules.padded(lengths), f"shorter than input_size + 2 horizons = {window + 2 * h} steps: "
                                               "trained on left-padded, masked windows"),
+            "constant": (size.index.isin(self.vframe.constant_series), "observed history of one value: forecast "
+                                                                       "as that value (seasonal naive) at prediction"),
         }
         out: dict[str, Any] = {"min_history": need, "input_size": window, "n_series": len(size)}
         for key, (mask, rule) in rules.items():

@@ -140,3 +140,30 @@ def test_a_long_grid_of_blanks_is_forecast_by_the_fallback_counting_readings_not
     report = steps.prepare(config, raw=frame).too_short
     assert report["fallback"]["series"] == ["S1"] and "observed readings" in report["fallback"]["rule"]
     assert report["not_trained"]["count"] == 0  # windows are cut from the grid: S1 still trains on its readings
+
+
+def test_a_constant_history_is_forecast_as_its_value_at_every_quantile_and_counted():
+    """An all-zero series (a dead product) was forecast 0.0014 with q0.9 ~0.03 by the network; a series
+    of 5.0 with blanks (masked) likewise near 5. Every statistical method answers the value itself: so
+    does the fallback, named and counted like the short series' fallback."""
+    from forecaster.config import model_config_from_dict
+    from pipelines import steps
+    from tests.synthetic import tiny_fit
+
+    frame = hourly_frame(n_series=4, length=100)
+    frame.loc[frame["unique_id"].eq("S1"), "y"] = 0.0
+    frame.loc[frame["unique_id"].eq("S2"), "y"] = 5.0
+    frame.loc[frame["unique_id"].eq("S2") & frame.groupby("unique_id").cumcount().isin([3, 50, 99]), "y"] = np.nan
+    model = tiny_fit(frame, freq="h", horizon=HORIZON, input_size=48, missing_policy="mask")
+    out = model.predict(frame).set_index("unique_id")
+    values = ["forecast", *[c for c in out.columns if c.startswith("q")]]
+    assert len(values) > 1
+    assert (out.loc["S1", values].to_numpy() == 0.0).all() and (out.loc["S2", values].to_numpy() == 5.0).all()
+    kinds = out.groupby(level=0)["model"].first().to_dict()
+    assert kinds == {"S0": "lstm", "S1": "seasonal_naive", "S2": "seasonal_naive", "S3": "lstm"}
+    config = model_config_from_dict({"model": {"name": "flat", "horizon": HORIZON},
+                                     "data": {"source": "unused.csv", "freq": "h", "missing_policy": "mask"},
+                                     "training": {"input_size": 48}})
+    report = steps.prepare(config, raw=frame).too_short
+    assert report["constant"]["series"] == ["S1", "S2"] and report["fallback"]["count"] == 0
+    assert "2 constant, forecast as their value by seasonal naive (S1, S2)" in steps.describe_short(report)
