@@ -331,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     # First of all: a scheduler's SIGTERM may come while the rest is imported (a second or more). Unblocked
     # too, where the process was started with them blocked: a signal sent before this line is taken here.
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, previous)
+    if hasattr(signal, "pthread_sigmask"):  # POSIX
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, previous)
     try:
         return _main(argv)
     finally:
