@@ -148,9 +148,10 @@ class SeriesRules:
     min_history: int
     horizon: int
 
-    def forecast_by_network(self, lengths: Any) -> np.ndarray:
-        """Series the network forecasts (the others get the seasonal-naive fallback)."""
-        return np.asarray(lengths) >= self.min_history
+    def forecast_by_network(self, readings: Any) -> np.ndarray:
+        """Series the network forecasts, by their counts of observed readings (blanks, filled or masked,
+        are none); the others get the seasonal-naive fallback."""
+        return np.asarray(readings) >= self.min_history
 
     def trainable(self, lengths: Any) -> np.ndarray:
         """Series that give at least one training window and its targets."""

@@ -437,7 +437,7 @@ class LSTMForecaster:
         needs besides to finish it (`_NetworkOutput`; None where no series is forecast)."""
         vframe = self._validate(history, state.columns, state.freq, min_length=state.min_history,
                                 horizon=self.horizon, for_prediction=True)
-        short = set(vframe.short_series)
+        short = set(vframe.short_series) | set(vframe.constant_series)
         ids = [sid for sid in vframe.ids if sid not in short]
         if not ids:
             return [], {}, [], None
@@ -640,8 +640,10 @@ class LSTMForecaster:
 
         ``df`` holds the history (and, with known-future covariates, the future rows carrying them).
         ``horizon`` may be at most the trained horizon; ``quantiles`` must be among the trained ones.
-        Series never seen in training are scaled on the history given; series shorter than
-        ``min_history_`` get the seasonal-naive forecast and intervals, marked in the ``model`` column.
+        Series never seen in training are scaled on the history given; series with fewer than
+        ``min_history_`` observed readings (blanks do not count) get the seasonal-naive forecast and
+        intervals, marked in the ``model`` column; so do series whose observed history is one value (its
+        value is the point and every quantile, `ValidatedFrame.constant_series`).
         Intervals carry the conformal corrections set by `calibrate` (``calibrated=False``: the quantile
         head's own). Readings of ``df`` far outside their series' range are treated as at fit
         (``outliers``, `forecaster.data.outliers`); the output's ``attrs["outlier_readings"]`` counts them.
@@ -655,7 +657,9 @@ class LSTMForecaster:
         columns = state.columns
         vframe = self._validate(df, columns, state.freq, min_length=state.min_history, horizon=self.horizon,
                                 for_prediction=True)
-        short = set(vframe.short_series)
+        # The fallback's: too few readings for the network, or a constant history (seasonal naive forecasts
+        # it as its value, every quantile too; the network's answer was near it, not it).
+        short = set(vframe.short_series) | set(vframe.constant_series)
         all_ids = vframe.ids
         parts, part_ids = [], []
         model_ids = [sid for sid in all_ids if sid not in short]

@@ -21,9 +21,12 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from forecaster.errors import ConfigError
-from forecaster.params import FLAGS, Param, param
+# Only the standard library here: `main` installs the signal handlers before anything heavy is imported
+# (numpy, pandas, the parameter table), so a SIGTERM in the process's first second gets its line and code.
+if TYPE_CHECKING:
+    from forecaster.params import Param
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_DATA, EXIT_LOCKED, EXIT_NOTHING_TO_DO = 0, 1, 2, 3, 75, 99
 EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
@@ -42,8 +45,6 @@ def _stop(signum: int, frame: object) -> None:
     """
     import threading
 
-    from forecaster.data.io import remove_temporaries
-
     name = signal.Signals(signum).name
     mlflow = sys.modules.get("mlflow")
     # Per thread: read here, in the main one. A signal during mlflow's own import finds it half made, without
@@ -60,8 +61,12 @@ def _stop(signum: int, frame: object) -> None:
     ended.join(_STOP_TIMEOUT)
     # Nothing may raise out of here: an exception goes into the code the signal stopped (an import, say),
     # which may catch it and run on.
+    # Not imported here: it imports pandas, maybe half imported by the code the signal stopped. Where it is
+    # not loaded yet, no temporary file was recorded.
+    io = sys.modules.get("forecaster.data.io")
     with contextlib.suppress(Exception):
-        remove_temporaries()
+        if hasattr(io, "remove_temporaries"):
+            io.remove_temporaries()
     with contextlib.suppress(Exception):
         _remove_autograph_files()
     said = "its MLflow run (if one began) is marked KILLED" if outcome == [True] else \
@@ -118,6 +123,8 @@ def _end_run(run_id: str | None) -> bool:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from forecaster.params import FLAGS, param
+
     parser = argparse.ArgumentParser(
         prog="forecaster",
         description="Time-series forecasting around an LSTM cell written here, tracked in MLflow.",
@@ -209,6 +216,8 @@ def _train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from forecaster.config import load_config, model_config_from_dict
+    from forecaster.errors import ConfigError
+    from forecaster.params import FLAGS
 
     if (args.config is None) == (args.data is None):
         raise ConfigError("give either a config file or --data FILE --horizon H")
@@ -280,6 +289,7 @@ def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from forecaster.config import load_config
+    from forecaster.errors import ConfigError
     from pipelines import run as job
 
     config = load_config(args.config)
@@ -318,6 +328,20 @@ def _verbose(quiet: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `forecaster` command."""
+    # First of all: a scheduler's SIGTERM may come while the rest is imported (a second or more). Unblocked
+    # too, where the process was started with them blocked: a signal sent before this line is taken here.
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    if hasattr(signal, "pthread_sigmask"):  # POSIX
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, previous)
+    try:
+        return _main(argv)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str] | None) -> int:
+    """`main` once its signal handlers are in place."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # MLflow's loggers would get a handler and a format of their own: they go through ours instead.
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
@@ -329,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         # MLflow logs each database error with its whole traceback, then raises it: our one line says it.
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     from forecaster import errors
+    from forecaster.errors import ConfigError
 
     # Our errors, most specific first: (class, what the line says, exit code).
     failures = ((errors.LockHeldError, "locked", EXIT_LOCKED), (errors.NoChampionError, "no champion", EXIT_ERROR),
@@ -336,7 +361,6 @@ def main(argv: list[str] | None = None) -> int:
                 (ConfigError, "configuration error", EXIT_CONFIG), (errors.ModelError, "model error", EXIT_CONFIG),
                 (errors.DataError, "data error", EXIT_DATA))
     commands = {"train": _train, "predict": _predict, "run": _run, "report": _report}
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return commands[args.command](args)
     except Exception as exc:
@@ -360,9 +384,6 @@ def main(argv: list[str] | None = None) -> int:
         first = (str(exc).strip().splitlines() or [""])[0][:500]
         print(f"forecaster: failed: {type(exc).__name__}: {first} (FORECASTER_DEBUG=1 shows the traceback)",
               file=sys.stderr)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return EXIT_ERROR
 
 

@@ -133,9 +133,11 @@ class NetworkModel(ForecastModel):
                                            name=f"member_{k}" if p.ensemble > 1 else "lstm_forecaster")
                     if initial is not None:
                         warm_start(member, initial, p.ensemble)
+                    # Named: Keras' own names count up in a process (``adam_1``), and the saved file holds them.
                     member.compile(optimizer=keras.optimizers.Adam(self._learning_rate(steps, plan.epochs),
-                                                                   clipnorm=1.0),
-                                   loss=PointAndQuantileLoss(plan.quantiles, point_loss=p.point_loss))
+                                                                   clipnorm=1.0, name="adam"),
+                                   loss=PointAndQuantileLoss(plan.quantiles, point_loss=p.point_loss,
+                                                             name="point_and_quantile_loss"))
                     # Its slots made now, not inside the first traced step: TensorFlow traces a step that
                     # creates variables twice, which is most of a short fit's time.
                     member.optimizer.build(member.trainable_variables)

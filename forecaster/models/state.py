@@ -21,6 +21,7 @@ from forecaster.data.scaling import SeriesScaler
 from forecaster.data.schema import Columns
 from forecaster.data.windows import CovariateStats
 from forecaster.defaults import Derived
+from forecaster.models.keras_file import save_network
 
 NETWORK_FILE = "network.keras"
 SCALER_FILE = "scaler.json"
@@ -121,7 +122,7 @@ class FittedState:
 
     def save_files(self, folder: Path) -> None:
         """The fields kept in files of their own."""
-        self.model.save(folder / NETWORK_FILE)
+        save_network(self.model, folder / NETWORK_FILE)  # the same bytes for the same weights
         self.scaler.save_json(folder / SCALER_FILE)
 
     @classmethod

@@ -14,11 +14,13 @@ log = logging.getLogger("forecaster.steps")
 
 
 def describe_short(lengths: dict[str, Any], shown: int = 5) -> str | None:
-    """One line on the short series of `Prepared.too_short`, or None when there are none."""
+    """One line on the short series of `Prepared.too_short` (and the constant ones, which the fallback
+    forecasts too), or None when there are none."""
     parts = []
     for key, what in (("padded", "trained on padded windows"), ("not_trained", "too short to train on"),
-                      ("fallback", "forecast by seasonal naive"), ("not_backtested", "too short to score")):
-        entry = lengths[key]
+                      ("fallback", "forecast by seasonal naive"), ("not_backtested", "too short to score"),
+                      ("constant", "constant, forecast as their value by seasonal naive")):
+        entry = lengths.get(key, {"count": 0})
         if entry["count"]:
             names = ", ".join(entry["series"][:shown]) + (", ..." if entry["count"] > shown else "")
             parts.append(f"{entry['count']} {what} ({names})")

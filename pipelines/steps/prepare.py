@@ -19,7 +19,7 @@ from forecaster.contract import (
 from forecaster.data import splits
 from forecaster.data.frequency import seasonal_period
 from forecaster.data.io import read_frame
-from forecaster.data.schema import Columns
+from forecaster.data.schema import Columns, observed_rows
 from forecaster.data.validation import ValidatedFrame, validate_frame
 from forecaster.errors import ConfigError, DataError, MissingColumnError
 from forecaster.evaluation.backtest import BacktestResult
@@ -61,15 +61,19 @@ class Prepared:
         size = self.frame.groupby(c.id, sort=True).size()
         rules = model.series_rules(self.vframe.freq, size.to_numpy())
         need, window, lengths = rules.min_history, rules.input_size, size.to_numpy()
+        # The fallback counts readings, as prediction's validation does: a blank (filled or masked) is none.
+        readings = pd.Series(observed_rows(self.frame, c.target)).groupby(self.frame[c.id].to_numpy(), sort=True).sum()
         rules = {
-            "fallback": (~rules.forecast_by_network(lengths),
-                         f"fewer than min_history = {need} steps: seasonal naive at prediction"),
+            "fallback": (~rules.forecast_by_network(readings.loc[size.index].to_numpy()),
+                         f"fewer than min_history = {need} observed readings: seasonal naive at prediction"),
             "not_trained": (~rules.trainable(lengths), f"fewer than min_history + horizon = {need + h} steps: no "
                                                       "training window"),
             "not_backtested": (~splits.has_cutoff(lengths, h), f"fewer than horizon + 1 = {h + 1} steps: "
                                                                "cannot be scored"),
             "padded": (rules.padded(lengths), f"shorter than input_size + 2 horizons = {window + 2 * h} steps: "
                                               "trained on left-padded, masked windows"),
+            "constant": (size.index.isin(self.vframe.constant_series), "observed history of one value: forecast "
+                                                                       "as that value (seasonal naive) at prediction"),
         }
         out: dict[str, Any] = {"min_history": need, "input_size": window, "n_series": len(size)}
         for key, (mask, rule) in rules.items():

@@ -461,10 +461,32 @@ def test_short_history_error_and_prediction_listing():
     frame = pd.concat([make_frame(ids=("a",), periods=6), make_frame(ids=("b",), periods=3)])
     with pytest.raises(ShortHistoryError) as info:
         validate_frame(frame, COLS, min_length=5)
-    assert info.value.series == ["b"] and "b (3 rows)" in str(info.value)
+    assert info.value.series == ["b"] and "b (3 of 3 rows observed)" in str(info.value)
     out = validate_frame(frame, COLS, min_length=5, for_prediction=True)
     assert out.short_series == ["b"] and out.report["short_series"] == 1
     assert len(out.frame) == 9
+
+
+@pytest.mark.parametrize("policy", ["fill", "mask"])
+def test_the_length_rule_counts_observed_readings_not_the_rows_of_the_grid(policy):
+    """A series of 100 grid rows of which 80 are blanks (40 missing rows, 40 missing values) has 20
+    readings: below a minimum of 24 it is short, whatever its policy fills in or masks (it counted as
+    100 before, and the network forecast it from blanks)."""
+    frame = make_frame(ids=("blank", "full", "some"), periods=100)
+    step = frame.groupby("unique_id").cumcount()
+    blank, some = frame["unique_id"].eq("blank"), frame["unique_id"].eq("some")
+    frame.loc[blank & step.between(10, 49), "y"] = np.nan  # 40 missing values
+    frame.loc[some & step.between(10, 79), "y"] = np.nan  # 70 missing values: 30 readings stay
+    frame = frame[~(blank & step.between(50, 89))]  # 40 missing rows
+    with pytest.raises(ShortHistoryError, match=r"fewer than min_length=24 observed readings: blank \(20 of 100 "
+                                                r"rows observed\)"):
+        validate_frame(frame, COLS, missing_policy=policy, min_length=24)
+    out = validate_frame(frame, COLS, missing_policy=policy, min_length=24, for_prediction=True)
+    assert out.short_series == ["blank"] and out.report["short_series"] == 1
+    assert out.frame.groupby("unique_id").size().eq(100).all()  # every row kept, filled or masked
+    # Without a minimum a fully masked series is still trained on as its policy says (nothing is short).
+    frame.loc[frame["unique_id"].eq("some"), "y"] = np.nan
+    assert validate_frame(frame, COLS, missing_policy="mask").short_series == []
 
 
 # ----------------------------------------------------------------------------- prediction
@@ -537,3 +559,38 @@ def test_a_large_frame_validates_whole():
     ).drop(index=[5, 7])
     out = validate_frame(frame, COLS, missing_policy="fill")
     assert len(out.frame) == n_series * length and out.report["gaps_filled"] == 2
+
+
+def test_year_day_month_dates_are_read_so_where_iso_does_not_read_them_or_leaves_gaps_and_said(caplog):
+    """``2024-13-01`` for 13 January: year-month-day (ISO 8601) could not read it (ColumnTypeError), and
+    hours of 10 to 12 January written so read as hours of October to December (a GapError, or with
+    ``fill`` months of invented hours). ISO 8601 wins wherever it reads every value and leaves the series
+    regular; otherwise a year-day-month reading that does is taken, and a warning says so."""
+    days = pd.date_range("2024-01-01", periods=20, freq="D")
+    frame = pd.DataFrame({"unique_id": "a", "ds": [f"{d:%Y-%d-%m}" for d in days], "y": np.arange(20.0)})
+    with caplog.at_level(logging.WARNING, logger="forecaster.data"):
+        out = validate_frame(frame, COLS)
+    assert out.freq == "D" and out.frame["ds"].tolist() == list(days)
+    assert "time column 'ds' read year-day-month" in caplog.text
+    assert "'2024-13-01' (row 12) is 2024-01-13" in caplog.text
+    hours = pd.date_range("2024-01-10", periods=60, freq="h")  # no day past the 12th: every value reads as ISO
+    for policy in ("error", "fill"):
+        both = pd.DataFrame({"unique_id": np.repeat(["a", "b"], 60), "ds": [f"{t:%Y-%d-%m %H:%M}" for t in hours] * 2,
+                             "y": 1.0})
+        out = validate_frame(both, COLS, missing_policy=policy)
+        assert out.freq == "h" and out.frame["ds"].tolist() == list(hours) * 2 and len(out.frame) == 120
+
+
+def test_iso_dates_read_as_before_where_year_day_month_would_read_them_too(caplog):
+    """ISO 8601 never changes: twelve months (which read year-day-month would be twelve regular days),
+    months with a gap filled (irregular either way), daily data past the 12th."""
+    months = pd.date_range("2024-01-01", periods=12, freq="MS")
+    gappy = months.delete(4)
+    days = pd.date_range("2024-01-01", periods=40, freq="D")
+    with caplog.at_level(logging.WARNING, logger="forecaster.data"):
+        for stamps, policy, freq, length in ((months, "error", "MS", 12), (gappy, "fill", "MS", 12),
+                                             (days, "error", "D", 40)):
+            frame = pd.DataFrame({"unique_id": "a", "ds": [f"{t:%Y-%m-%d}" for t in stamps], "y": 1.0})
+            out = validate_frame(frame, COLS, missing_policy=policy)
+            assert out.freq == freq and len(out.frame) == length and out.frame["ds"].iloc[0] == stamps[0]
+    assert "year-day-month" not in caplog.text

@@ -15,7 +15,7 @@ from forecaster.data.schema import Columns
 from forecaster.defaults import NON_SEASONAL_COMBINATION
 from forecaster.errors import MissingColumnError
 from forecaster.evaluation.backtest import run_backtest
-from forecaster.evaluation.calibration import SCALE_COLUMN, SCALE_UNITS, WIDTH_UNITS, apply_corrections, scaled_in
+from forecaster.evaluation.calibration import SCALE_COLUMN, SCALE_UNITS, WIDTH_UNITS, scaled_in
 from forecaster.evaluation.metrics import mase_scale
 from forecaster.forecaster import NEVER_NEGATIVE, LSTMForecaster, network_quantile
 from forecaster.models.combination import LEARNED, weights_of
@@ -62,9 +62,10 @@ def test_the_reused_forecasts_score_as_forecasting_again_bit_for_bit(fitted, wei
         members, again, reused, asked = _backtests(model, frame)
     finally:
         model._fitted = saved
-    assert set(members[WINDOW_COLUMN]) == {0, 1} and "short" not in set(members["unique_id"])
-    # the network and the members forecast once per window: predict only answers the short series
-    assert set(asked) == {"short"}
+    assert set(members[WINDOW_COLUMN]) == {0, 1} and not {"short", "flat"} & set(members["unique_id"])
+    # the network and the members forecast once per window: predict only answers the fallback's series (the
+    # short one, the constant one)
+    assert set(asked) == {"short", "flat"}
     pd.testing.assert_frame_equal(reused.forecasts, again.forecasts, check_exact=True)
     pd.testing.assert_frame_equal(reused.per_series, again.per_series, check_exact=True)
     assert reused.summary == again.summary
@@ -113,10 +114,8 @@ def test_a_combination_without_the_network_takes_its_intervals_from_its_errors_i
         scale = mase_scale([frame.loc[frame["unique_id"] == "001", "y"].to_numpy()], 1)[0]
         np.testing.assert_allclose(one["q0.1"], one["forecast"] + scale * np.array(calibration["scaled.q0.1"]))
         np.testing.assert_allclose(one["q0.9"], one["forecast"] + scale * np.array(calibration["scaled.q0.9"]))
-        # a constant history has no scale: its interval is the width-corrected one
-        flat = raw.loc["flat", ["forecast", "q0.1", "q0.5", "q0.9"]].to_numpy()[None]
-        widened = apply_corrections(flat[..., 1:], model.quantiles_, calibration)
-        np.testing.assert_allclose(out.loc["flat", ["q0.1", "q0.9"]].to_numpy(), widened[0][:, [0, 2]])
+        # a constant history is the fallback's: its value at every quantile, no correction to widen
+        assert (out.loc["flat", ["forecast", "q0.1", "q0.5", "q0.9"]].to_numpy() == 7.0).all()
         fallback = out["model"] != LSTM  # the series too short for the network keep seasonal naive's intervals
         assert fallback.any()
         pd.testing.assert_frame_equal(out[fallback], raw[fallback])

@@ -93,12 +93,10 @@ def test_a_seasonal_combination_with_the_network_takes_its_intervals_from_its_er
     for q in QUANTILES:  # every quantile the point plus its offsets in the series' scale (none floored here)
         np.testing.assert_allclose(one[q], one["forecast"] + scale * np.array(calibration[f"scaled.{q}"]))
     np.testing.assert_array_equal(out["forecast"], raw["forecast"])  # the point untouched
-    # a constant history has no scale: its interval is the width-corrected one
-    flat = raw.loc["flat", ["forecast", *QUANTILES]].to_numpy()[None]
-    widened = apply_corrections(flat[..., 1:], model.quantiles_, calibration)
-    np.testing.assert_allclose(out.loc["flat", QUANTILES].to_numpy(), widened[0])
-    fallback = out["model"] != LSTM  # the 3-value series keeps seasonal naive's intervals
-    assert set(out.index[fallback]) == {"tiny"}
+    # a constant history is the fallback's: its value at every quantile, no correction to widen
+    assert (out.loc["flat", ["forecast", *QUANTILES]].to_numpy() == 7.0).all()
+    fallback = out["model"] != LSTM  # the 3-value series and the constant one keep seasonal naive's intervals
+    assert set(out.index[fallback]) == {"tiny", "flat"}
     pd.testing.assert_frame_equal(out[fallback], raw[fallback])
     values = out[["forecast", *QUANTILES]].to_numpy("float64")
     assert np.isfinite(values).all()

@@ -112,3 +112,58 @@ def test_the_cli_trains_on_a_frame_with_short_series_and_reports_them(tmp_path):
     assert ours[ours["unique_id"] == "S4"]["fallback"].all()
     assert not ours[ours["unique_id"].isin(["S0", "S1", "S2"])]["fallback"].any()
     assert not table[table["model"] == "seasonal_naive"]["fallback"].any()
+
+
+def test_a_long_grid_of_blanks_is_forecast_by_the_fallback_counting_readings_not_rows():
+    """S1: 100 hourly rows of which 80 are blanks (40 missing values, 40 missing rows) holds 20 readings,
+    fewer than min_history 24: the fallback forecasts it (the network did, from 80 masked zeros, before).
+    S2: 100 rows of which 70 are blanks holds 30 readings: the network's."""
+    from tests.synthetic import tiny_fit
+
+    frame = hourly_frame(n_series=3, length=100)
+    model = tiny_fit(frame, freq="h", horizon=HORIZON, input_size=48, missing_policy="mask")
+    assert model.min_history_ == 24
+    step = frame.groupby("unique_id").cumcount()
+    s1, s2 = frame["unique_id"].eq("S1"), frame["unique_id"].eq("S2")
+    frame.loc[s1 & step.between(10, 49), "y"] = np.nan
+    frame.loc[s2 & step.between(10, 79), "y"] = np.nan
+    frame = frame[~(s1 & step.between(50, 89))]
+    kinds = model.predict(frame).groupby("unique_id")["model"].first().to_dict()
+    assert kinds == {"S0": "lstm", "S1": "seasonal_naive", "S2": "lstm"}
+    # The training run's report (data_report.json, the "short series" line) counts the same way.
+    from forecaster.config import model_config_from_dict
+    from pipelines import steps
+
+    config = model_config_from_dict({"model": {"name": "blanks", "horizon": HORIZON},
+                                     "data": {"source": "unused.csv", "freq": "h", "missing_policy": "mask"},
+                                     "training": {"input_size": 48}})
+    report = steps.prepare(config, raw=frame).too_short
+    assert report["fallback"]["series"] == ["S1"] and "observed readings" in report["fallback"]["rule"]
+    assert report["not_trained"]["count"] == 0  # windows are cut from the grid: S1 still trains on its readings
+
+
+def test_a_constant_history_is_forecast_as_its_value_at_every_quantile_and_counted():
+    """An all-zero series (a dead product) was forecast 0.0014 with q0.9 ~0.03 by the network; a series
+    of 5.0 with blanks (masked) likewise near 5. Every statistical method answers the value itself: so
+    does the fallback, named and counted like the short series' fallback."""
+    from forecaster.config import model_config_from_dict
+    from pipelines import steps
+    from tests.synthetic import tiny_fit
+
+    frame = hourly_frame(n_series=4, length=100)
+    frame.loc[frame["unique_id"].eq("S1"), "y"] = 0.0
+    frame.loc[frame["unique_id"].eq("S2"), "y"] = 5.0
+    frame.loc[frame["unique_id"].eq("S2") & frame.groupby("unique_id").cumcount().isin([3, 50, 99]), "y"] = np.nan
+    model = tiny_fit(frame, freq="h", horizon=HORIZON, input_size=48, missing_policy="mask")
+    out = model.predict(frame).set_index("unique_id")
+    values = ["forecast", *[c for c in out.columns if c.startswith("q")]]
+    assert len(values) > 1
+    assert (out.loc["S1", values].to_numpy() == 0.0).all() and (out.loc["S2", values].to_numpy() == 5.0).all()
+    kinds = out.groupby(level=0)["model"].first().to_dict()
+    assert kinds == {"S0": "lstm", "S1": "seasonal_naive", "S2": "seasonal_naive", "S3": "lstm"}
+    config = model_config_from_dict({"model": {"name": "flat", "horizon": HORIZON},
+                                     "data": {"source": "unused.csv", "freq": "h", "missing_policy": "mask"},
+                                     "training": {"input_size": 48}})
+    report = steps.prepare(config, raw=frame).too_short
+    assert report["constant"]["series"] == ["S1", "S2"] and report["fallback"]["count"] == 0
+    assert "2 constant, forecast as their value by seasonal naive (S1, S2)" in steps.describe_short(report)

@@ -197,3 +197,33 @@ def test_constant_series_are_counted_and_said_and_an_all_constant_frame_is_refus
                     "out of the mean the promotion compares: S2"]
     metrics = MlflowClient().get_run(result.run_id).data.metrics
     assert metrics["backtest.undefined_mase_series"] == 1
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, EXIT_TERMINATED), (signal.SIGINT, EXIT_INTERRUPTED)])
+def test_a_signal_sent_as_the_command_starts_gets_the_one_line_and_the_code(tmp_path, sig, code):
+    """A signal in the command's first second, while Python imports (the handlers were installed after
+    numpy, pandas and the parameter table: SIGTERM ended it with 143 and no line, SIGINT with a traceback).
+    Sent before the interpreter even starts: blocked in this thread while the child is started (a child
+    inherits the mask), it is pending from the child's first instruction, and the command takes it at the
+    first moment it can. Wherever that is, the line and the code are the documented ones."""
+    from tests.synthetic import cli_command
+
+    data = tmp_path / "history.csv"
+    hourly_frame(n_series=2, length=100).to_csv(data, index=False)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "TMPDIR": str(tmpdir)}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {sig})
+    try:
+        proc = subprocess.Popen([*cli_command(), "train", "--data", str(data), "--horizon", "6", "--epochs", "1",
+                                 "--quiet", "--no-register"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env, cwd=tmp_path)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == code, (out, err)
+    assert err.splitlines() == [f"forecaster: stopped by {sig.name}: its MLflow run (if one began) is marked "
+                                f"KILLED, temporary files are removed, and no output was replaced"], err
+    assert out == ""
+    assert not (tmp_path / "mlflow.db").exists() and not list(tmpdir.iterdir())
