@@ -209,6 +209,27 @@ def test_a_csv_body_keeps_its_ids_as_written(server):
     assert sorted(set(out["unique_id"])) == ["001", "NA"] and len(out) == 2 * 12
 
 
+def test_a_request_is_checked_by_the_models_validation_not_a_lossy_signature(server):
+    """The probe of 2026-12-07: times with a UTC offset (accepted by `forecaster predict`) got 400 and
+    MLflow's "Failed to enforce schema of data '<the client's frame>'"; JSON true/false in the target were
+    turned into 1.0/0.0 and forecast with 200. Now the first are one time line in UTC, the second our
+    typed error naming the column."""
+    base, data = server
+    history = _history(data, 2)
+    _, naive = _post(f"{base}/invocations", {"dataframe_split": history.to_dict(orient="split", index=False)})
+    offset = history.assign(ds=pd.to_datetime(history["ds"]).dt.strftime("%Y-%m-%dT%H:%M:%S+00:00"))
+    status, body = _post(f"{base}/invocations", {"dataframe_split": offset.to_dict(orient="split", index=False)})
+    assert status == 200, body
+    got, expected = pd.DataFrame(body["predictions"]), pd.DataFrame(naive["predictions"])
+    assert (got["ds"] == expected["ds"] + "+00:00").all()  # the request's offset kept, as batch output keeps it
+    assert got.drop(columns="ds").equals(expected.drop(columns="ds"))
+
+    flags = history.assign(y=history["y"] > 300)
+    status, body = _post(f"{base}/invocations", {"dataframe_split": flags.to_dict(orient="split", index=False)})
+    assert status == 400
+    assert body["message"] == "ColumnTypeError: target must be numeric, not bool (column: 'y')"
+
+
 # --------------------------------------------------------------------------- limits
 
 
