@@ -280,6 +280,23 @@ def test_too_many_rows_or_series_get_400_before_any_forecast(limited):
                                                     "limit of 20 (FORECASTER_SERVE_MAX_SERIES)")
 
 
+def test_an_id_longer_than_the_limit_gets_400_before_any_forecast(limited):
+    """The probe of 2026-12-07: each forecast row repeats its id, so an answer grew with id length times the
+    horizon (a 31 MB request of 8,000-character ids: a 128 MB answer, 15.7 s, the server 1.2 -> 2.0 GB).
+    An id of the limit's length is still forecast."""
+    url, data = limited
+    series = data[data["unique_id"] == "S0"].tail(60)
+    status, text = _post_bytes(url, _body(series.assign(unique_id="x" * 257)))
+    assert status == 400, text
+    message = _strict_json(text)["message"]
+    assert message.startswith("RequestTooLargeError: 60 row(s) have an id longer than the limit of 256 characters "
+                              "(FORECASTER_SERVE_MAX_ID_CHARS), the longest 257")
+    assert "x" * 41 not in message and len(text) < 600  # the id named by its start, not echoed whole
+    status, text = _post_bytes(url, _body(series.assign(unique_id="x" * 256)))
+    assert status == 200, text
+    assert set(pd.DataFrame(_strict_json(text)["predictions"])["unique_id"]) == {"x" * 256}
+
+
 def test_a_huge_value_gets_400_naming_the_series_and_the_answer_stays_json(limited):
     url, data = limited
     frame = data[data["unique_id"].isin(["S0", "S1"])].copy()
