@@ -61,3 +61,27 @@ def test_a_wrong_frame_gets_the_models_typed_error_not_mlflows_echo_of_the_frame
     message = str(caught.value)
     assert message.startswith(error) and names in message
     assert "Failed to enforce schema" not in message and "S0 2024-01-01" not in message
+
+
+def test_a_version_whose_files_were_removed_is_one_line_naming_it_exit_2(tmp_path):
+    """Before: MLflow's "INFO ... No artifacts found to download" line, then "cannot read its MLmodel
+    (FileNotFoundError: ... '/tmp/forecaster-model-<pid>-.../model/MLmodel')", a temporary path already
+    removed, as if the model's files were not ours."""
+    import os
+    import shutil
+    import subprocess
+
+    from tests.synthetic import cli_command
+
+    with tiny_registry(tmp_path) as (uri, data):
+        for logged in list(tmp_path.rglob("MLmodel")):
+            shutil.rmtree(logged.parent)
+        env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+        out = tmp_path / "f.csv"
+        proc = subprocess.run([*cli_command(), "predict", "--model", "models:/tiny@champion", "--input", str(data),
+                               "--output", str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "forecaster: model error: cannot fetch models:/tiny/1: its artifact store holds none of its files (removed "
+        "or moved since it was logged): register a version again from a run that has its model"]
+    assert not out.exists() and not list(tmp_path.glob(".f.csv*"))
