@@ -167,6 +167,26 @@ def json_depth(body: bytes) -> int:
     return int(np.cumsum(step).max(initial=0))
 
 
+def as_frame(model_input: Any) -> Any:
+    """The request as a pandas frame: MLflow hands the model the ``inputs`` and ``instances`` forms of a
+    request (and a dict or list given to the pyfunc in Python) as they were parsed, a dict of columns or a
+    list of records, since the model has no input schema to convert them by. DataError when they make no
+    table (columns of unequal lengths, scalars, anything else)."""
+    import pandas as pd
+
+    from forecaster.errors import DataError
+
+    if isinstance(model_input, pd.DataFrame):
+        return model_input
+    if isinstance(model_input, dict | list):
+        try:
+            return pd.DataFrame(model_input)
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"the request's input is not one table of columns: {_reason(exc)}") from None
+    raise DataError(f"the request's input is not a table of columns but {type(model_input).__name__}: send "
+                    "dataframe_split, dataframe_records, or inputs as a dict of columns")
+
+
 def check_frame_size(frame: Any, id_column: str, limits: Limits | None = None) -> None:
     """RequestTooLargeError when a request's frame has more rows or series, or longer ids, than `Limits`
     allows."""

@@ -224,6 +224,17 @@ def test_a_request_is_checked_by_the_models_validation_not_a_lossy_signature(ser
     assert (got["ds"] == expected["ds"] + "+00:00").all()  # the request's offset kept, as batch output keeps it
     assert got.drop(columns="ds").equals(expected.drop(columns="ds"))
 
+    # MLflow's other request forms reach a model without an input schema as parsed (a dict of columns, a list
+    # of records): the same forecasts, and columns of unequal lengths our line, not a stack trace.
+    for body in ({"inputs": history.to_dict(orient="list")}, {"instances": history.to_dict(orient="records")}):
+        status, answer = _post(f"{base}/invocations", body)
+        assert status == 200, answer
+        assert pd.DataFrame(answer["predictions"]).equals(pd.DataFrame(naive["predictions"]))
+    status, answer = _post(f"{base}/invocations", {"inputs": {"unique_id": ["S0", "S0"], "ds": ["2024-01-01"],
+                                                              "y": [1.0, 2.0]}})
+    assert status == 400 and "stack_trace" not in answer, answer
+    assert answer["message"].startswith("DataError: the request's input is not one table of columns: ValueError")
+
     flags = history.assign(y=history["y"] > 300)
     status, body = _post(f"{base}/invocations", {"dataframe_split": flags.to_dict(orient="split", index=False)})
     assert status == 400
