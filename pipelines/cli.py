@@ -349,6 +349,8 @@ def _main(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # tf.distribute logs each all-reduce at INFO
     logging.getLogger("alembic").setLevel(logging.WARNING)  # MLflow's schema migrations, step by step
+    # "No artifacts found to download ..." before our error line for a version whose files are gone.
+    logging.getLogger("mlflow.store.artifact.artifact_repo").setLevel(logging.WARNING)
     if not os.environ.get("FORECASTER_DEBUG"):
         # MLflow logs each database error with its whole traceback, then raises it: our one line says it.
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)

@@ -226,6 +226,9 @@ def check_destination(path: str | os.PathLike, source: str | os.PathLike | None 
                           f"(use {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)})")
     folder = target.parent
     if not folder.is_dir():
+        above = next((p for p in folder.parents if p.exists()), None) if not folder.exists() else folder
+        if above is not None and not above.is_dir():  # "does not exist" would send the user looking for it
+            raise ConfigError(f"cannot write {str(target)!r}: {str(above)!r} is a file, not a folder")
         raise ConfigError(f"cannot write {str(target)!r}: folder {str(folder)!r} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot write {str(target)!r}: folder {str(folder)!r} is not writable")

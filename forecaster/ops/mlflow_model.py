@@ -41,9 +41,10 @@ class ForecasterPyfunc(mlflow.pyfunc.PythonModel):
         horizon = params.get("horizon")
         quantiles = params.get("quantiles")
         from forecaster.contract import MODEL_NAME_COLUMN, MODEL_VERSION_COLUMN
-        from forecaster.ops.serving import check_frame_size
+        from forecaster.ops.serving import as_frame, check_frame_size
 
         try:
+            model_input = as_frame(model_input)
             check_frame_size(model_input, self.forecaster.columns_.id)
             out = self.forecaster.predict(
                 model_input,

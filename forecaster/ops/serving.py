@@ -29,11 +29,11 @@ A request's cost is bounded (`Limits`, each settable by an environment variable 
 over ``max_bytes`` is answered 413 before it is read whole (`_bound_body_reads`: Starlette's
 ``Request.body`` stops at the limit, or at a declared ``Content-Length`` over it), JSON nested deeper
 than ``max_depth`` 400 before it is parsed (Python's parser raised RecursionError at depth ~1,000: a
-500), and a frame of more rows or series than allowed 400 before any forecast (`check_frame_size`, called
-by the model's ``predict``). The statistical members read a bounded tail of each series
-(`forecaster.models.baselines.tail_length`), so within the limits a request's work is bounded too: MLflow's
-timeout (504) does not stop the worker thread, but that thread cannot run for longer than the largest
-request allowed takes.
+500), and a frame of more rows or series, or of longer ids (each forecast row repeats its id), than allowed
+400 before any forecast (`check_frame_size`, called by the model's ``predict``). The statistical members
+read a bounded tail of each series (`forecaster.models.baselines.tail_length`), so within the limits a
+request's work is bounded too: MLflow's timeout (504) does not stop the worker thread, but that thread
+cannot run for longer than the largest request allowed takes.
 """
 
 from __future__ import annotations
@@ -134,6 +134,10 @@ class Limits:
     # (`bench/bench_request_cost.py`). MLflow's request timeout is 60 s.
     max_rows: int = 200_000
     max_series: int = 2_000
+    # An id comes back on every forecast row: its length is multiplied by the horizon in the answer (a 31 MB
+    # request of 1,300 series with 8,000-character ids: a 128 MB answer, 15.7 s, the server 1.2 -> 2.0 GB).
+    # At 256, the ids of the largest request allowed add at most ~25 MB to an answer at horizon 48.
+    max_id_chars: int = 256
 
     @classmethod
     def from_environment(cls) -> Limits:
@@ -163,18 +167,51 @@ def json_depth(body: bytes) -> int:
     return int(np.cumsum(step).max(initial=0))
 
 
+def as_frame(model_input: Any) -> Any:
+    """The request as a pandas frame: MLflow hands the model the ``inputs`` and ``instances`` forms of a
+    request (and a dict or list given to the pyfunc in Python) as they were parsed, a dict of columns or a
+    list of records, since the model has no input schema to convert them by. DataError when they make no
+    table (columns of unequal lengths, scalars, anything else)."""
+    import pandas as pd
+
+    from forecaster.errors import DataError
+
+    if isinstance(model_input, pd.DataFrame):
+        return model_input
+    if isinstance(model_input, dict | list):
+        try:
+            return pd.DataFrame(model_input)
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"the request's input is not one table of columns: {_reason(exc)}") from None
+    raise DataError(f"the request's input is not a table of columns but {type(model_input).__name__}: send "
+                    "dataframe_split, dataframe_records, or inputs as a dict of columns")
+
+
 def check_frame_size(frame: Any, id_column: str, limits: Limits | None = None) -> None:
-    """RequestTooLargeError when a request's frame has more rows or series than `Limits` allows."""
+    """RequestTooLargeError when a request's frame has more rows or series, or longer ids, than `Limits`
+    allows."""
     from forecaster.errors import RequestTooLargeError
 
     limits = limits or Limits.from_environment()
     if len(frame) > limits.max_rows:
         raise RequestTooLargeError(_too_many_rows(len(frame), limits))
-    series = frame[id_column].nunique() if id_column in frame.columns else 0
+    if id_column not in frame.columns:
+        return
+    ids = frame[id_column]
+    series = ids.nunique()
     if series > limits.max_series:
         raise RequestTooLargeError(f"the request has {series} series, over the limit of {limits.max_series} "
                                    "(FORECASTER_SERVE_MAX_SERIES): split it, or use forecaster predict",
                                    column=id_column)
+    lengths = ids.dropna().astype(str).str.len()
+    longest = int(lengths.max()) if len(lengths) else 0
+    if longest > limits.max_id_chars:
+        too_long = int((lengths > limits.max_id_chars).sum())
+        first = str(ids.dropna().astype(str)[lengths > limits.max_id_chars].iloc[0])
+        raise RequestTooLargeError(f"{too_long} row(s) have an id longer than the limit of {limits.max_id_chars} "
+                                   f"characters (FORECASTER_SERVE_MAX_ID_CHARS), the longest {longest}: each "
+                                   "forecast row repeats its id; shorten the ids, or use forecaster predict",
+                                   column=id_column, series=[f"{first[:40]}..."])
 
 
 def _too_many_rows(rows: int, limits: Limits) -> str:

@@ -179,6 +179,10 @@ def fetch_verified(uri: str, into: Path) -> str:
     except (OSError, mlflow.exceptions.MlflowException) as exc:
         message = exc.message if isinstance(exc, mlflow.exceptions.MlflowException) else str(exc)
         raise ModelError(f"cannot fetch {uri}: {(message.strip().splitlines() or [''])[0][:300]}") from None
+    if folder is None and not any(local.rglob("*")):
+        # MLflow "downloads" a location holding nothing into an empty folder, without an error.
+        raise ModelError(f"cannot fetch {uri}: its artifact store holds none of its files (removed or moved "
+                         f"since it was logged): register a version again from a run that has its model")
     saved_forecaster(local, uri)  # before any hash: says why a folder is not ours
     if folder is None:
         run_id = _run_of(uri)

@@ -24,7 +24,6 @@ from forecaster.config import ModelConfig
 from forecaster.contract import (
     BASELINE,
     LSTM,
-    input_schema,
     output_schema,
 )
 from forecaster.evaluation.backtest import BacktestResult
@@ -51,14 +50,21 @@ def pip_requirements() -> list[str]:
 
 
 def signature(config: ModelConfig) -> ModelSignature:
-    """The pyfunc contract: the input columns in, `forecaster.contract.output_schema` out; params
-    horizon and quantiles."""
+    """The pyfunc contract: `forecaster.contract.output_schema` out, params horizon and quantiles, and no
+    input schema.
+
+    The input frame is checked by the model's own validation alone, as `forecaster predict` checks it.
+    MLflow enforces a signature's input types before the model runs, and its types cannot say what the
+    model takes: a ``double`` target refused integer counts (int64), a ``datetime`` time column refused
+    times with a UTC offset, both with "Failed to enforce schema of data '<the client's frame>'"; and
+    JSON's ``true``/``false`` were turned into 1.0/0.0 and forecast (HTTP 200), where validation refuses
+    a boolean target. Without an input schema every request reaches `validate_frame` as sent, and a bad
+    one gets its typed error naming the column, series or rows (HTTP 400 in `mlflow models serve`)."""
     columns = config.data.columns()
-    inputs = [ColSpec(kind, name, required=required) for name, kind, required in input_schema(columns)]
     outputs = [ColSpec(kind, name) for name, kind in output_schema(columns, config.quantiles)]
     params = ParamSchema([ParamSpec("horizon", "long", config.horizon),
                           ParamSpec("quantiles", "double", [float(q) for q in sorted(config.quantiles)], (-1,))])
-    return ModelSignature(Schema(inputs), Schema(outputs), params)
+    return ModelSignature(None, Schema(outputs), params)
 
 
 KIND_TAG = "forecaster.kind"  # "train" (forecaster train) or "run" (the scheduled job): the UI's filter

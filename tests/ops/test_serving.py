@@ -209,6 +209,38 @@ def test_a_csv_body_keeps_its_ids_as_written(server):
     assert sorted(set(out["unique_id"])) == ["001", "NA"] and len(out) == 2 * 12
 
 
+def test_a_request_is_checked_by_the_models_validation_not_a_lossy_signature(server):
+    """The probe of 2026-12-07: times with a UTC offset (accepted by `forecaster predict`) got 400 and
+    MLflow's "Failed to enforce schema of data '<the client's frame>'"; JSON true/false in the target were
+    turned into 1.0/0.0 and forecast with 200. Now the first are one time line in UTC, the second our
+    typed error naming the column."""
+    base, data = server
+    history = _history(data, 2)
+    _, naive = _post(f"{base}/invocations", {"dataframe_split": history.to_dict(orient="split", index=False)})
+    offset = history.assign(ds=pd.to_datetime(history["ds"]).dt.strftime("%Y-%m-%dT%H:%M:%S+00:00"))
+    status, body = _post(f"{base}/invocations", {"dataframe_split": offset.to_dict(orient="split", index=False)})
+    assert status == 200, body
+    got, expected = pd.DataFrame(body["predictions"]), pd.DataFrame(naive["predictions"])
+    assert (got["ds"] == expected["ds"] + "+00:00").all()  # the request's offset kept, as batch output keeps it
+    assert got.drop(columns="ds").equals(expected.drop(columns="ds"))
+
+    # MLflow's other request forms reach a model without an input schema as parsed (a dict of columns, a list
+    # of records): the same forecasts, and columns of unequal lengths our line, not a stack trace.
+    for body in ({"inputs": history.to_dict(orient="list")}, {"instances": history.to_dict(orient="records")}):
+        status, answer = _post(f"{base}/invocations", body)
+        assert status == 200, answer
+        assert pd.DataFrame(answer["predictions"]).equals(pd.DataFrame(naive["predictions"]))
+    status, answer = _post(f"{base}/invocations", {"inputs": {"unique_id": ["S0", "S0"], "ds": ["2024-01-01"],
+                                                              "y": [1.0, 2.0]}})
+    assert status == 400 and "stack_trace" not in answer, answer
+    assert answer["message"].startswith("DataError: the request's input is not one table of columns: ValueError")
+
+    flags = history.assign(y=history["y"] > 300)
+    status, body = _post(f"{base}/invocations", {"dataframe_split": flags.to_dict(orient="split", index=False)})
+    assert status == 400
+    assert body["message"] == "ColumnTypeError: target must be numeric, not bool (column: 'y')"
+
+
 # --------------------------------------------------------------------------- limits
 
 
@@ -257,6 +289,23 @@ def test_too_many_rows_or_series_get_400_before_any_forecast(limited):
     assert status == 400, text
     assert _strict_json(text)["message"].startswith("RequestTooLargeError: the request has 21 series, over the "
                                                     "limit of 20 (FORECASTER_SERVE_MAX_SERIES)")
+
+
+def test_an_id_longer_than_the_limit_gets_400_before_any_forecast(limited):
+    """The probe of 2026-12-07: each forecast row repeats its id, so an answer grew with id length times the
+    horizon (a 31 MB request of 8,000-character ids: a 128 MB answer, 15.7 s, the server 1.2 -> 2.0 GB).
+    An id of the limit's length is still forecast."""
+    url, data = limited
+    series = data[data["unique_id"] == "S0"].tail(60)
+    status, text = _post_bytes(url, _body(series.assign(unique_id="x" * 257)))
+    assert status == 400, text
+    message = _strict_json(text)["message"]
+    assert message.startswith("RequestTooLargeError: 60 row(s) have an id longer than the limit of 256 characters "
+                              "(FORECASTER_SERVE_MAX_ID_CHARS), the longest 257")
+    assert "x" * 41 not in message and len(text) < 600  # the id named by its start, not echoed whole
+    status, text = _post_bytes(url, _body(series.assign(unique_id="x" * 256)))
+    assert status == 200, text
+    assert set(pd.DataFrame(_strict_json(text)["predictions"])["unique_id"]) == {"x" * 256}
 
 
 def test_a_huge_value_gets_400_naming_the_series_and_the_answer_stays_json(limited):

@@ -151,7 +151,10 @@ def test_the_output_is_checked_before_any_work(registry, capsys):
 
     _, tmp = registry
     (tmp / "folder.parquet").mkdir(exist_ok=True)
+    (tmp / "a-file").write_text("x")
     for output, reason in [(tmp / "no-such-folder" / "f.parquet", "does not exist"),
+                           # said "folder '.../a-file/sub' does not exist" before (the probe of 2026-12-07)
+                           (tmp / "a-file" / "sub" / "f.csv", f"{str(tmp / 'a-file')!r} is a file, not a folder"),
                            (tmp / "folder.parquet", "it is a folder"), (tmp / "f.json", "unsupported file type")]:
         code = main(["predict", "--model", "models:/no-such-model@champion", "--input", str(_history(tmp)),
                      "--output", str(output)])
