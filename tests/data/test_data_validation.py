@@ -284,6 +284,19 @@ def test_bool_target_refused_but_bool_covariate_accepted():
         validate_frame(frame, COLS)
 
 
+def test_a_bool_among_numbers_in_the_target_is_refused_naming_its_row_and_series():
+    # An object column mixing numbers and True (a pyfunc caller's frame) was read as 1.0 and forecast.
+    frame = make_frame(ids=("a", "b"))
+    frame["y"] = frame["y"].astype(object)
+    row = frame.index[frame.unique_id == "b"][1]
+    frame.loc[row, "y"] = True
+    with pytest.raises(ColumnTypeError, match="not bool") as info:
+        validate_frame(frame, COLS)
+    assert info.value.column == "y" and info.value.series == ["b"] and "True" in str(info.value)
+    frame.loc[row, "y"] = 1.5  # numbers as objects still read
+    assert validate_frame(frame, COLS).frame["y"].notna().all()
+
+
 def test_duplicates_named():
     frame = make_frame()
     frame = pd.concat([frame, frame.iloc[[8]]])
