@@ -35,7 +35,6 @@ import pandas as pd
 from forecaster.data.io import write_text_atomic
 from forecaster.data.schema import OBSERVED, Columns
 from forecaster.errors import ConfigError, DataError
-from forecaster.evaluation.metrics import mase_scale
 
 METHODS = ("standard", "robust", "minmax", "mean_abs", "mase", "none")
 
@@ -44,6 +43,9 @@ def _mase_scales(values: np.ndarray, codes: np.ndarray, season: int) -> np.ndarr
     """Per group code (0..n-1, each code's rows in time order, NaN where a reading is not read): MASE's
     in-sample scale, floored by the group's mean |y| where it is 0 or undefined (NaN only when nothing
     is observed; `_guard` then makes it 1.0)."""
+    # Imported here: metrics imports the contract, which imports this package (a cycle at import time).
+    from forecaster.evaluation.metrics import mase_scale
+
     n = int(codes.max()) + 1 if len(codes) else 0
     order = np.argsort(codes, kind="stable")
     codes, values = codes[order], values[order]

@@ -192,3 +192,15 @@ def test_mase_season_is_kept_in_json_and_used_for_new_series(tmp_path):
 def test_mase_refuses_a_season_that_is_not_a_positive_integer(season):
     with pytest.raises(ConfigError, match="season"):
         SeriesScaler("mase", season=season)
+
+
+@pytest.mark.parametrize("first", ["forecaster.evaluation.metrics", "forecaster.data.scaling", "forecaster.contract"])
+def test_the_scaler_and_the_metrics_import_in_either_order(first):
+    """`mase` reuses metrics' scale; metrics imports the contract, which imports forecaster.data: a fresh
+    interpreter that imports any of them first must not meet a half-initialised module."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", f"import {first}; import forecaster.data.scaling"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
