@@ -233,7 +233,7 @@ class SeriesScaler:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SeriesScaler:
         """Inverse of :meth:`to_dict`."""
-        scaler = cls(data["method"], int(data.get("season", 1)))  # files before `mase` had no season
+        scaler = cls(data["method"], data.get("season", 1))  # files before `mase` had no season
         for key, (center, scale) in data["series"].items():
             scaler.center_[str(key)] = float(center)
             scaler.scale_[str(key)] = float(scale)

@@ -186,6 +186,8 @@ def test_mase_season_is_kept_in_json_and_used_for_new_series(tmp_path):
     assert loaded.scale_["s2"] == pytest.approx(_mase_reference(history, 7), rel=1e-12)
     old = {"method": "standard", "series": {"a": [1.0, 2.0]}}  # written before scalers had a season
     assert SeriesScaler.from_dict(old).season == 1
+    with pytest.raises(ConfigError, match="season"):  # a damaged file: refused (the loader names it)
+        SeriesScaler.from_dict({**scaler.to_dict(), "season": 2.5})
 
 
 @pytest.mark.parametrize("season", [0, -24, 2.5, True])
