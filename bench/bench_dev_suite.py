@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -180,6 +181,10 @@ def run_set(name: str, work: Path, validate: bool = False, settings: list[str] |
         result.update(_lstm(name, work, data, train, settings or [], rows, kept, insample, y, keep is not None))
         point = kept["forecast"]
     result["scores"] = rows
+    if keep is not None:  # the run's loss curves of both fits (what early stopping did): MLflow's plot
+        keep.mkdir(parents=True, exist_ok=True)
+        for plot in work.rglob("loss_curves.png"):
+            shutil.copyfile(plot, keep / f"{name}.loss_curves.png")
     if not baselines:
         result["goal_met"] = None
         _keep(keep, name, kept)
@@ -280,6 +285,8 @@ def _lstm(name: str, work: Path, data: Path, train: pd.DataFrame, settings: list
             "untrained_series": len(model.untrained_series_),
             "combine": model.combine_, "combine_scores": model.combine_scores_, "weights": model.weights_,
             "member_scores": model.member_scores_,
+            # the served network's own fit (the final one): its losses by epoch and the epoch kept
+            "final_fit": {"best_epoch": model.best_epoch_, **{k: list(v) for k, v in model.history_.items()}},
             "fallback_series": int((ours.groupby("unique_id")["model"].first() != "lstm").sum())}
 
 

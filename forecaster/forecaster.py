@@ -376,7 +376,7 @@ class LSTMForecaster:
                           weight_average=weight_average)
         not_given = [name for name in ("input_size", "network", "weight_average") if getattr(self, name) is None]
         resolved = replace(resolved, derived=(*not_given, *(d for d in resolved.derived if d not in not_given)))
-        scaler = SeriesScaler(self.scaler).fit(frame, columns, until=until)
+        scaler = SeriesScaler(self.scaler, seasonal_period(freq)).fit(frame, columns, until=until)
         arrays = build_feature_arrays(vframe, scaler, self.horizon, until=until)
         seen = {str(k): int(n) for k, n in splits.rows_until(frame, columns, last_train).items()}
         plan = TrainingPlan(arrays=arrays, cutoff={sid: seen[sid] - 1 for sid in arrays.ids},

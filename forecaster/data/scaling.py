@@ -8,6 +8,11 @@ faster than one sklearn fit per series):
 * ``robust``   - RobustScaler: center = median, scale = interquartile range (25-75, linear);
 * ``minmax``   - MinMaxScaler to [0, 1]: center = min, scale = max - min;
 * ``mean_abs`` - no centering, scale = mean of |y| (common for intermittent demand);
+* ``mase``     - no centering, scale = the series' in-sample seasonal-naive MAE, MASE's own denominator
+  (`forecaster.evaluation.metrics.mase_scale`, season ``season``: the data's frequency's, lag 1 where the
+  history is not longer than a season), so that a training loss on scaled values is in MASE's units.
+  Masked readings are gaps in the history (pairs across them are skipped), not values.  Where that
+  scale is 0 or undefined (a constant or one-point history) the series' mean |y| is its floor;
 * ``none``     - identity.
 
 A scale that is zero (constant series) or not finite becomes 1.0, as in sklearn.  A series with no
@@ -31,11 +36,31 @@ from forecaster.data.io import write_text_atomic
 from forecaster.data.schema import OBSERVED, Columns
 from forecaster.errors import ConfigError, DataError
 
-METHODS = ("standard", "robust", "minmax", "mean_abs", "none")
+METHODS = ("standard", "robust", "minmax", "mean_abs", "mase", "none")
+
+
+def _mase_scales(values: np.ndarray, codes: np.ndarray, season: int) -> np.ndarray:
+    """Per group code (0..n-1, each code's rows in time order, NaN where a reading is not read): MASE's
+    in-sample scale, floored by the group's mean |y| where it is 0 or undefined (NaN only when nothing
+    is observed; `_guard` then makes it 1.0)."""
+    # Imported here: metrics imports the contract, which imports this package (a cycle at import time).
+    from forecaster.evaluation.metrics import mase_scale
+
+    n = int(codes.max()) + 1 if len(codes) else 0
+    order = np.argsort(codes, kind="stable")
+    codes, values = codes[order], values[order]
+    position = np.arange(len(codes)) - np.searchsorted(codes, codes)  # row number within its group
+    width = int(position.max()) + 1 if len(codes) else 0
+    histories = np.full((n, width), np.nan)
+    histories[codes, position] = values
+    scale = mase_scale(histories, season)
+    with np.errstate(invalid="ignore"):
+        level = np.nanmean(np.abs(histories), axis=1) if width else np.full(n, np.nan)
+    return np.where(np.isfinite(scale), scale, level)
 
 
 def _series_stats(method: str, values: pd.Series, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(center, raw scale) per group code of ``values`` for ``method``."""
+    """(center, raw scale) per group code of ``values`` for ``method`` (not ``mase``: `_mase_scales`)."""
     grouped = values.groupby(codes, sort=True)
     if method == "standard":
         return grouped.mean().to_numpy(), grouped.std(ddof=0).to_numpy()
@@ -67,10 +92,14 @@ def _guard(center: np.ndarray, scale: np.ndarray) -> np.ndarray:
 class SeriesScaler:
     """Scales each series' target with its own center and scale (see module doc)."""
 
-    def __init__(self, method: str = "standard") -> None:
+    def __init__(self, method: str = "standard", season: int = 1) -> None:
+        """``season``: the seasonal period ``mase`` measures its naive errors at (the others ignore it)."""
         if method not in METHODS:
             raise ConfigError(f"scaling method must be one of {METHODS}, got {method!r}")
+        if isinstance(season, bool) or not isinstance(season, (int, np.integer)) or season < 1:
+            raise ConfigError(f"scaling season must be an integer >= 1, got {season!r}")
         self.method = method
+        self.season = int(season)
         self.center_: dict[str, float] = {}
         self.scale_: dict[str, float] = {}
 
@@ -115,8 +144,10 @@ class SeriesScaler:
         keep = np.ones(len(frame), dtype=bool)
         if only is not None and not present <= set(only):
             keep &= ids.isin(only).to_numpy()  # a hash lookup; np.isin on strings is quadratic
+        y = frame[columns.target].to_numpy(dtype=np.float64)
+        read = np.isfinite(y)
         if OBSERVED in frame.columns:
-            keep &= frame[OBSERVED].to_numpy() == 1.0
+            read &= frame[OBSERVED].to_numpy() == 1.0
         times = frame[columns.time]
         if isinstance(until, dict):
             limits = {str(k): pd.Timestamp(v) for k, v in until.items()}
@@ -127,14 +158,21 @@ class SeriesScaler:
             keep &= (times.reset_index(drop=True) <= limit_per_row).to_numpy()
         elif until is not None:
             keep &= (times <= pd.Timestamp(until)).to_numpy()
-        y = frame[columns.target].to_numpy(dtype=np.float64)
-        keep &= np.isfinite(y)
-
         wanted = sorted(present) if only is None else list(only)
-        codes, labels = pd.factorize(ids[keep], sort=True)
-        center, scale = (
-            _series_stats(self.method, pd.Series(y[keep]), codes) if len(codes) else (np.array([]),) * 2
-        )
+        read &= keep
+        if self.method == "mase":
+            # A reading not read (masked, not finite) stays a gap in its history: lags are steps of time.
+            keep &= ids.isin(ids[read].unique()).to_numpy()  # a series with nothing read gets the identity
+            rows = np.flatnonzero(keep)
+            rows = rows[times.iloc[rows].argsort(kind="stable").to_numpy()]
+            codes, labels = pd.factorize(ids.iloc[rows], sort=True)
+            scale = _mase_scales(np.where(read[rows], y[rows], np.nan), codes, self.season)
+            center = np.zeros_like(scale)
+        else:
+            codes, labels = pd.factorize(ids[read], sort=True)
+            center, scale = (
+                _series_stats(self.method, pd.Series(y[read]), codes) if len(codes) else (np.array([]),) * 2
+            )
         scale = _guard(center, scale)
         fitted = dict(zip(_texts(labels), zip(center.tolist(), scale.tolist(), strict=True), strict=True))
         for series_id in wanted:
@@ -185,16 +223,17 @@ class SeriesScaler:
     # ------------------------------------------------------------------ persistence
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe parameters: method and, per series id, [center, scale]."""
+        """JSON-safe parameters: method, season and, per series id, [center, scale]."""
         return {
             "method": self.method,
+            "season": self.season,
             "series": {k: [self.center_[k], self.scale_[k]] for k in self.center_},
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SeriesScaler:
         """Inverse of :meth:`to_dict`."""
-        scaler = cls(data["method"])
+        scaler = cls(data["method"], data.get("season", 1))  # files before `mase` had no season
         for key, (center, scale) in data["series"].items():
             scaler.center_[str(key)] = float(center)
             scaler.scale_[str(key)] = float(scale)

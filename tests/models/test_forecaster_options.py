@@ -470,3 +470,20 @@ def test_auto_keeps_the_combination_unless_the_network_alone_is_far_better_on_th
     assert choose({"none": 1.0, "theta": 1.1, AUTO: 1.21}, AUTO) == "none", "unless the network is far ahead"
     assert choose({"none": float("nan"), "theta": 2.0, AUTO: 2.5}, AUTO) == AUTO
     assert choose({"none": 2.0, "theta": float("nan")}, AUTO) == "none" and choose({}, AUTO) == "none"
+
+
+def test_the_mase_scaler_measures_each_series_in_its_hourly_seasonal_naive_error(tmp_path):
+    """``scaler = "mase"`` takes its season from the data's frequency (hourly: 24) and is fitted on
+    the rows before the holdout; a loaded copy forecasts the same."""
+    import json
+
+    model = _fit(NetworkSpec(units=4, head_units=8), scaler="mase")
+    saved = json.loads((model.save(tmp_path / "mase") / "scaler.json").read_text())
+    assert saved["method"] == "mase" and saved["season"] == 24
+    frame = hourly_frame(n_series=4, length=200)
+    for sid, part in frame.groupby("unique_id"):
+        history = part["y"].to_numpy()[:-HORIZON]  # the holdout's last horizon is unseen by the scaler
+        expected = np.mean(np.abs(history[24:] - history[:-24]))
+        assert saved["series"][sid] == [0.0, pytest.approx(expected, rel=1e-12)]
+    loaded = LSTMForecaster.load(tmp_path / "mase")
+    np.testing.assert_allclose(loaded.predict(frame)["forecast"], model.predict(frame)["forecast"], rtol=1e-5)
