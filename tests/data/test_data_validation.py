@@ -607,3 +607,15 @@ def test_iso_dates_read_as_before_where_year_day_month_would_read_them_too(caplo
             out = validate_frame(frame, COLS, missing_policy=policy)
             assert out.freq == freq and len(out.frame) == length and out.frame["ds"].iloc[0] == stamps[0]
     assert "year-day-month" not in caplog.text
+
+
+@pytest.mark.parametrize("suffix", ["", " 09:30", " 09:30+01:00"])
+def test_iso_months_on_one_day_past_the_first_are_not_read_as_days_of_one_month(suffix, caplog):
+    """``2024-01-05``, ``2024-02-05``, ... (a monthly bill on the 5th) has no pandas frequency, so ISO 8601
+    left it "irregular", and the year-day-month reading (1-12 May, regular daily) was taken with a warning
+    and forecast as daily data. ISO 8601's reading stands: the frequency error it always got."""
+    stamps = [f"2024-{month:02d}-05{suffix}" for month in range(1, 13)]
+    frame = pd.DataFrame({"unique_id": np.repeat(["a", "b"], 12), "ds": stamps * 2, "y": 1.0})
+    with caplog.at_level(logging.WARNING, logger="forecaster.data"), pytest.raises(FrequencyError):
+        validate_frame(frame, COLS, missing_policy="fill")
+    assert "year-day-month" not in caplog.text
