@@ -494,8 +494,10 @@ def _numeric_column(col: pd.Series, name: str, allow_bool: bool, ids: pd.Series 
     if pd.api.types.is_string_dtype(col) or col.dtype == object:
         converted = pd.to_numeric(col, errors="coerce")
         if not allow_bool and col.dtype == object:  # True among numbers would be read as 1.0
-            flags = col.map(lambda v: isinstance(v, (bool, np.bool_)))
-            _refuse_unconverted(col, converted.mask(flags.astype(bool)), name, "target must be numeric, not bool", ids)
+            flags = col.map(lambda v: isinstance(v, (bool, np.bool_))).astype(bool).to_numpy()
+            # Only the booleans are named so: other text keeps "column must be numeric" below.
+            only_bools = pd.Series(np.where(flags, np.nan, 0.0), index=col.index)
+            _refuse_unconverted(col, only_bools, name, "target must be numeric, not bool", ids)
         _refuse_unconverted(col, converted, name, "column must be numeric", ids)
         return converted.to_numpy(dtype=np.float64, na_value=np.nan)
     raise ColumnTypeError(f"column must be numeric, not {col.dtype}", column=name)

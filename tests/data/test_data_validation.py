@@ -619,3 +619,19 @@ def test_iso_months_on_one_day_past_the_first_are_not_read_as_days_of_one_month(
     with caplog.at_level(logging.WARNING, logger="forecaster.data"), pytest.raises(FrequencyError):
         validate_frame(frame, COLS, missing_policy="fill")
     assert "year-day-month" not in caplog.text
+
+
+def test_text_among_numbers_in_the_target_is_not_called_a_bool():
+    """The refusal of booleans mixed into an object target named every value that is no number, text too,
+    "not bool": 'abc' was refused as a bool, and a user looked for booleans in their file."""
+    frame = make_frame(ids=("a", "b"))
+    frame["y"] = frame["y"].astype(object)
+    rows = frame.index[frame.unique_id == "b"]
+    frame.loc[rows[1], "y"] = "abc"
+    with pytest.raises(ColumnTypeError, match="column must be numeric") as info:
+        validate_frame(frame, COLS)
+    assert "bool" not in str(info.value) and "'abc'" in str(info.value) and info.value.series == ["b"]
+    frame.loc[rows[2], "y"] = True  # both: the boolean is named as one, without the text
+    with pytest.raises(ColumnTypeError, match="not bool") as info:
+        validate_frame(frame, COLS)
+    assert "True" in str(info.value) and "'abc'" not in str(info.value)
