@@ -155,6 +155,11 @@ def _check_columns(df: pd.DataFrame, columns: Columns) -> None:
             f"missing column(s) {missing}; frame has {summarize([str(c) for c in df.columns], 20)}",
             column=", ".join(missing),
         )
+    # A frame built in Python or a served request (``dataframe_split``) may name a column twice; a file cannot.
+    twice = [name for name in dict.fromkeys(wanted) if int((df.columns == name).sum()) > 1]
+    if twice:
+        raise ColumnTypeError(f"column(s) {twice} appear more than once in the frame: keep one of each",
+                              column=", ".join(twice))
 
 
 def _rows_text(rows: np.ndarray) -> str:

@@ -195,8 +195,8 @@ def check_frame_size(frame: Any, id_column: str, limits: Limits | None = None) -
     limits = limits or Limits.from_environment()
     if len(frame) > limits.max_rows:
         raise RequestTooLargeError(_too_many_rows(len(frame), limits))
-    if id_column not in frame.columns:
-        return
+    if int((frame.columns == id_column).sum()) != 1:
+        return  # no id column, or two: validation refuses it before any forecast
     from forecaster.data.validation import parse_ids
 
     # As validation reads them (text; a typed error for lists, dicts, booleans or blanks, which MLflow's

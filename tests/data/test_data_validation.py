@@ -635,3 +635,15 @@ def test_text_among_numbers_in_the_target_is_not_called_a_bool():
     with pytest.raises(ColumnTypeError, match="not bool") as info:
         validate_frame(frame, COLS)
     assert "True" in str(info.value) and "'abc'" not in str(info.value)
+
+
+@pytest.mark.parametrize("twice", ["unique_id", "ds", "y"])
+def test_a_column_named_twice_is_refused_naming_it(twice):
+    """A frame built in Python (or a served ``dataframe_split`` body) may name a column twice: selecting it
+    gave a frame, not a column, and validation raised "The truth value of a Series is ambiguous" (exit 1,
+    HTTP 400 with MLflow's stack trace)."""
+    frame = make_frame()
+    frame = pd.concat([frame, frame[[twice]]], axis=1)
+    with pytest.raises(ColumnTypeError, match="appear more than once") as info:
+        validate_frame(frame, COLS)
+    assert info.value.column == twice

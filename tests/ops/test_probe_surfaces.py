@@ -79,6 +79,17 @@ def test_ids_given_as_lists_or_dicts_get_the_typed_error_not_a_type_error(model,
     assert "column: 'unique_id'" in message
 
 
+@pytest.mark.parametrize("twice", ["unique_id", "y"])
+def test_a_frame_naming_a_column_twice_gets_the_typed_error(model, twice):
+    """A ``dataframe_split`` body may list a column twice, and nothing converts it now: the size check and
+    validation raised "The truth value of a Series is ambiguous" (a ValueError: MLflow's stack trace)."""
+    _, pyfunc, history = model
+    frame = pd.concat([history, history[[twice]]], axis=1)
+    with pytest.raises(MlflowException) as caught:
+        pyfunc.predict(frame)
+    assert str(caught.value).startswith(f"ColumnTypeError: column(s) ['{twice}'] appear more than once"), caught.value
+
+
 def test_a_version_whose_files_were_removed_is_one_line_naming_it_exit_2(tmp_path):
     """Before: MLflow's "INFO ... No artifacts found to download" line, then "cannot read its MLmodel
     (FileNotFoundError: ... '/tmp/forecaster-model-<pid>-.../model/MLmodel')", a temporary path already
