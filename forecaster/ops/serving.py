@@ -189,7 +189,8 @@ def as_frame(model_input: Any) -> Any:
 
 def check_frame_size(frame: Any, id_column: str, limits: Limits | None = None) -> None:
     """RequestTooLargeError when a request's frame has more rows or series, or longer ids, than `Limits`
-    allows."""
+    allows; validation's ColumnTypeError for ids it refuses (lists, booleans, blanks), which are counted as
+    it reads them."""
     from forecaster.errors import RequestTooLargeError
 
     limits = limits or Limits.from_environment()
