@@ -115,6 +115,14 @@ def _check_files(path: Path) -> None:
 
 
 
+def _fallback_series(vframe: ValidatedFrame) -> set[str]:
+    """The series of a frame validated for prediction that the fallback forecasts, not the network: too
+    few observed readings (``short_series``), or a constant history, which seasonal naive forecasts as its
+    value at every quantile (the network's answer was near it, not it). One rule for `predict` and for
+    the windows `cross_validation` leaves out, so that a backtest reusing them forecasts what `predict` would."""
+    return set(vframe.short_series) | set(vframe.constant_series)
+
+
 def _check_finite(out: pd.DataFrame, value_columns: list[str], columns: Any) -> None:
     """A forecast is never NaN or infinite: ValueRangeError naming the series and times where it is."""
     bad = ~np.isfinite(out[value_columns].to_numpy(dtype="float64")).all(axis=1)
@@ -437,7 +445,7 @@ class LSTMForecaster:
         needs besides to finish it (`_NetworkOutput`; None where no series is forecast)."""
         vframe = self._validate(history, state.columns, state.freq, min_length=state.min_history,
                                 horizon=self.horizon, for_prediction=True)
-        short = set(vframe.short_series) | set(vframe.constant_series)
+        short = _fallback_series(vframe)
         ids = [sid for sid in vframe.ids if sid not in short]
         if not ids:
             return [], {}, [], None
@@ -657,9 +665,7 @@ class LSTMForecaster:
         columns = state.columns
         vframe = self._validate(df, columns, state.freq, min_length=state.min_history, horizon=self.horizon,
                                 for_prediction=True)
-        # The fallback's: too few readings for the network, or a constant history (seasonal naive forecasts
-        # it as its value, every quantile too; the network's answer was near it, not it).
-        short = set(vframe.short_series) | set(vframe.constant_series)
+        short = _fallback_series(vframe)
         all_ids = vframe.ids
         parts, part_ids = [], []
         model_ids = [sid for sid in all_ids if sid not in short]

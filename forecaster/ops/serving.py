@@ -189,25 +189,30 @@ def as_frame(model_input: Any) -> Any:
 
 def check_frame_size(frame: Any, id_column: str, limits: Limits | None = None) -> None:
     """RequestTooLargeError when a request's frame has more rows or series, or longer ids, than `Limits`
-    allows."""
+    allows; validation's ColumnTypeError for ids it refuses (lists, booleans, blanks), which are counted as
+    it reads them."""
     from forecaster.errors import RequestTooLargeError
 
     limits = limits or Limits.from_environment()
     if len(frame) > limits.max_rows:
         raise RequestTooLargeError(_too_many_rows(len(frame), limits))
-    if id_column not in frame.columns:
-        return
-    ids = frame[id_column]
+    if int((frame.columns == id_column).sum()) != 1:
+        return  # no id column, or two: validation refuses it before any forecast
+    from forecaster.data.validation import parse_ids
+
+    # As validation reads them (text; a typed error for lists, dicts, booleans or blanks, which MLflow's
+    # inputs and instances forms hand over as parsed): counting raw values failed on the unhashable ones.
+    ids = parse_ids(frame[id_column], id_column)
     series = ids.nunique()
     if series > limits.max_series:
         raise RequestTooLargeError(f"the request has {series} series, over the limit of {limits.max_series} "
                                    "(FORECASTER_SERVE_MAX_SERIES): split it, or use forecaster predict",
                                    column=id_column)
-    lengths = ids.dropna().astype(str).str.len()
+    lengths = ids.str.len()
     longest = int(lengths.max()) if len(lengths) else 0
     if longest > limits.max_id_chars:
         too_long = int((lengths > limits.max_id_chars).sum())
-        first = str(ids.dropna().astype(str)[lengths > limits.max_id_chars].iloc[0])
+        first = str(ids[lengths > limits.max_id_chars].iloc[0])
         raise RequestTooLargeError(f"{too_long} row(s) have an id longer than the limit of {limits.max_id_chars} "
                                    f"characters (FORECASTER_SERVE_MAX_ID_CHARS), the longest {longest}: each "
                                    "forecast row repeats its id; shorten the ids, or use forecaster predict",

@@ -63,8 +63,9 @@ class Prepared:
         need, window, lengths = rules.min_history, rules.input_size, size.to_numpy()
         # The fallback counts readings, as prediction's validation does: a blank (filled or masked) is none.
         readings = pd.Series(observed_rows(self.frame, c.target)).groupby(self.frame[c.id].to_numpy(), sort=True).sum()
+        networks = rules.forecast_by_network(readings.loc[size.index].to_numpy())
         rules = {
-            "fallback": (~rules.forecast_by_network(readings.loc[size.index].to_numpy()),
+            "fallback": (~networks,
                          f"fewer than min_history = {need} observed readings: seasonal naive at prediction"),
             "not_trained": (~rules.trainable(lengths), f"fewer than min_history + horizon = {need + h} steps: no "
                                                       "training window"),
@@ -72,8 +73,10 @@ class Prepared:
                                                                "cannot be scored"),
             "padded": (rules.padded(lengths), f"shorter than input_size + 2 horizons = {window + 2 * h} steps: "
                                               "trained on left-padded, masked windows"),
-            "constant": (size.index.isin(self.vframe.constant_series), "observed history of one value: forecast "
-                                                                       "as that value (seasonal naive) at prediction"),
+            # Those the fallback takes for their one value alone: a short one is counted once, above.
+            "constant": (networks & size.index.isin(self.vframe.constant_series),
+                         "enough observed readings, all of one value: forecast as that value (seasonal naive) at "
+                         "prediction"),
         }
         out: dict[str, Any] = {"min_history": need, "input_size": window, "n_series": len(size)}
         for key, (mask, rule) in rules.items():

@@ -607,3 +607,43 @@ def test_iso_dates_read_as_before_where_year_day_month_would_read_them_too(caplo
             out = validate_frame(frame, COLS, missing_policy=policy)
             assert out.freq == freq and len(out.frame) == length and out.frame["ds"].iloc[0] == stamps[0]
     assert "year-day-month" not in caplog.text
+
+
+@pytest.mark.parametrize("suffix", ["", " 09:30", " 09:30+01:00"])
+def test_iso_months_on_one_day_past_the_first_are_not_read_as_days_of_one_month(suffix, caplog):
+    """``2024-01-05``, ``2024-02-05``, ... (a monthly bill on the 5th) has no pandas frequency, so ISO 8601
+    left it "irregular", and the year-day-month reading (1-12 May, regular daily) was taken with a warning
+    and forecast as daily data. ISO 8601's reading stands: the frequency error it always got."""
+    stamps = [f"2024-{month:02d}-05{suffix}" for month in range(1, 13)]
+    frame = pd.DataFrame({"unique_id": np.repeat(["a", "b"], 12), "ds": stamps * 2, "y": 1.0})
+    with caplog.at_level(logging.WARNING, logger="forecaster.data"), pytest.raises(FrequencyError):
+        validate_frame(frame, COLS, missing_policy="fill")
+    assert "year-day-month" not in caplog.text
+
+
+def test_text_among_numbers_in_the_target_is_not_called_a_bool():
+    """The refusal of booleans mixed into an object target named every value that is no number, text too,
+    "not bool": 'abc' was refused as a bool, and a user looked for booleans in their file."""
+    frame = make_frame(ids=("a", "b"))
+    frame["y"] = frame["y"].astype(object)
+    rows = frame.index[frame.unique_id == "b"]
+    frame.loc[rows[1], "y"] = "abc"
+    with pytest.raises(ColumnTypeError, match="column must be numeric") as info:
+        validate_frame(frame, COLS)
+    assert "bool" not in str(info.value) and "'abc'" in str(info.value) and info.value.series == ["b"]
+    frame.loc[rows[2], "y"] = True  # both: the boolean is named as one, without the text
+    with pytest.raises(ColumnTypeError, match="not bool") as info:
+        validate_frame(frame, COLS)
+    assert "True" in str(info.value) and "'abc'" not in str(info.value)
+
+
+@pytest.mark.parametrize("twice", ["unique_id", "ds", "y"])
+def test_a_column_named_twice_is_refused_naming_it(twice):
+    """A frame built in Python (or a served ``dataframe_split`` body) may name a column twice: selecting it
+    gave a frame, not a column, and validation raised "The truth value of a Series is ambiguous" (exit 1,
+    HTTP 400 with MLflow's stack trace)."""
+    frame = make_frame()
+    frame = pd.concat([frame, frame[[twice]]], axis=1)
+    with pytest.raises(ColumnTypeError, match="appear more than once") as info:
+        validate_frame(frame, COLS)
+    assert info.value.column == twice

@@ -167,3 +167,25 @@ def test_a_constant_history_is_forecast_as_its_value_at_every_quantile_and_count
     report = steps.prepare(config, raw=frame).too_short
     assert report["constant"]["series"] == ["S1", "S2"] and report["fallback"]["count"] == 0
     assert "2 constant, forecast as their value by seasonal naive (S1, S2)" in steps.describe_short(report)
+
+
+def test_a_short_constant_series_is_counted_once_in_the_short_series_line():
+    """S1 holds 10 readings, all 5.0: the fallback's because it is short, and it was counted again as
+    constant, so the line said two series went to seasonal naive where one did. S2 (100 readings of 0.0)
+    is the fallback's for its one value alone."""
+    from forecaster.config import model_config_from_dict
+    from pipelines import steps
+
+    frame = hourly_frame(n_series=4, length=100)
+    step = frame.groupby("unique_id").cumcount()
+    s1 = frame["unique_id"].eq("S1")
+    frame.loc[s1, "y"] = np.where(step[s1] < 90, np.nan, 5.0)
+    frame.loc[frame["unique_id"].eq("S2"), "y"] = 0.0
+    config = model_config_from_dict({"model": {"name": "flat", "horizon": HORIZON},
+                                     "data": {"source": "unused.csv", "freq": "h", "missing_policy": "mask"},
+                                     "training": {"input_size": 48}})
+    report = steps.prepare(config, raw=frame).too_short
+    assert report["fallback"]["series"] == ["S1"] and report["constant"]["series"] == ["S2"]
+    line = steps.describe_short(report)
+    assert "1 forecast by seasonal naive (S1)" in line and "1 constant, forecast as their value" in line
+    assert line.count("S1") == 1, line

@@ -63,6 +63,33 @@ def test_a_wrong_frame_gets_the_models_typed_error_not_mlflows_echo_of_the_frame
     assert "Failed to enforce schema" not in message and "S0 2024-01-01" not in message
 
 
+@pytest.mark.parametrize("ids", [[["S0"]], [{"id": "S0"}]])
+def test_ids_given_as_lists_or_dicts_get_the_typed_error_not_a_type_error(model, ids):
+    """MLflow hands the inputs and instances forms over as parsed JSON (no input schema converts them), so an
+    id may be a list or an object: the size check counted the ids with ``nunique`` and raised ``TypeError:
+    unhashable type`` (HTTP 400 with MLflow's stack trace and the echo of the request), not our one line."""
+    _, pyfunc, history = model
+    rows = history.tail(30).to_dict(orient="records")
+    for row in rows:
+        row["unique_id"] = ids[0]
+    with pytest.raises(MlflowException) as caught:
+        pyfunc.predict(rows)
+    message = str(caught.value)
+    assert message.startswith("ColumnTypeError: id column must hold only strings or only integers"), message
+    assert "column: 'unique_id'" in message
+
+
+@pytest.mark.parametrize("twice", ["unique_id", "y"])
+def test_a_frame_naming_a_column_twice_gets_the_typed_error(model, twice):
+    """A ``dataframe_split`` body may list a column twice, and nothing converts it now: the size check and
+    validation raised "The truth value of a Series is ambiguous" (a ValueError: MLflow's stack trace)."""
+    _, pyfunc, history = model
+    frame = pd.concat([history, history[[twice]]], axis=1)
+    with pytest.raises(MlflowException) as caught:
+        pyfunc.predict(frame)
+    assert str(caught.value).startswith(f"ColumnTypeError: column(s) ['{twice}'] appear more than once"), caught.value
+
+
 def test_a_version_whose_files_were_removed_is_one_line_naming_it_exit_2(tmp_path):
     """Before: MLflow's "INFO ... No artifacts found to download" line, then "cannot read its MLmodel
     (FileNotFoundError: ... '/tmp/forecaster-model-<pid>-.../model/MLmodel')", a temporary path already
