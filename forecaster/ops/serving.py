@@ -150,12 +150,14 @@ class Limits:
             text = os.environ.get(key)
             if text is None:
                 continue
-            if not text.strip().isdigit() or int(text) < 1:
+            if not _DECIMAL.fullmatch(text.strip()) or int(text) < 1:
                 raise ConfigError(f"{key} must be a positive integer, got {text!r}")
             values[name] = int(text)
         return cls(**values)
 
 
+#: An integer as ASCII digits: ``str.isdigit`` also takes "²" and other digits ``int`` refuses.
+_DECIMAL = re.compile(r"[0-9]+")
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
@@ -314,7 +316,7 @@ def _bound_body_reads(limits: Limits) -> None:
     async def body(self: Request) -> bytes:
         if not hasattr(self, "_body"):
             declared = self.headers.get("content-length", "").strip()
-            if declared.isdigit() and int(declared) > limits.max_bytes:
+            if _DECIMAL.fullmatch(declared) and int(declared) > limits.max_bytes:
                 raise _too_large(int(declared), limits)
             chunks, size = [], 0
             async for chunk in self.stream():

@@ -367,9 +367,10 @@ def test_the_limits_come_from_the_environment_and_a_bad_one_is_refused(monkeypat
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("FORECASTER_SERVE_MAX_ROWS", "10")
     assert Limits.from_environment().max_rows == 10 and Limits.from_environment().max_series == Limits().max_series
-    monkeypatch.setenv("FORECASTER_SERVE_MAX_ROWS", "ten")
-    with pytest.raises(ConfigError, match=r"FORECASTER_SERVE_MAX_ROWS must be a positive integer, got 'ten'"):
-        Limits.from_environment()
+    for bad in ("ten", "²", "0"):  # "²" passes str.isdigit, and int() refused it with a ValueError
+        monkeypatch.setenv("FORECASTER_SERVE_MAX_ROWS", bad)
+        with pytest.raises(ConfigError, match=rf"FORECASTER_SERVE_MAX_ROWS must be a positive integer, got '{bad}'"):
+            Limits.from_environment()
 
 
 def _unfinished(url: str, head: dict[str, str], sent: bytes) -> tuple[int, str]:
