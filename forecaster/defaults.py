@@ -16,12 +16,12 @@
 - ``max_windows_per_series`` and ``epochs``, from the **training budget** of one fit in work units,
   ``budget_windows`` window-epochs (windows seen in training, summed over epochs; an ensemble's members
   share it), never from a clock: the same data and seed train the same weights on an idle and on a
-  loaded machine. Its default is `BUDGET_WINDOW_STEPS` input steps over the window, ``E = 216e6 /
-  input_size`` (1,285,714 at hourly's 168 steps, four times what the former 150 s time budget bought on
-  the 2-core development machine: on M4 Hourly's validation windows twice the windows per series lowered
-  OWA at each seed tried, by more than the seeds' ensembles at that cost, and four times lowered it again
-  at each seed; docs/accuracy.md, "M4 Hourly, eighth session"; data whose series are short, as M1's and
-  M3's, use every window for the most epochs within any of these budgets). With every window
+  loaded machine. Its default is `BUDGET_WINDOW_STEPS` input steps over the window, ``E = 108e6 /
+  input_size`` (642,857 at hourly's 168 steps, twice what the former 150 s time budget bought on the
+  2-core development machine: on M4 Hourly's validation windows twice the windows per series lowered
+  OWA at each seed tried, by more than the seeds' ensembles at that cost; docs/accuracy.md, "M4 Hourly,
+  eighth session"; data whose series are short, as M1's and M3's, use every window for the most epochs
+  within either budget). With every window
   for ``MIN_EPOCHS`` epochs within ``E``: every window, and as many epochs as fit, up to
   ``MAX_EPOCHS``; else ``MIN_EPOCHS`` epochs and the largest per-series cap on windows that fits.
   Early stopping on the validation loss still ends training sooner (it is deterministic too).
@@ -51,9 +51,9 @@ from forecaster.models.combination import AUTO
 from forecaster.models.network_spec import NetworkSpec
 
 MIN_EPOCHS, MAX_EPOCHS = 10, 30
-# The default budget of one fit, in window-epochs times input steps: four times what 135 s of epochs bought
-# at the cost below (the former 150 s time budget less 15 s of validation, windows and graph building).
-BUDGET_WINDOW_STEPS = 216_000_000
+# The default budget of one fit, in window-epochs times input steps: twice what 135 s of epochs bought at
+# the cost below (the former 150 s time budget less 15 s of validation, windows and graph building).
+BUDGET_WINDOW_STEPS = 108_000_000
 # Seconds per window-epoch per input step on the 2-core development machine (M4 Hourly, 64 units): only
 # to tell users what a budget is expected to take (`expected_seconds`); it never steers training.
 SECONDS_PER_WINDOW_STEP = 2.5e-6

@@ -260,9 +260,8 @@ def section_class(cls_name: str, section: str, base: type, doc: str,
 REMOVED: dict[str, str] = {
     "time_budget": "training.time_budget (seconds, judged by the clock, so a loaded machine trained a different "
                    "model) was replaced by training.budget_windows: window-epochs, the windows seen in training "
-                   "summed over epochs, decided before training (default 216,000,000 / input_size: 1,285,714 at a "
-                   "168-step window, about 540 s of epochs on 2 cores, four times what 150 s bought; "
-                   "docs/accuracy.md); "
+                   "summed over epochs, decided before training (default 108,000,000 / input_size: 642,857 at a "
+                   "168-step window, about 270 s of epochs on 2 cores, twice what 150 s bought; docs/accuracy.md); "
                    "remove time_budget, or set budget_windows",
 }
 

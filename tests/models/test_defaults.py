@@ -68,10 +68,10 @@ def test_the_budget_in_window_epochs_sets_windows_and_epochs():
     small = _derive("MS", 18, [120] * 100)  # 100 series x 49 windows: everything, and more epochs
     assert small.max_windows_per_series == 120 - 2 * 18 - 36 + 1 and small.epochs == MAX_EPOCHS
     big = _derive("h", 48, [1000] * 414)  # M4 Hourly: the cap on windows binds at the minimum epochs
-    assert big.epochs == MIN_EPOCHS and 240 <= big.max_windows_per_series <= 480
-    assert big.budget_windows == default_budget(168) == 1_285_714
+    assert big.epochs == MIN_EPOCHS and 100 <= big.max_windows_per_series <= 240
+    assert big.budget_windows == default_budget(168) == 642_857
     assert big.epochs * big.max_windows_per_series * 414 <= big.budget_windows
-    assert 500 <= expected_seconds(big.budget_windows, 168) <= 580  # four times what the former 150 s a fit bought
+    assert 240 <= expected_seconds(big.budget_windows, 168) <= 300  # twice what the former 150 s a fit bought
     more = _derive("h", 48, [1000] * 414, budget_windows=2 * big.budget_windows)
     assert more.max_windows_per_series > big.max_windows_per_series
     members = _derive("h", 48, [1000] * 414, budget_windows=2 * big.budget_windows, ensemble=2)
