@@ -172,7 +172,8 @@ def test_the_former_time_budget_in_a_config_file_exits_2_saying_what_to_use(tmp_
 
 @pytest.mark.parametrize(("section", "key", "value", "message"), [
     ("training", "point_loss", "huber", "point_loss must be one of mae, mse, got 'huber'"),
-    ("training", "scaler", "zscore", "scaler must be one of standard, robust, minmax, mean_abs, mase, none, got 'zscore'"),
+    ("training", "scaler", "zscore",
+     "scaler must be one of standard, robust, minmax, mean_abs, mase, none, got 'zscore'"),
     ("training", "lr_schedule", "linear", "lr_schedule must be one of constant, cosine, got 'linear'"),
     ("network", "units", -4, "units must be a positive integer, got -4"),
     ("network", "head_units", 0, "head_units must be a positive integer, got 0"),
