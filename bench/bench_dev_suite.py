@@ -105,13 +105,20 @@ def scores(y: np.ndarray, point: np.ndarray, insample: list[np.ndarray], season:
 
 def relative_interval(actual: np.ndarray, forecast: np.ndarray, base: np.ndarray, scale: np.ndarray,
                       draws: int = 2000, seed: int = 0) -> list[float]:
-    """The relative MASE difference of ``forecast`` against ``base`` (forecast / base - 1) and its 5 %
-    and 95 % points over ``draws`` bootstrap resamples of the rows (a row: one series at one origin):
-    how far the rows' own variation alone moves the difference, to say whether a gap is more than the
-    set's size can tell."""
+    """The relative MASE difference of ``forecast`` against ``base`` over rows (a row: one series at one
+    origin) each with its own MASE ``scale``, and its bootstrap's 5 % and 95 % points (`bootstrap_gap`)."""
     keep = np.isfinite(scale) & (scale > 0) & np.isfinite(actual).all(1)
     a = np.mean(np.abs(actual[keep] - forecast[keep]) / scale[keep, None], axis=1)
     b = np.mean(np.abs(actual[keep] - base[keep]) / scale[keep, None], axis=1)
+    return bootstrap_gap(a, b, draws, seed)
+
+
+def bootstrap_gap(ours: np.ndarray, base: np.ndarray, draws: int = 2000, seed: int = 0) -> list[float]:
+    """mean(``ours``) / mean(``base``) - 1 of two per-row errors (NaN rows left out of both) and its 5 % and
+    95 % points over ``draws`` bootstrap resamples of the rows: how far the rows' own variation alone moves
+    the difference, to say whether a gap is more than the set's size can tell."""
+    keep = np.isfinite(ours) & np.isfinite(base)
+    a, b = ours[keep], base[keep]
     picks = np.random.default_rng(seed).integers(0, len(a), (draws, len(a)))
     ratios = a[picks].mean(1) / b[picks].mean(1) - 1.0
     return [float(a.mean() / b.mean() - 1.0), *np.quantile(ratios, [0.05, 0.95]).tolist()]
@@ -224,10 +231,10 @@ def run_set(name: str, work: Path, validate: bool = False, settings: list[str] |
     best = rows[best_name]["mase"]
     result["goal_met"] = rows["LSTM (defaults)"]["mase"] <= best if lstm else None
     if point is not None:  # the gap to the best baseline, paired by series, with its bootstrap's 90 % interval
-        from forecaster.evaluation.metrics import mase_scale
+        from forecaster.evaluation.metrics import mase
 
-        result["vs_best"] = {"baseline": best_name, "relative_and_90pct": relative_interval(
-            y, point, wide(base, ids, best_name, h), mase_scale(insample, season))}
+        ours, theirs = (mase(y, p, insample, season, per_series=True) for p in (point, wide(base, ids, best_name, h)))
+        result["vs_best"] = {"baseline": best_name, "relative_and_90pct": bootstrap_gap(ours, theirs)}
     return result
 
 
