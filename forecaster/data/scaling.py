@@ -49,13 +49,13 @@ def _mase_scales(values: np.ndarray, codes: np.ndarray, season: int) -> np.ndarr
     n = int(codes.max()) + 1 if len(codes) else 0
     order = np.argsort(codes, kind="stable")
     codes, values = codes[order], values[order]
-    position = np.arange(len(codes)) - np.searchsorted(codes, codes)  # row number within its group
-    width = int(position.max()) + 1 if len(codes) else 0
-    histories = np.full((n, width), np.nan)
-    histories[codes, position] = values
+    # One history per group, never padded to the longest: a million-value series costs its million.
+    histories = np.split(values, np.cumsum(np.bincount(codes, minlength=n))[:-1]) if n else []
     scale = mase_scale(histories, season)
-    with np.errstate(invalid="ignore"):
-        level = np.nanmean(np.abs(histories), axis=1) if width else np.full(n, np.nan)
+    read = ~np.isnan(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        level = (np.bincount(codes[read], weights=np.abs(values[read]), minlength=n)
+                 / np.bincount(codes[read], minlength=n))
     return np.where(np.isfinite(scale), scale, level)
 
 

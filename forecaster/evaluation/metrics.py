@@ -119,6 +119,23 @@ def _mean_abs_lag_diff(mat: np.ndarray, m: int) -> np.ndarray:
     return _masked_mean(diff, ~np.isnan(diff))
 
 
+def _mean_abs_lag_diff_ragged(flat: np.ndarray, codes: np.ndarray, position: np.ndarray, n: int,
+                              m: int) -> np.ndarray:
+    """`_mean_abs_lag_diff` of histories given end to end (``flat``; ``codes`` each value's series, ``position``
+    its place in it): memory and time in the values given, not in the series times the longest one, so one
+    series of a million values among thousands of short ones costs its million. Each series' pairs are
+    summed in time order, as `_masked_mean` sums a padded row: the same bits."""
+    if len(flat) <= m:
+        return np.full(n, np.nan)
+    later = np.flatnonzero(position[m:] >= m) + m  # pairs within one series
+    diff = np.abs(flat[later] - flat[later - m])
+    keep = ~np.isnan(diff)
+    total = np.bincount(codes[later][keep], weights=diff[keep], minlength=n)
+    count = np.bincount(codes[later][keep], minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / count
+
+
 def mase_scale(insample: Insample, m: int, n_series: int | None = None) -> np.ndarray:
     """Per-series MASE denominator: mean |y_t - y_{t-m}| over the in-sample history.
 
@@ -132,13 +149,37 @@ def mase_scale(insample: Insample, m: int, n_series: int | None = None) -> np.nd
     """
     if m < 1:
         raise ValueError(f"seasonal period m must be >= 1, got {m}")
-    mat = _insample_matrix(insample, n_series)
-    scale = _mean_abs_lag_diff(mat, m)
+    if isinstance(insample, np.ndarray):
+        mat = _insample_matrix(insample, n_series)
+        def lagged(k: int) -> np.ndarray:
+            return _mean_abs_lag_diff(mat, k)
+    else:  # histories of any lengths: never padded to the longest (`_mean_abs_lag_diff_ragged`)
+        flat, codes, position, n = _ragged(insample, n_series)
+        def lagged(k: int) -> np.ndarray:
+            return _mean_abs_lag_diff_ragged(flat, codes, position, n, k)
+    scale = lagged(m)
     bad = ~(scale > 0)
     if bad.any():
-        scale = np.where(bad, _mean_abs_lag_diff(mat, 1), scale)
+        scale = np.where(bad, lagged(1), scale)
         scale = np.where(scale > 0, scale, np.nan)
     return scale
+
+
+def _ragged(insample: Sequence[ArrayLike], n_series: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Histories given as a list, end to end: the values, each one's series and place in it, and the count
+    of series (the same checks as `_insample_matrix`)."""
+    arrays = [np.asarray(a, dtype=np.float64) for a in insample]
+    if arrays and all(a.ndim == 0 for a in arrays):  # a plain list of numbers: one series
+        arrays = [np.asarray(arrays)]
+    if any(a.ndim != 1 for a in arrays):
+        raise ValueError("insample must be a list of 1-D arrays or a padded 2-D array")
+    if n_series is not None and len(arrays) != n_series:
+        raise ValueError(f"insample must hold one history per series ({n_series}), got {len(arrays)}")
+    lengths = np.array([a.size for a in arrays], dtype=np.int64)
+    codes = np.repeat(np.arange(len(arrays)), lengths)
+    starts = np.cumsum(lengths) - lengths
+    position = np.arange(int(lengths.sum())) - np.repeat(starts, lengths)
+    return (np.concatenate(arrays) if arrays else np.empty(0)), codes, position, len(arrays)
 
 
 # --------------------------------------------------------------------------- point metrics

@@ -545,3 +545,27 @@ def test_a_series_scale_is_the_same_to_the_bit_whatever_pads_its_history():
         padded = M.mase_scale([*histories, longer], m)[: len(histories)]
         np.testing.assert_array_equal(alone, padded)
         np.testing.assert_allclose(alone, [np.mean(np.abs(h[m:] - h[:-m])) for h in histories], rtol=1e-12)
+
+
+def test_the_scales_of_histories_of_any_lengths_cost_their_values_not_a_padded_table():
+    # A list of histories was padded to the longest: one series of 100,000 values among 500 short ones
+    # made tables of 500 x 100,000 (one of 1,000,000 among 10,000: 80 GB per table). tracemalloc counts the
+    # bytes numpy asks for, which the arrays' shapes decide, whatever the machine.
+    import tracemalloc
+
+    rng = np.random.default_rng(5)
+    histories = [rng.normal(size=10) for _ in range(500)] + [rng.normal(size=100_000)]
+    given = sum(h.nbytes for h in histories)
+    tracemalloc.start()
+    try:
+        scale = M.mase_scale(histories, 24)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * given, f"{peak / given:.0f} x the histories' bytes"
+    assert np.isfinite(scale).all() and scale.shape == (len(histories),)
+    # the same bits as the padded table the 2-D form still takes (a season, lag 1, NaNs, constant rows)
+    histories[3][2:5] = np.nan
+    histories[7][:] = 4.0
+    for m in (1, 12, 24):
+        np.testing.assert_array_equal(M.mase_scale(histories, m), M.mase_scale(M._insample_matrix(histories, None), m))
