@@ -56,6 +56,7 @@ and per series).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -85,8 +86,18 @@ class Outliers:
     ending: np.ndarray
 
 
-#: Series sorted at a time by `_group_quantiles`: a block of similar lengths, padded to the longest.
+#: Series sorted at a time by `_group_quantiles`: a block of similar lengths (`_blocks`), padded to the longest.
 _BLOCK = 1024
+
+
+def _blocks(ascending: np.ndarray, order: np.ndarray) -> list[np.ndarray]:
+    """``order`` (series by ``ascending`` size) cut into blocks of at most `_BLOCK` series whose longest is
+    under twice their shortest, so a block's padding is under its own values: one series of a million
+    values among a thousand short ones is a block of its own, not a thousand rows of a million."""
+    octave = np.floor(np.log2(np.maximum(ascending, 1))).astype(np.int64)
+    bounds = np.flatnonzero(np.r_[True, octave[1:] != octave[:-1], True])
+    return [order[first : min(first + _BLOCK, end)] for start, end in pairwise(bounds)
+            for first in range(start, end, _BLOCK)]
 
 
 def _group_quantiles(values: np.ndarray, keys: np.ndarray, levels: tuple[float, ...]) -> list[np.ndarray]:
@@ -98,8 +109,7 @@ def _group_quantiles(values: np.ndarray, keys: np.ndarray, levels: tuple[float, 
     sizes = np.diff(np.r_[starts, len(values)])
     found = [np.empty(len(starts)) for _ in levels]
     by_size = np.argsort(sizes, kind="stable")
-    for first in range(0, len(by_size), _BLOCK):
-        groups = by_size[first : first + _BLOCK]
+    for groups in _blocks(sizes[by_size], by_size):
         size = sizes[groups]
         column = np.arange(int(size.max()))
         inside = column[None, :] < size[:, None]
